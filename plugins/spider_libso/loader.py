@@ -1,0 +1,199 @@
+"""Load spider-tdl native packages with ctypes, as spider's ``TdlPackage::load`` does.
+
+ABI.md §1.4-1.5, §2 and §8: the load order (version, name, optional init, execute), argument
+arrays whose pointers are never NULL, symbols looked up by string, and the free rule for
+every result buffer.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+
+from spider_core.tdl import (
+    HOST_VERSION,
+    DuplicatePackage,
+    EncodingError,
+    ErrorPayloadDeserializationFailure,
+    IncompatibleVersion,
+    InvalidLibrary,
+    InvalidUtf8,
+    PackageInitError,
+    TaskError,
+    TdlError,
+    Version,
+)
+
+GET_VERSION = "__spider_tdl_package_get_version"
+GET_NAME = "__spider_tdl_package_get_name"
+INIT = "__spider_tdl_package_init"
+EXECUTE = "__spider_tdl_package_execute"
+
+
+class _Version(ctypes.Structure):
+    _fields_ = [("major", ctypes.c_uint32), ("minor", ctypes.c_uint32), ("patch", ctypes.c_uint32)]
+
+
+class _InArray(ctypes.Structure):
+    """A borrowed ``CArray`` built from ``bytes``: ``c_char_p`` points into the object, never NULL."""
+
+    _fields_ = [("pointer", ctypes.c_char_p), ("length", ctypes.c_size_t)]
+
+
+class _OutArray(ctypes.Structure):
+    """A ``CArray`` returned by a package (not NUL-terminated, so read it by length)."""
+
+    _fields_ = [("pointer", ctypes.c_void_p), ("length", ctypes.c_size_t)]
+
+
+class _Result(ctypes.Structure):
+    _fields_ = [("is_error", ctypes.c_bool), ("pointer", ctypes.c_void_p), ("length", ctypes.c_size_t)]
+
+
+_libc = ctypes.CDLL(None)
+_free = _libc.free
+_free.argtypes = [ctypes.c_void_p]
+_free.restype = None
+_string_at = ctypes.string_at
+
+
+def _take(result: _Result) -> bytes:
+    """Copy a result buffer out and free it, exactly once; never touch an empty one."""
+    length = result.length
+    if not length:
+        return b""
+    data = _string_at(result.pointer, length)
+    _free(result.pointer)
+    return data
+
+
+def _tdl_error(payload: bytes, path: Path) -> TdlError:
+    try:
+        return TdlError.decode(payload)
+    except EncodingError as e:
+        raise ErrorPayloadDeserializationFailure(
+            f"{path} returned an error payload that is not a msgpack TdlError: {e}"
+        ) from None
+
+
+class NativePackage:
+    """A loaded ``lib<name>.so``; ``execute`` runs one task."""
+
+    kind = "native"
+
+    def __init__(self, path: Path, name: str, version: Version, execute: ctypes._CFuncPtr) -> None:
+        self.path = path
+        self.name = name
+        self.version = version
+        self._execute = execute
+
+    def __repr__(self) -> str:
+        return f"<NativePackage {self.name} {self.version} {self.path}>"
+
+    def execute(self, task: str, raw_ctx: bytes, raw_inputs: bytes) -> bytes:
+        """Run ``task``; return its wire-format outputs or raise an ``ExecutorError``."""
+        name = task.encode("utf-8", "surrogateescape")
+        result = self._execute(
+            _InArray(name, len(name)), _InArray(raw_ctx, len(raw_ctx)), _InArray(raw_inputs, len(raw_inputs))
+        )
+        data = _take(result)
+        if result.is_error:
+            raise TaskError(_tdl_error(data, self.path))
+        return data
+
+
+def _symbol(lib: ctypes.CDLL, name: str) -> ctypes._CFuncPtr | None:
+    try:
+        return lib[name]  # by string: `lib.__x` inside a class would be name-mangled
+    except AttributeError:
+        return None
+
+
+def load_native_package(path: Path, expected_name: str | None = None) -> NativePackage:
+    """Open, check and initialise a native package (spider's load order).
+
+    :param path: The ``lib<name>.so`` file.
+    :param expected_name: The name the package was requested by; the declared name must match.
+    :raises ExecutorError: ``InvalidLibrary``, ``IncompatibleVersion``, ``InvalidUtf8`` or
+        ``PackageInitError``, each naming the file.
+    """
+    path = Path(os.path.abspath(path))  # a bare file name would make dlopen search the system
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError as e:
+        raise InvalidLibrary(
+            f"cannot load {path}: {e}; check that it is a shared library built for this machine "
+            f"(cc -shared -fPIC) with all its dependencies available"
+        ) from None
+
+    missing = [s for s in (GET_VERSION, GET_NAME) if _symbol(lib, s) is None]
+    if missing:
+        raise InvalidLibrary(
+            f"{path} does not export {' or '.join(missing)}; is it a spider-tdl package? "
+            "Check the exported symbols with `nm -D`"
+        )
+    get_version = lib[GET_VERSION]
+    get_version.argtypes = []
+    get_version.restype = _Version
+    raw = get_version()
+    version = Version(raw.major, raw.minor, raw.patch)
+    if not HOST_VERSION.is_compatible_with(version):
+        raise IncompatibleVersion(package=version, executor=HOST_VERSION)
+
+    get_name = lib[GET_NAME]
+    get_name.argtypes = []
+    get_name.restype = _OutArray
+    raw_name = get_name()  # static storage: never freed
+    name_bytes = _string_at(raw_name.pointer, raw_name.length) if raw_name.length else b""
+    try:
+        name = name_bytes.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidUtf8(f"{path} declares a package name that is not valid UTF-8: {e}") from None
+    if expected_name is not None and name != expected_name:
+        raise InvalidLibrary(
+            f"{path} declares package name {name!r} but was requested as {expected_name!r}; "
+            f"a package must live in <package_dir>/<name>/lib<name>.so under its declared name"
+        )
+
+    init = _symbol(lib, INIT)
+    if init is not None:
+        init.argtypes = []
+        init.restype = _Result
+        result = init()
+        data = _take(result)
+        if result.is_error:
+            raise PackageInitError(_tdl_error(data, path))
+
+    execute = _symbol(lib, EXECUTE)
+    if execute is None:
+        raise InvalidLibrary(f"{path} does not export {EXECUTE}; it cannot run tasks")
+    execute.argtypes = [_InArray, _InArray, _InArray]
+    execute.restype = _Result
+    return NativePackage(path, name, version, execute)
+
+
+class TdlPackageManager:
+    """Loaded native packages by declared name, as spider's executor keeps them."""
+
+    def __init__(self) -> None:
+        self._packages: dict[str, NativePackage] = {}
+
+    def load(self, path: Path, expected_name: str | None = None) -> NativePackage:
+        package = load_native_package(path, expected_name)
+        if package.name in self._packages:
+            raise DuplicatePackage(
+                f"package {package.name!r} from {package.path} is already loaded "
+                f"from {self._packages[package.name].path}"
+            )
+        self._packages[package.name] = package
+        return package
+
+    def get(self, name: str) -> NativePackage | None:
+        return self._packages.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._packages
+
+    def __len__(self) -> int:
+        return len(self._packages)

@@ -1,0 +1,40 @@
+"""Package-name validation: a name from a request must never escape the package directory."""
+
+from __future__ import annotations
+
+#: lib<name>.so must fit in a file name (NAME_MAX is 255 bytes on Linux).
+MAX_PACKAGE_NAME_BYTES = 200
+
+
+class InvalidPackageName(ValueError):
+    """A package name that cannot be used to locate a package."""
+
+
+def validate_package_name(name: object) -> str:
+    """Return ``name`` unchanged if it is a safe package name, else raise ``InvalidPackageName``."""
+    if not isinstance(name, str):
+        raise InvalidPackageName(f"package name must be a string, got {type(name).__name__}")
+    problem = None
+    if not name:
+        problem = "is empty"
+    elif name in (".", ".."):
+        problem = "is a relative directory reference"
+    elif "\0" in name:
+        problem = "contains a NUL byte"
+    elif name.startswith("/"):
+        problem = "is an absolute path"
+    elif "/" in name or "\\" in name:
+        problem = "contains a path separator"
+    elif not name.isprintable():
+        problem = "contains a control character"
+    else:
+        try:
+            size = len(name.encode())
+        except UnicodeEncodeError:
+            problem = "is not valid UTF-8"
+        else:
+            if size > MAX_PACKAGE_NAME_BYTES:
+                problem = f"is {size} bytes long; the limit is {MAX_PACKAGE_NAME_BYTES}"
+    if problem:
+        raise InvalidPackageName(f"invalid package name {name!r:.60}: the name {problem}")
+    return name
