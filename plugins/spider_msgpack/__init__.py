@@ -1,0 +1,87 @@
+"""spider_msgpack: the default framing, a 4-byte big-endian length prefix and a msgpack body.
+
+The prefix is the one spider's executor uses (tokio's ``LengthDelimitedCodec``); the body is
+msgpack instead of bincode. Frames larger than ``max_frame_size`` are refused on both sides.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import msgpack
+
+from spider_core.framing import FramingError
+from spider_core.hookspecs import hookimpl
+
+_HEADER = struct.Struct(">I")
+_HEADER_SIZE = _HEADER.size
+_unpack_header = _HEADER.unpack_from
+
+
+class MsgpackDecoder:
+    """Incremental decoder: feed bytes, take complete messages."""
+
+    def __init__(self, max_frame_size: int) -> None:
+        self.max_frame_size = max_frame_size
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def wanted(self) -> int:
+        buffer = self._buffer
+        if len(buffer) < _HEADER_SIZE:
+            return _HEADER_SIZE - len(buffer)
+        return _HEADER_SIZE + _unpack_header(buffer)[0] - len(buffer)
+
+    def next_message(self) -> Any | None:
+        buffer = self._buffer
+        if len(buffer) < _HEADER_SIZE:
+            return None
+        (size,) = _unpack_header(buffer)
+        if size > self.max_frame_size:
+            raise FramingError(
+                f"frame of {size} bytes exceeds the maximum frame size of {self.max_frame_size} bytes"
+            )
+        end = _HEADER_SIZE + size
+        if len(buffer) < end:
+            return None
+        body = bytes(buffer[_HEADER_SIZE:end])
+        del buffer[:end]
+        try:
+            return msgpack.unpackb(body)
+        except Exception as e:
+            raise FramingError(f"frame of {size} bytes is not a msgpack message: {e}") from None
+
+
+class MsgpackFraming:
+    name = "msgpack"
+
+    def __init__(self, max_frame_size: int) -> None:
+        if max_frame_size <= 0:
+            raise ValueError(f"max_frame_size must be positive, got {max_frame_size}")
+        self.max_frame_size = max_frame_size
+
+    def encode(self, message: Any) -> bytes:
+        try:
+            body = msgpack.packb(message)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise FramingError(f"cannot encode message as msgpack: {e}") from None
+        if len(body) > self.max_frame_size:
+            raise FramingError(
+                f"message of {len(body)} bytes exceeds the maximum frame size of "
+                f"{self.max_frame_size} bytes (raise PoolConfig.max_frame_size to allow it)"
+            )
+        return _HEADER.pack(len(body)) + body
+
+    def decoder(self) -> MsgpackDecoder:
+        return MsgpackDecoder(self.max_frame_size)
+
+
+@hookimpl(trylast=True)
+def spider_framing(max_frame_size: int) -> MsgpackFraming:
+    return MsgpackFraming(max_frame_size)

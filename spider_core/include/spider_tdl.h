@@ -586,6 +586,8 @@ static inline uint64_t spider_tdl_ld64_(const uint8_t *p) {
 /* Internal: reads any int marker. *neg tells whether the value is negative; then *mag holds
  * the two's-complement int64 bit pattern, else the uint64 value. */
 static inline bool spider_tdl_read_any_int_(spider_tdl_reader *r, bool *neg, uint64_t *val) {
+    *neg = false;
+    *val = 0;
     size_t rem = r->len - r->pos;
     if (rem < 1) return false;
     const uint8_t *p = r->data + r->pos;
@@ -638,6 +640,7 @@ static inline bool spider_tdl_peek_is_nil(const spider_tdl_reader *r) {
 
 /** Reads a bool (c2 / c3). */
 static inline bool spider_tdl_read_bool(spider_tdl_reader *r, bool *out) {
+    *out = false;
     if (r->pos >= r->len) return false;
     uint8_t m = r->data[r->pos];
     if (m != 0xC2 && m != 0xC3) return false;
@@ -652,6 +655,7 @@ static inline bool spider_tdl_read_uint(spider_tdl_reader *r, uint64_t *out) {
     bool neg;
     uint64_t v;
     if (!spider_tdl_read_any_int_(r, &neg, &v)) return false;
+    *out = 0;
     if (neg) { r->pos = save; return false; }
     *out = v;
     return true;
@@ -662,6 +666,7 @@ static inline bool spider_tdl_read_int(spider_tdl_reader *r, int64_t *out) {
     size_t save = r->pos;
     bool neg;
     uint64_t v;
+    *out = 0;
     if (!spider_tdl_read_any_int_(r, &neg, &v)) return false;
     if (!neg && v > (uint64_t)INT64_MAX) { r->pos = save; return false; }
     int64_t s;
@@ -672,6 +677,7 @@ static inline bool spider_tdl_read_int(spider_tdl_reader *r, int64_t *out) {
 
 /** Reads a float: f64 (cb), f32 (ca), or any integer converted to double. */
 static inline bool spider_tdl_read_f64(spider_tdl_reader *r, double *out) {
+    *out = 0.0;
     size_t rem = r->len - r->pos;
     if (rem < 1) return false;
     const uint8_t *p = r->data + r->pos;
@@ -707,6 +713,9 @@ static inline bool spider_tdl_read_f64(spider_tdl_reader *r, double *out) {
 /* Internal: reads a str or bin header; *is_str tells which. Leaves pos after the header. */
 static inline bool spider_tdl_read_strbin_(spider_tdl_reader *r, const uint8_t **ptr,
                                            size_t *len, bool *is_str) {
+    *ptr = NULL;
+    *len = 0;
+    *is_str = false;
     size_t rem = r->len - r->pos;
     if (rem < 1) return false;
     const uint8_t *p = r->data + r->pos;
@@ -740,6 +749,8 @@ static inline bool spider_tdl_read_str(spider_tdl_reader *r, const char **ptr, s
     const uint8_t *p;
     size_t n;
     bool is_str;
+    *ptr = NULL;
+    *len = 0;
     if (!spider_tdl_read_strbin_(r, &p, &n, &is_str)) return false;
     if (!spider_tdl_utf8_valid(p, n)) { r->pos = save; return false; }
     *ptr = (const char *)p;
@@ -756,6 +767,7 @@ static inline bool spider_tdl_read_bin(spider_tdl_reader *r, const uint8_t **ptr
 /* Internal: reads a container header with markers fix (mask 0xF0 == fixbase), c16, c32. */
 static inline bool spider_tdl_read_container_(spider_tdl_reader *r, uint8_t fixbase, uint8_t c16,
                                               uint8_t c32, uint32_t *count) {
+    *count = 0;
     size_t rem = r->len - r->pos;
     if (rem < 1) return false;
     const uint8_t *p = r->data + r->pos;
@@ -917,6 +929,8 @@ static inline bool spider_tdl_wire_reader_init(spider_tdl_wire_reader *r, const 
  * were returned, or when the length header or the payload runs past the end of the buffer. */
 static inline bool spider_tdl_wire_next(spider_tdl_wire_reader *r, const uint8_t **ptr,
                                         size_t *len) {
+    *ptr = NULL;
+    *len = 0;
     if (r->index >= r->count) return false;
     if (r->len - r->pos < 4) return false;
     const uint8_t *h = r->data + r->pos;
@@ -1110,6 +1124,8 @@ static inline bool spider_tdl_task_context_parse(spider_tdl_task_context *ctx,
 static inline bool spider_tdl_task_outputs_wire(const uint8_t *raw, size_t len,
                                                 const uint8_t **frame, size_t *frame_len,
                                                 char *err, size_t errlen) {
+    *frame = NULL;
+    *frame_len = 0;
     if (raw == NULL || len == 0)
         return spider_tdl_fail_(err, errlen, "task outputs buffer is empty");
     if (raw[0] == 0) {

@@ -1,0 +1,253 @@
+"""The executor process: ``python -m spider_core.executor`` (``spider-task-executor``).
+
+It reads framed requests from its protocol channel, runs one task at a time and answers each
+with a framed result. At start it moves the protocol off fds 0 and 1 onto private descriptors
+and points fd 1 at stderr, so whatever a task prints only adds log lines. It dies with its
+parent and exits 0 on ``Shutdown`` or end of input; an undecodable request is logged and makes
+it exit with :data:`EXIT_PROTOCOL_ERROR`, which the pool treats as a crash.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from spider_core.converter import converter
+from spider_core.framing import DEFAULT_MAX_FRAME_SIZE, FramingError
+from spider_core.models import Execute, Message, PackageSource, Ready, Result, Shutdown, TaskPackage
+from spider_core.plugins import PluginError, PluginSettings, SpiderPluginManager, get_plugin_manager
+from spider_core.tdl import (
+    HOST_VERSION,
+    ExecutorError,
+    InvalidLibrary,
+    InvalidPackageName,
+    TaskError,
+    TdlError,
+    TdlErrorKind,
+    validate_package_name,
+)
+
+#: The environment the pool sets for its executors.
+ENV_PACKAGE_DIR = "SPIDER_TDL_PACKAGE_DIR"
+ENV_PARENT_PID = "SPIDER_EXECUTOR_PARENT_PID"
+ENV_MAX_FRAME_SIZE = "SPIDER_MAX_FRAME_SIZE"
+ENV_LOG_LEVEL = "SPIDER_EXECUTOR_LOG_LEVEL"
+
+EXIT_OK = 0
+EXIT_PROTOCOL_ERROR = 3
+EXIT_SETUP_ERROR = 4
+
+_PR_SET_PDEATHSIG = 1
+_READ_SIZE = 64 * 1024
+
+logger = logging.getLogger("spider_core.executor")
+
+
+class JsonLineFormatter(logging.Formatter):
+    """One JSON object per line: time, level, event, and the record's ``fields``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"ts": round(record.created, 6), "level": record.levelname.lower(), "event": record.getMessage()}
+        line.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            line["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def _log(event: str, level: int = logging.INFO, **fields: Any) -> None:
+    if logger.isEnabledFor(level):
+        logger.log(level, event, extra={"fields": fields})
+
+
+def _take_protocol_fds() -> tuple[int, int]:
+    """Move the protocol to private descriptors; fd 0 becomes /dev/null, fd 1 stderr."""
+    in_fd, out_fd = os.dup(0), os.dup(1)  # dup'd descriptors are close-on-exec
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    sys.stdout.reconfigure(line_buffering=True)
+    return in_fd, out_fd
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: EOF on the protocol channel still ends us
+        pass
+    expected = os.environ.get(ENV_PARENT_PID)
+    if expected and os.getppid() != int(expected):
+        os._exit(EXIT_OK)  # the parent died before prctl took effect
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class Executor:
+    """Resolves, loads and runs packages for the requests of one protocol channel."""
+
+    def __init__(self, pm: SpiderPluginManager, package_dir: Path | None) -> None:
+        self.pm = pm
+        self.package_dir = package_dir
+        self.packages: dict[str, TaskPackage] = {}
+
+    def package(self, name: str) -> TaskPackage:
+        """The loaded package ``name``, resolving and loading it on first use."""
+        package = self.packages.get(name)
+        if package is None:
+            package = self.packages[name] = self._load(name)
+        return package
+
+    def _load(self, name: str) -> TaskPackage:
+        try:
+            validate_package_name(name)
+        except InvalidPackageName as e:
+            raise InvalidLibrary(str(e)) from None
+        if self.package_dir is None:
+            raise InvalidLibrary(f"cannot locate package {name!r}: {ENV_PACKAGE_DIR} is not set")
+        try:
+            self.pm.require("spider_resolve_package")
+            source = self.pm.hook.spider_resolve_package(package=name, package_dir=self.package_dir)
+            if source is None:
+                raise InvalidLibrary(
+                    f"no task package named {name!r} in {self.package_dir} (a native package "
+                    f"is {self.package_dir}/{name}/lib{name}.so); build it with "
+                    f"`spider build-package` or check the package directory"
+                )
+            if isinstance(source, Path):
+                source = PackageSource(package=name, kind="native", location=source)
+            self.pm.require("spider_load_package")
+            package = self.pm.hook.spider_load_package(source=source)
+        except (ExecutorError, PluginError) as e:
+            if isinstance(e, PluginError):
+                raise InvalidLibrary(str(e)) from None
+            raise
+        except Exception as e:
+            logger.exception("plugin failure", extra={"fields": {"package": name}})
+            raise InvalidLibrary(
+                f"a plugin failed while loading package {name!r}: {type(e).__name__}: {e}"
+            ) from None
+        if package is None:
+            raise InvalidLibrary(
+                f"no plugin can load package {name!r} of kind {source.kind!r} at {source.location}"
+            )
+        if package.name != name:
+            raise InvalidLibrary(
+                f"{source.location} declares package name {package.name!r} but was requested as {name!r}"
+            )
+        _log("package loaded", package=name, kind=package.kind, location=str(source.location))
+        return package
+
+    def execute(self, request: Execute) -> Result:
+        elapsed_us = 0
+        try:
+            package = self.package(request.package)
+            start = time.perf_counter_ns()
+            try:
+                outputs = package.execute(request.task, request.raw_ctx, request.raw_inputs)
+            finally:
+                elapsed_us = (time.perf_counter_ns() - start) // 1000
+            result = Result(seq=request.seq, ok=True, payload=outputs, elapsed_us=elapsed_us)
+        except ExecutorError as e:
+            result = Result(seq=request.seq, ok=False, payload=e.encode(), elapsed_us=elapsed_us)
+        except Exception as e:
+            logger.exception("task raised", extra={"fields": {"package": request.package, "task": request.task}})
+            error = TaskError(TdlError(TdlErrorKind.ExecutionError, f"{type(e).__name__}: {e}"))
+            result = Result(seq=request.seq, ok=False, payload=error.encode(), elapsed_us=elapsed_us)
+        _log(
+            "task done",
+            seq=request.seq,
+            package=request.package,
+            task=request.task,
+            ok=result.ok,
+            elapsed_us=result.elapsed_us,
+        )
+        return result
+
+
+def _encode_result(framing: Any, result: Result) -> bytes:
+    try:
+        return framing.encode(converter.unstructure(result, Message))
+    except FramingError as e:
+        error = TaskError(TdlError(TdlErrorKind.SerializationError, f"cannot send the task's outputs: {e}"))
+        _log("result too large", logging.ERROR, seq=result.seq, error=str(e))
+        return framing.encode(
+            converter.unstructure(
+                Result(seq=result.seq, ok=False, payload=error.encode(), elapsed_us=result.elapsed_us), Message
+            )
+        )
+
+
+def serve(in_fd: int, out_fd: int, executor: Executor, framing: Any) -> int:
+    """Answer requests until ``Shutdown`` or end of input; return the exit status."""
+    decoder = framing.decoder()
+    _write_all(out_fd, framing.encode(converter.unstructure(Ready(pid=os.getpid(), abi_version=str(HOST_VERSION)), Message)))
+    while True:
+        try:
+            message = decoder.next_message()
+        except FramingError as e:
+            _log("bad request", logging.ERROR, error=str(e))
+            return EXIT_PROTOCOL_ERROR
+        if message is None:
+            data = os.read(in_fd, max(_READ_SIZE, decoder.wanted()))
+            if not data:
+                if decoder.pending():
+                    _log("truncated request", logging.ERROR, pending_bytes=decoder.pending())
+                    return EXIT_PROTOCOL_ERROR
+                _log("exit", reason="end of input")
+                return EXIT_OK
+            decoder.feed(data)
+            continue
+        try:
+            request = converter.structure(message, Message)
+        except Exception as e:
+            _log("bad request", logging.ERROR, error=f"not a protocol message: {e}")
+            return EXIT_PROTOCOL_ERROR
+        if isinstance(request, Shutdown):
+            _log("exit", reason="shutdown")
+            return EXIT_OK
+        if not isinstance(request, Execute):
+            _log("bad request", logging.ERROR, error=f"unexpected {type(request).__name__} message")
+            return EXIT_PROTOCOL_ERROR
+        _write_all(out_fd, _encode_result(framing, executor.execute(request)))
+
+
+def _setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLineFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    level = os.environ.get(ENV_LOG_LEVEL, "INFO").upper()
+    root.setLevel(level if level in logging.getLevelNamesMapping() else logging.INFO)
+
+
+def main() -> int:
+    in_fd, out_fd = _take_protocol_fds()
+    _die_with_parent()
+    _setup_logging()
+    _log("start", pid=os.getpid(), abi_version=str(HOST_VERSION), python=sys.version.split()[0])
+    try:
+        pm = get_plugin_manager(PluginSettings.from_env())
+        max_frame_size = int(os.environ.get(ENV_MAX_FRAME_SIZE) or DEFAULT_MAX_FRAME_SIZE)
+        framing = pm.call_required("spider_framing", max_frame_size=max_frame_size)
+    except (PluginError, ValueError) as e:
+        _log("exit", logging.ERROR, reason="setup failed", error=str(e))
+        return EXIT_SETUP_ERROR
+    package_dir = os.environ.get(ENV_PACKAGE_DIR)
+    executor = Executor(pm, Path(package_dir) if package_dir else None)
+    try:
+        return serve(in_fd, out_fd, executor, framing)
+    except BrokenPipeError:
+        _log("exit", reason="protocol channel closed")
+        return EXIT_OK

@@ -1,0 +1,5 @@
+import sys
+
+from spider_core.executor import main
+
+sys.exit(main())

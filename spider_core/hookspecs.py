@@ -1,0 +1,160 @@
+"""Hook specifications: every swappable piece of spider-core.
+
+Implement any of these in a plugin module or class decorated with
+:data:`spider_core.hookimpl`, and register it through the ``spider_core`` entry-point group.
+Implementations may accept fewer arguments than the spec lists. Hooks grow by gaining
+arguments; none is ever renamed or removed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from spider_core.models import PackageSource, TaskPackage
+
+PROJECT_NAME = "spider_core"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+# -------------------------------------------------------------------------------------------
+# package resolution and loading (called in the executor child)
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def spider_resolve_package(package: str, package_dir: Path) -> PackageSource | Path | None:
+    """Locate the task package named ``package``.
+
+    :param package: Name from the request, already validated (no separators, ``.``/``..``,
+        NUL or absolute paths).
+    :param package_dir: Root directory of installed task packages (``SPIDER_TDL_PACKAGE_DIR``).
+    :return: Where the package lives: a :class:`~spider_core.models.PackageSource`, or a
+        :class:`pathlib.Path` to a native ``lib<name>.so`` (treated as a source of kind
+        ``"native"``); None if this plugin does not know the package, to let another try.
+
+    First non-None result wins. Default: ``spider_libso`` (``<dir>/<pkg>/lib<pkg>.so``).
+    """
+
+
+@hookspec(firstresult=True)
+def spider_load_package(source: PackageSource) -> TaskPackage | None:
+    """Load (and initialise) a resolved package.
+
+    :param source: What ``spider_resolve_package`` returned; check ``source.kind``.
+    :return: A :class:`~spider_core.models.TaskPackage` whose declared name equals
+        ``source.package``; None if this plugin cannot load sources of this kind. Raise an
+        ``ExecutorError`` (``InvalidLibrary``, ``IncompatibleVersion``, ``PackageInitError``,
+        ...) if it can but the package is broken.
+
+    First non-None result wins. The executor caches the result by name for its lifetime.
+    Default: ``spider_libso`` (sources of kind ``"native"``, loaded with ctypes).
+    """
+
+
+# -------------------------------------------------------------------------------------------
+# framing (called in the pool and in the executor child; both must agree)
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def spider_framing(max_frame_size: int) -> Any:
+    """Provide the framing that carries protocol messages over the executor's pipes.
+
+    :param max_frame_size: Largest frame body, in bytes, either side may send or accept.
+    :return: A :class:`spider_core.framing.Framing`; None to let another plugin answer.
+
+    First non-None result wins; called once per process. Default: ``spider_msgpack``
+    (4-byte big-endian length prefix and a msgpack body).
+    """
+
+
+# -------------------------------------------------------------------------------------------
+# spawn (called in the pool)
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def spider_launcher(config: Any) -> Any:
+    """Provide the launcher that starts executor processes for a pool.
+
+    :param config: The pool's :class:`spider_core.PoolConfig`.
+    :return: A launcher object (see :mod:`spider_core.pool`); None to let another answer.
+
+    First non-None result wins; called once per pool. Default: ``spider_supervisor``
+    (one ``python -m spider_core.executor`` subprocess per pool).
+    """
+
+
+# -------------------------------------------------------------------------------------------
+# respawn policy (called in the pool)
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def spider_respawn_decision(config: Any, state: Any) -> Any:
+    """Decide whether, and when, to spawn a new executor.
+
+    :param config: The pool's :class:`spider_core.PoolConfig`.
+    :param state: What happened so far (see :mod:`spider_core.pool`): why a spawn is needed,
+        consecutive spawn failures, the time of the last failure, tasks run by the executor.
+    :return: A decision object (see :mod:`spider_core.pool`); None to let another answer.
+
+    First non-None result wins. Default: ``spider_supervisor`` (respawn at once, back off
+    exponentially after repeated spawn failures, give up after a limit until the back-off
+    has passed, optional recycling after N tasks).
+    """
+
+
+# -------------------------------------------------------------------------------------------
+# lifecycle events (called in the pool; notifications only)
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec
+def spider_executor_started(executor_id: int, pid: int, log_path: Path | None) -> None:
+    """An executor process is up and has sent ``Ready``.
+
+    :param executor_id: The pool's monotonic id of this spawn.
+    :param pid: The executor's process id.
+    :param log_path: Where its log goes, or None when forwarded to ``logging``.
+
+    All implementations are called. Default: none.
+    """
+
+
+@hookspec
+def spider_executor_exited(
+    executor_id: int, pid: int, reason: str, exit_status: int | None, signal: int | None
+) -> None:
+    """An executor process is gone and reaped.
+
+    :param executor_id: The pool's id of this spawn.
+    :param pid: Its process id.
+    :param reason: ``"timeout"``, ``"crash"``, ``"cancelled"``, ``"recycle"`` or ``"shutdown"``.
+    :param exit_status: Its exit code, or None if a signal killed it.
+    :param signal: The signal that killed it, or None.
+
+    All implementations are called. Default: none.
+    """
+
+
+@hookspec
+def spider_task_finished(
+    request: Any, outcome: Any, executor_id: int, queue_wait: float, execution_time: float
+) -> None:
+    """A call to ``ProcessPool.execute`` produced an outcome.
+
+    :param request: The :class:`spider_core.ExecuteRequest`.
+    :param outcome: ``Success``, ``InTaskFailure``, ``Timeout`` or ``ExecutorCrash``.
+    :param executor_id: The executor that ran it.
+    :param queue_wait: Seconds spent waiting for the pool's lock.
+    :param execution_time: Seconds from holding the lock to the outcome.
+
+    All implementations are called. Default: none.
+    """

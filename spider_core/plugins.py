@@ -1,0 +1,206 @@
+"""Building the plugin manager: specs, default plugins, entry points, blocking and tracing."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+import pluggy
+from attrs import field, frozen
+
+from spider_core import hookspecs
+
+logger = logging.getLogger("spider_core.plugins")
+
+#: Third-party plugins register under this entry-point group.
+ENTRY_POINT_GROUP = "spider_core"
+
+#: Default plugins: name -> module. Their firstresult hooks are ``trylast``.
+DEFAULT_PLUGINS = {
+    "spider_libso": "spider_libso",
+    "spider_msgpack": "spider_msgpack",
+    "spider_supervisor": "spider_supervisor",
+}
+
+ENV_DISABLE = "SPIDER_DISABLE_PLUGINS"
+ENV_NO_AUTOLOAD = "SPIDER_DISABLE_PLUGIN_AUTOLOAD"
+ENV_TRACE = "SPIDER_TRACE_HOOKS"
+
+#: Hooks a working host needs an answer from.
+REQUIRED_HOOKS = (
+    "spider_resolve_package",
+    "spider_load_package",
+    "spider_framing",
+    "spider_launcher",
+    "spider_respawn_decision",
+)
+
+
+class PluginError(Exception):
+    """A plugin could not be loaded, or no plugin provides a required hook."""
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def _names(value: str | None) -> frozenset[str]:
+    return frozenset(n.strip() for n in (value or "").split(",") if n.strip())
+
+
+@frozen(kw_only=True)
+class PluginSettings:
+    """Which plugins load: the same settings build the pool's manager and the executor's."""
+
+    blocked: frozenset[str] = field(default=frozenset(), converter=frozenset)
+    autoload: bool = True
+    trace: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, blocked: Iterable[str] = ()) -> PluginSettings:
+        """Read ``SPIDER_DISABLE_PLUGINS``, ``SPIDER_DISABLE_PLUGIN_AUTOLOAD`` and
+        ``SPIDER_TRACE_HOOKS``; ``blocked`` adds names (from a config)."""
+        env = os.environ if environ is None else environ
+        return cls(
+            blocked=_names(env.get(ENV_DISABLE)) | frozenset(blocked),
+            autoload=not _truthy(env.get(ENV_NO_AUTOLOAD)),
+            trace=_truthy(env.get(ENV_TRACE)),
+        )
+
+    def to_env(self) -> dict[str, str]:
+        """Environment variables that make ``from_env`` rebuild these settings in a child."""
+        return {
+            ENV_DISABLE: ",".join(sorted(self.blocked)),
+            ENV_NO_AUTOLOAD: "0" if self.autoload else "1",
+            ENV_TRACE: "1" if self.trace else "0",
+        }
+
+
+@frozen(kw_only=True)
+class PluginInfo:
+    """What ``spider plugins`` lists about one plugin."""
+
+    name: str
+    status: str  # "default", "third-party" or "blocked"
+    distribution: str | None = None
+    version: str | None = None
+    hooks: tuple[str, ...] = ()
+
+
+class SpiderPluginManager(pluggy.PluginManager):
+    """A pluggy manager that remembers where each plugin came from."""
+
+    def __init__(self, settings: PluginSettings) -> None:
+        super().__init__(hookspecs.PROJECT_NAME)
+        self.settings = settings
+        self._origins: dict[str, tuple[str, str | None, str | None]] = {}
+
+    def record_origin(self, name: str, status: str, dist: str | None, version: str | None) -> None:
+        self._origins[name] = (status, dist, version)
+
+    def plugin_infos(self) -> list[PluginInfo]:
+        """Every default and entry-point plugin, registered or blocked."""
+        infos = []
+        for name, (status, dist, version) in self._origins.items():
+            plugin = self.get_plugin(name)
+            hooks = tuple(sorted(h.name for h in self.get_hookcallers(plugin) or ())) if plugin else ()
+            infos.append(
+                PluginInfo(
+                    name=name,
+                    status="blocked" if self.is_blocked(name) else status,
+                    distribution=dist,
+                    version=version,
+                    hooks=hooks,
+                )
+            )
+        return infos
+
+    def implementers(self, hook_name: str) -> list[str]:
+        caller = getattr(self.hook, hook_name)
+        return [impl.plugin_name for impl in caller.get_hookimpls()]
+
+    def require(self, hook_name: str) -> None:
+        """Raise a clear error if no registered plugin implements ``hook_name``."""
+        if not self.implementers(hook_name):
+            blocked = sorted(self.settings.blocked) or ["none"]
+            raise PluginError(
+                f"no plugin implements the required hook {hook_name}; blocked plugins: "
+                f"{', '.join(blocked)} (unblock one through {ENV_DISABLE} or install a plugin "
+                f"that provides it)"
+            )
+
+    def call_required(self, hook_name: str, **kwargs: Any) -> Any:
+        """Call a firstresult hook that must answer; None becomes a clear error."""
+        self.require(hook_name)
+        result = getattr(self.hook, hook_name)(**kwargs)
+        if result is None:
+            raise PluginError(
+                f"every plugin implementing {hook_name} ({', '.join(self.implementers(hook_name))}) "
+                f"returned None; blocked plugins: {', '.join(sorted(self.settings.blocked)) or 'none'}"
+            )
+        return result
+
+
+def _load_entry_points(pm: SpiderPluginManager) -> None:
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist.name if ep.dist else None
+        version = ep.dist.version if ep.dist else None
+        pm.record_origin(ep.name, "third-party", dist, version)
+        if pm.is_blocked(ep.name) or pm.get_plugin(ep.name) is not None:
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as e:
+            raise PluginError(
+                f"plugin {ep.name!r} (from {dist or 'an unknown distribution'}) failed to import: "
+                f"{type(e).__name__}: {e}; disable it with {ENV_DISABLE}={ep.name}"
+            ) from e
+        pm.register(plugin, name=ep.name)
+
+
+def get_plugin_manager(
+    settings: PluginSettings | None = None,
+    *,
+    blocked: Iterable[str] = (),
+    autoload: bool | None = None,
+) -> SpiderPluginManager:
+    """A fresh plugin manager: specs, defaults, entry points, then validation.
+
+    :param settings: Defaults to :meth:`PluginSettings.from_env`.
+    :param blocked: More plugin names to block.
+    :param autoload: Override whether entry-point plugins load.
+    """
+    settings = settings or PluginSettings.from_env()
+    if blocked:
+        settings = attrs.evolve(settings, blocked=settings.blocked | frozenset(blocked))
+    if autoload is not None:
+        settings = attrs.evolve(settings, autoload=autoload)
+    pm = SpiderPluginManager(settings)
+    pm.add_hookspecs(hookspecs)
+    own_version = _own_version()
+    for name in settings.blocked:
+        pm.set_blocked(name)
+    for name, module_name in DEFAULT_PLUGINS.items():
+        pm.record_origin(name, "default", "spider-core", own_version)
+        if pm.is_blocked(name):
+            continue
+        pm.register(importlib.import_module(module_name), name=name)
+    if settings.autoload:
+        _load_entry_points(pm)
+    pm.check_pending()
+    if settings.trace:
+        pm.trace.root.setwriter(lambda message: logger.info("hook %s", message.rstrip()))
+        pm.enable_tracing()
+    return pm
+
+
+def _own_version() -> str | None:
+    try:
+        return importlib.metadata.version("spider-core")
+    except importlib.metadata.PackageNotFoundError:
+        return None

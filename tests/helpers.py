@@ -1,0 +1,89 @@
+"""Helpers shared by the tests (the ``tests`` directory is on sys.path under pytest)."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TASK_PACKAGES = REPO / "task_packages"
+#: The installed ``spider`` console script of the interpreter running the tests.
+SPIDER = Path(sys.executable).with_name("spider")
+
+
+def write_c_package(root: Path, name: str, source: str) -> Path:
+    """Write ``root/<name>/<name>.c`` and return the source directory."""
+    src = root / name
+    src.mkdir(parents=True)
+    (src / f"{name}.c").write_text(textwrap.dedent(source))
+    return src
+
+
+class ExecutorProcess:
+    """The real executor subprocess, driven directly through the default framing."""
+
+    def __init__(self, package_dir: Path | None, env: dict[str, str] | None = None, max_frame_size: int = 64 << 20):
+        import os
+        import subprocess
+
+        from spider_msgpack import MsgpackFraming
+
+        self.framing = MsgpackFraming(max_frame_size)
+        self.decoder = self.framing.decoder()
+        child_env = {k: v for k, v in os.environ.items() if not k.startswith("SPIDER_")}
+        child_env["SPIDER_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+        if package_dir is not None:
+            child_env["SPIDER_TDL_PACKAGE_DIR"] = str(package_dir)
+        child_env.update(env or {})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "spider_core.executor"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=child_env,
+        )
+        self.seq = 0
+
+    def send(self, message: dict) -> None:
+        self.proc.stdin.write(self.framing.encode(message))
+        self.proc.stdin.flush()
+
+    def receive(self) -> dict | None:
+        """The next message, or None at end of output."""
+        import os
+
+        while True:
+            message = self.decoder.next_message()
+            if message is not None:
+                return message
+            data = os.read(self.proc.stdout.fileno(), 1 << 20)
+            if not data:
+                return None
+            self.decoder.feed(data)
+
+    def execute(self, package: str, task: str, inputs: bytes, ctx: bytes | None = None) -> dict:
+        from spider_core.tdl import TaskContext
+
+        self.seq += 1
+        raw_ctx = TaskContext().encode() if ctx is None else ctx
+        self.send(
+            {"type": "Execute", "seq": self.seq, "package": package, "task": task, "raw_ctx": raw_ctx, "raw_inputs": inputs}
+        )
+        return self.receive()
+
+    def wait(self, timeout: float = 10) -> int:
+        return self.proc.wait(timeout)
+
+    def stderr_events(self) -> list[dict]:
+        import json
+
+        lines = self.proc.stderr.read().decode().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            stream.close()

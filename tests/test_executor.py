@@ -1,0 +1,238 @@
+"""The executor subprocess driven directly through the framing, as spider's test_executor.rs does."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import msgpack
+import pytest
+from helpers import ExecutorProcess
+
+from spider_core.tdl import (
+    EMPTY_FRAME,
+    ExecutorError,
+    InvalidLibrary,
+    PackageInitError,
+    SerializedTaskOutputs,
+    TaskContext,
+    TaskError,
+    TaskId,
+    TdlErrorKind,
+    decode_values,
+    encode_values,
+)
+
+NAME = "integration_test_tasks"
+
+
+@pytest.fixture
+def executor(package_dir: Path):
+    proc = ExecutorProcess(package_dir)
+    try:
+        yield proc
+    finally:
+        proc.close()
+
+
+def ready(proc: ExecutorProcess) -> dict:
+    message = proc.receive()
+    assert message["type"] == "Ready"
+    return message
+
+
+def error_of(result: dict) -> ExecutorError:
+    assert result["ok"] is False, result
+    return ExecutorError.decode(result["payload"])
+
+
+def test_ready_then_fibonacci(executor: ExecutorProcess) -> None:
+    hello = ready(executor)
+    assert hello["pid"] == executor.proc.pid
+    assert hello["abi_version"] == "0.1.0"
+    result = executor.execute(NAME, "fibonacci", encode_values([10]))
+    assert result["type"] == "Result" and result["ok"] is True and result["seq"] == 1
+    assert decode_values(result["payload"]) == [55]
+    assert result["elapsed_us"] >= 0
+
+
+def test_seq_is_echoed(executor: ExecutorProcess) -> None:
+    ready(executor)
+    executor.seq = 41
+    assert executor.execute(NAME, "fibonacci", encode_values([1]))["seq"] == 42
+
+
+def test_always_fail(executor: ExecutorProcess) -> None:
+    ready(executor)
+    error = error_of(executor.execute(NAME, "always_fail", EMPTY_FRAME))
+    assert isinstance(error, TaskError) and error.error.kind is TdlErrorKind.ExecutionError
+    assert "always_fail" in error.error.message
+
+
+def test_always_panic_kills_the_executor_with_sigabrt(executor: ExecutorProcess) -> None:
+    ready(executor)
+    assert executor.execute(NAME, "always_panic", EMPTY_FRAME) is None
+    assert executor.wait() == -signal.SIGABRT
+
+
+def commit_ctx(values: list[int]) -> bytes:
+    raw = SerializedTaskOutputs.from_frame(encode_values(values)).raw
+    return TaskContext(job_id=42, task_id=TaskId.COMMIT, task_instance_id=1, resource_group_id=7,
+                       serialized_task_graph_outputs=raw).encode()
+
+
+def test_commit_task_succeeds_for_zero_sum(executor: ExecutorProcess) -> None:
+    ready(executor)
+    result = executor.execute(NAME, "assert_outputs_sum_zero", EMPTY_FRAME, ctx=commit_ctx([3, -3]))
+    assert result["ok"] is True and result["payload"] == EMPTY_FRAME
+
+
+@pytest.mark.parametrize(
+    ("ctx", "kind"),
+    [
+        (commit_ctx([3, -2]), TdlErrorKind.ExecutionError),
+        (commit_ctx([]), TdlErrorKind.ExecutionError),
+        (TaskContext(task_id=TaskId.of(0)).encode(), TdlErrorKind.InvalidTaskContext),
+    ],
+    ids=["non-zero-sum", "empty-outputs", "not-commit"],
+)
+def test_commit_task_errors(executor: ExecutorProcess, ctx: bytes, kind: TdlErrorKind) -> None:
+    ready(executor)
+    error = error_of(executor.execute(NAME, "assert_outputs_sum_zero", EMPTY_FRAME, ctx=ctx))
+    assert isinstance(error, TaskError) and error.error.kind is kind
+
+
+def test_assert_initialized(executor: ExecutorProcess) -> None:
+    ready(executor)
+    assert executor.execute(NAME, "assert_initialized", EMPTY_FRAME)["ok"] is True
+
+
+def test_init_failure_answers_every_request_and_stays_up(package_dir: Path) -> None:
+    proc = ExecutorProcess(package_dir, env={"SPIDER_TEST_TDL_INIT_SHOULD_FAIL": "1"})
+    try:
+        ready(proc)
+        for _ in range(3):
+            error = error_of(proc.execute(NAME, "assert_initialized", EMPTY_FRAME))
+            assert isinstance(error, PackageInitError)
+        assert proc.proc.poll() is None
+    finally:
+        proc.close()
+
+
+def test_stray_stdout_does_not_corrupt_the_protocol(executor: ExecutorProcess) -> None:
+    ready(executor)
+    assert executor.execute(NAME, "print_to_stdout", EMPTY_FRAME)["ok"] is True
+    assert decode_values(executor.execute(NAME, "fibonacci", encode_values([10]))["payload"]) == [55]
+    executor.send({"type": "Shutdown"})
+    assert executor.wait() == 0
+    assert b"hello from a task" in executor.proc.stderr.read()
+
+
+def test_python_print_goes_to_stderr(package_dir: Path) -> None:
+    # sys.stdout of the executor must be the log, not the protocol channel.
+    import subprocess
+    import sys
+
+    code = "import spider_core.executor as e; e._take_protocol_fds(); print('PRINTED'); import os; os.write(1, b'RAW')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True)
+    assert done.stdout == b""
+    assert b"PRINTED" in done.stderr and b"RAW" in done.stderr
+
+
+def test_shutdown_exits_zero(executor: ExecutorProcess) -> None:
+    ready(executor)
+    executor.send({"type": "Shutdown"})
+    assert executor.receive() is None
+    assert executor.wait() == 0
+    events = [e["event"] for e in executor.stderr_events()]
+    assert events[0] == "start" and events[-1] == "exit"
+
+
+def test_eof_exits_zero(executor: ExecutorProcess) -> None:
+    ready(executor)
+    executor.proc.stdin.close()
+    assert executor.wait() == 0
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"\x00\x00\x00\x02\xc1\xc1", b"\x00\x00\x00\x01\x07", b"\xff\xff\xff\xff", msgpack.packb({"type": "Result"})],
+    ids=["undecodable-msgpack", "not-a-message", "oversized", "no-length-prefix"],
+)
+def test_garbage_exits_non_zero(executor: ExecutorProcess, garbage: bytes) -> None:
+    ready(executor)
+    executor.proc.stdin.write(garbage)
+    executor.proc.stdin.close()
+    assert executor.wait() != 0
+    assert any(e["event"] in ("bad request", "truncated request") for e in executor.stderr_events())
+
+
+def test_missing_package_is_an_error_reply(executor: ExecutorProcess, package_dir: Path) -> None:
+    ready(executor)
+    error = error_of(executor.execute("absent", "t", EMPTY_FRAME))
+    assert isinstance(error, InvalidLibrary)
+    assert "no task package named 'absent'" in error.message and str(package_dir) in error.message
+    assert executor.execute(NAME, "fibonacci", encode_values([3]))["ok"] is True
+
+
+@pytest.mark.parametrize("name", ["../etc", "/abs", "", "a/b", "."])
+def test_invalid_package_name_is_an_error_reply(executor: ExecutorProcess, name: str) -> None:
+    ready(executor)
+    error = error_of(executor.execute(name, "t", EMPTY_FRAME))
+    assert isinstance(error, InvalidLibrary) and "invalid package name" in error.message
+
+
+def test_no_package_dir(clean_env: None) -> None:
+    proc = ExecutorProcess(None)
+    try:
+        ready(proc)
+        error = error_of(proc.execute(NAME, "fibonacci", encode_values([1])))
+        assert isinstance(error, InvalidLibrary) and "SPIDER_TDL_PACKAGE_DIR is not set" in error.message
+    finally:
+        proc.close()
+
+
+def test_result_over_the_frame_limit_is_an_error_reply(package_dir: Path) -> None:
+    proc = ExecutorProcess(package_dir, env={"SPIDER_MAX_FRAME_SIZE": "100000"}, max_frame_size=100000)
+    try:
+        ready(proc)
+        error = error_of(proc.execute(NAME, "big", encode_values([200_000])))
+        assert isinstance(error, TaskError) and error.error.kind is TdlErrorKind.SerializationError
+        assert proc.execute(NAME, "fibonacci", encode_values([2]))["ok"] is True
+    finally:
+        proc.close()
+
+
+def test_structured_log_lines(executor: ExecutorProcess) -> None:
+    ready(executor)
+    executor.execute(NAME, "fibonacci", encode_values([5]))
+    executor.send({"type": "Shutdown"})
+    executor.wait()
+    events = executor.stderr_events()
+    by_name = {e["event"]: e for e in events}
+    assert by_name["start"]["pid"] == executor.proc.pid
+    assert by_name["package loaded"]["package"] == NAME
+    done = by_name["task done"]
+    assert (done["package"], done["task"], done["ok"], done["seq"]) == (NAME, "fibonacci", True, 1)
+    assert by_name["exit"]["reason"] == "shutdown"
+
+
+def test_blocked_libso_makes_packages_unresolvable(package_dir: Path) -> None:
+    proc = ExecutorProcess(package_dir, env={"SPIDER_DISABLE_PLUGINS": "spider_libso"})
+    try:
+        ready(proc)
+        error = error_of(proc.execute(NAME, "fibonacci", encode_values([1])))
+        assert isinstance(error, InvalidLibrary)
+        assert "spider_resolve_package" in error.message and "spider_libso" in error.message
+    finally:
+        proc.close()
+
+
+def test_blocked_framing_fails_setup(package_dir: Path) -> None:
+    proc = ExecutorProcess(package_dir, env={"SPIDER_DISABLE_PLUGINS": "spider_msgpack"})
+    try:
+        assert proc.receive() is None
+        assert proc.wait() == 4
+        assert any("spider_framing" in e.get("error", "") for e in proc.stderr_events())
+    finally:
+        proc.close()
