@@ -1,6 +1,8 @@
 """spider-core: run native and Python task packages in supervised executor processes."""
 
 from spider_core.build import BuildError, build_package, get_include
+from spider_core.hookspecs import hookimpl
+from spider_core.plugins import PluginError, PluginSettings, get_plugin_manager
 from spider_core.tdl import (
     HOST_VERSION,
     ExecutorError,
@@ -12,9 +14,11 @@ from spider_core.tdl import (
 )
 
 __all__ = [
+    "HOST_VERSION",
     "BuildError",
     "ExecutorError",
-    "HOST_VERSION",
+    "PluginError",
+    "PluginSettings",
     "TaskContext",
     "TaskId",
     "TdlError",
@@ -22,4 +26,6 @@ __all__ = [
     "Version",
     "build_package",
     "get_include",
+    "get_plugin_manager",
+    "hookimpl",
 ]

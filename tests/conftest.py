@@ -4,8 +4,8 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import TASK_PACKAGES
 
+from helpers import TASK_PACKAGES
 from spider_core.build import build_package
 from spider_core.plugins import PluginSettings, get_plugin_manager
 

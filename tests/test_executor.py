@@ -7,8 +7,8 @@ from pathlib import Path
 
 import msgpack
 import pytest
-from helpers import ExecutorProcess
 
+from helpers import ExecutorProcess
 from spider_core.tdl import (
     EMPTY_FRAME,
     ExecutorError,

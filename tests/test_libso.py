@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import TASK_PACKAGES, write_c_package
 from spider_core.build import build_package
 from spider_core.models import PackageSource
 from spider_core.tdl import (
@@ -25,7 +26,6 @@ from spider_core.tdl import (
     encode_values,
 )
 from spider_libso import TdlPackageManager, library_path, load_native_package
-from helpers import TASK_PACKAGES, write_c_package
 
 CTX = TaskContext(job_id=1, task_instance_id=13, resource_group_id=2).encode()
 NAME = "integration_test_tasks"

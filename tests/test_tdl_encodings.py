@@ -123,7 +123,7 @@ def test_executor_error_python_views() -> None:
 def test_executor_error_decodes_indices_and_struct_maps_like_rmp() -> None:
     assert ExecutorError.decode(msgpack.packb({4: {3: "boom"}})) == TaskError(TdlError("ExecutionError", "boom"))
     fields = ["package_major", "package_minor", "package_patch", "executor_major", "executor_minor", "executor_patch"]
-    as_map = msgpack.packb({"IncompatibleVersion": dict(zip(fields, [0, 2, 0, 0, 1, 0]))})
+    as_map = msgpack.packb({"IncompatibleVersion": dict(zip(fields, [0, 2, 0, 0, 1, 0], strict=False))})
     decoded = ExecutorError.decode(as_map)
     assert isinstance(decoded, IncompatibleVersion)
     assert (decoded.package, decoded.executor) == (Version(0, 2, 0), Version(0, 1, 0))

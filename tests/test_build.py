@@ -1,0 +1,100 @@
+"""`spider build-package` and `spider_core.build_package`, through the real entry point."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import spider_core
+from helpers import SPIDER, TASK_PACKAGES, write_c_package
+from spider_core.build import BuildError, PackageSourceError, build_package
+
+SYMBOLS = {
+    "__spider_tdl_package_get_version",
+    "__spider_tdl_package_get_name",
+    "__spider_tdl_package_init",
+    "__spider_tdl_package_execute",
+}
+
+
+def spider(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run([str(SPIDER), *args], capture_output=True, text=True, env={**os.environ, **(env or {})})
+
+
+def assert_one_clear_line(done: subprocess.CompletedProcess[str], code: int, text: str) -> None:
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("spider: error: ") or done.stderr.startswith("usage:")
+    assert text in done.stderr
+
+
+def test_get_include_holds_the_header() -> None:
+    assert (Path(spider_core.get_include()) / "spider_tdl.h").is_file()
+
+
+@pytest.mark.skipif(shutil.which("nm") is None, reason="nm (binutils) is not installed")
+def test_cli_builds_a_library_exporting_the_four_symbols(tmp_path: Path) -> None:
+    done = spider("build-package", str(TASK_PACKAGES / "integration_test_tasks"), "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    library = tmp_path / "integration_test_tasks" / "libintegration_test_tasks.so"
+    assert done.stdout.strip() == str(library)
+    symbols = subprocess.run(["nm", "-D", "--defined-only", str(library)], capture_output=True, text=True).stdout
+    assert SYMBOLS <= {line.split()[-1] for line in symbols.splitlines() if line.strip()}
+
+
+def test_rebuild_replaces_the_library(tmp_path: Path) -> None:
+    first = build_package(TASK_PACKAGES / "integration_test_tasks", tmp_path)
+    inode = first.stat().st_ino
+    second = build_package(TASK_PACKAGES / "integration_test_tasks", tmp_path)
+    assert second == first and second.stat().st_ino != inode
+    assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temporary files left
+
+
+def test_missing_source_dir(tmp_path: Path) -> None:
+    assert_one_clear_line(
+        spider("build-package", str(tmp_path / "nope"), "--out", str(tmp_path)), 2, "does not exist"
+    )
+
+
+def test_source_dir_without_c_files(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    assert_one_clear_line(spider("build-package", str(tmp_path / "empty"), "--out", str(tmp_path)), 2, "no .c files")
+
+
+def test_missing_compiler(tmp_path: Path) -> None:
+    done = spider("build-package", str(TASK_PACKAGES / "integration_test_tasks"), "--out", str(tmp_path),
+                  env={"CC": "/nonexistent/cc"})
+    assert_one_clear_line(done, 1, "C compiler '/nonexistent/cc' not found")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_compile_error_shows_the_compiler_message(tmp_path: Path) -> None:
+    src = write_c_package(tmp_path, "broken", "int main(void) { return nope; }\n")
+    done = spider("build-package", str(src), "--out", str(tmp_path / "out"))
+    assert_one_clear_line(done, 1, "compiling package 'broken'")
+    assert "nope" in done.stderr and "error" in done.stderr
+    assert not (tmp_path / "out" / "broken" / "libbroken.so").exists()
+
+
+def test_usage_error() -> None:
+    done = spider("build-package")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_python_api_errors(tmp_path: Path) -> None:
+    with pytest.raises(PackageSourceError):
+        build_package(tmp_path / "nope", tmp_path)
+    with pytest.raises(BuildError, match="not found"):
+        build_package(TASK_PACKAGES / "integration_test_tasks", tmp_path, cc="/nonexistent/cc")
+
+
+def test_cflags_reach_the_compiler(tmp_path: Path) -> None:
+    src = write_c_package(tmp_path, "flagged", "#ifndef MUST_BE_SET\n#error MUST_BE_SET missing\n#endif\n")
+    with pytest.raises(BuildError, match="MUST_BE_SET missing"):
+        build_package(src, tmp_path / "out")
+    assert build_package(src, tmp_path / "out", cflags=["-DMUST_BE_SET"]).is_file()

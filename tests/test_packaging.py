@@ -1,0 +1,50 @@
+"""What the installed distribution exposes, and what it must not."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO
+
+
+def run_python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    # -P: do not put the current directory on sys.path, as an installed program would not.
+    return subprocess.run([sys.executable, "-P", "-c", code], cwd=cwd, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("name", ["plugins", "tests", "task_packages"])
+def test_repository_directories_are_not_importable(name: str, tmp_path: Path) -> None:
+    done = run_python(f"import {name}", cwd=REPO)
+    assert done.returncode != 0 and "ModuleNotFoundError" in done.stderr
+
+
+def test_plugin_packages_are_top_level(tmp_path: Path) -> None:
+    done = run_python("import spider_libso, spider_msgpack, spider_supervisor, spider_core", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(REPO)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    (path,) = out.glob("spider_core-*.whl")
+    return path
+
+
+def test_wheel_top_level_packages(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert tops == {"spider_core", "spider_libso", "spider_msgpack", "spider_supervisor"}
+    assert "spider_core/include/spider_tdl.h" in names
+    assert "spider_core/_bundled/task_packages/integration_test_tasks/integration_test_tasks.c" in names
+    assert not any("__pycache__" in n for n in names)

@@ -1,0 +1,242 @@
+"""The plugin manager: defaults, entry points, blocking, tracing, and the executor honouring them."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from helpers import ExecutorProcess
+from spider_core import hookspecs
+from spider_core.models import PackageSource
+from spider_core.plugins import (
+    DEFAULT_PLUGINS,
+    ENTRY_POINT_GROUP,
+    PluginError,
+    PluginSettings,
+    get_plugin_manager,
+)
+from spider_core.tdl import EMPTY_FRAME, decode_values
+
+HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("spider_"))
+
+
+def make_distribution(root: Path, dist: str, module: str, source: str, entry_name: str) -> Path:
+    """A real, importable distribution (module + dist-info with a spider_core entry point) in ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{dist.replace('-', '_')}-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{entry_name} = {module}\n")
+    return root
+
+
+FAKE_PLUGIN = """
+    from spider_core import hookimpl
+    from spider_core.models import PackageSource
+    from spider_core.tdl import encode_values
+
+
+    class Package:
+        name = "fakepkg"
+        kind = "fake"
+
+        def execute(self, task, raw_ctx, raw_inputs):
+            return encode_values(["answered by fakeplugin", task])
+
+
+    @hookimpl
+    def spider_resolve_package(package, package_dir):
+        if package == "fakepkg":
+            return PackageSource(package=package, kind="fake", location=package_dir)
+
+
+    @hookimpl
+    def spider_load_package(source):
+        if source.kind == "fake":
+            return Package()
+"""
+
+
+@pytest.fixture
+def fake_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = make_distribution(tmp_path / "site", "spider-fakeplugin", "fakeplugin", FAKE_PLUGIN, "fake")
+    monkeypatch.syspath_prepend(str(root))
+    return root
+
+
+def test_defaults_are_registered(pm) -> None:
+    assert set(DEFAULT_PLUGINS) <= {name for name, _ in pm.list_name_plugin()}
+    infos = {info.name: info for info in pm.plugin_infos()}
+    assert infos["spider_libso"].status == "default"
+    assert infos["spider_libso"].distribution == "spider-core"
+    assert infos["spider_libso"].hooks == ("spider_load_package", "spider_resolve_package")
+    assert infos["spider_msgpack"].hooks == ("spider_framing",)
+
+
+def test_defaults_of_firstresult_hooks_are_trylast(pm) -> None:
+    for name in DEFAULT_PLUGINS:
+        for caller in pm.get_hookcallers(pm.get_plugin(name)):
+            if caller.spec.opts.get("firstresult"):
+                impl = next(i for i in caller.get_hookimpls() if i.plugin_name == name)
+                assert impl.trylast, f"{name}.{caller.name} must be trylast"
+
+
+def test_fake_resolver_wins_over_the_default(pm, package_dir: Path) -> None:
+    class Resolver:
+        @hookspecs.hookimpl
+        def spider_resolve_package(self, package, package_dir):
+            return PackageSource(package=package, kind="mine", location=package_dir / "elsewhere")
+
+    pm.register(Resolver(), name="resolver")
+    source = pm.hook.spider_resolve_package(package="integration_test_tasks", package_dir=package_dir)
+    assert source.kind == "mine"
+
+
+def test_resolver_may_return_a_path(package_dir: Path) -> None:
+    library = package_dir / "integration_test_tasks" / "libintegration_test_tasks.so"
+
+    class PathResolver:
+        @hookspecs.hookimpl
+        def spider_resolve_package(self, package):
+            return library if package == "alias" else None
+
+    pm = get_plugin_manager(PluginSettings(autoload=False))
+    pm.register(PathResolver(), name="path-resolver")
+    assert pm.hook.spider_resolve_package(package="alias", package_dir=package_dir) == library
+
+
+def test_blocking_by_settings(package_dir: Path) -> None:
+    pm = get_plugin_manager(PluginSettings(autoload=False, blocked={"spider_libso"}))
+    assert pm.get_plugin("spider_libso") is None
+    assert {i.name: i.status for i in pm.plugin_infos()}["spider_libso"] == "blocked"
+    with pytest.raises(PluginError, match="no plugin implements the required hook spider_resolve_package; blocked plugins: spider_libso"):
+        pm.require("spider_resolve_package")
+
+
+def test_settings_from_env_and_back() -> None:
+    env = {"SPIDER_DISABLE_PLUGINS": " a, b ,", "SPIDER_DISABLE_PLUGIN_AUTOLOAD": "1", "SPIDER_TRACE_HOOKS": "yes"}
+    settings = PluginSettings.from_env(env, blocked=["c"])
+    assert settings == PluginSettings(blocked={"a", "b", "c"}, autoload=False, trace=True)
+    assert PluginSettings.from_env(settings.to_env()) == settings
+    assert PluginSettings.from_env({}) == PluginSettings()
+
+
+def test_call_required_turns_none_into_an_error(pm) -> None:
+    class Silent:
+        @hookspecs.hookimpl(tryfirst=True)
+        def spider_framing(self, max_frame_size):
+            return None
+
+    pm2 = get_plugin_manager(PluginSettings(autoload=False, blocked={"spider_msgpack"}))
+    pm2.register(Silent(), name="silent")
+    with pytest.raises(PluginError, match="every plugin implementing spider_framing \\(silent\\) returned None; blocked plugins: spider_msgpack"):
+        pm2.call_required("spider_framing", max_frame_size=10)
+    assert pm.call_required("spider_framing", max_frame_size=10).max_frame_size == 10
+
+
+def test_unknown_hook_in_a_plugin_is_rejected(pm) -> None:
+    class Typo:
+        @hookspecs.hookimpl
+        def spider_resolve_pakage(self, package):
+            return None
+
+    pm.register(Typo(), name="typo")
+    with pytest.raises(Exception, match="spider_resolve_pakage"):
+        pm.check_pending()
+
+
+def test_entry_point_plugin_is_loaded_and_listed(fake_dist: Path, package_dir: Path) -> None:
+    pm = get_plugin_manager(PluginSettings())
+    info = {i.name: i for i in pm.plugin_infos()}["fake"]
+    assert (info.status, info.distribution, info.version) == ("third-party", "spider-fakeplugin", "1.2.3")
+    assert info.hooks == ("spider_load_package", "spider_resolve_package")
+    source = pm.hook.spider_resolve_package(package="fakepkg", package_dir=package_dir)
+    assert source.kind == "fake"
+
+
+def test_entry_point_plugin_skipped_without_autoload(fake_dist: Path) -> None:
+    pm = get_plugin_manager(PluginSettings(autoload=False))
+    assert pm.get_plugin("fake") is None
+
+
+def test_entry_point_plugin_blocked(fake_dist: Path) -> None:
+    pm = get_plugin_manager(PluginSettings(blocked={"fake"}))
+    assert pm.get_plugin("fake") is None
+    assert {i.name: i.status for i in pm.plugin_infos()}["fake"] == "blocked"
+
+
+def child_env(root: Path, **extra: str) -> dict[str, str]:
+    path = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p)
+    return {"PYTHONPATH": path, "SPIDER_DISABLE_PLUGIN_AUTOLOAD": "0", **extra}
+
+
+def test_entry_point_plugin_is_honoured_in_the_executor(fake_dist: Path, package_dir: Path) -> None:
+    proc = ExecutorProcess(package_dir, env=child_env(fake_dist))
+    try:
+        assert proc.receive()["type"] == "Ready"
+        result = proc.execute("fakepkg", "hello", EMPTY_FRAME)
+        assert result["ok"] is True
+        assert decode_values(result["payload"]) == ["answered by fakeplugin", "hello"]
+    finally:
+        proc.close()
+
+
+def test_blocked_entry_point_plugin_is_skipped_in_the_executor(fake_dist: Path, package_dir: Path) -> None:
+    proc = ExecutorProcess(package_dir, env=child_env(fake_dist, SPIDER_DISABLE_PLUGINS="fake"))
+    try:
+        assert proc.receive()["type"] == "Ready"
+        result = proc.execute("fakepkg", "hello", EMPTY_FRAME)
+        assert result["ok"] is False
+    finally:
+        proc.close()
+
+
+def test_plugin_that_fails_to_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_distribution(tmp_path / "site", "spider-broken", "brokenplugin", "import no_such_module_xyz\n", "broken")
+    monkeypatch.syspath_prepend(str(root))
+    with pytest.raises(PluginError) as info:
+        get_plugin_manager(PluginSettings())
+    message = str(info.value)
+    assert message == (
+        "plugin 'broken' (from spider-broken) failed to import: ModuleNotFoundError: "
+        "No module named 'no_such_module_xyz'; disable it with SPIDER_DISABLE_PLUGINS=broken"
+    )
+    assert "\n" not in message
+    assert get_plugin_manager(PluginSettings(blocked={"broken"})).get_plugin("broken") is None
+
+
+def test_trace_hooks_logs_calls(caplog: pytest.LogCaptureFixture, package_dir: Path) -> None:
+    pm = get_plugin_manager(PluginSettings(autoload=False, trace=True))
+    with caplog.at_level(logging.INFO, logger="spider_core.plugins"):
+        pm.hook.spider_resolve_package(package="integration_test_tasks", package_dir=package_dir)
+    assert any("spider_resolve_package" in r.getMessage() for r in caplog.records)
+
+
+# -- meta-tests -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", HOOKS)
+def test_every_spec_is_documented(name: str) -> None:
+    spec = getattr(hookspecs, name)
+    doc = inspect.getdoc(spec) or ""
+    for param in inspect.signature(spec).parameters:
+        assert f":param {param}:" in doc, f"{name} does not document {param}"
+    assert "Default:" in doc, f"{name} has no Default: line"
+    assert ("First non-None result wins" in doc) or ("All implementations are called" in doc), name
+    if getattr(spec, "spider_core_spec", {}).get("firstresult"):
+        assert ":return:" in doc and "None" in doc.split(":return:")[1], f"{name}: say what None means"
+
+
+@pytest.mark.parametrize("name", HOOKS)
+def test_every_hook_has_a_test(name: str) -> None:
+    here = Path(__file__)
+    texts = [p.read_text() for p in here.parent.glob("test_*.py") if p != here]
+    texts.append(here.read_text().split("# -- meta-tests")[0])
+    assert any(re.search(rf"\b{name}\b", text) for text in texts), f"no test exercises {name}"
