@@ -9,12 +9,22 @@ arguments; none is ever renamed or removed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
-    from spider_core.models import PackageSource, TaskPackage
+    from spider_core.framing import Framing
+    from spider_core.models import (
+        ExecuteRequest,
+        LaunchSpec,
+        Outcome,
+        PackageSource,
+        PoolConfig,
+        RespawnDecision,
+        RespawnState,
+        TaskPackage,
+    )
 
 PROJECT_NAME = "spider_core"
 
@@ -63,7 +73,7 @@ def spider_load_package(source: PackageSource) -> TaskPackage | None:
 
 
 @hookspec(firstresult=True)
-def spider_framing(max_frame_size: int) -> Any:
+def spider_framing(max_frame_size: int) -> Framing | None:
     """Provide the framing that carries protocol messages over the executor's pipes.
 
     :param max_frame_size: Largest frame body, in bytes, either side may send or accept.
@@ -80,14 +90,20 @@ def spider_framing(max_frame_size: int) -> Any:
 
 
 @hookspec(firstresult=True)
-def spider_launcher(config: Any) -> Any:
-    """Provide the launcher that starts executor processes for a pool.
+def spider_launcher(config: PoolConfig, executor_id: int, env: dict[str, str]) -> LaunchSpec | None:
+    """Say how to start one executor process.
 
-    :param config: The pool's :class:`spider_core.PoolConfig`.
-    :return: A launcher object (see :mod:`spider_core.pool`); None to let another answer.
+    :param config: The pool's :class:`~spider_core.PoolConfig`.
+    :param executor_id: The id the new executor will have.
+    :param env: The environment the pool prepared (``inherited_env``, ``PATH``,
+        ``SPIDER_TDL_PACKAGE_DIR`` and spider-core's settings); extend it, do not drop names.
+    :return: A :class:`~spider_core.models.LaunchSpec` (argv, env, cwd); None to let
+        another plugin answer.
 
-    First non-None result wins; called once per pool. Default: ``spider_supervisor``
-    (one ``python -m spider_core.executor`` subprocess per pool).
+    First non-None result wins; called at every spawn, never per task. The process must
+    speak the executor protocol on its stdin/stdout and log to stderr. Default:
+    ``spider_supervisor`` (``PoolConfig.executor_command``, else
+    ``python -m spider_core.executor``).
     """
 
 
@@ -97,17 +113,19 @@ def spider_launcher(config: Any) -> Any:
 
 
 @hookspec(firstresult=True)
-def spider_respawn_decision(config: Any, state: Any) -> Any:
-    """Decide whether, and when, to spawn a new executor.
+def spider_respawn_decision(config: PoolConfig, state: RespawnState) -> RespawnDecision | None:
+    """Decide whether the pool may spawn an executor now.
 
-    :param config: The pool's :class:`spider_core.PoolConfig`.
-    :param state: What happened so far (see :mod:`spider_core.pool`): why a spawn is needed,
-        consecutive spawn failures, the time of the last failure, tasks run by the executor.
-    :return: A decision object (see :mod:`spider_core.pool`); None to let another answer.
+    :param config: The pool's :class:`~spider_core.PoolConfig`.
+    :param state: A :class:`~spider_core.models.RespawnState`: why an executor is needed,
+        consecutive spawn failures and when the last one happened.
+    :return: A :class:`~spider_core.models.RespawnDecision`: spawn now (optionally capping
+        the new executor's task count for recycling), or not yet (calls then get
+        ``NotRunning``); None to let another plugin answer.
 
-    First non-None result wins. Default: ``spider_supervisor`` (respawn at once, back off
-    exponentially after repeated spawn failures, give up after a limit until the back-off
-    has passed, optional recycling after N tasks).
+    First non-None result wins; called before every spawn, never per task. Default:
+    ``spider_supervisor`` (at once; exponential back-off after failed spawns, the longest
+    back-off after ``max_spawn_failures``; ``recycle_after`` from the config).
     """
 
 
@@ -146,7 +164,7 @@ def spider_executor_exited(
 
 @hookspec
 def spider_task_finished(
-    request: Any, outcome: Any, executor_id: int, queue_wait: float, execution_time: float
+    request: ExecuteRequest, outcome: Outcome, executor_id: int, queue_wait: float, execution_time: float
 ) -> None:
     """A call to ``ProcessPool.execute`` produced an outcome.
 

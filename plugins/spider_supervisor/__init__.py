@@ -1,0 +1,45 @@
+"""spider_supervisor: the default spawn and respawn policy.
+
+Launcher: one ``python -m spider_core.executor`` subprocess (or ``PoolConfig.executor_command``)
+per spawn. Respawn: at once; after consecutive spawn failures wait ``backoff_initial * 2**(n-1)``
+seconds (at most ``backoff_max``), and once ``max_spawn_failures`` is reached always the longest
+back-off, so a pool whose executor cannot start keeps trying instead of dying for good.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from spider_core.hookspecs import hookimpl
+from spider_core.models import LaunchSpec, PoolConfig, RespawnDecision, RespawnState
+
+
+def backoff(config: PoolConfig, failures: int) -> float:
+    """Seconds to wait after ``failures`` consecutive spawn failures."""
+    if failures <= 0:
+        return 0.0
+    if failures >= config.max_spawn_failures:
+        return config.backoff_max
+    return min(config.backoff_initial * 2 ** (failures - 1), config.backoff_max)
+
+
+@hookimpl(trylast=True)
+def spider_launcher(config: PoolConfig, executor_id: int, env: dict[str, str]) -> LaunchSpec:
+    argv = config.executor_command or (sys.executable, "-m", "spider_core.executor")
+    return LaunchSpec(argv=argv, env=env)
+
+
+@hookimpl(trylast=True)
+def spider_respawn_decision(config: PoolConfig, state: RespawnState) -> RespawnDecision:
+    if state.consecutive_failures and state.last_failure is not None:
+        retry_at = state.last_failure + backoff(config, state.consecutive_failures)
+        if state.now < retry_at:
+            return RespawnDecision(
+                spawn=False,
+                retry_at=retry_at,
+                message=(
+                    f"the executor failed to start {state.consecutive_failures} time(s) in a row; "
+                    f"next attempt in {retry_at - state.now:.2f}s"
+                ),
+            )
+    return RespawnDecision(spawn=True, recycle_after=config.recycle_after)

@@ -15,6 +15,7 @@
  *   exit_with(code: u64) -> !             _exit(code)
  *   segfault() -> !                       SIGSEGV via a NULL write
  *   big(n: u64) -> str                    a string of exactly n 'x' bytes
+ *   get_env(name: str) -> Option<str>     the executor's environment variable, or nil
  *
  * Init: fails with Custom("init failed because SPIDER_TEST_TDL_INIT_SHOULD_FAIL is set") when
  * that variable is set; hangs forever when SPIDER_TEST_TDL_INIT_SHOULD_HANG is set (to test a
@@ -405,6 +406,43 @@ static spider_tdl_task_execution_result task_big(spider_tdl_byte_array raw_ctx,
     return spider_tdl_result_ok(&out); /* SerializationError if allocation failed */
 }
 
+/* get_env(name: str) -> Option<str>: the executor's environment variable, or nil if unset. */
+static spider_tdl_task_execution_result task_get_env(spider_tdl_byte_array raw_ctx,
+                                                     spider_tdl_byte_array raw_inputs) {
+    spider_tdl_task_context ctx;
+    spider_tdl_wire_reader in;
+    spider_tdl_task_execution_result err;
+    if (!spider_tdl_task_begin("get_env", 1, raw_ctx, raw_inputs, &ctx, &in, &err)) return err;
+    spider_tdl_task_context_free(&ctx);
+
+    const uint8_t *payload;
+    size_t payload_len;
+    const char *s;
+    size_t n;
+    spider_tdl_reader r;
+    if (!spider_tdl_wire_next(&in, &payload, &payload_len))
+        return param_error("get_env", "name", 0, "a string");
+    spider_tdl_reader_init(&r, payload, payload_len);
+    if (!spider_tdl_read_str(&r, &s, &n) || n > 4096 || memchr(s, 0, n) != NULL)
+        return param_error("get_env", "name", 0, "a string");
+    char name[4097];
+    memcpy(name, s, n);
+    name[n] = 0;
+    const char *value = getenv(name);
+
+    spider_tdl_buf out;
+    size_t mark;
+    spider_tdl_buf_init(&out);
+    spider_tdl_wire_begin(&out, 1);
+    spider_tdl_wire_payload_begin(&out, &mark);
+    if (value == NULL)
+        spider_tdl_write_nil(&out);
+    else
+        spider_tdl_write_cstr(&out, value);
+    spider_tdl_wire_payload_end(&out, mark);
+    return spider_tdl_result_ok(&out);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Registry and exported symbols                                                              */
 /* ------------------------------------------------------------------------------------------ */
@@ -425,6 +463,7 @@ static const struct {
     {"exit_with", task_exit_with},
     {"segfault", task_segfault},
     {"big", task_big},
+    {"get_env", task_get_env},
 };
 
 spider_tdl_version __spider_tdl_package_get_version(void) {
