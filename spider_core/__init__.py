@@ -1,68 +1,93 @@
-"""spider-core: run native and Python task packages in supervised executor processes."""
+"""spider-core: run native and Python task packages in supervised executor processes.
 
-from spider_core.build import BuildError, build_package, get_include
-from spider_core.errors import (
-    BuildTaskContext,
-    EncodeTaskContext,
-    EncodeTaskInputs,
-    ExecutorCreationFailure,
-    InternalError,
-    InvalidRequest,
-    NotRunning,
-)
-from spider_core.hookspecs import hookimpl
-from spider_core.models import (
-    ExecuteRequest,
-    ExecutorCrash,
-    InTaskFailure,
-    Outcome,
-    PoolConfig,
-    Success,
-    Timeout,
-)
-from spider_core.plugins import PluginError, PluginSettings, get_plugin_manager
-from spider_core.pool import ProcessPool, SyncProcessPool
-from spider_core.tdl import (
-    HOST_VERSION,
-    ExecutorError,
-    SerializedTaskOutputs,
-    TaskContext,
-    TaskId,
-    TdlError,
-    TdlErrorKind,
-    Version,
-)
+The public API is re-exported here and imported on first use, so the executor process (which
+imports ``spider_core.executor``) does not pay for the pool, asyncio or the build tools.
+"""
 
-__all__ = [
-    "HOST_VERSION",
-    "BuildError",
-    "BuildTaskContext",
-    "EncodeTaskContext",
-    "EncodeTaskInputs",
-    "ExecuteRequest",
-    "ExecutorCrash",
-    "ExecutorCreationFailure",
-    "ExecutorError",
-    "InTaskFailure",
-    "InternalError",
-    "InvalidRequest",
-    "NotRunning",
-    "Outcome",
-    "PluginError",
-    "PluginSettings",
-    "PoolConfig",
-    "ProcessPool",
-    "SerializedTaskOutputs",
-    "Success",
-    "SyncProcessPool",
-    "TaskContext",
-    "TaskId",
-    "TdlError",
-    "TdlErrorKind",
-    "Timeout",
-    "Version",
-    "build_package",
-    "get_include",
-    "get_plugin_manager",
-    "hookimpl",
-]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from spider_core.build import BuildError, build_package, get_include
+    from spider_core.errors import (
+        BuildTaskContext,
+        EncodeTaskContext,
+        EncodeTaskInputs,
+        ExecutorCreationFailure,
+        InternalError,
+        InvalidRequest,
+        NotRunning,
+    )
+    from spider_core.hookspecs import hookimpl
+    from spider_core.models import (
+        ExecuteRequest,
+        ExecutorCrash,
+        InTaskFailure,
+        Outcome,
+        PoolConfig,
+        Success,
+        Timeout,
+    )
+    from spider_core.plugins import PluginError, PluginSettings, get_plugin_manager
+    from spider_core.pool import ProcessPool, SyncProcessPool
+    from spider_core.tdl import (
+        HOST_VERSION,
+        ExecutorError,
+        SerializedTaskOutputs,
+        TaskContext,
+        TaskId,
+        TdlError,
+        TdlErrorKind,
+        Version,
+    )
+
+_EXPORTS = {
+    "BuildError": "spider_core.build",
+    "build_package": "spider_core.build",
+    "get_include": "spider_core.build",
+    "BuildTaskContext": "spider_core.errors",
+    "EncodeTaskContext": "spider_core.errors",
+    "EncodeTaskInputs": "spider_core.errors",
+    "ExecutorCreationFailure": "spider_core.errors",
+    "InternalError": "spider_core.errors",
+    "InvalidRequest": "spider_core.errors",
+    "NotRunning": "spider_core.errors",
+    "hookimpl": "spider_core.hookspecs",
+    "ExecuteRequest": "spider_core.models",
+    "ExecutorCrash": "spider_core.models",
+    "InTaskFailure": "spider_core.models",
+    "Outcome": "spider_core.models",
+    "PoolConfig": "spider_core.models",
+    "Success": "spider_core.models",
+    "Timeout": "spider_core.models",
+    "PluginError": "spider_core.plugins",
+    "PluginSettings": "spider_core.plugins",
+    "get_plugin_manager": "spider_core.plugins",
+    "ProcessPool": "spider_core.pool",
+    "SyncProcessPool": "spider_core.pool",
+    "HOST_VERSION": "spider_core.tdl",
+    "ExecutorError": "spider_core.tdl",
+    "SerializedTaskOutputs": "spider_core.tdl",
+    "TaskContext": "spider_core.tdl",
+    "TaskId": "spider_core.tdl",
+    "TdlError": "spider_core.tdl",
+    "TdlErrorKind": "spider_core.tdl",
+    "Version": "spider_core.tdl",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'spider_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -81,6 +82,38 @@ class _Lost:
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
+
+
+_validate_package_name = functools.lru_cache(maxsize=1024)(validate_package_name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_context(job_id: int, task_id: TaskId, task_instance_id: int, resource_group_id: int) -> bytes:
+    return TaskContext(
+        job_id=job_id, task_id=task_id, task_instance_id=task_instance_id, resource_group_id=resource_group_id
+    ).encode()
+
+
+def _encode_context(
+    job_id: int, task_id: TaskId, task_instance_id: int, resource_group_id: int, outputs: bytes | None
+) -> bytes:
+    """The msgpack TaskContext of a request (contexts without outputs are cached)."""
+    try:
+        if outputs is None and not task_id.is_commit:
+            return _cached_context(job_id, task_id, task_instance_id, resource_group_id)
+        context = TaskContext(
+            job_id=job_id,
+            task_id=task_id,
+            task_instance_id=task_instance_id,
+            resource_group_id=resource_group_id,
+            serialized_task_graph_outputs=outputs,
+        )
+    except (AttributeError, TypeError, ValueError) as e:
+        raise BuildTaskContext(f"cannot build the task context: {e}") from None
+    try:
+        return context.encode()
+    except Exception as e:
+        raise EncodeTaskContext(f"cannot encode the task context: {e}") from None
 
 
 def _expire(waiter: asyncio.Future) -> None:
@@ -506,26 +539,15 @@ class ProcessPool:
         ):
             raise InvalidRequest(f"hard_timeout must be a positive number of seconds, got {hard_timeout!r}")
         try:
-            validate_package_name(request.package)
+            _validate_package_name(request.package)
         except InvalidPackageName as e:
             raise InvalidRequest(str(e)) from None
         if not isinstance(request.task, str) or not request.task:
             raise InvalidRequest(f"task name must be a non-empty string, got {request.task!r}")
         task_id = TaskId.of(0) if request.task_id is None else request.task_id
-        try:
-            context = TaskContext(
-                job_id=request.job_id,
-                task_id=task_id,
-                task_instance_id=request.task_instance_id,
-                resource_group_id=request.resource_group_id,
-                serialized_task_graph_outputs=request.task_graph_outputs,
-            )
-        except (TypeError, ValueError) as e:
-            raise BuildTaskContext(f"cannot build the task context: {e}") from None
-        try:
-            raw_ctx = context.encode()
-        except Exception as e:
-            raise EncodeTaskContext(f"cannot encode the task context: {e}") from None
+        raw_ctx = _encode_context(
+            request.job_id, task_id, request.task_instance_id, request.resource_group_id, request.task_graph_outputs
+        )
         if task_id.is_commit:
             if request.inputs or request.raw_inputs not in (None, EMPTY_FRAME):
                 raise BuildTaskContext("a commit task takes no inputs: it reads the task-graph outputs")
@@ -785,6 +807,9 @@ class SyncProcessPool:
         self._loop.close()
 
     def _run(self, coro: Any) -> Any:
+        if self._loop.is_closed():
+            coro.close()
+            raise NotRunning("the pool is closed")
         with self._mutex:
             task = self._loop.create_task(coro)
             try:

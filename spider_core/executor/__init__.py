@@ -13,6 +13,7 @@ import ctypes
 import json
 import logging
 import os
+import select
 import signal
 import sys
 import time
@@ -39,6 +40,7 @@ ENV_PACKAGE_DIR = "SPIDER_TDL_PACKAGE_DIR"
 ENV_PARENT_PID = "SPIDER_EXECUTOR_PARENT_PID"
 ENV_MAX_FRAME_SIZE = "SPIDER_MAX_FRAME_SIZE"
 ENV_LOG_LEVEL = "SPIDER_EXECUTOR_LOG_LEVEL"
+ENV_SPIN_US = "SPIDER_EXECUTOR_SPIN_US"
 
 EXIT_OK = 0
 EXIT_PROTOCOL_ERROR = 3
@@ -50,20 +52,29 @@ _READ_SIZE = 64 * 1024
 logger = logging.getLogger("spider_core.executor")
 
 
+def _json_line(level: int, event: str, fields: dict[str, Any]) -> str:
+    line = {"ts": round(time.time(), 6), "level": logging.getLevelName(level).lower(), "event": event}
+    line.update(fields)
+    return json.dumps(line, default=str)
+
+
 class JsonLineFormatter(logging.Formatter):
-    """One JSON object per line: time, level, event, and the record's ``fields``."""
+    """Plugins' and packages' ``logging`` records, in the same JSON-line shape as events."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = {"ts": round(record.created, 6), "level": record.levelname.lower(), "event": record.getMessage()}
-        line.update(getattr(record, "fields", {}))
+        fields = dict(getattr(record, "fields", {}))
         if record.exc_info:
-            line["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+            fields["traceback"] = self.formatException(record.exc_info)
+        return _json_line(record.levelno, record.getMessage(), fields)
 
 
 def _log(event: str, level: int = logging.INFO, **fields: Any) -> None:
-    if logger.isEnabledFor(level):
-        logger.log(level, event, extra={"fields": fields})
+    """One event line on stderr: written directly, since one is written per task."""
+    if level >= _log_threshold:
+        os.write(2, (_json_line(level, event, fields) + "\n").encode())
+
+
+_log_threshold = logging.INFO
 
 
 def _take_protocol_fds() -> tuple[int, int]:
@@ -86,6 +97,37 @@ def _die_with_parent() -> None:
     expected = os.environ.get(ENV_PARENT_PID)
     if expected and os.getppid() != int(expected):
         os._exit(EXIT_OK)  # the parent died before prctl took effect
+
+
+class _Input:
+    """The request channel. With ``spin_us``, a read first polls for that long before it
+    blocks: a pool that answers quickly then finds the executor awake (a cross-CPU wake-up
+    costs far more than the spin on some virtual machines)."""
+
+    def __init__(self, fd: int, spin_us: int) -> None:
+        self.fd = fd
+        self.spin_ns = spin_us * 1000
+        if self.spin_ns:
+            os.set_blocking(fd, False)
+            self._poller = select.poll()
+            self._poller.register(fd, select.POLLIN)
+
+    def read(self, size: int) -> bytes:
+        if not self.spin_ns:
+            return os.read(self.fd, size)
+        deadline = time.perf_counter_ns() + self.spin_ns
+        while True:
+            try:
+                return os.read(self.fd, size)
+            except BlockingIOError:
+                if time.perf_counter_ns() > deadline:
+                    break
+        while True:
+            self._poller.poll()
+            try:
+                return os.read(self.fd, size)
+            except BlockingIOError:
+                continue
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -165,14 +207,6 @@ class Executor:
             logger.exception("task raised", extra={"fields": {"package": request.package, "task": request.task}})
             error = TaskError(TdlError(TdlErrorKind.ExecutionError, f"{type(e).__name__}: {e}"))
             result = Result(seq=request.seq, ok=False, payload=error.encode(), elapsed_us=elapsed_us)
-        _log(
-            "task done",
-            seq=request.seq,
-            package=request.package,
-            task=request.task,
-            ok=result.ok,
-            elapsed_us=result.elapsed_us,
-        )
         return result
 
 
@@ -189,7 +223,7 @@ def _encode_result(framing: Any, result: Result) -> bytes:
         )
 
 
-def serve(in_fd: int, out_fd: int, executor: Executor, framing: Any) -> int:
+def serve(channel: _Input, out_fd: int, executor: Executor, framing: Any) -> int:
     """Answer requests until ``Shutdown`` or end of input; return the exit status."""
     decoder = framing.decoder()
     _write_all(out_fd, framing.encode(converter.unstructure(Ready(pid=os.getpid(), abi_version=str(HOST_VERSION)), Message)))
@@ -200,7 +234,7 @@ def serve(in_fd: int, out_fd: int, executor: Executor, framing: Any) -> int:
             _log("bad request", logging.ERROR, error=str(e))
             return EXIT_PROTOCOL_ERROR
         if message is None:
-            data = os.read(in_fd, max(_READ_SIZE, decoder.wanted()))
+            data = channel.read(max(_READ_SIZE, decoder.wanted()))
             if not data:
                 if decoder.pending():
                     _log("truncated request", logging.ERROR, pending_bytes=decoder.pending())
@@ -220,16 +254,29 @@ def serve(in_fd: int, out_fd: int, executor: Executor, framing: Any) -> int:
         if not isinstance(request, Execute):
             _log("bad request", logging.ERROR, error=f"unexpected {type(request).__name__} message")
             return EXIT_PROTOCOL_ERROR
-        _write_all(out_fd, _encode_result(framing, executor.execute(request)))
+        result = executor.execute(request)
+        _write_all(out_fd, _encode_result(framing, result))
+        # Logged after the reply so the pool is woken once, by the result, not by this line.
+        _log(
+            "task done",
+            seq=result.seq,
+            package=request.package,
+            task=request.task,
+            ok=result.ok,
+            elapsed_us=result.elapsed_us,
+        )
 
 
 def _setup_logging() -> None:
+    global _log_threshold
+    name = os.environ.get(ENV_LOG_LEVEL, "INFO").upper()
+    level = logging.getLevelNamesMapping().get(name, logging.INFO)
+    _log_threshold = level
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLineFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    level = os.environ.get(ENV_LOG_LEVEL, "INFO").upper()
-    root.setLevel(level if level in logging.getLevelNamesMapping() else logging.INFO)
+    root.setLevel(level)
 
 
 def main() -> int:
@@ -241,13 +288,14 @@ def main() -> int:
         pm = get_plugin_manager(PluginSettings.from_env())
         max_frame_size = int(os.environ.get(ENV_MAX_FRAME_SIZE) or DEFAULT_MAX_FRAME_SIZE)
         framing = pm.call_required("spider_framing", max_frame_size=max_frame_size)
-    except (PluginError, ValueError) as e:
+    except (PluginError, ValueError) as e:  # ValueError: a malformed numeric setting
         _log("exit", logging.ERROR, reason="setup failed", error=str(e))
         return EXIT_SETUP_ERROR
     package_dir = os.environ.get(ENV_PACKAGE_DIR)
     executor = Executor(pm, Path(package_dir) if package_dir else None)
     try:
-        return serve(in_fd, out_fd, executor, framing)
+        spin_us = int(os.environ.get(ENV_SPIN_US) or 0)
+        return serve(_Input(in_fd, spin_us), out_fd, executor, framing)
     except BrokenPipeError:
         _log("exit", reason="protocol channel closed")
         return EXIT_OK

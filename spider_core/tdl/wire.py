@@ -91,6 +91,8 @@ def decode_value(payload: bytes) -> Any:
 
 def encode_values(values: Iterable[Any]) -> bytes:
     """Frame one msgpack payload per value."""
+    if not values:
+        return EMPTY_FRAME
     payloads = []
     for i, value in enumerate(values):
         try:

@@ -1,0 +1,736 @@
+"""ProcessPool against the real executor and the real C package."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import spider_core as sc
+from spider_core.tdl import (
+    IncompatibleVersion,
+    InvalidLibrary,
+    SerializedTaskOutputs,
+    TaskError,
+    TaskId,
+    TdlErrorKind,
+    encode_values,
+)
+
+PKG = "integration_test_tasks"
+
+
+def req(task: str, *inputs: object, **kwargs: object) -> sc.ExecuteRequest:
+    return sc.ExecuteRequest(package=PKG, task=task, inputs=inputs, **kwargs)
+
+
+@pytest.fixture
+def config(package_dir: Path, tmp_path: Path) -> sc.PoolConfig:
+    return sc.PoolConfig(package_dir=package_dir, log_dir=tmp_path / "logs", em_id="em-1", plugin_autoload=False)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def pool_run(config: sc.PoolConfig, scenario):
+    """Run ``scenario(pool)`` inside ``async with ProcessPool(config)``."""
+
+    async def main():
+        async with sc.ProcessPool(config) as pool:
+            return await scenario(pool)
+
+    return run(main())
+
+
+def gone(pid: int) -> bool:
+    return not Path(f"/proc/{pid}").exists()
+
+
+# -- spider's four pool tests ---------------------------------------------------------------
+
+
+def test_fibonacci_succeeds(config) -> None:
+    async def scenario(pool):
+        return await pool.execute(req("fibonacci", 10), hard_timeout=5)
+
+    outcome = pool_run(config, scenario)
+    assert isinstance(outcome, sc.Success)
+    assert outcome.values == [55]
+    assert outcome.outputs == encode_values([55])
+    assert outcome.executor_id == 1
+
+
+def test_always_fail_reports_the_task_error(config) -> None:
+    async def scenario(pool):
+        return await pool.execute(req("always_fail"), hard_timeout=5)
+
+    outcome = pool_run(config, scenario)
+    assert isinstance(outcome, sc.InTaskFailure)
+    assert isinstance(outcome.error, TaskError)
+    assert outcome.error.error.kind is TdlErrorKind.ExecutionError and "always_fail" in outcome.error.error.message
+
+
+def test_always_panic_is_a_crash_and_the_next_call_succeeds(config) -> None:
+    async def scenario(pool):
+        first = pool.executor_id
+        crash = await pool.execute(req("always_panic"), hard_timeout=5)
+        after = await pool.execute(req("fibonacci", 10), hard_timeout=5)
+        return first, crash, after, pool.executor_id
+
+    first, crash, after, now = pool_run(config, scenario)
+    assert crash == sc.ExecutorCrash(exit_status=None, signal=signal.SIGABRT, executor_id=first)
+    assert after.values == [55] and now == first + 1
+
+
+def test_hard_timeout_kills_and_the_next_call_succeeds(config) -> None:
+    async def scenario(pool):
+        started = time.monotonic()
+        timeout = await pool.execute(req("fibonacci", 45), hard_timeout=0.2)
+        elapsed = time.monotonic() - started
+        after = await pool.execute(req("fibonacci", 10), hard_timeout=5)
+        return timeout, elapsed, after
+
+    timeout, elapsed, after = pool_run(config, scenario)
+    assert timeout == sc.Timeout(hard_timeout=0.2, executor_id=1)
+    assert elapsed < 5  # fib(45) runs for many seconds: the executor was really killed
+    assert after.values == [55] and after.executor_id == 2
+
+
+# -- more outcomes ---------------------------------------------------------------------------
+
+
+def test_commit_task(config) -> None:
+    def commit(values):
+        raw = SerializedTaskOutputs.from_frame(encode_values(values)).raw
+        return req("assert_outputs_sum_zero", job_id=7, task_id=TaskId.COMMIT, task_graph_outputs=raw)
+
+    async def scenario(pool):
+        return await pool.execute(commit([5, -5]), 5), await pool.execute(commit([5, -4]), 5)
+
+    good, bad = pool_run(config, scenario)
+    assert isinstance(good, sc.Success) and good.values == []
+    assert isinstance(bad, sc.InTaskFailure) and bad.error.error.kind is TdlErrorKind.ExecutionError
+
+
+def test_segfault_reports_sigsegv(config) -> None:
+    async def scenario(pool):
+        return await pool.execute(req("segfault"), 5), await pool.execute(req("fibonacci", 3), 5)
+
+    crash, after = pool_run(config, scenario)
+    assert (crash.exit_status, crash.signal) == (None, signal.SIGSEGV)
+    assert after.values == [2]
+
+
+def test_exit_reports_the_status(config) -> None:
+    async def scenario(pool):
+        return await pool.execute(req("exit_with", 7), 5)
+
+    assert pool_run(config, scenario) == sc.ExecutorCrash(exit_status=7, signal=None, executor_id=1)
+
+
+def test_missing_package_is_an_in_task_failure(config) -> None:
+    async def scenario(pool):
+        return await pool.execute(sc.ExecuteRequest(package="absent", task="t"), 5)
+
+    outcome = pool_run(config, scenario)
+    assert isinstance(outcome, sc.InTaskFailure) and isinstance(outcome.error, InvalidLibrary)
+
+
+def test_incompatible_package_through_the_pool(config, tmp_path: Path) -> None:
+    from helpers import TASK_PACKAGES
+
+    sc.build_package(TASK_PACKAGES / PKG, tmp_path / "v2", cflags=["-DSPIDER_TDL_VERSION_MINOR=2"])
+
+    async def scenario(pool):
+        return await pool.execute(req("fibonacci", 1), 5)
+
+    outcome = pool_run(sc.PoolConfig(package_dir=tmp_path / "v2", plugin_autoload=False), scenario)
+    assert isinstance(outcome.error, IncompatibleVersion)
+
+
+def test_stray_stdout_does_not_corrupt_the_protocol(config) -> None:
+    async def scenario(pool):
+        return [await pool.execute(req("print_to_stdout"), 5), await pool.execute(req("fibonacci", 10), 5)], pool.log_path
+
+    (printed, fib), log = pool_run(config, scenario)
+    assert isinstance(printed, sc.Success) and fib.values == [55]
+    assert "hello from a task" in log.read_text()
+
+
+def test_four_megabyte_result(config) -> None:
+    async def scenario(pool):
+        return await pool.execute(req("big", 4_000_000), 10)
+
+    outcome = pool_run(config, scenario)
+    assert outcome.values == ["x" * 4_000_000]
+
+
+def test_four_megabyte_input(config) -> None:
+    strings = ["y" * 1000] * 4000
+
+    async def scenario(pool):
+        return await pool.execute(req("sleep_and_echo", strings), 10)
+
+    assert pool_run(config, scenario).values == [strings]
+
+
+# -- concurrency and cancellation ------------------------------------------------------------
+
+
+def test_two_hundred_concurrent_callers_get_their_own_results(config) -> None:
+    fib = [0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 1597, 2584, 4181]
+
+    async def scenario(pool):
+        return await asyncio.gather(*(pool.execute(req("fibonacci", i % 20), 30) for i in range(200)))
+
+    outcomes = pool_run(config, scenario)
+    assert [o.values for o in outcomes] == [[fib[i % 20]] for i in range(200)]
+
+
+def test_cancelled_call_never_leaks_its_answer(config) -> None:
+    async def scenario(pool):
+        slow = asyncio.create_task(pool.execute(req("sleep_ms", 300), 5))
+        queued = [asyncio.create_task(pool.execute(req("fibonacci", i), 5)) for i in (5, 6)]
+        await asyncio.sleep(0.1)
+        first = pool.executor_id
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        results = [await t for t in queued]
+        await asyncio.sleep(0.4)  # the cancelled task would have answered by now
+        later = await pool.execute(req("fibonacci", 7), 5)
+        return first, results, later
+
+    first, results, later = pool_run(config, scenario)
+    assert [r.values for r in results] == [[5], [8]]
+    assert all(r.executor_id == first + 1 for r in results)
+    assert later.values == [13]
+
+
+def test_cancellation_through_wait_for(config) -> None:
+    async def scenario(pool):
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(pool.execute(req("fibonacci", 45), 30), 0.2)
+        return await pool.execute(req("fibonacci", 10), 5)
+
+    assert pool_run(config, scenario).values == [55]
+
+
+# -- logs and environment --------------------------------------------------------------------
+
+
+def test_per_spawn_log_files_with_increasing_ids(config) -> None:
+    async def scenario(pool):
+        paths = [pool.log_path]
+        for _ in range(2):
+            await pool.execute(req("always_panic"), 5)
+            paths.append(pool.log_path)
+        return paths
+
+    paths = pool_run(config, scenario)
+    assert [p.name for p in paths] == ["em-1-1.log", "em-1-2.log", "em-1-3.log"]
+    assert all(p.parent == config.log_dir for p in paths)
+    assert '"event": "start"' in paths[0].read_text()
+    assert "always_panic" in paths[0].read_text() or "abort" in paths[0].read_text().lower() or paths[0].stat().st_size > 0
+
+
+def test_log_files_are_appended_to(config) -> None:
+    config.log_dir.mkdir(parents=True)
+    (config.log_dir / "em-1-1.log").write_text("earlier line\n")
+
+    async def scenario(pool):
+        await pool.execute(req("fibonacci", 1), 5)
+
+    pool_run(config, scenario)
+    text = (config.log_dir / "em-1-1.log").read_text()
+    assert text.startswith("earlier line\n") and '"event": "start"' in text
+
+
+def test_long_log_lines_are_dropped_and_capture_resumes(package_dir: Path, tmp_path: Path, caplog) -> None:
+    config = sc.PoolConfig(package_dir=package_dir, log_dir=tmp_path, max_log_line_bytes=1000, plugin_autoload=False)
+
+    async def scenario(pool):
+        await pool.execute(req("t" * 5000), 5)  # its "task done" line is over 5000 bytes
+        await pool.execute(req("fibonacci", 3), 5)
+        return pool.log_path
+
+    with caplog.at_level(logging.WARNING, logger="spider_core.pool"):
+        log = pool_run(config, scenario)
+    lines = log.read_text().splitlines()
+    assert all(len(line.encode()) <= 1000 for line in lines)
+    assert any("dropped a log line of" in line for line in lines)
+    assert any('"task": "fibonacci"' in line for line in lines)  # capture resumed
+    assert any("dropped a log line" in r.getMessage() for r in caplog.records)
+
+
+def test_log_dir_none_forwards_lines_to_logging(package_dir: Path, caplog) -> None:
+    config = sc.PoolConfig(package_dir=package_dir, log_dir=None, plugin_autoload=False)
+
+    async def scenario(pool):
+        await pool.execute(req("print_to_stdout"), 5)
+        return pool.log_path
+
+    with caplog.at_level(logging.INFO, logger="spider_core.executor.log"):
+        assert pool_run(config, scenario) is None
+    records = [r for r in caplog.records if r.name == "spider_core.executor.log"]
+    assert any("hello from a task" in r.getMessage() for r in records)
+    assert {r.executor_id for r in records} == {1}
+
+
+def test_unwritable_log_dir_falls_back_to_logging(package_dir: Path, tmp_path: Path, caplog) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    config = sc.PoolConfig(package_dir=package_dir, log_dir=blocker / "logs", plugin_autoload=False)
+
+    async def scenario(pool):
+        return await pool.execute(req("fibonacci", 10), 5)
+
+    with caplog.at_level(logging.WARNING):
+        assert pool_run(config, scenario).values == [55]
+    assert any("cannot write executor log" in r.getMessage() for r in caplog.records)
+
+
+def test_inherited_env(package_dir: Path, monkeypatch, caplog) -> None:
+    monkeypatch.setenv("SPIDER_TEST_FOO", "foo-value")
+    monkeypatch.setenv("SPIDER_TEST_NOT_INHERITED", "secret")
+    monkeypatch.delenv("SPIDER_TEST_MISSING", raising=False)
+    config = sc.PoolConfig(
+        package_dir=package_dir, inherited_env=("SPIDER_TEST_FOO", "SPIDER_TEST_MISSING"), plugin_autoload=False
+    )
+
+    async def scenario(pool):
+        names = ["SPIDER_TEST_FOO", "SPIDER_TEST_NOT_INHERITED", "SPIDER_TEST_MISSING", "SPIDER_TDL_PACKAGE_DIR"]
+        return [(await pool.execute(req("get_env", n), 5)).values[0] for n in names]
+
+    with caplog.at_level(logging.WARNING, logger="spider_core.pool"):
+        values = pool_run(config, scenario)
+    assert values == ["foo-value", None, None, str(package_dir)]
+    assert any("SPIDER_TEST_MISSING is not set" in r.getMessage() for r in caplog.records)
+
+
+# -- spawning and respawning -----------------------------------------------------------------
+
+
+def test_executor_command_that_cannot_start(package_dir: Path) -> None:
+    config = sc.PoolConfig(package_dir=package_dir, executor_command=("/nonexistent/python",), plugin_autoload=False)
+    with pytest.raises(sc.ExecutorCreationFailure, match="cannot start executor command '/nonexistent/python'"):
+        pool_run(config, lambda pool: None)
+
+
+def test_executor_that_exits_before_ready(package_dir: Path) -> None:
+    command = (sys.executable, "-c", "import sys; print('boom', file=sys.stderr); sys.exit(3)")
+    config = sc.PoolConfig(package_dir=package_dir, executor_command=command, plugin_autoload=False)
+    with pytest.raises(sc.ExecutorCreationFailure, match=r"failed before it was ready.*exit status 3.*boom"):
+        pool_run(config, lambda pool: None)
+
+
+def test_executor_that_never_becomes_ready(package_dir: Path) -> None:
+    command = (sys.executable, "-c", "import time; time.sleep(60)")
+    config = sc.PoolConfig(package_dir=package_dir, executor_command=command, spawn_timeout=0.3, plugin_autoload=False)
+    with pytest.raises(sc.ExecutorCreationFailure, match="did not become ready within 0.3s"):
+        pool_run(config, lambda pool: None)
+
+
+def test_failing_respawn_gives_not_running_then_recovers(package_dir: Path, tmp_path: Path) -> None:
+    flag = tmp_path / "fail-spawns"
+    wrapper = tmp_path / "executor.py"
+    wrapper.write_text(textwrap.dedent(f"""
+        import os, sys
+        if os.path.exists({str(flag)!r}):
+            sys.exit(9)
+        os.execv(sys.executable, [sys.executable, "-m", "spider_core.executor"])
+    """))
+    config = sc.PoolConfig(
+        package_dir=package_dir,
+        executor_command=(sys.executable, str(wrapper)),
+        backoff_initial=0.2,
+        backoff_max=0.5,
+        max_spawn_failures=2,
+        plugin_autoload=False,
+    )
+
+    async def scenario(pool):
+        flag.touch()
+        crash = await pool.execute(req("always_panic"), 5)  # the respawn after it fails
+        errors = []
+        for _ in range(3):
+            try:
+                await pool.execute(req("fibonacci", 1), 5)
+            except sc.InternalError as e:
+                errors.append(type(e).__name__)
+            await asyncio.sleep(0.25)
+        flag.unlink()
+        await asyncio.sleep(0.6)  # past the longest back-off
+        return crash, errors, await pool.execute(req("fibonacci", 10), 5)
+
+    crash, errors, recovered = pool_run(config, scenario)
+    assert isinstance(crash, sc.ExecutorCrash)
+    assert "NotRunning" in errors and set(errors) <= {"NotRunning", "ExecutorCreationFailure"}
+    assert recovered.values == [55]
+
+
+def test_recycling_after_n_tasks(package_dir: Path) -> None:
+    config = sc.PoolConfig(package_dir=package_dir, recycle_after=2, plugin_autoload=False)
+
+    async def scenario(pool):
+        return [(await pool.execute(req("fibonacci", 1), 5)).executor_id for _ in range(5)]
+
+    assert pool_run(config, scenario) == [1, 1, 2, 2, 3]
+
+
+def test_executor_that_dies_while_idle_is_replaced(config) -> None:
+    async def scenario(pool):
+        os.kill(pool.pid, signal.SIGKILL)
+        await asyncio.sleep(0.1)
+        return await pool.execute(req("fibonacci", 10), 5)
+
+    outcome = pool_run(config, scenario)
+    assert outcome.values == [55] and outcome.executor_id == 2
+
+
+def test_hang_in_package_init_is_a_timeout(package_dir: Path, monkeypatch) -> None:
+    monkeypatch.setenv("SPIDER_TEST_TDL_INIT_SHOULD_HANG", "1")
+    config = sc.PoolConfig(package_dir=package_dir, inherited_env=("SPIDER_TEST_TDL_INIT_SHOULD_HANG",), plugin_autoload=False)
+
+    async def scenario(pool):
+        first = await pool.execute(req("fibonacci", 1), 0.3)  # its successor inherits the variable too
+        monkeypatch.delenv("SPIDER_TEST_TDL_INIT_SHOULD_HANG")
+        second = await pool.execute(req("fibonacci", 1), 0.3)
+        return first, second, await pool.execute(req("fibonacci", 10), 5)
+
+    first, second, third = pool_run(config, scenario)
+    assert isinstance(first, sc.Timeout) and isinstance(second, sc.Timeout)
+    assert third.values == [55]
+
+
+# -- protocol violations by the executor ------------------------------------------------------
+
+FAKE_EXECUTOR = """
+import os, sys, msgpack, struct
+MODE = {mode!r}
+def send(obj):
+    body = msgpack.packb(obj)
+    os.write(1, struct.pack(">I", len(body)) + body)
+send({{"type": "Ready", "pid": os.getpid(), "abi_version": "0.1.0"}})
+buf = b""
+while True:
+    data = os.read(0, 65536)
+    if not data:
+        sys.exit(0)
+    buf += data
+    if len(buf) < 4 or len(buf) < 4 + struct.unpack(">I", buf[:4])[0]:
+        continue
+    size = struct.unpack(">I", buf[:4])[0]
+    request = msgpack.unpackb(buf[4:4 + size]); buf = buf[4 + size:]
+    if MODE == "wrong-seq":
+        send({{"type": "Result", "seq": request["seq"] + 1, "ok": True, "payload": b"\\0\\0\\0\\0", "elapsed_us": 1}})
+    elif MODE == "garbage":
+        os.write(1, b"\\x00\\x00\\x00\\x03\\xc1\\xc1\\xc1")
+    elif MODE == "oversized":
+        os.write(1, b"\\x7f\\xff\\xff\\xff")
+    elif MODE == "not-a-result":
+        send({{"type": "Ready", "pid": 1, "abi_version": "0.1.0"}})
+    elif MODE == "bad-error":
+        send({{"type": "Result", "seq": request["seq"], "ok": False, "payload": b"\\xc1", "elapsed_us": 1}})
+"""
+
+
+@pytest.mark.parametrize("mode", ["wrong-seq", "garbage", "oversized", "not-a-result", "bad-error"])
+def test_protocol_violations_are_crashes(mode: str, package_dir: Path, tmp_path: Path) -> None:
+    script = tmp_path / "fake_executor.py"
+    script.write_text(FAKE_EXECUTOR.format(mode=mode))
+    config = sc.PoolConfig(package_dir=package_dir, executor_command=(sys.executable, str(script)), plugin_autoload=False)
+
+    async def scenario(pool):
+        return await pool.execute(req("fibonacci", 1), 5), pool.executor_id
+
+    crash, now = pool_run(config, scenario)
+    assert isinstance(crash, sc.ExecutorCrash) and crash.signal == signal.SIGKILL
+    assert crash.executor_id == 1 and now == 2
+
+
+# -- bad requests ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_", "timeout", "error"),
+    [
+        (sc.ExecuteRequest(package="../etc", task="t"), 5, sc.InvalidRequest),
+        (sc.ExecuteRequest(package="", task="t"), 5, sc.InvalidRequest),
+        (sc.ExecuteRequest(package=PKG, task=""), 5, sc.InvalidRequest),
+        (req("fibonacci", object()), 5, sc.EncodeTaskInputs),
+        (req("fibonacci", 2**70), 5, sc.EncodeTaskInputs),
+        (req("assert_outputs_sum_zero", task_id=TaskId.COMMIT), 5, sc.BuildTaskContext),
+        (req("fibonacci", 1, task_graph_outputs=b"\0"), 5, sc.BuildTaskContext),
+        (req("fibonacci", 1, job_id=-1), 5, sc.BuildTaskContext),
+        (req("fibonacci", 1), 0, sc.InvalidRequest),
+        (req("fibonacci", 1), float("nan"), sc.InvalidRequest),
+        ("not a request", 5, sc.InvalidRequest),
+    ],
+)
+def test_bad_requests_are_clear_errors(config, request_, timeout, error) -> None:
+    async def scenario(pool):
+        with pytest.raises(error) as info:
+            await pool.execute(request_, timeout)
+        assert "\n" not in str(info.value)
+        return await pool.execute(req("fibonacci", 10), 5)  # the pool is unaffected
+
+    assert pool_run(config, scenario).values == [55]
+
+
+def test_request_over_the_frame_limit(package_dir: Path) -> None:
+    config = sc.PoolConfig(package_dir=package_dir, max_frame_size=10_000, plugin_autoload=False)
+
+    async def scenario(pool):
+        with pytest.raises(sc.EncodeTaskInputs, match="exceeds the maximum frame size"):
+            await pool.execute(req("sleep_and_echo", ["z" * 20_000]), 5)
+        return await pool.execute(req("fibonacci", 10), 5)
+
+    assert pool_run(config, scenario).values == [55]
+
+
+def test_raw_inputs_escape_hatch(config) -> None:
+    async def scenario(pool):
+        return await pool.execute(sc.ExecuteRequest(package=PKG, task="fibonacci", raw_inputs=encode_values([12])), 5)
+
+    assert pool_run(config, scenario).values == [144]
+
+
+# -- lifecycle --------------------------------------------------------------------------------
+
+
+def test_execute_outside_the_lifecycle_is_not_running(config) -> None:
+    async def main():
+        pool = sc.ProcessPool(config)
+        with pytest.raises(sc.NotRunning, match="not started"):
+            await pool.execute(req("fibonacci", 1), 5)
+        await pool.start()
+        await pool.close()
+        with pytest.raises(sc.NotRunning, match="closed"):
+            await pool.execute(req("fibonacci", 1), 5)
+        await pool.close()  # idempotent
+
+    run(main())
+
+
+def test_close_reaps_every_child(config) -> None:
+    pids = []
+
+    async def scenario(pool):
+        pids.append(pool.pid)
+        await pool.execute(req("always_panic"), 5)
+        pids.append(pool.pid)
+        await pool.execute(req("fibonacci", 45), 0.1)
+        pids.append(pool.pid)
+
+    pool_run(config, scenario)
+    assert len(set(pids)) == 3 and all(gone(pid) for pid in pids)  # no zombie either: /proc entry gone
+
+
+def test_close_escalates_to_sigkill_for_an_executor_that_ignores_shutdown(package_dir: Path, tmp_path: Path) -> None:
+    script = tmp_path / "stubborn.py"
+    script.write_text(FAKE_EXECUTOR.format(mode="stubborn").replace("sys.exit(0)", "import time; time.sleep(60)")
+                      + "\nimport signal\n")
+    script.write_text("import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n" + FAKE_EXECUTOR.format(mode="stubborn"))
+    exits = []
+
+    class Recorder:
+        @sc.hookimpl
+        def spider_executor_exited(self, reason, exit_status, signal):
+            exits.append((reason, exit_status, signal))
+
+    pm = sc.get_plugin_manager(sc.PluginSettings(autoload=False))
+    pm.register(Recorder())
+    config = sc.PoolConfig(package_dir=package_dir, executor_command=(sys.executable, str(script)), shutdown_grace=0.2)
+
+    async def main():
+        async with sc.ProcessPool(config, plugin_manager=pm):
+            pass
+
+    started = time.monotonic()
+    run(main())
+    assert exits == [("shutdown", None, signal.SIGKILL)]
+    assert time.monotonic() - started < 5
+
+
+def test_killing_the_parent_leaves_no_executor(package_dir: Path, tmp_path: Path) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent(f"""
+        import asyncio, sys
+        import spider_core as sc
+
+        async def main():
+            async with sc.ProcessPool(sc.PoolConfig(package_dir={str(package_dir)!r})) as pool:
+                print(pool.pid, flush=True)
+                await pool.execute(sc.ExecuteRequest(package="integration_test_tasks", task="sleep_ms", inputs=[60000]), 120)
+
+        asyncio.run(main())
+    """))
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        executor_pid = int(parent.stdout.readline())
+        assert not gone(executor_pid)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 5
+        while not gone(executor_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gone(executor_pid) or Path(f"/proc/{executor_pid}/status").read_text().find("State:\tZ") >= 0
+    finally:
+        parent.kill()
+        parent.stdout.close()
+
+
+def test_no_descriptor_leak_across_respawns(config) -> None:
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    async def scenario(pool):
+        await pool.execute(req("always_panic"), 5)
+        before = open_fds()
+        for _ in range(40):
+            await pool.execute(req("always_panic"), 5)
+        return before, open_fds()
+
+    before, after = pool_run(config, scenario)
+    assert after == before
+
+
+def test_lifecycle_hooks(config) -> None:
+    events = []
+
+    class Recorder:
+        @sc.hookimpl
+        def spider_executor_started(self, executor_id, pid, log_path):
+            events.append(("started", executor_id, log_path.name))
+
+        @sc.hookimpl
+        def spider_executor_exited(self, executor_id, reason, exit_status, signal):
+            events.append(("exited", executor_id, reason, exit_status, signal))
+
+        @sc.hookimpl
+        def spider_task_finished(self, request, outcome, executor_id, queue_wait, execution_time):
+            assert queue_wait >= 0 and execution_time >= 0
+            events.append(("finished", executor_id, request.task, type(outcome).__name__))
+
+    pm = sc.get_plugin_manager(sc.PluginSettings(autoload=False))
+    pm.register(Recorder())
+
+    async def main():
+        async with sc.ProcessPool(config, plugin_manager=pm) as pool:
+            await pool.execute(req("fibonacci", 1), 5)
+            await pool.execute(req("fibonacci", 45), 0.1)
+            await pool.execute(req("always_panic"), 5)
+            task = asyncio.create_task(pool.execute(req("sleep_ms", 5000), 10))
+            await asyncio.sleep(0.2)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    run(main())
+    assert events == [
+        ("started", 1, "em-1-1.log"),
+        ("finished", 1, "fibonacci", "Success"),
+        ("exited", 1, "timeout", None, signal.SIGKILL),
+        ("started", 2, "em-1-2.log"),
+        ("finished", 1, "fibonacci", "Timeout"),
+        ("exited", 2, "crash", None, signal.SIGABRT),
+        ("started", 3, "em-1-3.log"),
+        ("finished", 2, "always_panic", "ExecutorCrash"),
+        ("exited", 3, "cancelled", None, signal.SIGKILL),
+        ("started", 4, "em-1-4.log"),
+        ("exited", 4, "shutdown", 0, None),
+    ]
+
+
+def test_recycle_reason(package_dir: Path) -> None:
+    reasons = []
+
+    class Recorder:
+        @sc.hookimpl
+        def spider_executor_exited(self, reason):
+            reasons.append(reason)
+
+    pm = sc.get_plugin_manager(sc.PluginSettings(autoload=False))
+    pm.register(Recorder())
+    config = sc.PoolConfig(package_dir=package_dir, recycle_after=1)
+
+    async def main():
+        async with sc.ProcessPool(config, plugin_manager=pm) as pool:
+            await pool.execute(req("fibonacci", 1), 5)
+
+    run(main())
+    assert reasons == ["recycle", "shutdown"]
+
+
+def test_a_failing_hook_does_not_break_execute(config, caplog) -> None:
+    class Broken:
+        @sc.hookimpl
+        def spider_task_finished(self):
+            raise RuntimeError("plugin bug")
+
+    pm = sc.get_plugin_manager(sc.PluginSettings(autoload=False))
+    pm.register(Broken())
+
+    async def main():
+        async with sc.ProcessPool(config, plugin_manager=pm) as pool:
+            return await pool.execute(req("fibonacci", 10), 5)
+
+    assert run(main()).values == [55]
+    assert any("spider_task_finished hook failed" in r.getMessage() for r in caplog.records)
+
+
+def test_custom_launcher_and_respawn_policy(config) -> None:
+    seen = []
+
+    class Launcher:
+        @sc.hookimpl
+        def spider_launcher(self, config, executor_id, env):
+            from spider_core.models import LaunchSpec
+
+            seen.append(("launch", executor_id, env["SPIDER_TDL_PACKAGE_DIR"]))
+            return LaunchSpec(argv=(sys.executable, "-m", "spider_core.executor"), env={**env, "SPIDER_TEST_FOO": "from-launcher"})
+
+        @sc.hookimpl
+        def spider_respawn_decision(self, state):
+            from spider_core.models import RespawnDecision
+
+            seen.append(("decide", state.reason))
+            return RespawnDecision(spawn=state.reason == "start", message="this policy never respawns after a crash")
+
+    pm = sc.get_plugin_manager(sc.PluginSettings(autoload=False))
+    pm.register(Launcher())
+
+    async def main():
+        async with sc.ProcessPool(config, plugin_manager=pm) as pool:
+            env = (await pool.execute(req("get_env", "SPIDER_TEST_FOO"), 5)).values
+            await pool.execute(req("always_panic"), 5)
+            with pytest.raises(sc.NotRunning, match="never respawns after a crash"):
+                await pool.execute(req("fibonacci", 1), 5)
+            return env
+
+    assert run(main()) == ["from-launcher"]
+    assert seen[:3] == [("decide", "start"), ("launch", 1, str(config.package_dir)), ("decide", "crash")]
+
+
+# -- the synchronous facade --------------------------------------------------------------------
+
+
+def test_sync_facade(config) -> None:
+    with sc.SyncProcessPool(config) as pool:
+        assert pool.execute(req("fibonacci", 10), hard_timeout=5).values == [55]
+        assert isinstance(pool.execute(req("fibonacci", 45), hard_timeout=0.2), sc.Timeout)
+        assert isinstance(pool.execute(req("always_panic"), hard_timeout=5), sc.ExecutorCrash)
+        assert pool.execute(req("fibonacci", 11), hard_timeout=5).values == [89]
+        pid = pool.pid
+    assert gone(pid)
+    with pytest.raises(sc.NotRunning):
+        pool.execute(req("fibonacci", 1), 5)
