@@ -36,7 +36,7 @@ from spider_core.errors import (
     InvalidRequest,
     NotRunning,
 )
-from spider_core.executor import ENV_MAX_FRAME_SIZE, ENV_PACKAGE_DIR, ENV_PARENT_PID
+from spider_core.executor import ENV_MAX_FRAME_SIZE, ENV_PACKAGE_DIR, ENV_PARENT_PID, ENV_SPIN_US
 from spider_core.framing import FramingError
 from spider_core.models import (
     ExecuteRequest,
@@ -141,7 +141,7 @@ class _LogSink:
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = open(path, "ab")  # noqa: SIM115 - closed in close()
+                self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - closed in close()
             except OSError as e:
                 logger.warning(
                     "cannot write executor log %s (%s); forwarding executor %d's log to logging",
@@ -154,42 +154,44 @@ class _LogSink:
     def feed(self, data: bytes) -> None:
         lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()
+        kept = []
         for line in lines:
             if self._dropping:  # the rest of a line already reported as dropped
                 self._dropping = False
             elif len(line) > self.max_line:
-                self._dropped(len(line))
+                kept.append(self._dropped(len(line)))
             else:
-                self._emit(line)
+                kept.append(line)
         if len(self._partial) > self.max_line:
             if not self._dropping:
-                self._dropped(len(self._partial), partial=True)
+                kept.append(self._dropped(len(self._partial), partial=True))
             self._dropping = True
             self._partial = b""
-        if self._file is not None:
-            self._file.flush()
+        if kept:
+            self._emit(kept)
 
-    def _dropped(self, size: int, partial: bool = False) -> None:
+    def _dropped(self, size: int, partial: bool = False) -> bytes:
+        """Warn about a dropped line; return the notice that takes its place in the log."""
         size_text = f"at least {size}" if partial else str(size)
         message = (
             f"spider-core: dropped a log line of {size_text} bytes from executor {self.executor_id} "
             f"(max_log_line_bytes is {self.max_line})"
         )
         logger.warning(message)
-        self._emit(message.encode())
+        return message.encode()
 
-    def _emit(self, line: bytes) -> None:
-        self.last_line = line
+    def _emit(self, lines: list[bytes]) -> None:
+        self.last_line = lines[-1]
         if self._file is not None:
-            self._file.write(line + b"\n")
+            lines.append(b"")
+            self._file.write(b"\n".join(lines))  # unbuffered: one write per chunk read
         else:
-            executor_logger.info(
-                line.decode("utf-8", "replace"), extra={"executor_id": self.executor_id}
-            )
+            for line in lines:
+                executor_logger.info(line.decode("utf-8", "replace"), extra={"executor_id": self.executor_id})
 
     def close(self) -> None:
         if self._partial and not self._dropping:
-            self._emit(self._partial)
+            self._emit([self._partial])
         self._partial = b""
         if self._file is not None:
             self._file.close()
@@ -733,6 +735,7 @@ class ProcessPool:
         env[ENV_PACKAGE_DIR] = os.path.abspath(self.config.package_dir)
         env[ENV_PARENT_PID] = str(os.getpid())
         env[ENV_MAX_FRAME_SIZE] = str(self.config.max_frame_size)
+        env[ENV_SPIN_US] = str(self.config.executor_spin_us)
         return env
 
     # -- lifecycle hooks (a failing plugin is logged, never fatal)

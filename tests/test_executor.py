@@ -236,3 +236,17 @@ def test_blocked_framing_fails_setup(package_dir: Path) -> None:
         assert any("spider_framing" in e.get("error", "") for e in proc.stderr_events())
     finally:
         proc.close()
+
+
+def test_spinning_executor_answers_like_a_blocking_one(package_dir: Path) -> None:
+    proc = ExecutorProcess(package_dir, env={"SPIDER_EXECUTOR_SPIN_US": "200"})
+    try:
+        ready(proc)
+        for n in (1, 10, 20):
+            assert decode_values(proc.execute(NAME, "fibonacci", encode_values([n]))["payload"]) == [[1, 55, 6765][[1, 10, 20].index(n)]]
+        strings = ["s" * 1000] * 2000  # a request larger than one pipe buffer
+        assert decode_values(proc.execute(NAME, "sleep_and_echo", encode_values([strings]))["payload"]) == [strings]
+        proc.proc.stdin.close()
+        assert proc.wait() == 0
+    finally:
+        proc.close()

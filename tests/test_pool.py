@@ -734,3 +734,14 @@ def test_sync_facade(config) -> None:
     assert gone(pid)
     with pytest.raises(sc.NotRunning):
         pool.execute(req("fibonacci", 1), 5)
+
+
+def test_spinning_executor_through_the_pool(package_dir: Path) -> None:
+    config = sc.PoolConfig(package_dir=package_dir, executor_spin_us=300, plugin_autoload=False)
+
+    async def scenario(pool):
+        spin = (await pool.execute(req("get_env", "SPIDER_EXECUTOR_SPIN_US"), 5)).values
+        return spin, [(await pool.execute(req("fibonacci", i), 5)).values[0] for i in range(10)]
+
+    spin, values = pool_run(config, scenario)
+    assert spin == ["300"] and values == [0, 1, 1, 2, 3, 5, 8, 13, 21, 34]
