@@ -1,63 +1,356 @@
-"""The ``spider`` command line."""
+"""The ``spider`` command line.
+
+Every error a user can cause is printed as one ``spider: error: ...`` line, never a
+traceback. Exit statuses are the same for every command (see ``EXIT_STATUSES``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from spider_core.build import BuildError, PackageSourceError, build_package
+from spider_core.reporting import (
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_TASK_FAILURE,
+    EXIT_USAGE,
+    outcome_exit_code,
+    outcome_record,
+    outcome_summary,
+    print_table,
+    to_json,
+)
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+EXIT_STATUSES = """\
+exit status:
+  0  success
+  1  the task failed (for build-package: the build failed; for batch: some request did not succeed)
+  2  usage error or bad input (bad JSON argument, bad package name, missing package, task or directory)
+  3  the task hit its hard timeout
+  4  the executor crashed
+  5  internal error (the pool could not serve the call)
+"""
+
+DEFAULT_TIMEOUT = 60.0
 
 
 class CliError(Exception):
     """An error the CLI prints as one line, exiting with ``exit_code``."""
 
-    def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
         super().__init__(message)
         self.exit_code = exit_code
 
 
+# -------------------------------------------------------------------------------------------
+# helpers shared by the commands
+# -------------------------------------------------------------------------------------------
+
+
+def package_dir_of(args: argparse.Namespace) -> Path:
+    """``--package-dir``, else ``$SPIDER_TDL_PACKAGE_DIR``; it must be a directory."""
+    value = args.package_dir or os.environ.get("SPIDER_TDL_PACKAGE_DIR")
+    if not value:
+        raise CliError("no package directory: pass --package-dir DIR or set SPIDER_TDL_PACKAGE_DIR")
+    path = Path(value)
+    if not path.is_dir():
+        raise CliError(f"package directory {path} does not exist or is not a directory")
+    return path
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return value
+
+
+def check_package_exists(pm: Any, package: str, package_dir: Path) -> None:
+    """Resolve ``package`` in the parent first, so a typo is a usage error, not a task failure."""
+    from spider_core.tdl import InvalidPackageName, validate_package_name
+
+    try:
+        validate_package_name(package)
+    except InvalidPackageName as e:
+        raise CliError(str(e)) from None
+    if pm.hook.spider_resolve_package.get_hookimpls() and (
+        pm.hook.spider_resolve_package(package=package, package_dir=package_dir) is None
+    ):
+        raise CliError(f"no task package named {package!r} in {package_dir} (see `spider packages --package-dir {package_dir}`)")
+
+
+def make_config(args: argparse.Namespace, package_dir: Path, **extra: Any) -> Any:
+    from spider_core.models import PoolConfig
+
+    return PoolConfig(package_dir=package_dir, log_dir=args.log_dir, em_id="spider-cli", **extra)
+
+
+# -------------------------------------------------------------------------------------------
+# commands
+# -------------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from spider_core.errors import BuildTaskContext, EncodeTaskInputs, InternalError, InvalidRequest
+    from spider_core.models import ExecuteRequest
+    from spider_core.pool import ProcessPool
+
+    inputs = []
+    for position, text in enumerate(args.args, start=1):
+        try:
+            inputs.append(json.loads(text))
+        except json.JSONDecodeError as e:
+            raise CliError(f"argument {position} ({text!r}) is not a JSON value: {e.msg}") from None
+    package_dir = package_dir_of(args)
+    config = make_config(args, package_dir)
+
+    async def run() -> Any:
+        pool = ProcessPool(config)
+        check_package_exists(pool.pm, args.package, package_dir)
+        async with pool:
+            return await pool.execute(
+                ExecuteRequest(package=args.package, task=args.task, inputs=inputs), hard_timeout=args.timeout
+            )
+
+    try:
+        outcome = asyncio.run(run())
+    except InternalError as e:
+        if args.json:
+            print(to_json({"outcome": "internal_error", "error": type(e).__name__, "message": str(e)}))
+        bad_input = isinstance(e, InvalidRequest | EncodeTaskInputs | BuildTaskContext)
+        raise CliError(str(e), EXIT_USAGE if bad_input else EXIT_INTERNAL) from None
+    code = outcome_exit_code(outcome)
+    if args.json:
+        print(to_json(outcome_record(outcome)))
+    elif code == EXIT_OK:
+        print(to_json(outcome.values))
+    if code != EXIT_OK:
+        print(f"spider: {args.package}/{args.task}: {outcome_summary(outcome)}", file=sys.stderr)
+    return code
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from spider_core.batch import BatchError, run_batch
+
+    package_dir = package_dir_of(args)
+    try:
+        return run_batch(
+            requests=args.requests,
+            out=args.out,
+            config=make_config(args, package_dir),
+            default_timeout=args.timeout,
+            resume=args.resume,
+            strict=args.strict,
+            progress=not args.quiet,
+        )
+    except BatchError as e:
+        raise CliError(str(e), e.exit_code) from None
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from spider_core.build import BuildError
+    from spider_core.demo import run_demo
+
+    try:
+        return run_demo(cache_dir=args.cache_dir)
+    except BuildError as e:
+        raise CliError(f"cannot build the demo packages: {e}", EXIT_TASK_FAILURE) from None
+
+
+def cmd_packages(args: argparse.Namespace) -> int:
+    from spider_core.plugins import get_plugin_manager
+
+    package_dir = package_dir_of(args)
+    pm = get_plugin_manager()
+    infos = sorted(
+        (info for found in pm.hook.spider_list_packages(package_dir=package_dir) for info in found or ()),
+        key=lambda i: (i.name, i.kind),
+    )
+    if args.json:
+        for info in infos:
+            print(to_json({**vars_of(info), "location": str(info.location)}))
+        return EXIT_OK
+    if not infos:
+        print(f"no task packages in {package_dir}")
+        return EXIT_OK
+    rows = [["NAME", "KIND", "ABI", "STATUS", "PATH"]]
+    for info in infos:
+        if info.error:
+            status = f"broken: {info.error}"
+        elif info.compatible is False:
+            status = "incompatible"
+        else:
+            status = "ok"
+        rows.append([info.name, info.kind, info.version or "-", status, str(info.location)])
+    print_table(rows)
+    for info in infos:
+        if info.tasks:
+            print(f"\n{info.name} tasks:")
+            for task in info.tasks:
+                print(f"  {task}")
+    return EXIT_OK
+
+
+def vars_of(obj: Any) -> dict[str, Any]:
+    import attrs
+
+    return attrs.asdict(obj, recurse=False)
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from spider_core.plugins import PluginError, get_plugin_manager
+
+    try:
+        pm = get_plugin_manager()
+    except PluginError as e:
+        raise CliError(str(e), EXIT_INTERNAL) from None
+    infos = pm.plugin_infos()
+    if args.json:
+        for info in infos:
+            print(to_json(vars_of(info)))
+        return EXIT_OK
+    rows = [["NAME", "DISTRIBUTION", "STATUS", "HOOKS"]]
+    for info in infos:
+        dist = f"{info.distribution} {info.version}" if info.distribution else "-"
+        rows.append([info.name, dist, info.status, ", ".join(info.hooks) or "-"])
+    print_table(rows)
+    return EXIT_OK
+
+
 def cmd_build_package(args: argparse.Namespace) -> int:
+    from spider_core.build import BuildError, PackageSourceError, build_package
+
     try:
         library = build_package(args.src, args.out, cc=args.cc)
     except PackageSourceError as e:
         raise CliError(str(e), EXIT_USAGE) from None
     except BuildError as e:
-        raise CliError(str(e)) from None
+        raise CliError(str(e), EXIT_TASK_FAILURE) from None
     print(library)
     return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from spider_core.bench import run_benchmark
+    from spider_core.demo import cache_root, prepare_packages
+
+    if args.package_dir or os.environ.get("SPIDER_TDL_PACKAGE_DIR"):
+        package_dir = package_dir_of(args)
+    else:
+        package_dir = prepare_packages(cache_root())
+    report = asyncio.run(run_benchmark(package_dir, quick=args.quick, output_dir=args.output, progress=True))
+    print(f"report: {args.output / 'report.md'}")
+    print(report.summary())
+    return EXIT_OK
+
+
+# -------------------------------------------------------------------------------------------
+# the parser
+# -------------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spider",
         description="Run native and Python task packages in supervised executor processes.",
+        epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("-v", "--verbose", action="store_true", help="also show the pool's warnings")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
-    build = commands.add_parser(
-        "build-package",
-        help="compile a C task package into <out>/<name>/lib<name>.so",
-        description=(
-            "Compile SRC/*.c with $CC (default cc) against spider_tdl.h into "
-            "OUT/<name>/lib<name>.so, where <name> is SRC's directory name. "
-            "Exit status: 0 built, 1 the compiler is missing or failed, 2 bad arguments."
-        ),
-    )
+    def command(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name,
+            help=help,
+            description=description or help,
+            epilog=EXIT_STATUSES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    def pool_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--package-dir", metavar="DIR", help="task package directory (default: $SPIDER_TDL_PACKAGE_DIR)")
+        p.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                       help=f"hard timeout per task (default: {DEFAULT_TIMEOUT:g})")
+        p.add_argument("--log-dir", type=Path, metavar="DIR",
+                       help="write each executor's log to DIR/spider-cli-<id>.log (default: discard)")
+
+    run = command("run", "run one task and print its outputs as a JSON array",
+                  "Run TASK of PACKAGE with ARGs (each a JSON value: 10, '\"text\"', '[1,2]') and print "
+                  "its outputs as one JSON array.")
+    run.add_argument("package", metavar="PACKAGE")
+    run.add_argument("task", metavar="TASK")
+    run.add_argument("args", nargs="*", metavar="ARG", help="one JSON value per task parameter")
+    pool_options(run)
+    run.add_argument("--json", action="store_true", help="print a machine-readable outcome record instead")
+    run.set_defaults(func=cmd_run)
+
+    batch = command("batch", "run a JSON-lines file of requests through one pool",
+                    'Each line of REQUESTS is {"id": ..., "package": ..., "task": ..., "inputs": [...], '
+                    '"timeout": ...}; one result line per request is appended to --out as it completes.')
+    batch.add_argument("requests", type=Path, metavar="REQUESTS.jsonl")
+    batch.add_argument("--out", type=Path, required=True, metavar="RESULTS.jsonl")
+    pool_options(batch)
+    batch.add_argument("--resume", action="store_true", help="skip requests whose id already has a result in --out")
+    batch.add_argument("--strict", action="store_true", help="stop at the first malformed line")
+    batch.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    batch.set_defaults(func=cmd_batch)
+
+    demo = command("demo", "build the bundled packages and show what the pool does with each outcome")
+    demo.add_argument("--cache-dir", type=Path, metavar="DIR",
+                      help="where to build packages (default: $XDG_CACHE_HOME/spider-core or ~/.cache/spider-core)")
+    demo.set_defaults(func=cmd_demo)
+
+    packages = command("packages", "list the task packages in a package directory")
+    packages.add_argument("--package-dir", metavar="DIR", help="task package directory (default: $SPIDER_TDL_PACKAGE_DIR)")
+    packages.add_argument("--json", action="store_true", help="one JSON record per package")
+    packages.set_defaults(func=cmd_packages)
+
+    plugins = command("plugins", "list the registered plugins and the hooks they implement")
+    plugins.add_argument("--json", action="store_true", help="one JSON record per plugin")
+    plugins.set_defaults(func=cmd_plugins)
+
+    build = command("build-package", "compile a C task package into <out>/<name>/lib<name>.so",
+                    "Compile SRC/*.c with $CC (default cc) against spider_tdl.h into OUT/<name>/lib<name>.so, "
+                    "where <name> is SRC's directory name.")
     build.add_argument("src", type=Path, metavar="SRC", help="package source directory")
     build.add_argument("--out", type=Path, required=True, metavar="DIR", help="package directory")
     build.add_argument("--cc", help="C compiler command (default: $CC, then cc)")
     build.set_defaults(func=cmd_build_package)
+
+    bench = command(
+        "bench",
+        "measure per-task overhead against other process pools",
+        "Run no-op and echo tasks through spider-core and, interleaved in the same run, through "
+        "ProcessPoolExecutor, multiprocessing.Pool, pebble, loky, billiard (pip install "
+        "'spider-core[bench]') and a raw pipe ping-pong; write a markdown report with "
+        "percentiles and ratios.",
+    )
+    bench.add_argument("--package-dir", metavar="DIR",
+                       help="where integration_test_tasks is built (default: build the bundled one into the cache)")
+    bench.add_argument("--output", type=Path, default=Path("bench-report"), metavar="DIR",
+                       help="report directory, created if missing (default: ./bench-report)")
+    bench.add_argument("--quick", action="store_true", help="a short run (a few hundred calls per contender)")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(format="spider: %(levelname)s: %(name)s: %(message)s", level=logging.WARNING)
+    if not args.verbose:
+        # Crashes and timeouts are reported as outcomes; the pool's own warnings repeat them.
+        logging.getLogger("spider_core.pool").setLevel(logging.ERROR)
     try:
         return args.func(args)
     except CliError as e:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         ExecuteRequest,
         LaunchSpec,
         Outcome,
+        PackageInfo,
         PackageSource,
         PoolConfig,
         RespawnDecision,
@@ -64,6 +65,20 @@ def spider_load_package(source: PackageSource) -> TaskPackage | None:
 
     First non-None result wins. The executor caches the result by name for its lifetime.
     Default: ``spider_libso`` (sources of kind ``"native"``, loaded with ctypes).
+    """
+
+
+@hookspec
+def spider_list_packages(package_dir: Path) -> list[PackageInfo]:
+    """List the packages of this plugin's kind found in ``package_dir`` (``spider packages``).
+
+    :param package_dir: Root directory of installed task packages.
+    :return: One :class:`~spider_core.models.PackageInfo` per package found, broken ones
+        included with ``error`` set; an empty list (or None) if there are none.
+
+    All implementations are called; their lists are concatenated. Called in the parent
+    process: never run package code here (inspect native libraries in a child process).
+    Default: ``spider_libso`` (every ``<dir>/<name>/lib<name>.so``).
     """
 
 

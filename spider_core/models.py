@@ -12,6 +12,8 @@ from typing import Any, Protocol, runtime_checkable
 from attrs import field, frozen
 from attrs.validators import ge, instance_of
 
+from spider_core.tdl import ExecutorError, decode_values
+
 # -- executor protocol ----------------------------------------------------------------------
 
 
@@ -89,17 +91,6 @@ class TaskPackage(Protocol):
         ...
 
 
-__all__ = [
-    "Execute",
-    "Message",
-    "PackageSource",
-    "Ready",
-    "Request",
-    "Response",
-    "Result",
-    "Shutdown",
-    "TaskPackage",
-]
 
 
 # -- the pool -------------------------------------------------------------------------------
@@ -211,8 +202,6 @@ class Success:
 
     @property
     def values(self) -> list[Any]:
-        from spider_core.tdl import decode_values
-
         return decode_values(self.outputs)
 
 
@@ -220,7 +209,7 @@ class Success:
 class InTaskFailure:
     """The executor answered with an error: the task failed, or its package could not load."""
 
-    error: Exception  # an ExecutorError
+    error: ExecutorError
     elapsed_us: int
     executor_id: int | None = None
 
@@ -286,3 +275,21 @@ class RespawnDecision:
     retry_at: float | None = None
     message: str = ""
     recycle_after: int | None = None
+
+
+@frozen(kw_only=True)
+class PackageInfo:
+    """One package found in a package directory, as ``spider packages`` shows it.
+
+    :param error: Why the package cannot be used (None if it can).
+    :param compatible: Whether its ABI version is compatible with this host (None if unknown).
+    :param tasks: Task signatures, when the package kind can tell them.
+    """
+
+    name: str
+    kind: str
+    location: Path
+    version: str | None = None
+    compatible: bool | None = None
+    tasks: tuple[str, ...] = ()
+    error: str | None = None

@@ -6,11 +6,14 @@ Resolves ``<package_dir>/<name>/lib<name>.so`` and loads it with ctypes followin
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 from spider_core.hookspecs import hookimpl
-from spider_core.models import PackageSource
-from spider_core.tdl import validate_package_name
+from spider_core.models import PackageInfo, PackageSource
+from spider_core.tdl import HOST_VERSION, Version, validate_package_name
 from spider_libso.loader import NativePackage, TdlPackageManager, load_native_package
 
 __all__ = ["NativePackage", "TdlPackageManager", "library_path", "load_native_package"]
@@ -37,3 +40,49 @@ def spider_load_package(source: PackageSource) -> NativePackage | None:
     if source.kind != KIND:
         return None
     return load_native_package(source.location, expected_name=source.package)
+
+
+@hookimpl
+def spider_list_packages(package_dir: Path) -> list[PackageInfo]:
+    libraries = sorted(Path(package_dir).glob("*/lib*.so"))
+    if not libraries:
+        return []
+    done = subprocess.run(
+        [sys.executable, "-m", "spider_libso.inspect", *map(str, libraries)],
+        capture_output=True,
+        text=True,
+    )
+    found = {}
+    for line in done.stdout.splitlines():
+        record = json.loads(line)
+        found[record["path"]] = record
+    infos = []
+    for library in libraries:
+        directory = library.parent.name
+        record = found.get(str(library))
+        if record is None:
+            infos.append(_broken(directory, library, f"inspecting it crashed the inspector (exit status {done.returncode})"))
+        elif "error" in record:
+            infos.append(_broken(directory, library, record["error"]))
+        else:
+            version = Version(*record["version"])
+            error = None
+            if library.name != f"lib{directory}.so":
+                error = f"the library must be named lib{directory}.so to match its directory"
+            elif record["name"] != directory:
+                error = f"it declares package name {record['name']!r}, not {directory!r}"
+            infos.append(
+                PackageInfo(
+                    name=directory,
+                    kind=KIND,
+                    location=library,
+                    version=str(version),
+                    compatible=HOST_VERSION.is_compatible_with(version),
+                    error=error,
+                )
+            )
+    return infos
+
+
+def _broken(name: str, library: Path, error: str) -> PackageInfo:
+    return PackageInfo(name=name, kind=KIND, location=library, error=error)

@@ -1,0 +1,194 @@
+"""``spider batch``: run a JSON-lines file of requests through one pool.
+
+Each result line is appended and flushed as soon as its request completes, so a runner that
+dies loses nothing it finished; ``--resume`` skips the ids already in the output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from spider_core.errors import BuildTaskContext, EncodeTaskInputs, InternalError, InvalidRequest
+from spider_core.models import ExecuteRequest, PoolConfig
+from spider_core.pool import ProcessPool
+from spider_core.reporting import (
+    EXIT_OK,
+    EXIT_TASK_FAILURE,
+    EXIT_USAGE,
+    outcome_record,
+    to_json,
+)
+
+FIELDS = {"id", "package", "task", "inputs", "timeout"}
+
+
+class BatchError(Exception):
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def parse_line(text: str, number: int, default_timeout: float) -> tuple[Any, ExecuteRequest, float]:
+    """(id, request, timeout) of one line; ``ValueError`` with the reason if it is malformed."""
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not valid JSON ({e.msg})") from None
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    unknown = set(record) - FIELDS
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(FIELDS))}")
+    for name in ("package", "task"):
+        if not isinstance(record.get(name), str) or not record[name]:
+            raise ValueError(f"{name!r} must be a non-empty string")
+    inputs = record.get("inputs", [])
+    if not isinstance(inputs, list):
+        raise ValueError("'inputs' must be a JSON array")
+    timeout = record.get("timeout", default_timeout)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not (timeout > 0 and math.isfinite(timeout)):
+        raise ValueError("'timeout' must be a positive number of seconds")
+    request_id = record.get("id", number)
+    if not isinstance(request_id, str | int) or isinstance(request_id, bool):
+        raise ValueError("'id' must be a string or an integer")
+    return request_id, ExecuteRequest(package=record["package"], task=record["task"], inputs=inputs), float(timeout)
+
+
+def done_ids(out: Path) -> set[Any]:
+    """Ids with a result in ``out``; a torn last line (the runner died mid-write) is cut off."""
+    if not out.exists():
+        return set()
+    data = out.read_bytes()
+    if data and not data.endswith(b"\n"):
+        keep = data.rfind(b"\n") + 1
+        with out.open("r+b") as f:
+            f.truncate(keep)
+        print(f"spider: warning: dropped an incomplete last line of {out}", file=sys.stderr)
+        data = data[:keep]
+    ids = set()
+    for line in data.decode("utf-8", "replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("id") is not None:
+            ids.add(record["id"])
+    return ids
+
+
+class Progress:
+    """Counts, rate and a summary on stderr."""
+
+    def __init__(self, enabled: bool, stream: TextIO = sys.stderr) -> None:
+        self.enabled = enabled
+        self.stream = stream
+        self.counts = {"success": 0, "task_failure": 0, "crash": 0, "timeout": 0, "internal_error": 0,
+                       "invalid_request": 0, "skipped": 0}
+        self.started = time.monotonic()
+        self._shown = 0.0
+        self._tty = stream.isatty()
+
+    @property
+    def done(self) -> int:
+        return sum(v for k, v in self.counts.items() if k != "skipped")
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        c = self.counts
+        failures = c["task_failure"] + c["internal_error"] + c["invalid_request"]
+        return (
+            f"{self.done} done ({self.done / elapsed:.1f}/s): {c['success']} ok, {failures} failed, "
+            f"{c['crash']} crashed, {c['timeout']} timed out, {c['skipped']} skipped"
+        )
+
+    def count(self, outcome: str) -> None:
+        self.counts[outcome] += 1
+        now = time.monotonic()
+        if self.enabled and now - self._shown >= (0.2 if self._tty else 5.0):
+            self._shown = now
+            end = "\r" if self._tty else "\n"
+            print(f"spider batch: {self.line()}", end=end, file=self.stream, flush=True)
+
+    def summary(self) -> None:
+        if self.enabled and self._tty:
+            print(file=self.stream)
+        print(f"spider batch: finished in {time.monotonic() - self.started:.1f}s: {self.line()}", file=self.stream)
+
+
+def run_batch(
+    *,
+    requests: Path,
+    out: Path,
+    config: PoolConfig,
+    default_timeout: float,
+    resume: bool = False,
+    strict: bool = False,
+    progress: bool = True,
+) -> int:
+    """Run every request of ``requests``; return the exit status (0 only if all succeeded)."""
+    try:
+        lines = requests.read_text().splitlines()
+    except OSError as e:
+        raise BatchError(f"cannot read {requests}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise BatchError(f"{requests} is not UTF-8 text") from None
+    skip = done_ids(out) if resume else set()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        sink = out.open("a", encoding="utf-8")
+    except OSError as e:
+        raise BatchError(f"cannot write {out}: {e.strerror}") from None
+    meter = Progress(progress)
+    with sink:
+        code = asyncio.run(_run(lines, sink, config, default_timeout, skip, strict, meter))
+    meter.summary()
+    return code
+
+
+async def _run(
+    lines: list[str],
+    sink: TextIO,
+    config: PoolConfig,
+    default_timeout: float,
+    skip: set[Any],
+    strict: bool,
+    meter: Progress,
+) -> int:
+    def write(record: dict[str, Any]) -> None:
+        sink.write(to_json(record) + "\n")
+        sink.flush()  # one result per line, on disk before the next request starts
+
+    all_ok = True
+    async with ProcessPool(config) as pool:
+        for number, text in enumerate(lines, start=1):
+            if not text.strip():
+                continue
+            try:
+                request_id, request, timeout = parse_line(text, number, default_timeout)
+            except ValueError as e:
+                all_ok = False
+                print(f"spider batch: line {number}: {e}; skipped", file=sys.stderr)
+                write({"id": None, "line": number, "outcome": "invalid_request", "message": str(e)})
+                meter.count("invalid_request")
+                if strict:
+                    raise BatchError(f"line {number} is malformed and --strict is set; stopped") from None
+                continue
+            if request_id in skip:
+                meter.count("skipped")
+                continue
+            try:
+                record = outcome_record(await pool.execute(request, hard_timeout=timeout))
+            except (InvalidRequest, EncodeTaskInputs, BuildTaskContext) as e:
+                record = {"outcome": "invalid_request", "error": type(e).__name__, "message": str(e)}
+            except InternalError as e:
+                record = {"outcome": "internal_error", "error": type(e).__name__, "message": str(e)}
+            all_ok = all_ok and record["outcome"] == "success"
+            write({"id": request_id, "line": number, **record})
+            meter.count(record["outcome"])
+    return EXIT_OK if all_ok else EXIT_TASK_FAILURE

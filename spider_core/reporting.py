@@ -1,0 +1,114 @@
+"""Outcomes as people and programs read them: exit statuses, one-line summaries, JSON records."""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+from typing import Any
+
+from spider_core.models import ExecutorCrash, InTaskFailure, Success, Timeout
+from spider_core.tdl import TaskError, TdlErrorKind
+
+EXIT_OK = 0
+EXIT_TASK_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_TIMEOUT = 3
+EXIT_CRASH = 4
+EXIT_INTERNAL = 5
+
+
+def json_default(value: Any) -> Any:
+    """Task values that JSON cannot hold: bytes become ``{"$bytes": "<base64>"}``."""
+    if isinstance(value, bytes | bytearray):
+        return {"$bytes": base64.b64encode(value).decode()}
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, default=json_default, ensure_ascii=False)
+
+
+def signal_name(number: int | None) -> str | None:
+    if number is None:
+        return None
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def describe_error(error: Exception) -> str:
+    """One line for an ExecutorError (``TaskError(ExecutionError: boom)`` → its message)."""
+    if isinstance(error, TaskError):
+        tdl = error.error
+        if tdl.kind is TdlErrorKind.TaskNotFound:
+            return f"the package has no task named {tdl.message!r}"
+        return f"{tdl.kind.name}: {tdl.message}"
+    return f"{type(error).__name__}: {error}"
+
+
+def outcome_record(outcome: Any) -> dict[str, Any]:
+    """A JSON-ready record of an outcome (what ``--json`` and ``batch`` write)."""
+    if isinstance(outcome, Success):
+        return {
+            "outcome": "success",
+            "values": outcome.values,
+            "elapsed_us": outcome.elapsed_us,
+            "executor_id": outcome.executor_id,
+        }
+    if isinstance(outcome, InTaskFailure):
+        return {
+            "outcome": "task_failure",
+            "error": outcome.error.to_primitive(),
+            "message": describe_error(outcome.error),
+            "elapsed_us": outcome.elapsed_us,
+            "executor_id": outcome.executor_id,
+        }
+    if isinstance(outcome, Timeout):
+        return {"outcome": "timeout", "hard_timeout": outcome.hard_timeout, "executor_id": outcome.executor_id}
+    if isinstance(outcome, ExecutorCrash):
+        return {
+            "outcome": "crash",
+            "exit_status": outcome.exit_status,
+            "signal": signal_name(outcome.signal),
+            "executor_id": outcome.executor_id,
+        }
+    raise TypeError(f"not an outcome: {outcome!r}")
+
+
+def outcome_exit_code(outcome: Any) -> int:
+    from spider_core.models import ExecutorCrash, InTaskFailure, Success, Timeout
+
+    if isinstance(outcome, Success):
+        return EXIT_OK
+    if isinstance(outcome, InTaskFailure):
+        error = outcome.error
+        if isinstance(error, TaskError) and error.error.kind is TdlErrorKind.TaskNotFound:
+            return EXIT_USAGE
+        return EXIT_TASK_FAILURE
+    if isinstance(outcome, Timeout):
+        return EXIT_TIMEOUT
+    if isinstance(outcome, ExecutorCrash):
+        return EXIT_CRASH
+    return EXIT_INTERNAL
+
+
+def outcome_summary(outcome: Any) -> str:
+    """A short human description of a non-success outcome."""
+    from spider_core.models import ExecutorCrash, InTaskFailure, Timeout
+
+    if isinstance(outcome, InTaskFailure):
+        return describe_error(outcome.error)
+    if isinstance(outcome, Timeout):
+        return f"the task did not finish within its hard timeout of {outcome.hard_timeout:g}s"
+    if isinstance(outcome, ExecutorCrash):
+        how = f"signal {signal_name(outcome.signal)}" if outcome.signal else f"exit status {outcome.exit_status}"
+        return f"the executor crashed ({how})"
+    return repr(outcome)
+
+
+def print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

@@ -1,0 +1,300 @@
+"""The `spider` command line, through the installed entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import SPIDER
+
+PKG = "integration_test_tasks"
+
+
+def spider(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SPIDER_")}
+    full_env.update(env or {})
+    return subprocess.run([str(SPIDER), *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout)
+
+
+@pytest.fixture
+def run(package_dir: Path):
+    def run(*args: str, **kwargs):
+        return spider("run", "--package-dir", str(package_dir), *args, **kwargs)
+
+    return run
+
+
+def one_clear_line(done: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+# -- spider run --------------------------------------------------------------------------------
+
+
+def test_run_success_prints_a_json_array(run) -> None:
+    done = run(PKG, "fibonacci", "10")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "[55]\n", "")
+
+
+def test_run_takes_json_arguments(run) -> None:
+    done = run(PKG, "sleep_and_echo", '["a", "b c"]')
+    assert done.returncode == 0 and json.loads(done.stdout) == [["a", "b c"]]
+
+
+def test_run_json_record(run) -> None:
+    done = run(PKG, "fibonacci", "10", "--json")
+    record = json.loads(done.stdout)
+    assert record["outcome"] == "success" and record["values"] == [55] and record["executor_id"] == 1
+
+
+def test_run_package_dir_from_the_environment(package_dir: Path) -> None:
+    done = spider("run", PKG, "fibonacci", "7", env={"SPIDER_TDL_PACKAGE_DIR": str(package_dir)})
+    assert done.returncode == 0 and done.stdout == "[13]\n"
+
+
+def test_exit_1_task_failure(run) -> None:
+    done = run(PKG, "always_fail")
+    assert done.returncode == 1 and done.stdout == ""
+    assert one_clear_line(done) == f"spider: {PKG}/always_fail: ExecutionError: always_fail: intentional failure"
+
+
+def test_exit_1_task_failure_json(run) -> None:
+    done = run(PKG, "always_fail", "--json")
+    record = json.loads(done.stdout)
+    assert done.returncode == 1
+    assert record["outcome"] == "task_failure"
+    assert record["error"] == {"TaskError": {"ExecutionError": "always_fail: intentional failure"}}
+
+
+def test_exit_3_timeout(run) -> None:
+    done = run(PKG, "fibonacci", "45", "--timeout", "0.3", "--json")
+    assert done.returncode == 3
+    assert json.loads(done.stdout) == {"outcome": "timeout", "hard_timeout": 0.3, "executor_id": 1}
+    assert "hard timeout of 0.3s" in one_clear_line(done)
+
+
+def test_exit_4_crash(run) -> None:
+    done = run(PKG, "segfault", "--json")
+    assert done.returncode == 4
+    assert json.loads(done.stdout)["signal"] == "SIGSEGV"
+    assert "signal SIGSEGV" in one_clear_line(done)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([PKG, "fibonacci", "{bad"], "argument 1 ('{bad') is not a JSON value"),
+        (["../etc", "fibonacci", "1"], "invalid package name '../etc'"),
+        (["absent", "fibonacci", "1"], "no task package named 'absent'"),
+        ([PKG, "no_such_task"], "has no task named 'no_such_task'"),
+        ([PKG, "fibonacci", "100000000000000000000000"], "cannot encode the inputs"),
+    ],
+)
+def test_exit_2_bad_input(run, args: list[str], message: str) -> None:
+    done = run(*args)
+    assert done.returncode == 2, done.stderr
+    assert message in one_clear_line(done)
+
+
+def test_exit_2_missing_package_dir(tmp_path: Path) -> None:
+    done = spider("run", "--package-dir", str(tmp_path / "nope"), PKG, "fibonacci", "1")
+    assert done.returncode == 2 and "does not exist" in one_clear_line(done)
+    done = spider("run", PKG, "fibonacci", "1")
+    assert done.returncode == 2 and "set SPIDER_TDL_PACKAGE_DIR" in one_clear_line(done)
+
+
+def test_exit_2_usage() -> None:
+    done = spider("run")
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "usage:" in done.stderr
+
+
+def test_exit_2_bad_timeout(run) -> None:
+    done = run(PKG, "fibonacci", "1", "--timeout", "0")
+    assert done.returncode == 2 and "must be a positive number of seconds" in done.stderr
+
+
+def test_exit_5_internal_error(package_dir: Path) -> None:
+    done = spider("run", "--package-dir", str(package_dir), PKG, "fibonacci", "1",
+                  env={"SPIDER_DISABLE_PLUGINS": "spider_supervisor"})
+    assert done.returncode == 5
+    assert "spider_launcher" in one_clear_line(done)
+
+
+def test_help_documents_exit_statuses() -> None:
+    done = spider("run", "--help")
+    assert done.returncode == 0
+    for line in ["0  success", "1  the task failed", "2  usage error", "3  the task hit its hard timeout",
+                 "4  the executor crashed", "5  internal error"]:
+        assert line in done.stdout
+
+
+def test_log_dir(run, tmp_path: Path) -> None:
+    done = run(PKG, "print_to_stdout", "--log-dir", str(tmp_path / "logs"))
+    assert done.returncode == 0
+    assert "hello from a task" in (tmp_path / "logs" / "spider-cli-1.log").read_text()
+
+
+def test_python_m_spider_core(package_dir: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "spider_core", "run", "--package-dir", str(package_dir), PKG, "fibonacci", "5"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout == "[5]\n"
+
+
+# -- spider batch ------------------------------------------------------------------------------
+
+
+def write_requests(path: Path, lines: list[object]) -> Path:
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
+    return path
+
+
+def results(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def call(id_: str, task: str, *inputs: object, **extra: object) -> dict:
+    return {"id": id_, "package": PKG, "task": task, "inputs": list(inputs), **extra}
+
+
+def test_batch_with_a_crash_a_timeout_and_a_malformed_line(package_dir: Path, tmp_path: Path) -> None:
+    requests = write_requests(tmp_path / "requests.jsonl", [
+        call("a", "fibonacci", 10),
+        call("b", "always_panic"),
+        "this is not json",
+        call("c", "fibonacci", 45, timeout=0.3),
+        call("d", "fibonacci", 20),
+        {"id": "e", "package": PKG},
+        call("f", "always_fail"),
+    ])
+    out = tmp_path / "results.jsonl"
+    done = spider("batch", str(requests), "--out", str(out), "--package-dir", str(package_dir))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    by_id = {r["id"]: r for r in results(out) if r["id"] is not None}
+    assert by_id["a"]["values"] == [55] and by_id["a"]["outcome"] == "success"
+    assert by_id["b"]["outcome"] == "crash" and by_id["b"]["signal"] == "SIGABRT"
+    assert by_id["c"]["outcome"] == "timeout"
+    assert by_id["d"]["values"] == [6765]
+    assert by_id["f"]["outcome"] == "task_failure"
+    malformed = [r for r in results(out) if r["outcome"] == "invalid_request"]
+    assert [r["line"] for r in malformed] == [3, 6]
+    assert "line 3: not valid JSON" in done.stderr and "line 6: 'task' must be a non-empty string" in done.stderr
+    assert "finished in" in done.stderr and "1 crashed, 1 timed out" in done.stderr
+
+
+def test_batch_all_successful_exits_0(package_dir: Path, tmp_path: Path) -> None:
+    requests = write_requests(tmp_path / "r.jsonl", [call(str(i), "fibonacci", i) for i in range(5)])
+    done = spider("batch", str(requests), "--out", str(tmp_path / "o.jsonl"), "--package-dir", str(package_dir))
+    assert done.returncode == 0
+    assert [r["values"] for r in results(tmp_path / "o.jsonl")] == [[0], [1], [1], [2], [3]]
+
+
+def test_batch_strict_stops_at_a_malformed_line(package_dir: Path, tmp_path: Path) -> None:
+    requests = write_requests(tmp_path / "r.jsonl", [call("a", "fibonacci", 3), "{", call("b", "fibonacci", 4)])
+    out = tmp_path / "o.jsonl"
+    done = spider("batch", str(requests), "--out", str(out), "--package-dir", str(package_dir), "--strict")
+    assert done.returncode == 2 and "line 2 is malformed and --strict is set" in done.stderr
+    assert [r["id"] for r in results(out)] == ["a", None]
+
+
+def test_batch_resume_skips_done_ids(package_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    out.write_text(json.dumps({"id": "a", "outcome": "success", "values": [2]}) + "\n" + '{"id": "b", "outc')  # torn line
+    requests = write_requests(tmp_path / "r.jsonl", [call("a", "fibonacci", 3), call("b", "fibonacci", 4)])
+    done = spider("batch", str(requests), "--out", str(out), "--package-dir", str(package_dir), "--resume")
+    assert done.returncode == 0, done.stderr
+    assert [(r["id"], r.get("values")) for r in results(out)] == [("a", [2]), ("b", [3])]
+    assert "dropped an incomplete last line" in done.stderr and "1 skipped" in done.stderr
+
+
+def test_killing_the_batch_runner_loses_no_written_line(package_dir: Path, tmp_path: Path) -> None:
+    requests = write_requests(tmp_path / "r.jsonl", [call(str(i), "sleep_ms", 100) for i in range(100)])
+    out = tmp_path / "o.jsonl"
+    runner = subprocess.Popen([str(SPIDER), "batch", str(requests), "--out", str(out), "--package-dir", str(package_dir)],
+                              stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 5):
+        time.sleep(0.05)
+    runner.send_signal(signal.SIGKILL)
+    runner.wait()
+    written = out.read_text()
+    assert written.endswith("\n")
+    first = results(out)
+    assert len(first) >= 5 and all(r["outcome"] == "success" for r in first)
+    done = spider("batch", str(requests), "--out", str(out), "--package-dir", str(package_dir), "--resume")
+    assert done.returncode == 0
+    ids = [r["id"] for r in results(out)]
+    assert sorted(ids, key=int) == [str(i) for i in range(100)] and len(ids) == 100
+
+
+def test_batch_unreadable_requests(tmp_path: Path, package_dir: Path) -> None:
+    done = spider("batch", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o"), "--package-dir", str(package_dir))
+    assert done.returncode == 2 and "cannot read" in one_clear_line(done)
+
+
+# -- spider packages, plugins, build-package ---------------------------------------------------
+
+
+def test_packages_lists_native_packages(package_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copytree(package_dir / PKG, tmp_path / PKG)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "libjunk.so").write_bytes(b"not a library")
+    shutil.copytree(package_dir / PKG, tmp_path / "renamed")
+    (tmp_path / "renamed" / f"lib{PKG}.so").rename(tmp_path / "renamed" / "librenamed.so")
+    done = spider("packages", "--package-dir", str(tmp_path), "--json")
+    assert done.returncode == 0, done.stderr
+    records = {r["name"]: r for r in map(json.loads, done.stdout.splitlines())}
+    assert records[PKG]["version"] == "0.1.0" and records[PKG]["compatible"] is True and records[PKG]["error"] is None
+    assert records[PKG]["kind"] == "native"
+    assert "cannot load" in records["junk"]["error"]
+    assert "declares package name 'integration_test_tasks'" in records["renamed"]["error"]
+    table = spider("packages", "--package-dir", str(tmp_path)).stdout
+    assert "integration_test_tasks" in table and "broken: cannot load" in table
+
+
+def test_packages_shows_incompatible_versions(tmp_path: Path) -> None:
+    import spider_core
+    from helpers import TASK_PACKAGES
+
+    spider_core.build_package(TASK_PACKAGES / PKG, tmp_path, cflags=["-DSPIDER_TDL_VERSION_MINOR=2"])
+    record = json.loads(spider("packages", "--package-dir", str(tmp_path), "--json").stdout)
+    assert (record["version"], record["compatible"]) == ("0.2.0", False)
+
+
+def test_plugins_lists_defaults() -> None:
+    done = spider("plugins", "--json")
+    assert done.returncode == 0
+    records = {r["name"]: r for r in map(json.loads, done.stdout.splitlines())}
+    assert records["spider_libso"]["status"] == "default"
+    assert records["spider_libso"]["distribution"] == "spider-core"
+    assert "spider_resolve_package" in records["spider_libso"]["hooks"]
+    assert records["spider_supervisor"]["hooks"] == ["spider_launcher", "spider_respawn_decision"]
+    blocked = spider("plugins", env={"SPIDER_DISABLE_PLUGINS": "spider_msgpack"})
+    line = next(line for line in blocked.stdout.splitlines() if line.startswith("spider_msgpack"))
+    assert "blocked" in line
+
+
+# -- spider demo -------------------------------------------------------------------------------
+
+
+def test_demo(tmp_path: Path) -> None:
+    done = spider("demo", "--cache-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    for text in ["Success [75025]", "InTaskFailure", "ExecutorCrash", "signal SIGABRT", "Timeout",
+                 "cancelled", "(respawned)", "demo-1.log"]:
+        assert text in out
+    assert len(list((tmp_path / "demo-logs").glob("*/demo-*.log"))) >= 5
+    again = spider("demo", "--cache-dir", str(tmp_path))
+    assert again.returncode == 0 and len(list((tmp_path / "packages").iterdir())) == 1  # built once
