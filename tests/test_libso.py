@@ -214,3 +214,14 @@ def test_package_manager(package_dir: Path) -> None:
     assert manager.get("other") is None
     with pytest.raises(DuplicatePackage, match="already loaded"):
         manager.load(library_path(package_dir, NAME))
+
+
+def test_list_packages_hook(pm, package_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "libbroken.so").write_bytes(b"junk")
+    found = [i for infos in pm.hook.spider_list_packages(package_dir=package_dir) for i in infos]
+    assert [(i.name, i.kind, i.version, i.compatible, i.error) for i in found if i.kind == "native"] == [
+        (NAME, "native", "0.1.0", True, None)
+    ]
+    broken = [i for infos in pm.hook.spider_list_packages(package_dir=tmp_path) for i in infos if i.kind == "native"]
+    assert [(i.name, i.error is not None) for i in broken] == [("broken", True)]
