@@ -275,21 +275,15 @@ class _Ours:
 
     def __init__(self, package_dir: Path) -> None:
         self.pool = ProcessPool(PoolConfig(package_dir=package_dir, log_dir=None))
-        self._requests: dict[str, ExecuteRequest] = {}
+        self._requests = {
+            w.name: ExecuteRequest(package=PACKAGE, task=w.task, inputs=w.args) for w in WORKLOAD_SPECS.values()
+        }
 
     async def start(self) -> None:
         await self.pool.start()
 
-    def _request(self, workload: Workload) -> ExecuteRequest:
-        request = self._requests.get(workload.name)
-        if request is None:
-            request = self._requests[workload.name] = ExecuteRequest(
-                package=PACKAGE, task=workload.task, inputs=workload.args
-            )
-        return request
-
     async def _execute(self, workload: Workload) -> tuple[Success, float]:
-        request = self._request(workload)
+        request = self._requests[workload.name]
         start = time.perf_counter()
         outcome = await self.pool.execute(request, hard_timeout=HARD_TIMEOUT)
         e2e = (time.perf_counter() - start) * 1e6
