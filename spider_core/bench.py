@@ -856,14 +856,16 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
-def build_parser(prog: str = "spider bench") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Compare spider-core's per-call latency with other Python process pools, "
-        "interleaved in one run; writes report.md and report.json.",
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--package-dir",
+        type=Path,
+        help="holds the built integration_test_tasks (default: build the bundled one into the cache)",
     )
-    parser.add_argument("--package-dir", type=Path, required=True, help="holds the built integration_test_tasks")
-    parser.add_argument("--out", type=Path, default=Path("bench-results"), help="output directory (%(default)s)")
+    parser.add_argument(
+        "--output", "--out", dest="out", type=Path, default=Path("bench-results"),
+        help="report directory, created if missing (default: %(default)s)",
+    )
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_CALLS} calls per contender, not {DEFAULT_CALLS}")
     parser.add_argument("--calls", type=int, help="measured calls per contender and workload")
     parser.add_argument("--workloads", type=_names, default=WORKLOADS, help=f"comma-separated ({','.join(WORKLOADS)})")
@@ -871,16 +873,29 @@ def build_parser(prog: str = "spider bench") -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress line (shown only on a terminal)"
     )
+
+
+def build_parser(prog: str = "spider bench") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Compare spider-core's per-call latency with other Python process pools, "
+        "interleaved in one run; writes report.md and report.json.",
+    )
+    add_arguments(parser)
     return parser
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "spider bench") -> int:
-    """Run the benchmark from the command line; print the markdown report."""
-    args = build_parser(prog).parse_args(argv)
+def run_from_args(args: argparse.Namespace, prog: str = "spider bench") -> int:
+    """Run the benchmark for parsed arguments; print the markdown report."""
+    package_dir = args.package_dir
+    if package_dir is None:
+        from spider_core.demo import cache_root, prepare_packages
+
+        package_dir = prepare_packages(cache_root())
     try:
         report = asyncio.run(
             run_benchmark(
-                args.package_dir,
+                package_dir,
                 quick=args.quick,
                 output_dir=args.out,
                 workloads=args.workloads,
@@ -895,3 +910,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "spider bench") -> int:
     print(report.markdown_path.read_text())
     print(f"written: {report.markdown_path}, {report.json_path}", file=sys.stderr)
     return 0
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "spider bench") -> int:
+    """Run the benchmark from the command line."""
+    return run_from_args(build_parser(prog).parse_args(argv), prog)

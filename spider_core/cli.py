@@ -241,17 +241,9 @@ def cmd_build_package(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from spider_core.bench import run_benchmark
-    from spider_core.demo import cache_root, prepare_packages
+    from spider_core.bench import run_from_args
 
-    if args.package_dir or os.environ.get("SPIDER_TDL_PACKAGE_DIR"):
-        package_dir = package_dir_of(args)
-    else:
-        package_dir = prepare_packages(cache_root())
-    report = asyncio.run(run_benchmark(package_dir, quick=args.quick, output_dir=args.output, progress=True))
-    print(f"report: {args.output / 'report.md'}")
-    print(report.summary())
-    return EXIT_OK
+    return run_from_args(args)
 
 
 # -------------------------------------------------------------------------------------------
@@ -336,11 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
         "'spider-core[bench]') and a raw pipe ping-pong; write a markdown report with "
         "percentiles and ratios.",
     )
-    bench.add_argument("--package-dir", metavar="DIR",
-                       help="where integration_test_tasks is built (default: build the bundled one into the cache)")
-    bench.add_argument("--output", type=Path, default=Path("bench-report"), metavar="DIR",
-                       help="report directory, created if missing (default: ./bench-report)")
-    bench.add_argument("--quick", action="store_true", help="a short run (a few hundred calls per contender)")
+    from spider_core.bench import add_arguments
+
+    add_arguments(bench)
     bench.set_defaults(func=cmd_bench)
     return parser
 

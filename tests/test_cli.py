@@ -298,3 +298,21 @@ def test_demo(tmp_path: Path) -> None:
     assert len(list((tmp_path / "demo-logs").glob("*/demo-*.log"))) >= 5
     again = spider("demo", "--cache-dir", str(tmp_path))
     assert again.returncode == 0 and len(list((tmp_path / "packages").iterdir())) == 1  # built once
+
+
+def test_bench_quick_writes_a_report(package_dir: Path, tmp_path: Path) -> None:
+    done = spider("bench", "--package-dir", str(package_dir), "--quick", "--calls", "20", "--peers", "pipe-sync",
+                  "--workloads", "noop", "--output", str(tmp_path / "report"))
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    from spider_core.bench import Stats
+
+    ours = report["workloads"]["noop"]["spider-core"]
+    samples = ours["samples"]["e2e"]
+    assert len(samples) == 20
+    expected = Stats.of(samples)
+    assert ours["stats"]["e2e"]["p50"] == pytest.approx(expected.p50, abs=1e-3)
+    assert ours["stats"]["e2e"]["p99"] == pytest.approx(expected.p99, abs=1e-3)
+    floor = report["workloads"]["noop"]["pipe-sync"]
+    assert floor["ours_over_peer"]["p50"] == pytest.approx(expected.p50 / floor["stats"]["e2e"]["p50"], rel=1e-3)
+    assert "| spider-core |" in (tmp_path / "report" / "report.md").read_text()
