@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from attrs import field, frozen
-from attrs.validators import ge, instance_of
+from attrs.validators import ge, in_, instance_of
 
 from spider_core.tdl import ExecutorError, decode_values
 
@@ -136,6 +136,8 @@ class PoolConfig:
         to ``SPIDER_DISABLE_PLUGINS``).
     :param plugin_autoload: Whether entry-point plugins load (None: per
         ``SPIDER_DISABLE_PLUGIN_AUTOLOAD``).
+    :param executor_log_level: What the executor logs: ``"info"`` (start, packages loaded,
+        errors, exit), ``"debug"`` (also one line per task), ``"warning"``, ``"error"``.
     :param executor_spin_us: After answering, the executor polls for the next request for
         this many microseconds before it blocks. For callers that send tasks back to back
         this cuts the round trip sharply on virtual machines, at the price of that much CPU
@@ -160,6 +162,9 @@ class PoolConfig:
     disabled_plugins: tuple[str, ...] = field(default=(), converter=_names)
     plugin_autoload: bool | None = None
     executor_spin_us: int = field(default=0, validator=[instance_of(int), ge(0)])
+    executor_log_level: str = field(
+        default="info", validator=in_(("debug", "info", "warning", "error")), converter=str.lower
+    )
 
 
 @frozen(kw_only=True)

@@ -36,7 +36,13 @@ from spider_core.errors import (
     InvalidRequest,
     NotRunning,
 )
-from spider_core.executor import ENV_MAX_FRAME_SIZE, ENV_PACKAGE_DIR, ENV_PARENT_PID, ENV_SPIN_US
+from spider_core.executor import (
+    ENV_LOG_LEVEL,
+    ENV_MAX_FRAME_SIZE,
+    ENV_PACKAGE_DIR,
+    ENV_PARENT_PID,
+    ENV_SPIN_US,
+)
 from spider_core.framing import FramingError
 from spider_core.models import (
     ExecuteRequest,
@@ -84,6 +90,7 @@ class _Lost:
         self.reason = reason
 
 
+_FIRST_TASK = TaskId.of(0)
 _validate_package_name = functools.lru_cache(maxsize=1024)(validate_package_name)
 
 
@@ -546,7 +553,7 @@ class ProcessPool:
             raise InvalidRequest(str(e)) from None
         if not isinstance(request.task, str) or not request.task:
             raise InvalidRequest(f"task name must be a non-empty string, got {request.task!r}")
-        task_id = TaskId.of(0) if request.task_id is None else request.task_id
+        task_id = _FIRST_TASK if request.task_id is None else request.task_id
         raw_ctx = _encode_context(
             request.job_id, task_id, request.task_instance_id, request.resource_group_id, request.task_graph_outputs
         )
@@ -736,6 +743,7 @@ class ProcessPool:
         env[ENV_PARENT_PID] = str(os.getpid())
         env[ENV_MAX_FRAME_SIZE] = str(self.config.max_frame_size)
         env[ENV_SPIN_US] = str(self.config.executor_spin_us)
+        env[ENV_LOG_LEVEL] = self.config.executor_log_level
         return env
 
     # -- lifecycle hooks (a failing plugin is logged, never fatal)

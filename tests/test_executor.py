@@ -203,7 +203,8 @@ def test_result_over_the_frame_limit_is_an_error_reply(package_dir: Path) -> Non
         proc.close()
 
 
-def test_structured_log_lines(executor: ExecutorProcess) -> None:
+def test_structured_log_lines(package_dir: Path) -> None:
+    executor = ExecutorProcess(package_dir, env={"SPIDER_EXECUTOR_LOG_LEVEL": "debug"})
     ready(executor)
     executor.execute(NAME, "fibonacci", encode_values([5]))
     executor.send({"type": "Shutdown"})
@@ -215,10 +216,19 @@ def test_structured_log_lines(executor: ExecutorProcess) -> None:
     done = by_name["task done"]
     assert (done["package"], done["task"], done["ok"], done["seq"]) == (NAME, "fibonacci", True, 1)
     assert by_name["exit"]["reason"] == "shutdown"
+    executor.close()
+
+
+def test_task_lines_are_debug_level(executor: ExecutorProcess) -> None:
+    ready(executor)
+    executor.execute(NAME, "fibonacci", encode_values([5]))
+    executor.send({"type": "Shutdown"})
+    executor.wait()
+    assert [e["event"] for e in executor.stderr_events()] == ["start", "package loaded", "exit"]
 
 
 def test_blocked_libso_makes_packages_unresolvable(package_dir: Path) -> None:
-    proc = ExecutorProcess(package_dir, env={"SPIDER_DISABLE_PLUGINS": "spider_libso"})
+    proc = ExecutorProcess(package_dir, env={"SPIDER_DISABLE_PLUGINS": "spider_libso,spider_pytasks"})
     try:
         ready(proc)
         error = error_of(proc.execute(NAME, "fibonacci", encode_values([1])))

@@ -256,7 +256,9 @@ def test_log_files_are_appended_to(config) -> None:
 
 
 def test_long_log_lines_are_dropped_and_capture_resumes(package_dir: Path, tmp_path: Path, caplog) -> None:
-    config = sc.PoolConfig(package_dir=package_dir, log_dir=tmp_path, max_log_line_bytes=1000, plugin_autoload=False)
+    config = sc.PoolConfig(
+        package_dir=package_dir, log_dir=tmp_path, max_log_line_bytes=1000, executor_log_level="debug", plugin_autoload=False
+    )
 
     async def scenario(pool):
         await pool.execute(req("t" * 5000), 5)  # its "task done" line is over 5000 bytes

@@ -256,9 +256,11 @@ def serve(channel: _Input, out_fd: int, executor: Executor, framing: Any) -> int
             return EXIT_PROTOCOL_ERROR
         result = executor.execute(request)
         _write_all(out_fd, _encode_result(framing, result))
-        # Logged after the reply so the pool is woken once, by the result, not by this line.
+        # Debug level: a line per task costs the pool a read and a write per call. Logged
+        # after the reply, so the pool is woken by the result, not by this line.
         _log(
             "task done",
+            logging.DEBUG,
             seq=result.seq,
             package=request.package,
             task=request.task,
