@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from spider_core.converter import converter
+from spider_core.converter import message_from_primitive, message_to_primitive
 from spider_core.errors import (
     BuildTaskContext,
     EncodeTaskContext,
@@ -48,7 +48,6 @@ from spider_core.models import (
     ExecuteRequest,
     ExecutorCrash,
     InTaskFailure,
-    Message,
     Outcome,
     PoolConfig,
     Ready,
@@ -493,7 +492,7 @@ class ProcessPool:
     async def _stop(self, executor: _ExecutorProcess) -> None:
         grace = self.config.shutdown_grace
         if executor.alive:
-            executor.send(executor.encode(converter.unstructure(Shutdown(), Message)))
+            executor.send(executor.encode(message_to_primitive(Shutdown())))
             if not await executor.wait_exit(grace):
                 executor.signal(signal.SIGTERM)
                 await executor.wait_exit(grace)
@@ -587,8 +586,8 @@ class ProcessPool:
         if isinstance(reply, _Lost):
             return await self._crash(executor, reply.reason, grace=_EXIT_GRACE)
         try:
-            result = converter.structure(reply, Message)
-        except Exception as e:
+            result = message_from_primitive(reply)
+        except ValueError as e:
             return await self._crash(executor, f"the executor sent an invalid message: {e}")
         if not isinstance(result, Result) or result.seq != seq:
             got = f"seq {result.seq}" if isinstance(result, Result) else type(result).__name__
@@ -624,7 +623,7 @@ class ProcessPool:
         return ExecutorCrash(exit_status=status, signal=signum, executor_id=executor.id)
 
     async def _stop_for_recycle(self, executor: _ExecutorProcess) -> None:
-        executor.send(executor.encode(converter.unstructure(Shutdown(), Message)))
+        executor.send(executor.encode(message_to_primitive(Shutdown())))
         await self._retire(executor, "recycle", self.config.shutdown_grace)
         await self._respawn("recycle")
 
@@ -718,8 +717,8 @@ class ProcessPool:
         if isinstance(hello, _Lost):
             return f"failed before it was ready: {hello.reason}"
         try:
-            ready = converter.structure(hello, Message)
-        except Exception as e:
+            ready = message_from_primitive(hello)
+        except ValueError as e:
             return f"sent an invalid first message: {e}"
         if not isinstance(ready, Ready):
             return f"sent {type(ready).__name__} instead of Ready"

@@ -260,3 +260,22 @@ def test_spinning_executor_answers_like_a_blocking_one(package_dir: Path) -> Non
         assert proc.wait() == 0
     finally:
         proc.close()
+
+
+def test_message_fast_path_matches_the_converter() -> None:
+    from spider_core.converter import converter, message_from_primitive, message_to_primitive
+    from spider_core.models import Execute, Message, Ready, Result, Shutdown
+
+    messages = [
+        Execute(seq=1, package="p", task="t", raw_ctx=b"c", raw_inputs=b"i"),
+        Shutdown(),
+        Result(seq=2, ok=False, payload=b"x", elapsed_us=3),
+        Ready(pid=4, abi_version="0.1.0"),
+    ]
+    for message in messages:
+        primitive = message_to_primitive(message)
+        assert primitive == converter.unstructure(message, Message)
+        assert message_from_primitive(dict(primitive)) == converter.structure(primitive, Message) == message
+    for bad in [[], {"type": "Nope"}, {"seq": 1}, {"type": "Result", "seq": 1}, {"type": "Shutdown", "extra": 1}]:
+        with pytest.raises(ValueError):
+            message_from_primitive(bad)

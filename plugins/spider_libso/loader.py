@@ -56,6 +56,7 @@ _free = _libc.free
 _free.argtypes = [ctypes.c_void_p]
 _free.restype = None
 _string_at = ctypes.string_at
+_MAX_CACHED_NAMES = 4096
 
 
 def _take(result: _Result) -> bytes:
@@ -87,16 +88,20 @@ class NativePackage:
         self.name = name
         self.version = version
         self._execute = execute
+        self._names: dict[str, _InArray] = {}  # task name -> its argument, built once
 
     def __repr__(self) -> str:
         return f"<NativePackage {self.name} {self.version} {self.path}>"
 
     def execute(self, task: str, raw_ctx: bytes, raw_inputs: bytes) -> bytes:
         """Run ``task``; return its wire-format outputs or raise an ``ExecutorError``."""
-        name = task.encode("utf-8", "surrogateescape")
-        result = self._execute(
-            _InArray(name, len(name)), _InArray(raw_ctx, len(raw_ctx)), _InArray(raw_inputs, len(raw_inputs))
-        )
+        name = self._names.get(task)
+        if name is None:
+            encoded = task.encode("utf-8", "surrogateescape")
+            name = _InArray(encoded, len(encoded))
+            if len(self._names) < _MAX_CACHED_NAMES:  # names come from requests: bound the cache
+                self._names[task] = name
+        result = self._execute(name, _InArray(raw_ctx, len(raw_ctx)), _InArray(raw_inputs, len(raw_inputs)))
         data = _take(result)
         if result.is_error:
             raise TaskError(_tdl_error(data, self.path))

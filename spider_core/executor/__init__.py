@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from spider_core.converter import converter
+from spider_core.converter import message_from_primitive, message_to_primitive
 from spider_core.framing import DEFAULT_MAX_FRAME_SIZE, FramingError
-from spider_core.models import Execute, Message, PackageSource, Ready, Result, Shutdown, TaskPackage
+from spider_core.models import Execute, PackageSource, Ready, Result, Shutdown, TaskPackage
 from spider_core.plugins import PluginError, PluginSettings, SpiderPluginManager, get_plugin_manager
 from spider_core.tdl import (
     HOST_VERSION,
@@ -212,21 +212,20 @@ class Executor:
 
 def _encode_result(framing: Any, result: Result) -> bytes:
     try:
-        return framing.encode(converter.unstructure(result, Message))
+        return framing.encode(message_to_primitive(result))
     except FramingError as e:
         error = TaskError(TdlError(TdlErrorKind.SerializationError, f"cannot send the task's outputs: {e}"))
         _log("result too large", logging.ERROR, seq=result.seq, error=str(e))
         return framing.encode(
-            converter.unstructure(
-                Result(seq=result.seq, ok=False, payload=error.encode(), elapsed_us=result.elapsed_us), Message
-            )
+            message_to_primitive(Result(seq=result.seq, ok=False, payload=error.encode(), elapsed_us=result.elapsed_us))
         )
 
 
 def serve(channel: _Input, out_fd: int, executor: Executor, framing: Any) -> int:
     """Answer requests until ``Shutdown`` or end of input; return the exit status."""
     decoder = framing.decoder()
-    _write_all(out_fd, framing.encode(converter.unstructure(Ready(pid=os.getpid(), abi_version=str(HOST_VERSION)), Message)))
+    ready = Ready(pid=os.getpid(), abi_version=str(HOST_VERSION))
+    _write_all(out_fd, framing.encode(message_to_primitive(ready)))
     while True:
         try:
             message = decoder.next_message()
@@ -244,8 +243,8 @@ def serve(channel: _Input, out_fd: int, executor: Executor, framing: Any) -> int
             decoder.feed(data)
             continue
         try:
-            request = converter.structure(message, Message)
-        except Exception as e:
+            request = message_from_primitive(message)
+        except ValueError as e:
             _log("bad request", logging.ERROR, error=f"not a protocol message: {e}")
             return EXIT_PROTOCOL_ERROR
         if isinstance(request, Shutdown):
