@@ -1,0 +1,91 @@
+"""The README's examples, run as written."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from helpers import REPO, SPIDER
+
+import spider_core as sc
+
+README = (REPO / "README.md").read_text()
+
+
+def block(language: str, containing: str) -> str:
+    blocks = re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+    matches = [b for b in blocks if containing in b]
+    assert len(matches) == 1, f"expected one {language} block containing {containing!r}"
+    return matches[0]
+
+
+def test_readme_c_package(tmp_path: Path) -> None:
+    src = tmp_path / "hello"
+    src.mkdir()
+    (src / "hello.c").write_text(block("c", "square(x: i64)"))
+    sc.build_package(src, tmp_path / "packages")
+    done = subprocess.run([str(SPIDER), "run", "--package-dir", str(tmp_path / "packages"), "hello", "square", "12"],
+                          capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (0, "[144]\n"), done.stderr
+    done = subprocess.run([str(SPIDER), "run", "--package-dir", str(tmp_path / "packages"), "hello", "cube", "2"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "no task named 'cube'" in done.stderr
+
+
+def test_readme_async_embedding(package_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(block("python", "async def main(package_dir"), namespace)
+    asyncio.run(namespace["main"](package_dir))
+    assert "outputs: [55]" in capsys.readouterr().out
+    assert (tmp_path / "logs" / "em-1-1.log").is_file()
+
+
+def test_readme_sync_embedding(package_dir: Path) -> None:
+    exec(block("python", "SyncProcessPool"), {"sc": sc, "package_dir": package_dir})
+
+
+def test_readme_commit_request(package_dir: Path) -> None:
+    import spider_core.tdl
+
+    namespace = {"sc": sc, "spider_core": sys.modules["spider_core"]}
+    exec(block("python", "task_graph_outputs=outputs"), namespace)
+    with sc.SyncProcessPool(sc.PoolConfig(package_dir=package_dir)) as pool:
+        assert isinstance(pool.execute(namespace["request"], hard_timeout=5), sc.Success)
+    assert spider_core.tdl  # the block uses spider_core.tdl.encode_values
+
+
+def test_readme_plugin(package_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    plugin = types.ModuleType("spider_metrics")
+    exec(block("python", "spider_task_finished"), plugin.__dict__)
+    pm = sc.get_plugin_manager(sc.PluginSettings(autoload=False))
+    pm.register(plugin, name="metrics")
+    config = sc.PoolConfig(package_dir=package_dir)
+    request = sc.ExecuteRequest(package="integration_test_tasks", task="always_panic")
+    with caplog.at_level("INFO", logger="spider_metrics"):
+        with sc.SyncProcessPool(config, plugin_manager=pm) as pool:
+            pool.execute(request, hard_timeout=5)
+    messages = [r.getMessage() for r in caplog.records if r.name == "spider_metrics"]
+    assert any(m.startswith("integration_test_tasks/always_panic: ExecutorCrash in") for m in messages)
+    assert any("executor 1 exited (crash)" in m for m in messages)
+
+
+def test_readme_exit_status_table_matches_the_cli() -> None:
+    from spider_core import reporting
+
+    for code, name in [(0, "EXIT_OK"), (1, "EXIT_TASK_FAILURE"), (2, "EXIT_USAGE"), (3, "EXIT_TIMEOUT"),
+                       (4, "EXIT_CRASH"), (5, "EXIT_INTERNAL")]:
+        assert getattr(reporting, name) == code
+        assert f"\n| {code} | " in README
+
+
+def test_readme_config_table_lists_every_field() -> None:
+    import attrs
+
+    for field in attrs.fields(sc.PoolConfig):
+        assert f"`{field.name}`" in README, field.name
