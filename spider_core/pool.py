@@ -418,6 +418,8 @@ class ProcessPool:
         )
         self._lock = asyncio.Lock()
         self._executor: _ExecutorProcess | None = None
+        self._spare: _ExecutorProcess | None = None  # a ready standby (PoolConfig.standby)
+        self._spare_task: asyncio.Task | None = None
         self._framing: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_id = 0
@@ -485,9 +487,14 @@ class ProcessPool:
         if self._closed:
             return
         self._closed = True
+        if self._spare_task is not None and not self._spare_task.done():
+            self._spare_task.cancel()
+            await asyncio.gather(self._spare_task, return_exceptions=True)
         async with self._lock:
-            if self._executor is not None:
-                await self._stop(self._executor)
+            for executor in (self._executor, self._spare):
+                if executor is not None:
+                    await self._stop(executor)
+            self._spare = None
 
     async def _stop(self, executor: _ExecutorProcess) -> None:
         grace = self.config.shutdown_grace
@@ -662,6 +669,37 @@ class ProcessPool:
             raise NotRunning(str(e)) from None
 
     async def _spawn(self, reason: str) -> _ExecutorProcess:
+        """Make a ready executor the current one: the standby if there is a live one, else a
+        new process; then start preparing the next standby."""
+        executor, self._spare = self._spare, None
+        if executor is not None and not executor.alive:
+            await self._retire(executor, "crash", _EXIT_GRACE)
+            executor = None
+        if executor is None:
+            executor = await self._start_executor(reason)
+        self._executor = executor
+        self._want_spare()
+        return executor
+
+    def _want_spare(self) -> None:
+        if self.config.standby and not self._closed and self._spare is None and (
+            self._spare_task is None or self._spare_task.done()
+        ):
+            self._spare_task = self._loop.create_task(self._prepare_spare())
+
+    async def _prepare_spare(self) -> None:
+        try:
+            spare = await self._start_executor("standby")
+        except InternalError as e:
+            logger.warning("could not start a standby executor: %s", e)
+            return
+        if self._closed:
+            await self._stop(spare)
+        else:
+            self._spare = spare
+
+    async def _start_executor(self, reason: str) -> _ExecutorProcess:
+        """Spawn an executor (as the respawn policy allows) and wait until it is ready."""
         decision = self._decide(reason)
         if not decision.spawn:
             raise NotRunning(f"no executor is running: {decision.message}")
@@ -707,7 +745,6 @@ class ProcessPool:
         self._failures = 0
         self._last_failure = None
         executor.recycle_after = decision.recycle_after
-        self._executor = executor
         self._notify_started(executor)
         return executor
 

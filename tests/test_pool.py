@@ -747,3 +747,78 @@ def test_spinning_executor_through_the_pool(package_dir: Path) -> None:
 
     spin, values = pool_run(config, scenario)
     assert spin == ["300"] and values == [0, 1, 1, 2, 3, 5, 8, 13, 21, 34]
+
+
+# -- standby executor ----------------------------------------------------------------------------
+
+
+async def wait_for_standby(pool) -> None:
+    for _ in range(200):
+        if pool._spare is not None:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("no standby executor became ready")
+
+
+def test_standby_takes_over_after_a_crash_and_a_timeout(package_dir: Path) -> None:
+    config = sc.PoolConfig(package_dir=package_dir, standby=True, plugin_autoload=False)
+
+    async def scenario(pool):
+        await wait_for_standby(pool)
+        standby_pid = pool._spare.pid
+        crash = await pool.execute(req("always_panic"), 5)
+        took_over = pool.pid
+        after = await pool.execute(req("fibonacci", 10), 5)
+        await wait_for_standby(pool)
+        timeout = await pool.execute(req("fibonacci", 45), 0.2)
+        again = await pool.execute(req("fibonacci", 11), 5)
+        return standby_pid, took_over, crash, after, timeout, again
+
+    standby_pid, took_over, crash, after, timeout, again = pool_run(config, scenario)
+    assert took_over == standby_pid
+    assert crash.signal == signal.SIGABRT and after.values == [55] and after.executor_id == 2
+    assert isinstance(timeout, sc.Timeout) and again.values == [89]
+
+
+def test_close_reaps_the_standby_too(package_dir: Path) -> None:
+    config = sc.PoolConfig(package_dir=package_dir, standby=True, plugin_autoload=False)
+    pids = []
+
+    async def scenario(pool):
+        await wait_for_standby(pool)
+        pids.extend([pool.pid, pool._spare.pid])
+
+    pool_run(config, scenario)
+    assert len(set(pids)) == 2 and all(gone(pid) for pid in pids)
+
+
+def test_dead_standby_is_replaced_by_a_fresh_spawn(package_dir: Path) -> None:
+    config = sc.PoolConfig(package_dir=package_dir, standby=True, plugin_autoload=False)
+
+    async def scenario(pool):
+        await wait_for_standby(pool)
+        dead = pool._spare.pid
+        os.kill(dead, signal.SIGKILL)
+        await asyncio.sleep(0.1)
+        await pool.execute(req("always_panic"), 5)
+        outcome = await pool.execute(req("fibonacci", 10), 5)
+        return dead, pool.pid, outcome
+
+    dead, now, outcome = pool_run(config, scenario)
+    assert now != dead and outcome.values == [55] and gone(dead)
+
+
+def test_close_while_the_standby_is_starting(package_dir: Path) -> None:
+    config = sc.PoolConfig(package_dir=package_dir, standby=True, plugin_autoload=False)
+
+    async def main():
+        pool = sc.ProcessPool(config)
+        await pool.start()  # the standby is still starting
+        pid = pool.pid
+        await pool.close()
+        return pid
+
+    pid = run(main())
+    assert gone(pid)
+    children = subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True, text=True).stdout.split()
+    assert all("spider_core.executor" not in Path(f"/proc/{c}/cmdline").read_text() for c in children if Path(f"/proc/{c}").exists())
