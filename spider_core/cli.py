@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from spider_core.plugins import PluginError
 from spider_core.reporting import (
     EXIT_INTERNAL,
     EXIT_OK,
@@ -208,12 +209,9 @@ def vars_of(obj: Any) -> dict[str, Any]:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from spider_core.plugins import PluginError, get_plugin_manager
+    from spider_core.plugins import get_plugin_manager
 
-    try:
-        pm = get_plugin_manager()
-    except PluginError as e:
-        raise CliError(str(e), EXIT_INTERNAL) from None
+    pm = get_plugin_manager()
     infos = pm.plugin_infos()
     if args.json:
         for info in infos:
@@ -346,6 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as e:
         print(f"spider: error: {e}", file=sys.stderr)
         return e.exit_code
+    except PluginError as e:  # a plugin that cannot load, or a required hook nobody provides
+        print(f"spider: error: {e}", file=sys.stderr)
+        return EXIT_INTERNAL
     except KeyboardInterrupt:
         print("spider: interrupted", file=sys.stderr)
         return 130

@@ -12,6 +12,17 @@ TASK_PACKAGES = REPO / "task_packages"
 SPIDER = Path(sys.executable).with_name("spider")
 
 
+def make_distribution(root: Path, dist: str, module: str, source: str, entry_name: str) -> Path:
+    """A real, importable distribution (module + dist-info with a spider_core entry point) in ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{dist.replace('-', '_')}-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text(f"[spider_core]\n{entry_name} = {module}\n")
+    return root
+
+
 def write_c_package(root: Path, name: str, source: str) -> Path:
     """Write ``root/<name>/<name>.c`` and return the source directory."""
     src = root / name

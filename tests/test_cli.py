@@ -316,3 +316,18 @@ def test_bench_quick_writes_a_report(package_dir: Path, tmp_path: Path) -> None:
     floor = report["workloads"]["noop"]["pipe-sync"]
     assert floor["ours_over_peer"]["p50"] == pytest.approx(expected.p50 / floor["stats"]["e2e"]["p50"], rel=1e-3)
     assert "| spider-core |" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_a_plugin_that_fails_to_import_is_one_line(package_dir: Path, tmp_path: Path) -> None:
+    from helpers import make_distribution
+
+    root = make_distribution(tmp_path / "site", "spider-broken", "brokenplugin", "raise RuntimeError('boom')\n", "broken")
+    env = {"PYTHONPATH": str(root)}
+    for args in (["plugins"], ["run", "--package-dir", str(package_dir), PKG, "fibonacci", "1"]):
+        done = spider(*args, env=env)
+        assert done.returncode == 5
+        assert one_clear_line(done) == (
+            "spider: error: plugin 'broken' (from spider-broken) failed to import: RuntimeError: boom; "
+            "disable it with SPIDER_DISABLE_PLUGINS=broken"
+        )
+    assert spider("plugins", env={**env, "SPIDER_DISABLE_PLUGINS": "broken"}).returncode == 0

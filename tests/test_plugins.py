@@ -6,17 +6,15 @@ import inspect
 import logging
 import os
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from helpers import ExecutorProcess
+from helpers import ExecutorProcess, make_distribution
 from spider_core import hookspecs
 from spider_core.models import PackageSource
 from spider_core.plugins import (
     DEFAULT_PLUGINS,
-    ENTRY_POINT_GROUP,
     PluginError,
     PluginSettings,
     get_plugin_manager,
@@ -24,17 +22,6 @@ from spider_core.plugins import (
 from spider_core.tdl import EMPTY_FRAME, decode_values
 
 HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("spider_"))
-
-
-def make_distribution(root: Path, dist: str, module: str, source: str, entry_name: str) -> Path:
-    """A real, importable distribution (module + dist-info with a spider_core entry point) in ``root``."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / f"{module}.py").write_text(textwrap.dedent(source))
-    info = root / f"{dist.replace('-', '_')}-1.2.3.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
-    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{entry_name} = {module}\n")
-    return root
 
 
 FAKE_PLUGIN = """
@@ -76,7 +63,7 @@ def test_defaults_are_registered(pm) -> None:
     infos = {info.name: info for info in pm.plugin_infos()}
     assert infos["spider_libso"].status == "default"
     assert infos["spider_libso"].distribution == "spider-core"
-    assert infos["spider_libso"].hooks == ("spider_load_package", "spider_resolve_package")
+    assert infos["spider_libso"].hooks == ("spider_list_packages", "spider_load_package", "spider_resolve_package")
     assert infos["spider_msgpack"].hooks == ("spider_framing",)
 
 
@@ -113,10 +100,13 @@ def test_resolver_may_return_a_path(package_dir: Path) -> None:
 
 
 def test_blocking_by_settings(package_dir: Path) -> None:
-    pm = get_plugin_manager(PluginSettings(autoload=False, blocked={"spider_libso"}))
+    pm = get_plugin_manager(PluginSettings(autoload=False, blocked={"spider_libso", "spider_pytasks"}))
     assert pm.get_plugin("spider_libso") is None
     assert {i.name: i.status for i in pm.plugin_infos()}["spider_libso"] == "blocked"
-    with pytest.raises(PluginError, match="no plugin implements the required hook spider_resolve_package; blocked plugins: spider_libso"):
+    with pytest.raises(
+        PluginError,
+        match="no plugin implements the required hook spider_resolve_package; blocked plugins: spider_libso, spider_pytasks",
+    ):
         pm.require("spider_resolve_package")
 
 
