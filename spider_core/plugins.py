@@ -25,6 +25,7 @@ DEFAULT_PLUGINS = {
     "spider_libso": "spider_libso",
     "spider_msgpack": "spider_msgpack",
     "spider_supervisor": "spider_supervisor",
+    "spider_pytasks": "spider_pytasks",
 }
 
 ENV_DISABLE = "SPIDER_DISABLE_PLUGINS"
@@ -189,7 +190,14 @@ def get_plugin_manager(
         pm.record_origin(name, "default", "spider-core", own_version)
         if pm.is_blocked(name):
             continue
-        pm.register(importlib.import_module(module_name), name=name)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:
+            raise PluginError(
+                f"default plugin {name!r} failed to import: {type(e).__name__}: {e}; reinstall "
+                f"spider-core, or disable it with {ENV_DISABLE}={name}"
+            ) from e
+        pm.register(module, name=name)
     if settings.autoload:
         _load_entry_points(pm)
     pm.check_pending()

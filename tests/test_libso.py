@@ -203,7 +203,7 @@ def test_resolve_hook(pm, package_dir: Path, tmp_path: Path) -> None:
     assert pm.hook.spider_resolve_package(package="absent", package_dir=package_dir) is None
     package = pm.hook.spider_load_package(source=source)
     assert decode_values(package.execute("fibonacci", CTX, encode_values([20]))) == [6765]
-    other = PackageSource(package="x", kind="python", location=tmp_path)
+    other = PackageSource(package="x", kind="other", location=tmp_path)
     assert pm.hook.spider_load_package(source=other) is None
 
 

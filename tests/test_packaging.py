@@ -24,7 +24,7 @@ def test_repository_directories_are_not_importable(name: str, tmp_path: Path) ->
 
 
 def test_plugin_packages_are_top_level(tmp_path: Path) -> None:
-    done = run_python("import spider_libso, spider_msgpack, spider_supervisor, spider_core", cwd=tmp_path)
+    done = run_python("import spider_libso, spider_msgpack, spider_supervisor, spider_pytasks, spider_core", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
 
 
@@ -44,7 +44,23 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_top_level_packages(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
-    assert tops == {"spider_core", "spider_libso", "spider_msgpack", "spider_supervisor"}
+    assert tops == {"spider_core", "spider_libso", "spider_msgpack", "spider_supervisor", "spider_pytasks"}
     assert "spider_core/include/spider_tdl.h" in names
     assert "spider_core/_bundled/task_packages/integration_test_tasks/integration_test_tasks.c" in names
     assert not any("__pycache__" in n for n in names)
+
+
+def test_demo_from_a_wheel_in_a_fresh_virtualenv(wheel: Path, tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    install = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(wheel)], capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    demo = subprocess.run([str(venv / "bin" / "spider"), "demo"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert demo.returncode == 0, demo.stderr
+    assert "Success [75025]" in demo.stdout and "ExecutorCrash" in demo.stdout and "Timeout" in demo.stdout
+    assert (tmp_path / "cache" / "spider-core" / "packages").is_dir()
+    # nothing from the checkout is importable in that environment
+    for name in ("plugins", "tests", "task_packages"):
+        probe = subprocess.run([str(venv / "bin" / "python"), "-P", "-c", f"import {name}"], capture_output=True, cwd=tmp_path)
+        assert probe.returncode != 0

@@ -10,9 +10,9 @@ import types
 from pathlib import Path
 
 import pytest
-from helpers import REPO, SPIDER
 
 import spider_core as sc
+from helpers import REPO, SPIDER
 
 README = (REPO / "README.md").read_text()
 

@@ -162,10 +162,12 @@ class Executor:
             self.pm.require("spider_resolve_package")
             source = self.pm.hook.spider_resolve_package(package=name, package_dir=self.package_dir)
             if source is None:
+                searched = ", ".join(self.pm.implementers("spider_resolve_package"))
+                blocked = sorted(self.pm.settings.blocked)
+                blocked_text = f"; blocked plugins: {', '.join(blocked)}" if blocked else ""
                 raise InvalidLibrary(
-                    f"no task package named {name!r} in {self.package_dir} (a native package "
-                    f"is {self.package_dir}/{name}/lib{name}.so); build it with "
-                    f"`spider build-package` or check the package directory"
+                    f"no task package named {name!r} in {self.package_dir} (searched by {searched}"
+                    f"{blocked_text}); see `spider packages --package-dir {self.package_dir}`"
                 )
             if isinstance(source, Path):
                 source = PackageSource(package=name, kind="native", location=source)

@@ -1,4 +1,5 @@
-"""The contract with spider's Rust code: ABI version, errors, task context, wire format."""
+"""The contract with spider's Rust code: ABI version, errors, task context, wire format, and
+the Python task SDK (``Package``, ``task``)."""
 
 from spider_core.tdl.context import TaskContext, TaskId, TaskIdKind
 from spider_core.tdl.errors import (
@@ -16,6 +17,7 @@ from spider_core.tdl.errors import (
 )
 from spider_core.tdl.names import InvalidPackageName, validate_package_name
 from spider_core.tdl.outputs import OutputsOption, SerializedTaskOutputs
+from spider_core.tdl.sdk import Package, Task, task
 from spider_core.tdl.version import HOST_VERSION, Version
 from spider_core.tdl.wire import (
     EMPTY_FRAME,
@@ -40,8 +42,10 @@ __all__ = [
     "InvalidPackageName",
     "InvalidUtf8",
     "OutputsOption",
+    "Package",
     "PackageInitError",
     "SerializedTaskOutputs",
+    "Task",
     "TaskContext",
     "TaskError",
     "TaskId",
@@ -55,6 +59,7 @@ __all__ = [
     "encode_value",
     "encode_values",
     "frame_payloads",
+    "task",
     "unframe_payloads",
     "validate_package_name",
 ]

@@ -1,0 +1,75 @@
+"""spider_pytasks: the default plugin for task packages written in Python.
+
+Resolution, in order (the first match wins):
+
+1. ``<package_dir>/<name>/__init__.py``: a directory package, imported as
+   ``spider_pytasks.loaded.<name>``. A directory that holds ``lib<name>.so`` is a native
+   package and is left to ``spider_libso``, so native and Python packages share one package
+   directory.
+2. An installed package: an entry point named ``<name>`` in the ``spider_core.packages``
+   group, whose value (``module:attribute``, or a module) gives the package object.
+
+Either way the package object is a :class:`spider_core.tdl.Package` whose declared name must
+equal ``<name>``. Write tasks with the SDK in :mod:`spider_core.tdl.sdk`.
+
+``spider packages`` lists both kinds with their task signatures; the modules are imported in
+a child process (:mod:`spider_pytasks.inspect`), never in the caller.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from spider_core.hookspecs import hookimpl
+from spider_core.models import PackageInfo, PackageSource
+from spider_core.tdl import validate_package_name
+from spider_pytasks.listing import list_packages
+from spider_pytasks.loader import (
+    ENTRY_POINT_GROUP,
+    KIND,
+    EntryPointRef,
+    PythonPackage,
+    find_directory_package,
+    find_entry_point,
+    load_directory_package,
+    load_entry_point_package,
+)
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "KIND",
+    "EntryPointRef",
+    "PythonPackage",
+    "list_packages",
+    "load_directory_package",
+    "load_entry_point_package",
+]
+
+
+@hookimpl(trylast=True)
+def spider_resolve_package(package: str, package_dir: Path) -> PackageSource | None:
+    validate_package_name(package)
+    directory = find_directory_package(package_dir, package)
+    if directory is not None:
+        return PackageSource(package=package, kind=KIND, location=directory)
+    if (Path(package_dir) / package / f"lib{package}.so").is_file():
+        return None  # a native package shadows an installed Python one of the same name
+    installed = find_entry_point(package)
+    if installed is not None:
+        location, ref = installed
+        return PackageSource(package=package, kind=KIND, location=location, details=ref)
+    return None
+
+
+@hookimpl(trylast=True)
+def spider_load_package(source: PackageSource) -> PythonPackage | None:
+    if source.kind != KIND:
+        return None
+    if isinstance(source.details, EntryPointRef):
+        return load_entry_point_package(source.details, expected_name=source.package)
+    return load_directory_package(source.location, expected_name=source.package)
+
+
+@hookimpl
+def spider_list_packages(package_dir: Path) -> list[PackageInfo]:
+    return list_packages(package_dir)

@@ -1,0 +1,273 @@
+"""Import Python task packages and run their tasks with spider's error semantics.
+
+A directory package ``<package_dir>/<name>/__init__.py`` is imported as the module
+``spider_pytasks.loaded.<name>`` (relative imports inside it work; ``sys.path`` is never
+touched; no bytecode is written into the package directory). An installed package is an
+entry point of the ``spider_core.packages`` group. Either way the module exposes a
+:class:`spider_core.tdl.Package`, normally as ``package``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import importlib.util
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from attrs import frozen
+
+import spider_pytasks.loaded
+from spider_core.tdl import (
+    DuplicatePackage,
+    InvalidLibrary,
+    Package,
+    PackageInitError,
+    TaskError,
+    TdlError,
+    TdlErrorKind,
+)
+
+logger = logging.getLogger("spider_pytasks")
+
+KIND = "python"
+#: Installed Python task packages register here: ``<package name> = module:attribute``.
+ENTRY_POINT_GROUP = "spider_core.packages"
+#: The module attribute holding a directory package's :class:`~spider_core.tdl.Package`.
+PACKAGE_ATTRIBUTE = "package"
+
+_LOADED = spider_pytasks.loaded.__name__
+
+
+@frozen(kw_only=True)
+class EntryPointRef:
+    """Where an installed package comes from: ``PackageSource.details`` for those packages."""
+
+    value: str  # module:attribute, or module (then its ``package`` attribute)
+    distribution: str | None = None
+    version: str | None = None
+
+    def describe(self) -> str:
+        dist = f"{self.distribution} {self.version}" if self.distribution else "an unknown distribution"
+        return f"entry point {self.value} from {dist}"
+
+
+class PythonPackage:
+    """A loaded Python task package (a :class:`~spider_core.models.TaskPackage`)."""
+
+    kind = KIND
+
+    def __init__(self, package: Package, location: str, module: ModuleType | None = None) -> None:
+        self.package = package
+        self.name = package.name
+        self.location = location
+        self.module = module
+
+    def __repr__(self) -> str:
+        return f"<PythonPackage {self.name} {self.location}>"
+
+    def execute(self, task: str, raw_ctx: bytes, raw_inputs: bytes) -> bytes:
+        """Run ``task``; return wire-format outputs.
+
+        :raises TaskError: wrapping the task's ``TdlError`` (``TaskNotFound``, a decoding or
+            encoding failure, or one it raised), or an ``ExecutionError`` ``"ExcType: message"``
+            for any other exception, whose traceback is logged. ``SystemExit`` and other
+            ``BaseException`` subclasses are not caught: they end the executor.
+        """
+        try:
+            return self.package.execute_raw(task, raw_ctx, raw_inputs)
+        except TdlError as e:
+            raise TaskError(e) from None
+        except Exception as e:
+            logger.exception("task raised", extra={"fields": {"package": self.name, "task": task}})
+            raise TaskError(TdlError(TdlErrorKind.ExecutionError, _exception_text(e))) from None
+
+
+def _exception_text(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+
+# -- modules -------------------------------------------------------------------------------
+
+
+def module_name(package: str, suffix: str = "") -> str:
+    """The module name a directory package is imported as (``.`` and ``%`` are escaped, so
+    distinct package names never share a module)."""
+    return f"{_LOADED}.{package.replace('%', '%25').replace('.', '%2E')}{suffix}"
+
+
+def forget_module(name: str) -> None:
+    """Drop a module and its submodules from ``sys.modules``."""
+    for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+        del sys.modules[key]
+
+
+@contextlib.contextmanager
+def _no_bytecode() -> Iterator[None]:
+    previous = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True
+    try:
+        yield
+    finally:
+        sys.dont_write_bytecode = previous
+
+
+def import_directory(directory: Path, name: str) -> ModuleType:
+    """Import ``directory/__init__.py`` as the package module ``name`` (replacing any module
+    of that name). A failing import leaves nothing in ``sys.modules``."""
+    init = directory / "__init__.py"
+    spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(directory)])
+    if spec is None or spec.loader is None:  # pragma: no cover - a .py path always has a loader
+        raise ImportError(f"cannot make an import spec for {init}")
+    forget_module(name)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        with _no_bytecode():
+            spec.loader.exec_module(module)
+    except BaseException:
+        forget_module(name)
+        raise
+    return module
+
+
+def package_of(obj: Any, where: str) -> Package:
+    """The :class:`Package` an imported object is or holds (a module's ``package``).
+
+    :raises InvalidLibrary: it is neither.
+    """
+    if isinstance(obj, ModuleType):
+        obj = getattr(obj, PACKAGE_ATTRIBUTE, None)
+        if obj is None:
+            raise InvalidLibrary(
+                f"{where} does not define `{PACKAGE_ATTRIBUTE}`; a Python task package exposes "
+                f'its tasks as `{PACKAGE_ATTRIBUTE} = spider_core.tdl.Package("<name>")`'
+            )
+    if not isinstance(obj, Package):
+        raise InvalidLibrary(
+            f"{where}: the package object is of type {type(obj).__name__}, not spider_core.tdl.Package; "
+            f'a Python task package exposes `{PACKAGE_ATTRIBUTE} = spider_core.tdl.Package("<name>")`'
+        )
+    return obj
+
+
+def _check(package: Package, expected_name: str | None, where: str, rule: str) -> None:
+    if expected_name is not None and package.name != expected_name:
+        raise InvalidLibrary(
+            f"{where} declares package name {package.name!r} but was requested as {expected_name!r}; {rule}"
+        )
+    try:
+        package.validate()
+    except TypeError as e:
+        raise InvalidLibrary(f"{where}: {e}") from None
+
+
+# -- resolution ----------------------------------------------------------------------------
+
+
+def find_directory_package(package_dir: Path, package: str) -> Path | None:
+    """``<package_dir>/<package>`` if it holds a Python package and no native library (a
+    directory with ``lib<package>.so`` is native, whatever else it holds)."""
+    directory = Path(package_dir) / package
+    if (directory / f"lib{package}.so").is_file():
+        return None
+    if (directory / "__init__.py").is_file():
+        return directory
+    return None
+
+
+def find_entry_point(package: str) -> tuple[Path, EntryPointRef] | None:
+    """The installed package named ``package``, if any.
+
+    :raises DuplicatePackage: two distributions provide different packages under that name.
+    """
+    found: dict[str, importlib.metadata.EntryPoint] = {}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP, name=package):
+        found.setdefault(ep.value, ep)
+    if not found:
+        return None
+    refs = [_ref(ep) for ep in found.values()]
+    if len(refs) > 1:
+        raise DuplicatePackage(
+            f"task package {package!r} is installed more than once: "
+            f"{'; '.join(ref.describe() for ref in refs)}; uninstall all but one"
+        )
+    (ep,) = found.values()
+    location = Path(ep.dist.locate_file("")) if ep.dist is not None else Path(".")
+    return location, refs[0]
+
+
+def _ref(ep: importlib.metadata.EntryPoint) -> EntryPointRef:
+    dist = ep.dist
+    return EntryPointRef(
+        value=ep.value, distribution=dist.name if dist else None, version=dist.version if dist else None
+    )
+
+
+# -- loading -------------------------------------------------------------------------------
+
+
+def _initialize(package: Package, where: str) -> None:
+    try:
+        package.initialize()
+    except TdlError as e:
+        raise PackageInitError(e) from None
+    except Exception as e:
+        logger.exception("package init raised", extra={"fields": {"package": package.name, "location": where}})
+        raise PackageInitError(TdlError(TdlErrorKind.ExecutionError, _exception_text(e))) from None
+
+
+def load_directory_package(directory: Path, expected_name: str | None = None) -> PythonPackage:
+    """Import, check and initialise ``directory/__init__.py``.
+
+    :param directory: ``<package_dir>/<name>``.
+    :param expected_name: The requested name; the declared one must match.
+    :raises ExecutorError: ``InvalidLibrary`` (the module fails to import, has no package,
+        declares another name or has unresolvable annotations) or ``PackageInitError``.
+    """
+    directory = Path(directory).absolute()
+    name = expected_name if expected_name is not None else directory.name
+    init = directory / "__init__.py"
+    mod_name = module_name(name)
+    try:
+        module = import_directory(directory, mod_name)
+    except Exception as e:
+        logger.exception("package import failed", extra={"fields": {"package": name, "location": str(init)}})
+        raise InvalidLibrary(f"cannot import Python task package {name!r} from {init}: {_exception_text(e)}") from None
+    try:
+        package = package_of(module, str(init))
+        _check(
+            package,
+            expected_name,
+            str(init),
+            "a Python package must live in <package_dir>/<name>/__init__.py under its declared name",
+        )
+        _initialize(package, str(init))
+    except BaseException:
+        forget_module(mod_name)
+        raise
+    return PythonPackage(package, str(directory), module)
+
+
+def load_entry_point_package(ref: EntryPointRef, expected_name: str | None = None) -> PythonPackage:
+    """Import, check and initialise an installed package.
+
+    :raises ExecutorError: as :func:`load_directory_package`.
+    """
+    where = ref.describe()
+    entry_point = importlib.metadata.EntryPoint(name=expected_name or "", value=ref.value, group=ENTRY_POINT_GROUP)
+    try:
+        obj = entry_point.load()
+    except Exception as e:
+        logger.exception("package import failed", extra={"fields": {"package": expected_name, "location": where}})
+        raise InvalidLibrary(
+            f"cannot import installed task package {expected_name!r} ({where}): {_exception_text(e)}"
+        ) from None
+    package = package_of(obj, where)
+    _check(package, expected_name, where, "the entry point name must be the declared package name")
+    _initialize(package, where)
+    return PythonPackage(package, where, obj if isinstance(obj, ModuleType) else sys.modules.get(entry_point.module))
