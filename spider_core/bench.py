@@ -53,7 +53,9 @@ from spider_core.pool import ProcessPool
 PACKAGE = "integration_test_tasks"
 OURS = "spider-core"
 #: The optional contenders, in report order.
-PEERS = ("pipe-sync", "pipe-asyncio", "futures", "multiprocessing", "pebble", "loky", "billiard")
+#: spider-core itself with options that trade CPU for latency, measured as extra contenders.
+OUR_VARIANTS: dict[str, dict[str, Any]] = {"spider-core-spin": {"spin_us": 300}}
+PEERS = ("pipe-sync", "pipe-asyncio", "futures", "multiprocessing", "pebble", "loky", "billiard", *OUR_VARIANTS)
 WORKLOADS = ("noop", "echo")
 
 QUICK_CALLS, DEFAULT_CALLS = 300, 3000
@@ -273,8 +275,9 @@ class _Ours:
     name = OURS
     metrics = OUR_METRICS
 
-    def __init__(self, package_dir: Path) -> None:
-        self.pool = ProcessPool(PoolConfig(package_dir=package_dir, log_dir=None))
+    def __init__(self, package_dir: Path, name: str = OURS, **config: Any) -> None:
+        self.name = name
+        self.pool = ProcessPool(PoolConfig(package_dir=package_dir, log_dir=None, **config))
         self._requests = {
             w.name: ExecuteRequest(package=PACKAGE, task=w.task, inputs=w.args) for w in WORKLOAD_SPECS.values()
         }
@@ -480,12 +483,14 @@ def _check(name: str, workload: Workload, got: Any, expected: Any) -> None:
         raise RuntimeError(f"{name}: {workload.name} returned {got!r:.200}, expected {expected!r:.200}")
 
 
-def _make_peer(name: str) -> Contender | str:
+def _make_peer(name: str, package_dir: Path) -> Contender | str:
     """The contender ``name``, or why it is skipped."""
     if name == "pipe-sync":
         return _SyncPipeFloor()
     if name == "pipe-asyncio":
         return _AsyncPipeFloor()
+    if name in OUR_VARIANTS:
+        return _Ours(package_dir, name, **OUR_VARIANTS[name])
     module, opener = _BLOCKING_PEERS[name]
     if importlib.util.find_spec(module) is None:
         return f"{name}: skipped, not installed (pip install {module})"
@@ -681,7 +686,7 @@ async def run_benchmark(
     contenders: list[Contender] = [ours]  # in report order
     notes = []
     for name in (name for name in PEERS if name in peers):
-        peer = _make_peer(name)
+        peer = _make_peer(name, package_dir)
         if isinstance(peer, str):
             notes.append(peer)
         else:

@@ -140,6 +140,10 @@ class PoolConfig:
         recycle the next call is served at once instead of after a process start (about
         150 ms here). It costs one idle process; ``inherited_env`` is copied when the standby
         is spawned, not when it takes over.
+    :param spin_us: After sending a request, the pool polls for the answer for up to this
+        many microseconds before it waits on the event loop. Short tasks then return without a
+        wake-up (much of a round trip on virtual machines), but the event loop runs nothing
+        else meanwhile; 0 (the default) never spins.
     :param executor_log_level: What the executor logs: ``"info"`` (start, packages loaded,
         errors, exit), ``"debug"`` (also one line per task), ``"warning"``, ``"error"``.
     :param executor_spin_us: After answering, the executor polls for the next request for
@@ -167,6 +171,7 @@ class PoolConfig:
     plugin_autoload: bool | None = None
     executor_spin_us: int = field(default=0, validator=[instance_of(int), ge(0)])
     standby: bool = field(default=False, validator=instance_of(bool))
+    spin_us: int = field(default=0, validator=[instance_of(int), ge(0)])
     executor_log_level: str = field(
         default="info", validator=in_(("debug", "info", "warning", "error")), converter=str.lower
     )

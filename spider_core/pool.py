@@ -296,6 +296,14 @@ class _ExecutorProcess:
             waiter.set_result(message)
         return True
 
+    def poll(self, budget_ns: int) -> bool:
+        """Read the answer without the event loop for up to ``budget_ns``; whether it came."""
+        waiter = self.waiter
+        deadline = time.perf_counter_ns() + budget_ns
+        while not waiter.done() and self._pending is None and time.perf_counter_ns() < deadline:
+            self._on_readable()
+        return waiter.done()
+
     def send(self, frame: bytes) -> None:
         if self.lost is not None:
             return
@@ -429,6 +437,7 @@ class ProcessPool:
         self._started = False
         self._closed = False
         self._notify_task_finished = False
+        self._spin_ns = config.spin_us * 1000
 
     # -- introspection
 
@@ -530,16 +539,20 @@ class ProcessPool:
             except FramingError as e:
                 raise EncodeTaskInputs(f"cannot send the request: {e}") from None
             waiter = executor.expect()
+            deadline = self._loop.time() + hard_timeout
             executor.send(frame)
-            timer = self._loop.call_at(self._loop.time() + hard_timeout, _expire, waiter)
-            try:
-                reply = await waiter
-            except asyncio.CancelledError:
+            if self._spin_ns and executor.poll(min(self._spin_ns, int(hard_timeout * 1e9))):
+                reply = waiter.result()  # answered while we spun: no timer, no loop iteration
+            else:
+                timer = self._loop.call_at(deadline, _expire, waiter)
+                try:
+                    reply = await waiter
+                except asyncio.CancelledError:
+                    timer.cancel()
+                    executor.signal(signal.SIGKILL)  # before anything else: its answer is void
+                    await self._replace(executor, "cancelled")
+                    raise
                 timer.cancel()
-                executor.signal(signal.SIGKILL)  # before anything else: its answer is void
-                await self._replace(executor, "cancelled")
-                raise
-            timer.cancel()
             outcome = await self._outcome(executor, seq, reply, hard_timeout)
         if self._notify_task_finished:
             self._notify_task(request, outcome, executor.id, locked - queued, time.perf_counter() - locked)

@@ -822,3 +822,20 @@ def test_close_while_the_standby_is_starting(package_dir: Path) -> None:
     assert gone(pid)
     children = subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True, text=True).stdout.split()
     assert all("spider_core.executor" not in Path(f"/proc/{c}/cmdline").read_text() for c in children if Path(f"/proc/{c}").exists())
+
+
+def test_spinning_pool_serves_every_outcome(package_dir: Path) -> None:
+    config = sc.PoolConfig(package_dir=package_dir, spin_us=2000, plugin_autoload=False)
+
+    async def scenario(pool):
+        quick = await pool.execute(req("fibonacci", 10), 5)  # answered while spinning
+        slow = await pool.execute(req("sleep_ms", 50), 5)  # answered after the spin gave up
+        timeout = await pool.execute(req("sleep_ms", 5000), 0.001)  # deadline inside the spin budget
+        crash = await pool.execute(req("always_panic"), 5)
+        big = await pool.execute(req("big", 1_000_000), 5)
+        return quick, slow, timeout, crash, big
+
+    quick, slow, timeout, crash, big = pool_run(config, scenario)
+    assert quick.values == [55] and isinstance(slow, sc.Success)
+    assert isinstance(timeout, sc.Timeout) and crash.signal == signal.SIGABRT
+    assert big.values == ["x" * 1_000_000]
