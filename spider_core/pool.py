@@ -127,6 +127,44 @@ def _expire(waiter: asyncio.Future) -> None:
         waiter.set_result(_TIMED_OUT)
 
 
+class _Deadline:
+    """The hard timeout of the call in flight, on one long-lived loop timer.
+
+    A timer per call costs a handle, a heap push and a cancellation. Here the timer stays
+    armed at some deadline; when it fires early (the call it was set for is over and a later
+    call is running) it moves itself to that call's deadline. With a steady ``hard_timeout``
+    that is one timer per ``hard_timeout`` seconds, not one per call.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiter: asyncio.Future | None = None
+        self.deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def arm(self, waiter: asyncio.Future, deadline: float) -> None:
+        self.waiter = waiter
+        self.deadline = deadline
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self.loop.call_at(deadline, self._fire)
+
+    def disarm(self) -> None:
+        self.waiter = None
+
+    def _fire(self) -> None:
+        self._timer = None
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        if self.loop.time() >= self.deadline:
+            waiter.set_result(_TIMED_OUT)
+        else:
+            self._timer = self.loop.call_at(self.deadline, self._fire)
+
+
 # -------------------------------------------------------------------------------------------
 # the executor's log
 # -------------------------------------------------------------------------------------------
@@ -479,6 +517,7 @@ class ProcessPool:
         if self._started:
             return
         self._loop = asyncio.get_running_loop()
+        self._deadline = _Deadline(self._loop)
         try:
             self._framing = self.pm.call_required("spider_framing", max_frame_size=self.config.max_frame_size)
             for hook in ("spider_launcher", "spider_respawn_decision"):
@@ -544,15 +583,15 @@ class ProcessPool:
             if self._spin_ns and executor.poll(min(self._spin_ns, int(hard_timeout * 1e9))):
                 reply = waiter.result()  # answered while we spun: no timer, no loop iteration
             else:
-                timer = self._loop.call_at(deadline, _expire, waiter)
+                self._deadline.arm(waiter, deadline)
                 try:
                     reply = await waiter
                 except asyncio.CancelledError:
-                    timer.cancel()
+                    self._deadline.disarm()
                     executor.signal(signal.SIGKILL)  # before anything else: its answer is void
                     await self._replace(executor, "cancelled")
                     raise
-                timer.cancel()
+                self._deadline.disarm()
             outcome = await self._outcome(executor, seq, reply, hard_timeout)
         if self._notify_task_finished:
             self._notify_task(request, outcome, executor.id, locked - queued, time.perf_counter() - locked)

@@ -839,3 +839,14 @@ def test_spinning_pool_serves_every_outcome(package_dir: Path) -> None:
     assert quick.values == [55] and isinstance(slow, sc.Success)
     assert isinstance(timeout, sc.Timeout) and crash.signal == signal.SIGABRT
     assert big.values == ["x" * 1_000_000]
+
+
+def test_a_short_deadline_never_cuts_a_later_longer_call(config) -> None:
+    async def scenario(pool):
+        quick = await pool.execute(req("fibonacci", 5), 0.1)  # arms the loop timer 0.1 s ahead
+        slow = await pool.execute(req("sleep_ms", 400), 5)  # still running when that timer fires
+        late = await pool.execute(req("sleep_ms", 1000), 0.2)  # an earlier deadline than the armed one
+        return quick, slow, late
+
+    quick, slow, late = pool_run(config, scenario)
+    assert quick.values == [5] and isinstance(slow, sc.Success) and isinstance(late, sc.Timeout)
