@@ -35,7 +35,8 @@ class BatchError(Exception):
 
 
 def parse_line(text: str, number: int, default_timeout: float) -> tuple[Any, ExecuteRequest, float]:
-    """(id, request, timeout) of one line; ``ValueError`` with the reason if it is malformed."""
+    """(id or None, request, timeout) of one line; ``ValueError`` with the reason if it is
+    malformed."""
     try:
         record = json.loads(text)
     except json.JSONDecodeError as e:
@@ -54,32 +55,46 @@ def parse_line(text: str, number: int, default_timeout: float) -> tuple[Any, Exe
     timeout = record.get("timeout", default_timeout)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not (timeout > 0 and math.isfinite(timeout)):
         raise ValueError("'timeout' must be a positive number of seconds")
-    request_id = record.get("id", number)
-    if not isinstance(request_id, str | int) or isinstance(request_id, bool):
+    request_id = record.get("id")
+    if request_id is not None and (not isinstance(request_id, str | int) or isinstance(request_id, bool)):
         raise ValueError("'id' must be a string or an integer")
     return request_id, ExecuteRequest(package=record["package"], task=record["task"], inputs=inputs), float(timeout)
 
 
-def done_ids(out: Path) -> set[Any]:
-    """Ids with a result in ``out``; a torn last line (the runner died mid-write) is cut off."""
+def request_key(request_id: Any, line: int) -> tuple[str, Any]:
+    """What identifies a request across runs: its id, or its line number when it has none."""
+    return ("id", request_id) if request_id is not None else ("line", line)
+
+
+def repair_tail(out: Path) -> None:
+    """Cut off a torn last line (the runner died mid-write) so new lines start clean."""
     if not out.exists():
-        return set()
+        return
     data = out.read_bytes()
     if data and not data.endswith(b"\n"):
-        keep = data.rfind(b"\n") + 1
         with out.open("r+b") as f:
-            f.truncate(keep)
+            f.truncate(data.rfind(b"\n") + 1)
         print(f"spider: warning: dropped an incomplete last line of {out}", file=sys.stderr)
-        data = data[:keep]
-    ids = set()
-    for line in data.decode("utf-8", "replace").splitlines():
+
+
+def done_keys(out: Path) -> set[tuple[str, Any]]:
+    """Keys of the requests with a result in ``out``; ``("malformed", line)`` for lines
+    already reported as malformed."""
+    if not out.exists():
+        return set()
+    keys = set()
+    for text in out.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
-            record = json.loads(line)
+            record = json.loads(text)
         except json.JSONDecodeError:
             continue
-        if isinstance(record, dict) and record.get("id") is not None:
-            ids.add(record["id"])
-    return ids
+        if not isinstance(record, dict):
+            continue
+        if record.get("malformed"):
+            keys.add(("malformed", record.get("line")))
+        elif record.get("id") is not None or "line" in record:
+            keys.add(request_key(record.get("id"), record.get("line")))
+    return keys
 
 
 class Progress:
@@ -138,7 +153,8 @@ def run_batch(
         raise BatchError(f"cannot read {requests}: {e.strerror}") from None
     except UnicodeDecodeError:
         raise BatchError(f"{requests} is not UTF-8 text") from None
-    skip = done_ids(out) if resume else set()
+    repair_tail(out)
+    skip = done_keys(out) if resume else set()
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         sink = out.open("a", encoding="utf-8")
@@ -156,7 +172,7 @@ async def _run(
     sink: TextIO,
     config: PoolConfig,
     default_timeout: float,
-    skip: set[Any],
+    skip: set[tuple[str, Any]],
     strict: bool,
     meter: Progress,
 ) -> int:
@@ -165,21 +181,30 @@ async def _run(
         sink.flush()  # one result per line, on disk before the next request starts
 
     all_ok = True
+    seen: dict[tuple[str, Any], int] = {}
     async with ProcessPool(config) as pool:
         for number, text in enumerate(lines, start=1):
             if not text.strip():
                 continue
             try:
                 request_id, request, timeout = parse_line(text, number, default_timeout)
+                key = request_key(request_id, number)
+                if key in seen:
+                    raise ValueError(f"duplicate id {request_id!r} (first on line {seen[key]})")
+                seen[key] = number
             except ValueError as e:
                 all_ok = False
+                if ("malformed", number) in skip:
+                    print(f"spider batch: line {number}: still malformed: {e}", file=sys.stderr)
+                    meter.count("skipped")
+                    continue
                 print(f"spider batch: line {number}: {e}; skipped", file=sys.stderr)
-                write({"id": None, "line": number, "outcome": "invalid_request", "message": str(e)})
+                write({"id": None, "line": number, "outcome": "invalid_request", "malformed": True, "message": str(e)})
                 meter.count("invalid_request")
                 if strict:
                     raise BatchError(f"line {number} is malformed and --strict is set; stopped") from None
                 continue
-            if request_id in skip:
+            if key in skip:
                 meter.count("skipped")
                 continue
             try:

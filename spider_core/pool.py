@@ -330,6 +330,9 @@ class _ExecutorProcess:
             if waiter is None or waiter.done():
                 self._lose("the executor sent a message nobody asked for")
                 break
+            if self._pending is not None:
+                self._lose("the executor answered before it had read the whole request")
+                break
             self.waiter = None
             waiter.set_result(message)
         return True
@@ -410,10 +413,17 @@ class _ExecutorProcess:
     async def reap(self, grace: float = 0.0) -> tuple[int | None, int | None]:
         """Give the process ``grace`` seconds to exit, SIGKILL it, reap it and release
         everything; return (exit status, signal)."""
-        if grace > 0:
-            await self.wait_exit(grace)
-        self.signal(signal.SIGKILL)
-        await asyncio.shield(self.exited)
+        try:
+            if grace > 0:
+                await self.wait_exit(grace)
+            self.signal(signal.SIGKILL)
+            await asyncio.shield(self.exited)
+        except asyncio.CancelledError:
+            # The caller gave up, the cleanup may not: SIGKILLed, the process exits at once.
+            self.signal(signal.SIGKILL)
+            self.proc.wait()
+            self._close()
+            raise
         status = self.proc.wait()
         self._close()
         return (status, None) if status >= 0 else (None, -status)
@@ -466,6 +476,7 @@ class ProcessPool:
         self._executor: _ExecutorProcess | None = None
         self._spare: _ExecutorProcess | None = None  # a ready standby (PoolConfig.standby)
         self._spare_task: asyncio.Task | None = None
+        self._close_task: asyncio.Future | None = None
         self._framing: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_id = 0
@@ -532,9 +543,13 @@ class ProcessPool:
     async def close(self) -> None:
         """Wait for the call in progress, refuse new ones, and stop the executor: ``Shutdown``,
         then SIGTERM, then SIGKILL, each after ``shutdown_grace`` seconds. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+        if self._close_task is None:
+            self._closed = True
+            self._close_task = asyncio.ensure_future(self._shutdown())
+        # Shielded: a caller that stops waiting does not stop the shutdown.
+        await asyncio.shield(self._close_task)
+
+    async def _shutdown(self) -> None:
         if self._spare_task is not None and not self._spare_task.done():
             self._spare_task.cancel()
             await asyncio.gather(self._spare_task, return_exceptions=True)
@@ -579,8 +594,9 @@ class ProcessPool:
                 raise EncodeTaskInputs(f"cannot send the request: {e}") from None
             waiter = executor.expect()
             deadline = self._loop.time() + hard_timeout
+            spin_ns = min(self._spin_ns, int(min(hard_timeout, 1.0) * 1e9))
             executor.send(frame)
-            if self._spin_ns and executor.poll(min(self._spin_ns, int(hard_timeout * 1e9))):
+            if spin_ns and executor.poll(spin_ns):
                 reply = waiter.result()  # answered while we spun: no timer, no loop iteration
             else:
                 self._deadline.arm(waiter, deadline)
@@ -742,7 +758,7 @@ class ProcessPool:
     async def _prepare_spare(self) -> None:
         try:
             spare = await self._start_executor("standby")
-        except InternalError as e:
+        except Exception as e:  # a standby is an optimisation: never let it break the pool
             logger.warning("could not start a standby executor: %s", e)
             return
         if self._closed:
@@ -751,7 +767,11 @@ class ProcessPool:
             self._spare = spare
 
     async def _start_executor(self, reason: str) -> _ExecutorProcess:
-        """Spawn an executor (as the respawn policy allows) and wait until it is ready."""
+        """Spawn an executor (as the respawn policy allows) and wait until it is ready.
+
+        A standby's failures do not count toward the back-off of the executor in use.
+        """
+        counted = reason != "standby"
         decision = self._decide(reason)
         if not decision.spawn:
             raise NotRunning(f"no executor is running: {decision.message}")
@@ -762,7 +782,7 @@ class ProcessPool:
                 "spider_launcher", config=self.config, executor_id=executor_id, env=self._environment()
             )
         except PluginError as e:
-            raise self._spawn_failed(str(e)) from None
+            raise self._spawn_failed(str(e), counted) from None
         sink = _LogSink(executor_id, self.config.max_log_line_bytes, self.log_path_for(executor_id))
         try:
             proc = subprocess.Popen(
@@ -776,8 +796,18 @@ class ProcessPool:
             )
         except OSError as e:
             sink.close()
-            raise self._spawn_failed(f"cannot start executor command {spec.argv[0]!r}: {e.strerror or e}") from None
-        executor = _ExecutorProcess(self._loop, executor_id, proc, self._framing, sink)
+            raise self._spawn_failed(
+                f"cannot start executor command {spec.argv[0]!r}: {e.strerror or e}", counted
+            ) from None
+        try:
+            executor = _ExecutorProcess(self._loop, executor_id, proc, self._framing, sink)
+        except OSError as e:  # e.g. no descriptor left for its pidfd
+            proc.kill()
+            proc.wait()
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                stream.close()
+            sink.close()
+            raise self._spawn_failed(f"cannot supervise executor {executor_id}: {e}", counted) from None
         waiter = executor.expect()
         timer = self._loop.call_later(self.config.spawn_timeout, _expire, waiter)
         try:
@@ -793,9 +823,10 @@ class ProcessPool:
             ended = f"exit status {status}" if status is not None else f"signal {signum}"
             detail = f"; its last log line: {sink.last_line.decode('utf-8', 'replace')}" if sink.last_line else ""
             where = f"; its log is {sink.path}" if sink.path else ""
-            raise self._spawn_failed(f"executor {executor_id} {problem} ({ended}){detail}{where}")
-        self._failures = 0
-        self._last_failure = None
+            raise self._spawn_failed(f"executor {executor_id} {problem} ({ended}){detail}{where}", counted)
+        if counted:
+            self._failures = 0
+            self._last_failure = None
         executor.recycle_after = decision.recycle_after
         self._notify_started(executor)
         return executor
@@ -813,9 +844,10 @@ class ProcessPool:
             return f"sent {type(ready).__name__} instead of Ready"
         return None
 
-    def _spawn_failed(self, message: str) -> ExecutorCreationFailure:
-        self._failures += 1
-        self._last_failure = time.monotonic()
+    def _spawn_failed(self, message: str, counted: bool = True) -> ExecutorCreationFailure:
+        if counted:
+            self._failures += 1
+            self._last_failure = time.monotonic()
         return ExecutorCreationFailure(message)
 
     def _environment(self) -> dict[str, str]:
@@ -861,14 +893,20 @@ class ProcessPool:
 
 class SyncProcessPool:
     """The same pool for callers without an event loop: ``with SyncProcessPool(config) as
-    pool: pool.execute(request, hard_timeout=5)``. Calls from several threads are serialised.
-    Executors die with the thread that created them, so create the pool in a long-lived thread.
+    pool: pool.execute(request, hard_timeout=5)``.
+
+    The pool runs its event loop in a thread of its own, which lives until ``close()``: it
+    notices an executor that dies between calls, and every executor is spawned from that one
+    thread (``PR_SET_PDEATHSIG`` is tied to the thread that spawned the child). Any thread may
+    call ``execute``; calls are served one at a time.
     """
 
     def __init__(self, config: PoolConfig, *, plugin_manager: SpiderPluginManager | None = None) -> None:
-        self._loop = asyncio.new_event_loop()
         self._pool = ProcessPool(config, plugin_manager=plugin_manager)
-        self._mutex = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="spider-core-pool", daemon=True)
+        self._thread.start()
+        self._closed = False
 
     @property
     def config(self) -> PoolConfig:
@@ -900,22 +938,24 @@ class SyncProcessPool:
         return self._run(self._pool.execute(request, hard_timeout))
 
     def close(self) -> None:
-        if self._loop.is_closed():
+        """Stop the executor and the pool's thread. Idempotent."""
+        if self._closed:
             return
-        self._run(self._pool.close())
-        self._loop.close()
+        try:
+            self._run(self._pool.close())
+        finally:
+            self._closed = True
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
 
     def _run(self, coro: Any) -> Any:
-        if self._loop.is_closed():
+        if self._closed:
             coro.close()
             raise NotRunning("the pool is closed")
-        with self._mutex:
-            task = self._loop.create_task(coro)
-            try:
-                return self._loop.run_until_complete(task)
-            except BaseException:  # KeyboardInterrupt: cancel the call so the pool stays sane
-                if not task.done():
-                    task.cancel()
-                    with contextlib.suppress(BaseException):
-                        self._loop.run_until_complete(task)
-                raise
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result()
+        except BaseException:  # KeyboardInterrupt: cancel the call, as a cancelled coroutine would
+            future.cancel()
+            raise

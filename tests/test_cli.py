@@ -331,3 +331,39 @@ def test_a_plugin_that_fails_to_import_is_one_line(package_dir: Path, tmp_path: 
             "disable it with SPIDER_DISABLE_PLUGINS=broken"
         )
     assert spider("plugins", env={**env, "SPIDER_DISABLE_PLUGINS": "broken"}).returncode == 0
+
+
+def test_batch_resume_keys_implicit_ids_by_line_and_does_not_repeat_malformed_lines(package_dir: Path, tmp_path: Path) -> None:
+    requests = write_requests(tmp_path / "r.jsonl", [
+        {"package": PKG, "task": "fibonacci", "inputs": [3]},  # no id: line 1
+        "{broken",
+        call(1, "fibonacci", 4),  # the explicit id 1 is not line 1
+    ])
+    out = tmp_path / "o.jsonl"
+    out.write_text(json.dumps({"id": None, "line": 1, "outcome": "success", "values": [2]}) + "\n")
+    args = ["batch", str(requests), "--out", str(out), "--package-dir", str(package_dir), "--resume"]
+    for _ in range(2):
+        done = spider(*args)
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+    records = results(out)
+    assert [(r["id"], r["line"], r["outcome"]) for r in records] == [
+        (None, 1, "success"), (None, 2, "invalid_request"), (1, 3, "success")
+    ]
+    assert "line 2: still malformed" in done.stderr
+
+
+def test_batch_rejects_duplicate_ids(package_dir: Path, tmp_path: Path) -> None:
+    requests = write_requests(tmp_path / "r.jsonl", [call("a", "fibonacci", 3), call("a", "fibonacci", 4)])
+    out = tmp_path / "o.jsonl"
+    done = spider("batch", str(requests), "--out", str(out), "--package-dir", str(package_dir))
+    assert done.returncode == 1
+    assert [(r["id"], r["outcome"]) for r in results(out)] == [("a", "success"), (None, "invalid_request")]
+    assert "line 2: duplicate id 'a' (first on line 1)" in done.stderr
+
+
+def test_batch_repairs_a_torn_last_line_without_resume(package_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    out.write_text('{"id": "x", "outcome": "success"}\n{"id": "y", "outc')
+    requests = write_requests(tmp_path / "r.jsonl", [call("z", "fibonacci", 2)])
+    assert spider("batch", str(requests), "--out", str(out), "--package-dir", str(package_dir)).returncode == 0
+    assert [r["id"] for r in results(out)] == ["x", "z"]

@@ -850,3 +850,141 @@ def test_a_short_deadline_never_cuts_a_later_longer_call(config) -> None:
 
     quick, slow, late = pool_run(config, scenario)
     assert quick.values == [5] and isinstance(slow, sc.Success) and isinstance(late, sc.Timeout)
+
+
+# -- found by review: cleanup that must survive impatient callers ------------------------------
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def executor_children() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and b"spider_core.executor" in cmdline:
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_a_caller_cancelled_while_its_executor_is_reaped_leaks_nothing(config) -> None:
+    async def scenario(pool):
+        await pool.execute(req("noop"), 5)
+        before = open_fds()
+        call = asyncio.create_task(pool.execute(req("sleep_ms", 10_000), 0.2))
+        while pool._executor is not None:  # the timeout fired: the executor is being reaped
+            await asyncio.sleep(0)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        after = await pool.execute(req("fibonacci", 10), 5)
+        return before, open_fds(), after
+
+    before, after_fds, after = pool_run(config, scenario)
+    assert after.values == [55] and after_fds == before
+    assert executor_children() == []
+
+
+def test_a_huge_hard_timeout_with_spinning(package_dir: Path) -> None:
+    config = sc.PoolConfig(package_dir=package_dir, spin_us=100, plugin_autoload=False)
+
+    async def scenario(pool):
+        return [await pool.execute(req("fibonacci", n), 1e300) for n in (5, 6)]
+
+    assert [o.values for o in pool_run(config, scenario)] == [[5], [8]]
+
+
+def test_close_that_is_cancelled_still_shuts_down(config) -> None:
+    async def main():
+        pool = sc.ProcessPool(config)
+        await pool.start()
+        pid = pool.pid
+        call = asyncio.create_task(pool.execute(req("sleep_ms", 300), 5))
+        await asyncio.sleep(0.05)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(pool.close(), 0.05)
+        assert (await call).executor_id == 1
+        await pool.close()  # waits for the same shutdown
+        return pid
+
+    assert gone(run(main()))
+
+
+def test_sync_pool_replaces_an_executor_that_died_between_calls(config) -> None:
+    with sc.SyncProcessPool(config) as pool:
+        os.kill(pool.pid, signal.SIGKILL)
+        time.sleep(0.2)
+        outcome = pool.execute(req("fibonacci", 10), hard_timeout=5)
+    assert outcome.values == [55] and outcome.executor_id == 2
+
+
+def test_sync_pool_created_in_a_thread_that_ends(config) -> None:
+    import threading
+
+    made = []
+    worker = threading.Thread(target=lambda: made.append(sc.SyncProcessPool(config)))
+    worker.start()
+    worker.join()
+    pool = made[0]
+    try:
+        pool.start()
+        pool.execute(req("always_panic"), hard_timeout=5)  # respawned by the pool's own thread
+        assert pool.execute(req("fibonacci", 10), hard_timeout=5).values == [55]
+    finally:
+        pool.close()
+
+
+def test_an_executor_that_cannot_be_supervised_is_an_internal_error(config, monkeypatch, caplog) -> None:
+    async def scenario(pool):
+        def no_pidfd(pid):
+            raise OSError(24, "Too many open files")
+
+        monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+        crash = await pool.execute(req("always_panic"), 5)  # its replacement cannot be supervised
+        with pytest.raises(sc.NotRunning, match="failed to start 1 time"):
+            await pool.execute(req("fibonacci", 1), 5)
+        monkeypatch.undo()
+        await asyncio.sleep(0.3)  # past the first back-off
+        return crash, await pool.execute(req("fibonacci", 10), 5)
+
+    crash, recovered = pool_run(config, scenario)
+    assert isinstance(crash, sc.ExecutorCrash) and recovered.values == [55]
+    assert any("cannot supervise executor 2: [Errno 24]" in r.getMessage() for r in caplog.records)
+    assert executor_children() == []
+
+
+EARLY_REPLY = """
+import os, sys, msgpack, struct, time
+def send(o):
+    b = msgpack.packb(o); os.write(1, struct.pack(">I", len(b)) + b)
+def readn(n):
+    buf = b""
+    while len(buf) < n:
+        d = os.read(0, n - len(buf))
+        if not d: sys.exit(0)
+        buf += d
+    return buf
+send({"type": "Ready", "pid": os.getpid(), "abi_version": "0.1.0"})
+size = struct.unpack(">I", readn(4))[0]
+send({"type": "Result", "seq": 1, "ok": True, "payload": b"\\0\\0\\0\\0", "elapsed_us": 1})
+time.sleep(60)
+"""
+
+
+def test_an_answer_before_the_whole_request_was_read_is_a_crash(package_dir: Path, tmp_path: Path) -> None:
+    script = tmp_path / "early.py"
+    script.write_text(EARLY_REPLY)
+    config = sc.PoolConfig(package_dir=package_dir, executor_command=(sys.executable, str(script)),
+                           plugin_autoload=False, shutdown_grace=0.2)
+
+    async def scenario(pool):
+        return await pool.execute(req("sleep_and_echo", ["y" * 1000] * 1000), 5)  # > one pipe buffer
+
+    crash = pool_run(config, scenario)
+    assert isinstance(crash, sc.ExecutorCrash) and crash.executor_id == 1
