@@ -403,6 +403,13 @@ class _ExecutorProcess:
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(self._pidfd, signum)
 
+    def kill_group(self) -> None:
+        """SIGKILL whatever the executor's tasks left running in its process group (it leads
+        its own session). Only before the executor is reaped, while its group id is still
+        reserved."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+
     async def wait_exit(self, timeout: float) -> bool:
         """Whether the process exited within ``timeout`` seconds."""
         if not self.exited.done():
@@ -421,9 +428,11 @@ class _ExecutorProcess:
         except asyncio.CancelledError:
             # The caller gave up, the cleanup may not: SIGKILLed, the process exits at once.
             self.signal(signal.SIGKILL)
+            self.kill_group()
             self.proc.wait()
             self._close()
             raise
+        self.kill_group()
         status = self.proc.wait()
         self._close()
         return (status, None) if status >= 0 else (None, -status)
@@ -443,7 +452,9 @@ class _ExecutorProcess:
         self.sink.close()
 
     def _drain_stderr(self) -> None:
-        while True:
+        """Log what is left in the stderr pipe; bounded, since a process that escaped the
+        executor's group may still hold the pipe and write to it forever."""
+        for _ in range(64):
             try:
                 data = os.read(self._err, _READ_SIZE)
             except (BlockingIOError, OSError):
@@ -793,6 +804,9 @@ class ProcessPool:
                 env=spec.env,
                 cwd=spec.cwd,
                 close_fds=True,
+                # Its own session: terminal signals go to the pool alone, and what tasks leave
+                # running can be killed with the executor's process group.
+                start_new_session=True,
             )
         except OSError as e:
             sink.close()

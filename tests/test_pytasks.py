@@ -887,14 +887,50 @@ def test_list_packages(tmp_path: Path, installed_site: Path, package_dir: Path, 
     assert (NATIVE, "native") in listed and ("complex_number", "python") in listed
 
 
-def test_list_packages_survives_a_package_that_hangs_on_import(tmp_path: Path) -> None:
+def test_list_packages_survives_a_package_that_hangs_on_import(tmp_path: Path, monkeypatch) -> None:
+    from spider_pytasks import listing
+
+    monkeypatch.setattr(listing, "PACKAGE_TIMEOUT", 1.0)
     write_package(tmp_path, "a_hangs", "while True:\n    pass\n")
     write_package(tmp_path, "b_fine", "from spider_core.tdl import Package\npackage = Package('b_fine')\n")
-    infos = spider_pytasks.list_packages(tmp_path, installed=False, timeout=2)
+    write_package(tmp_path, "c_hangs", "while True:\n    pass\n")
+    write_package(tmp_path, "d_fine", "from spider_core.tdl import Package\npackage = Package('d_fine')\n")
+    started = time.monotonic()
+    infos = spider_pytasks.list_packages(tmp_path, installed=False, timeout=30)
     assert [(i.name, i.error) for i in infos] == [
-        ("a_hangs", "importing it broke the inspecting process (no answer within 2 s)"),
+        ("a_hangs", "importing it broke the inspecting process (no answer within 1 s)"),
         ("b_fine", None),
+        ("c_hangs", "importing it broke the inspecting process (no answer within 1 s)"),
+        ("d_fine", None),
     ]
+    assert time.monotonic() - started < 15  # each hang costs its own budget, not the whole
+
+
+def test_list_packages_has_one_overall_deadline(tmp_path: Path, monkeypatch) -> None:
+    from spider_pytasks import listing
+
+    monkeypatch.setattr(listing, "PACKAGE_TIMEOUT", 1.0)
+    for name in ("a_hangs", "b_hangs", "c_hangs"):
+        write_package(tmp_path, name, "while True:\n    pass\n")
+    infos = spider_pytasks.list_packages(tmp_path, installed=False, timeout=1.5)
+    errors = [i.error for i in infos]
+    assert errors[0] == "importing it broke the inspecting process (no answer within 1 s)"
+    assert errors[1].startswith("importing it broke the inspecting process (no answer within 0.")
+    assert errors[2] == "not inspected: listing took longer than 1.5 s"
+
+
+def test_list_packages_does_not_wait_for_processes_a_package_starts(tmp_path: Path) -> None:
+    write_package(
+        tmp_path,
+        "spawner",
+        "import subprocess, sys\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "from spider_core.tdl import Package\npackage = Package('spawner')\n",
+    )
+    started = time.monotonic()
+    infos = spider_pytasks.list_packages(tmp_path, installed=False, timeout=30)
+    assert [(i.name, i.error) for i in infos] == [("spawner", None)]
+    assert time.monotonic() - started < 10
 
 
 def test_list_packages_without_a_directory(tmp_path: Path, monkeypatch) -> None:

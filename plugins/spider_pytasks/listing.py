@@ -9,10 +9,15 @@ reported as broken; the others keep their answers.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
+import os
+import selectors
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +25,10 @@ from spider_core.models import PackageInfo
 from spider_core.tdl import InvalidPackageName, validate_package_name
 from spider_pytasks.loader import ENTRY_POINT_GROUP, KIND, find_directory_package
 
-#: Seconds the inspecting child may take for all packages together.
+#: Seconds the listing may take for all packages together.
 DEFAULT_TIMEOUT = 60.0
+#: Seconds one package may take to answer before it is reported as hanging.
+PACKAGE_TIMEOUT = 10.0
 
 
 # -- in the parent: candidates, then the child's answers ------------------------------------
@@ -78,38 +85,72 @@ def _dist_location(ep: importlib.metadata.EntryPoint) -> Path:
     return Path(ep.dist.locate_file("")) if ep.dist is not None else Path(".")
 
 
-def _run_child(candidates: list[dict[str, str]], timeout: float) -> tuple[dict[int, dict[str, Any]], str]:
-    """The child's answers by candidate index, and what happened to it if it failed."""
+def _run_child(
+    candidates: list[dict[str, str]], deadline: float, per_package: float
+) -> tuple[dict[int, dict[str, Any]], str]:
+    """The child's answers by candidate index, and what happened to it if it failed.
+
+    The child runs in a session of its own and its whole process group is killed at the
+    end, so processes a package starts at import time neither outlive the listing nor keep
+    it waiting for the end of their output.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spider_pytasks.inspect"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    answers: dict[int, dict[str, Any]] = {}
+    failure = ""
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "spider_pytasks.inspect"],
-            input=json.dumps(candidates),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        stdout, failure = done.stdout, f"exit status {done.returncode}"
-    except subprocess.TimeoutExpired as e:
-        out = e.stdout or ""
-        stdout = out.decode(errors="replace") if isinstance(out, bytes) else out
-        failure = f"no answer within {timeout:g} s"
-    answers = {}
-    for line in stdout.splitlines():
-        try:
-            record = json.loads(line)
-            answers[int(record["index"])] = record
-        except (ValueError, KeyError, TypeError):
-            continue
+        proc.stdin.write(json.dumps(candidates).encode())
+        proc.stdin.close()
+        fd = proc.stdout.fileno()
+        pending = b""
+        last_answer = time.monotonic()
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while len(answers) < len(candidates):
+                limit = min(deadline, last_answer + per_package)
+                wait = limit - time.monotonic()
+                if wait <= 0:
+                    failure = f"no answer within {limit - last_answer:.2g} s"
+                    break
+                if not selector.select(wait):
+                    continue
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    failure = f"exit status {proc.wait()}"
+                    break
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    try:
+                        record = json.loads(line)
+                        answers[int(record["index"])] = record
+                    except (ValueError, KeyError, TypeError):
+                        continue
+                    last_answer = time.monotonic()
+    except BrokenPipeError:
+        failure = f"exit status {proc.wait()}"
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
     return answers, failure
 
 
 def _inspect_all(candidates: list[dict[str, str]], timeout: float) -> list[dict[str, Any]]:
     """One answer per candidate. If a package kills or hangs the child, it is the first
-    unanswered one: it gets an error and a fresh child inspects the rest."""
+    unanswered one: it gets an error and a fresh child inspects the rest, all within
+    ``timeout`` seconds (a package that does not answer gets at most ``PACKAGE_TIMEOUT``)."""
+    deadline = time.monotonic() + timeout
+    per_package = min(PACKAGE_TIMEOUT, timeout)
     answers: list[dict[str, Any]] = []
     while len(answers) < len(candidates):
         pending = candidates[len(answers) :]
-        found, failure = _run_child(pending, timeout)
+        found, failure = _run_child(pending, deadline, per_package)
         for i in range(len(pending)):
             if i not in found:
                 break
@@ -117,6 +158,11 @@ def _inspect_all(candidates: list[dict[str, str]], timeout: float) -> list[dict[
         else:
             break
         answers.append({"tasks": [], "error": f"importing it broke the inspecting process ({failure})"})
+        if time.monotonic() >= deadline:
+            answers.extend(
+                {"tasks": [], "error": f"not inspected: listing took longer than {timeout:g} s"}
+                for _ in candidates[len(answers) :]
+            )
     return answers
 
 

@@ -75,20 +75,32 @@ class PythonPackage:
 
         :raises TaskError: wrapping the task's ``TdlError`` (``TaskNotFound``, a decoding or
             encoding failure, or one it raised), or an ``ExecutionError`` ``"ExcType: message"``
-            for any other exception, whose traceback is logged. ``SystemExit`` and other
-            ``BaseException`` subclasses are not caught: they end the executor.
+            for any other exception (``KeyboardInterrupt``, a leaked ``CancelledError`` and other
+            ``BaseException`` subclasses included), whose traceback is logged. Only
+            ``SystemExit`` is not caught: it ends the executor, as ``os._exit`` would.
         """
         try:
             return self.package.execute_raw(task, raw_ctx, raw_inputs)
         except TdlError as e:
             raise TaskError(e) from None
-        except Exception as e:
+        except SystemExit:
+            raise
+        except BaseException as e:
             logger.exception("task raised", extra={"fields": {"package": self.name, "task": task}})
             raise TaskError(TdlError(TdlErrorKind.ExecutionError, _exception_text(e))) from None
 
 
+#: What importing or initialising a package may raise without ending the executor: a module
+#: that calls ``sys.exit`` (argparse at import time) is a broken package, not a crash.
+_LOAD_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
+
+
 def _exception_text(e: BaseException) -> str:
-    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    try:
+        text = str(e)
+    except Exception:
+        text = "<the exception's message could not be printed>"
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 # -- modules -------------------------------------------------------------------------------
@@ -216,7 +228,7 @@ def _initialize(package: Package, where: str) -> None:
         package.initialize()
     except TdlError as e:
         raise PackageInitError(e) from None
-    except Exception as e:
+    except _LOAD_FAILURES as e:
         logger.exception("package init raised", extra={"fields": {"package": package.name, "location": where}})
         raise PackageInitError(TdlError(TdlErrorKind.ExecutionError, _exception_text(e))) from None
 
@@ -235,7 +247,7 @@ def load_directory_package(directory: Path, expected_name: str | None = None) ->
     mod_name = module_name(name)
     try:
         module = import_directory(directory, mod_name)
-    except Exception as e:
+    except _LOAD_FAILURES as e:
         logger.exception("package import failed", extra={"fields": {"package": name, "location": str(init)}})
         raise InvalidLibrary(f"cannot import Python task package {name!r} from {init}: {_exception_text(e)}") from None
     try:
@@ -262,7 +274,7 @@ def load_entry_point_package(ref: EntryPointRef, expected_name: str | None = Non
     entry_point = importlib.metadata.EntryPoint(name=expected_name or "", value=ref.value, group=ENTRY_POINT_GROUP)
     try:
         obj = entry_point.load()
-    except Exception as e:
+    except _LOAD_FAILURES as e:
         logger.exception("package import failed", extra={"fields": {"package": expected_name, "location": where}})
         raise InvalidLibrary(
             f"cannot import installed task package {expected_name!r} ({where}): {_exception_text(e)}"

@@ -9,10 +9,13 @@ it exit with :data:`EXIT_PROTOCOL_ERROR`, which the pool treats as a crash.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import fcntl
 import json
 import logging
 import os
+import resource
 import select
 import signal
 import sys
@@ -69,23 +72,69 @@ class JsonLineFormatter(logging.Formatter):
 
 
 def _log(event: str, level: int = logging.INFO, **fields: Any) -> None:
-    """One event line on stderr: written directly, since one is written per task."""
+    """One event line on stderr: written directly, since one is written per task. Best
+    effort: a task may have closed fd 2."""
     if level >= _log_threshold:
-        os.write(2, (_json_line(level, event, fields) + "\n").encode())
+        with contextlib.suppress(OSError):
+            os.write(2, (_json_line(level, event, fields) + "\n").encode())
 
 
 _log_threshold = logging.INFO
 
 
+#: Protocol descriptors go at or above this number, out of the way of tasks that open files
+#: or clean up low descriptors (``os.closerange(3, 64)``).
+_PROTOCOL_FD_FLOOR = 200
+
+
+def _move_high(fd: int) -> int:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    floor = max(3, min(_PROTOCOL_FD_FLOOR, soft - 16))
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
+
+
 def _take_protocol_fds() -> tuple[int, int]:
-    """Move the protocol to private descriptors; fd 0 becomes /dev/null, fd 1 stderr."""
-    in_fd, out_fd = os.dup(0), os.dup(1)  # dup'd descriptors are close-on-exec
+    """Move the protocol to private, high, close-on-exec descriptors; fd 0 becomes
+    /dev/null and fd 1 stderr, so whatever a task prints only adds log lines."""
+    in_fd, out_fd = _move_high(0), _move_high(1)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
     os.dup2(2, 1)
     sys.stdout.reconfigure(line_buffering=True)
     return in_fd, out_fd
+
+
+class _Channel:
+    """Guards the protocol descriptors against what a task does to the process."""
+
+    def __init__(self, in_fd: int, out_fd: int) -> None:
+        self.pid = os.getpid()
+        self.fds = (in_fd, out_fd)
+        self.identity = [self._identity(fd) for fd in self.fds]
+        # A task that forks (without exec) must not leave a second reader and writer.
+        os.register_at_fork(after_in_child=self._close_in_child)
+
+    @staticmethod
+    def _identity(fd: int) -> tuple[int, int] | None:
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _close_in_child(self) -> None:
+        for fd in self.fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def problem(self) -> str | None:
+        """Why the channel can no longer be trusted after a task ran, if it cannot."""
+        if os.getpid() != self.pid:
+            return "forked"
+        if [self._identity(fd) for fd in self.fds] != self.identity:
+            return "a task closed or replaced the executor's protocol descriptors"
+        return None
 
 
 def _die_with_parent() -> None:
@@ -223,7 +272,7 @@ def _encode_result(framing: Any, result: Result) -> bytes:
         )
 
 
-def serve(channel: _Input, out_fd: int, executor: Executor, framing: Any) -> int:
+def serve(channel: _Input, out_fd: int, executor: Executor, framing: Any, guard: _Channel) -> int:
     """Answer requests until ``Shutdown`` or end of input; return the exit status."""
     decoder = framing.decoder()
     ready = Ready(pid=os.getpid(), abi_version=str(HOST_VERSION))
@@ -256,6 +305,12 @@ def serve(channel: _Input, out_fd: int, executor: Executor, framing: Any) -> int
             _log("bad request", logging.ERROR, error=f"unexpected {type(request).__name__} message")
             return EXIT_PROTOCOL_ERROR
         result = executor.execute(request)
+        problem = guard.problem()
+        if problem == "forked":
+            os._exit(EXIT_OK)  # a forked copy of the executor returned from the task: vanish
+        if problem is not None:
+            _log("protocol channel lost", logging.ERROR, error=problem, package=request.package, task=request.task)
+            return EXIT_PROTOCOL_ERROR
         _write_all(out_fd, _encode_result(framing, result))
         # Debug level: a line per task costs the pool a read and a write per call. Logged
         # after the reply, so the pool is woken by the result, not by this line.
@@ -298,7 +353,7 @@ def main() -> int:
     executor = Executor(pm, Path(package_dir) if package_dir else None)
     try:
         spin_us = int(os.environ.get(ENV_SPIN_US) or 0)
-        return serve(_Input(in_fd, spin_us), out_fd, executor, framing)
+        return serve(_Input(in_fd, spin_us), out_fd, executor, framing, _Channel(in_fd, out_fd))
     except BrokenPipeError:
         _log("exit", reason="protocol channel closed")
         return EXIT_OK
