@@ -7,7 +7,6 @@ dies loses nothing it finished; ``--resume`` skips the ids already in the output
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import sys
 import time
@@ -22,6 +21,7 @@ from spider_core.reporting import (
     EXIT_TASK_FAILURE,
     EXIT_USAGE,
     outcome_record,
+    parse_json,
     to_json,
 )
 
@@ -37,10 +37,7 @@ class BatchError(Exception):
 def parse_line(text: str, number: int, default_timeout: float) -> tuple[Any, ExecuteRequest, float]:
     """(id or None, request, timeout) of one line; ``ValueError`` with the reason if it is
     malformed."""
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"not valid JSON ({e.msg})") from None
+    record = parse_json(text.lstrip("\ufeff"))  # ValueError: the line is malformed
     if not isinstance(record, dict):
         raise ValueError("not a JSON object")
     unknown = set(record) - FIELDS
@@ -66,34 +63,57 @@ def request_key(request_id: Any, line: int) -> tuple[str, Any]:
     return ("id", request_id) if request_id is not None else ("line", line)
 
 
-def repair_tail(out: Path) -> None:
-    """Cut off a torn last line (the runner died mid-write) so new lines start clean."""
-    if not out.exists():
-        return
-    data = out.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with out.open("r+b") as f:
-            f.truncate(data.rfind(b"\n") + 1)
-        print(f"spider: warning: dropped an incomplete last line of {out}", file=sys.stderr)
-
-
-def done_keys(out: Path) -> set[tuple[str, Any]]:
-    """Keys of the requests with a result in ``out``; ``("malformed", line)`` for lines
-    already reported as malformed."""
-    if not out.exists():
-        return set()
-    keys = set()
-    for text in out.read_text(encoding="utf-8", errors="replace").splitlines():
+def _records(data: bytes) -> list[dict[str, Any]]:
+    records = []
+    for text in data.decode("utf-8", "replace").splitlines():
         try:
-            record = json.loads(text)
-        except json.JSONDecodeError:
+            record = parse_json(text)
+        except ValueError:
             continue
-        if not isinstance(record, dict):
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def check_out(out: Path, requests: Path) -> bool:
+    """Whether ``out`` is a regular file we may read and repair. Refuses a directory, the
+    requests file itself, and an existing file that is not a results file; a torn last line
+    (the runner died mid-write) is cut off."""
+    if not out.exists():
+        return True
+    if out.is_dir():
+        raise BatchError(f"--out {out} is a directory; name a file")
+    if requests.exists() and out.samefile(requests):
+        raise BatchError(f"--out {out} is the requests file; name another file")
+    if not out.is_file():
+        return False  # /dev/stdout, a pipe: append only
+    data = out.read_bytes()
+    if not data:
+        return True
+    first = data.split(b"\n", 1)[0]
+    if not _records(first) or "outcome" not in _records(first)[0]:
+        raise BatchError(f"--out {out} exists and is not a results file of spider batch; name another file")
+    if not data.endswith(b"\n"):
+        tail_start = data.rfind(b"\n") + 1
+        if not data[tail_start:].startswith(b"{"):
+            raise BatchError(f"--out {out} ends with a line that is not a result; name another file")
+        with out.open("r+b") as f:
+            f.truncate(tail_start)
+        print(f"spider: warning: dropped an incomplete last line of {out}", file=sys.stderr)
+    return True
+
+
+def done_keys(out: Path) -> dict[tuple[str, Any], str]:
+    """The outcome of every request with a result in ``out``, by request key;
+    ``("malformed", line)`` for lines already reported as malformed."""
+    keys: dict[tuple[str, Any], str] = {}
+    for record in _records(out.read_bytes()):
+        if "outcome" not in record or "line" not in record:
             continue
         if record.get("malformed"):
-            keys.add(("malformed", record.get("line")))
-        elif record.get("id") is not None or "line" in record:
-            keys.add(request_key(record.get("id"), record.get("line")))
+            keys[("malformed", record["line"])] = record["outcome"]
+        else:
+            keys[request_key(record.get("id"), record["line"])] = record["outcome"]
     return keys
 
 
@@ -153,8 +173,10 @@ def run_batch(
         raise BatchError(f"cannot read {requests}: {e.strerror}") from None
     except UnicodeDecodeError:
         raise BatchError(f"{requests} is not UTF-8 text") from None
-    repair_tail(out)
-    skip = done_keys(out) if resume else set()
+    readable = check_out(out, requests)
+    if resume and not readable:
+        raise BatchError(f"cannot --resume from {out}: it is not a regular file")
+    skip = done_keys(out) if resume and out.exists() else {}
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         sink = out.open("a", encoding="utf-8")
@@ -172,7 +194,7 @@ async def _run(
     sink: TextIO,
     config: PoolConfig,
     default_timeout: float,
-    skip: set[tuple[str, Any]],
+    skip: dict[tuple[str, Any], str],
     strict: bool,
     meter: Progress,
 ) -> int:
@@ -205,6 +227,7 @@ async def _run(
                     raise BatchError(f"line {number} is malformed and --strict is set; stopped") from None
                 continue
             if key in skip:
+                all_ok = all_ok and skip[key] == "success"
                 meter.count("skipped")
                 continue
             try:

@@ -893,11 +893,18 @@ def build_parser(prog: str = "spider bench") -> argparse.ArgumentParser:
 def run_from_args(args: argparse.Namespace, prog: str = "spider bench") -> int:
     """Run the benchmark for parsed arguments; print the markdown report."""
     package_dir = args.package_dir
-    if package_dir is None:
-        from spider_core.demo import cache_root, prepare_packages
-
-        package_dir = prepare_packages(cache_root())
     try:
+        if package_dir is None:
+            from spider_core.demo import cache_root, prepare_packages
+
+            package_dir = prepare_packages(cache_root())
+        elif not (Path(package_dir) / PACKAGE / f"lib{PACKAGE}.so").is_file():
+            raise ValueError(
+                f"{package_dir} has no {PACKAGE} package; build it with "
+                f"`spider build-package task_packages/{PACKAGE} --out {package_dir}` or omit --package-dir"
+            )
+        if args.out.exists() and not args.out.is_dir():
+            raise ValueError(f"--output {args.out} is a file, not a directory")
         report = asyncio.run(
             run_benchmark(
                 package_dir,
@@ -909,7 +916,7 @@ def run_from_args(args: argparse.Namespace, prog: str = "spider bench") -> int:
                 calls=args.calls,
             )
         )
-    except ValueError as e:
+    except (ValueError, OSError, RuntimeError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     print(report.markdown_path.read_text())

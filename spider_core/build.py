@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,10 +32,18 @@ def get_include() -> str:
     return str(Path(__file__).parent / "include")
 
 
+def _split(text: str, what: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError as e:
+        raise BuildError(f"cannot parse {what} {text!r}: {e}") from None
+
+
 def _compiler(cc: str | None) -> list[str]:
-    command = shlex.split(cc or os.environ.get("CC") or "cc")
+    text = cc if cc is not None and cc.strip() else os.environ.get("CC") or "cc"
+    command = _split(text, "the compiler command")
     if not command or shutil.which(command[0]) is None:
-        name = command[0] if command else "''"
+        name = command[0] if command else text
         raise BuildError(
             f"C compiler {name!r} not found; install one (e.g. apt-get install gcc) "
             "or point $CC at it"
@@ -46,6 +57,7 @@ def build_package(
     *,
     cc: str | None = None,
     cflags: Sequence[str] = (),
+    check: bool = True,
 ) -> Path:
     """Build the C package in ``src`` and return the path of the library.
 
@@ -54,6 +66,8 @@ def build_package(
 
     :param cc: The compiler command; defaults to ``$CC``, then ``cc``.
     :param cflags: Extra compiler flags, after ``$CFLAGS``.
+    :param check: Refuse a library that does not export the spider-tdl symbols or declares
+        another package name (off only to build broken packages on purpose, for tests).
     :raises PackageSourceError: ``src`` is missing, holds no ``.c`` file or has a bad name.
     :raises BuildError: no compiler, or the compiler failed (its message included).
     """
@@ -75,31 +89,46 @@ def build_package(
     except OSError as e:
         raise BuildError(f"cannot create output directory {target_dir}: {e.strerror}") from None
     target = target_dir / f"lib{name}.so"
+    env_cflags = _split(os.environ.get("CFLAGS", ""), "$CFLAGS")
     fd, tmp = tempfile.mkstemp(prefix=f".lib{name}.", suffix=".so.tmp", dir=target_dir)
     os.close(fd)
-    argv = [
-        *command,
-        *BASE_CFLAGS,
-        f"-I{get_include()}",
-        *shlex.split(os.environ.get("CFLAGS", "")),
-        *cflags,
-        *map(str, sources),
-        "-o",
-        tmp,
-    ]
+    argv = [*command, *BASE_CFLAGS, f"-I{get_include()}", *env_cflags, *cflags, *map(str, sources), "-o", tmp]
     try:
         try:
             proc = subprocess.run(argv, capture_output=True, text=True)
         except OSError as e:
             raise BuildError(f"cannot run C compiler {command[0]!r}: {e.strerror}") from None
         if proc.returncode != 0:
-            message = (proc.stderr or proc.stdout).strip()
+            message = (proc.stderr or proc.stdout).strip() or "(the compiler printed nothing)"
             raise BuildError(
                 f"compiling package {name!r} from {src} failed "
                 f"(compiler exit status {proc.returncode}):\n{message}"
             )
+        if check:
+            _check_library(tmp, name)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
+
+
+def _check_library(path: str, name: str) -> None:
+    """Refuse a library the executor could never load: it must export the spider-tdl symbols
+    and declare the package name. Inspected in a child process, which may crash."""
+    if importlib.util.find_spec("spider_libso") is None:  # the native plugin is not installed
+        return
+    done = subprocess.run(
+        [sys.executable, "-m", "spider_libso.inspect", path], capture_output=True, text=True
+    )
+    try:
+        record = json.loads(done.stdout.splitlines()[0])
+    except (IndexError, ValueError):
+        raise BuildError(f"the built library crashed when opened (exit status {done.returncode})") from None
+    if "error" in record:
+        raise BuildError(f"the built library is not a usable spider-tdl package: {record['error']}")
+    if record["name"] != name:
+        raise BuildError(
+            f"the built library declares package name {record['name']!r}, but it must be named after "
+            f"its source directory, {name!r} (rename the directory or change __spider_tdl_package_get_name)"
+        )

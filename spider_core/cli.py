@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import contextlib
 import logging
 import os
 import sys
@@ -25,6 +25,7 @@ from spider_core.reporting import (
     outcome_exit_code,
     outcome_record,
     outcome_summary,
+    parse_json,
     print_table,
     to_json,
 )
@@ -66,6 +67,12 @@ def package_dir_of(args: argparse.Namespace) -> Path:
     return path
 
 
+def directory(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path is not a directory")
+    return Path(text)
+
+
 def positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -84,16 +91,43 @@ def check_package_exists(pm: Any, package: str, package_dir: Path) -> None:
         validate_package_name(package)
     except InvalidPackageName as e:
         raise CliError(str(e)) from None
-    if pm.hook.spider_resolve_package.get_hookimpls() and (
-        pm.hook.spider_resolve_package(package=package, package_dir=package_dir) is None
-    ):
+    from spider_core.tdl import ExecutorError
+
+    try:
+        missing = bool(pm.hook.spider_resolve_package.get_hookimpls()) and (
+            pm.hook.spider_resolve_package(package=package, package_dir=package_dir) is None
+        )
+    except (ExecutorError, OSError) as e:
+        raise CliError(f"cannot look for package {package!r}: {e}") from None
+    if missing:
         raise CliError(f"no task package named {package!r} in {package_dir} (see `spider packages --package-dir {package_dir}`)")
+
+
+def _os_reason(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.filename}: {e.strerror}" if e.filename else e.strerror
+    return str(e)
+
+
+def log_dir_of(args: argparse.Namespace) -> Path | None:
+    """``--log-dir``, created and checked for writing (the pool would silently fall back)."""
+    if args.log_dir is None:
+        return None
+    path = Path(args.log_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".spider-write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise CliError(f"cannot write logs to {path}: {_os_reason(e)}") from None
+    return path
 
 
 def make_config(args: argparse.Namespace, package_dir: Path, **extra: Any) -> Any:
     from spider_core.models import PoolConfig
 
-    return PoolConfig(package_dir=package_dir, log_dir=args.log_dir, em_id="spider-cli", **extra)
+    return PoolConfig(package_dir=package_dir, log_dir=log_dir_of(args), em_id="spider-cli", **extra)
 
 
 # -------------------------------------------------------------------------------------------
@@ -109,9 +143,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     inputs = []
     for position, text in enumerate(args.args, start=1):
         try:
-            inputs.append(json.loads(text))
-        except json.JSONDecodeError as e:
-            raise CliError(f"argument {position} ({text!r}) is not a JSON value: {e.msg}") from None
+            inputs.append(parse_json(text))
+        except ValueError as e:
+            raise CliError(f"argument {position} ({text[:40]!r}) is not a JSON value: {e}") from None
     package_dir = package_dir_of(args)
     config = make_config(args, package_dir)
 
@@ -131,6 +165,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         bad_input = isinstance(e, InvalidRequest | EncodeTaskInputs | BuildTaskContext)
         raise CliError(str(e), EXIT_USAGE if bad_input else EXIT_INTERNAL) from None
     code = outcome_exit_code(outcome)
+    if code == EXIT_TASK_FAILURE and _is_bad_arguments(outcome):
+        code = EXIT_USAGE  # the task could not decode what was typed
     if args.json:
         print(to_json(outcome_record(outcome)))
     elif code == EXIT_OK:
@@ -140,8 +176,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+def _is_bad_arguments(outcome: Any) -> bool:
+    from spider_core.tdl import TaskError, TdlErrorKind
+
+    error = getattr(outcome, "error", None)
+    return isinstance(error, TaskError) and error.error.kind is TdlErrorKind.DeserializationError
+
+
 def cmd_batch(args: argparse.Namespace) -> int:
     from spider_core.batch import BatchError, run_batch
+    from spider_core.errors import InternalError
 
     package_dir = package_dir_of(args)
     try:
@@ -156,6 +200,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
         )
     except BatchError as e:
         raise CliError(str(e), e.exit_code) from None
+    except InternalError as e:
+        raise CliError(str(e), EXIT_INTERNAL) from None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -166,6 +212,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return run_demo(cache_dir=args.cache_dir)
     except BuildError as e:
         raise CliError(f"cannot build the demo packages: {e}", EXIT_TASK_FAILURE) from None
+    except (OSError, RuntimeError) as e:  # RuntimeError: no home directory to find a cache in
+        raise CliError(f"cannot use the package cache: {_os_reason(e)}; pass --cache-dir DIR", EXIT_USAGE) from None
 
 
 def cmd_packages(args: argparse.Namespace) -> int:
@@ -173,8 +221,12 @@ def cmd_packages(args: argparse.Namespace) -> int:
 
     package_dir = package_dir_of(args)
     pm = get_plugin_manager()
+    try:
+        found = pm.hook.spider_list_packages(package_dir=package_dir)
+    except OSError as e:
+        raise CliError(f"cannot read package directory {package_dir}: {_os_reason(e)}") from None
     infos = sorted(
-        (info for found in pm.hook.spider_list_packages(package_dir=package_dir) for info in found or ()),
+        (info for infos in found for info in infos or ()),
         key=lambda i: (i.name, i.kind),
     )
     if args.json:
@@ -249,6 +301,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # -------------------------------------------------------------------------------------------
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("spider-core")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spider",
@@ -257,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="also show the pool's warnings")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
     def command(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
@@ -269,10 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     def pool_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--package-dir", metavar="DIR", help="task package directory (default: $SPIDER_TDL_PACKAGE_DIR)")
+        p.add_argument("--package-dir", type=directory, metavar="DIR",
+                       help="task package directory (default: $SPIDER_TDL_PACKAGE_DIR)")
         p.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                        help=f"hard timeout per task (default: {DEFAULT_TIMEOUT:g})")
-        p.add_argument("--log-dir", type=Path, metavar="DIR",
+        p.add_argument("--log-dir", type=directory, metavar="DIR",
                        help="write each executor's log to DIR/spider-cli-<id>.log (default: discard)")
 
     run = command("run", "run one task and print its outputs as a JSON array",
@@ -334,13 +397,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        print("spider: interrupted", file=sys.stderr)
+        return 130
     logging.basicConfig(format="spider: %(levelname)s: %(name)s: %(message)s", level=logging.WARNING)
     if not args.verbose:
         # Crashes and timeouts are reported as outcomes; the pool's own warnings repeat them.
         logging.getLogger("spider_core.pool").setLevel(logging.ERROR)
     try:
         return args.func(args)
+    except BrokenPipeError:  # `spider run ... | head`: the reader left; nothing more to say
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_TASK_FAILURE
     except CliError as e:
         print(f"spider: error: {e}", file=sys.stderr)
         return e.exit_code
@@ -350,6 +421,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("spider: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # writing our own output failed (a full disk, a closed stdout)
+        with contextlib.suppress(OSError):
+            print(f"spider: error: cannot write output: {_os_reason(e)}", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

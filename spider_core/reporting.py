@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import signal
 from typing import Any
 
@@ -25,8 +26,47 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` with what strict JSON cannot hold spelled out: non-finite floats become
+    ``{"$float": "nan"}`` (or ``"inf"``, ``"-inf"``), map keys become strings (bytes keys as
+    base64)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"$float": "nan" if value != value else ("inf" if value > 0 else "-inf")}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {_json_key(k): _json_safe(v) for k, v in value.items()}
+    return value
+
+
+def _json_key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bytes | bytearray):
+        return base64.b64encode(key).decode()
+    return json.dumps(_json_safe(key), default=json_default)
+
+
 def to_json(value: Any) -> str:
-    return json.dumps(value, default=json_default, ensure_ascii=False)
+    """Strict JSON (no NaN), task values included (see ``json_default`` and ``_json_safe``)."""
+    try:
+        return json.dumps(value, default=json_default, ensure_ascii=False, allow_nan=False)
+    except (ValueError, TypeError):
+        return json.dumps(_json_safe(value), default=json_default, ensure_ascii=False, allow_nan=False)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(text: str) -> Any:
+    """Parse strict JSON (no NaN or Infinity); ``ValueError`` with one clear reason."""
+    try:
+        return json.loads(text, parse_constant=_no_constants)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not valid JSON: {e.msg} (at character {e.pos})") from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def signal_name(number: int | None) -> str | None:

@@ -96,5 +96,28 @@ def test_python_api_errors(tmp_path: Path) -> None:
 def test_cflags_reach_the_compiler(tmp_path: Path) -> None:
     src = write_c_package(tmp_path, "flagged", "#ifndef MUST_BE_SET\n#error MUST_BE_SET missing\n#endif\n")
     with pytest.raises(BuildError, match="MUST_BE_SET missing"):
-        build_package(src, tmp_path / "out")
-    assert build_package(src, tmp_path / "out", cflags=["-DMUST_BE_SET"]).is_file()
+        build_package(src, tmp_path / "out", check=False)
+    assert build_package(src, tmp_path / "out", cflags=["-DMUST_BE_SET"], check=False).is_file()
+
+
+def test_a_library_without_the_symbols_is_refused(tmp_path: Path) -> None:
+    src = write_c_package(tmp_path, "noexport", "int foo(void) { return 1; }\n")
+    done = spider("build-package", str(src), "--out", str(tmp_path / "out"))
+    assert_one_clear_line(done, 1, "not a usable spider-tdl package")
+    assert not (tmp_path / "out" / "noexport" / "libnoexport.so").exists()
+
+
+def test_a_package_built_under_another_name_is_refused(tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copytree(TASK_PACKAGES / "integration_test_tasks", tmp_path / "renamed")
+    done = spider("build-package", str(tmp_path / "renamed"), "--out", str(tmp_path / "out"))
+    assert_one_clear_line(done, 1, "declares package name 'integration_test_tasks', but it must be named after")
+
+
+@pytest.mark.parametrize(("variable", "value"), [("CC", '"unclosed'), ("CFLAGS", '"unclosed')])
+def test_unparsable_compiler_settings(tmp_path: Path, variable: str, value: str) -> None:
+    done = spider("build-package", str(TASK_PACKAGES / "integration_test_tasks"), "--out", str(tmp_path),
+                  env={variable: value})
+    assert_one_clear_line(done, 1, "No closing quotation")
+    assert list((tmp_path / "integration_test_tasks").glob(".*.tmp")) == []

@@ -208,7 +208,7 @@ def test_batch_strict_stops_at_a_malformed_line(package_dir: Path, tmp_path: Pat
 
 def test_batch_resume_skips_done_ids(package_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "o.jsonl"
-    out.write_text(json.dumps({"id": "a", "outcome": "success", "values": [2]}) + "\n" + '{"id": "b", "outc')  # torn line
+    out.write_text(json.dumps({"id": "a", "line": 1, "outcome": "success", "values": [2]}) + "\n" + '{"id": "b", "outc')  # torn line
     requests = write_requests(tmp_path / "r.jsonl", [call("a", "fibonacci", 3), call("b", "fibonacci", 4)])
     done = spider("batch", str(requests), "--out", str(out), "--package-dir", str(package_dir), "--resume")
     assert done.returncode == 0, done.stderr
@@ -367,3 +367,113 @@ def test_batch_repairs_a_torn_last_line_without_resume(package_dir: Path, tmp_pa
     requests = write_requests(tmp_path / "r.jsonl", [call("z", "fibonacci", 2)])
     assert spider("batch", str(requests), "--out", str(out), "--package-dir", str(package_dir)).returncode == 0
     assert [r["id"] for r in results(out)] == ["x", "z"]
+
+
+# -- found by an adversarial review -------------------------------------------------------------
+
+
+def test_deeply_nested_and_non_standard_json_arguments(run) -> None:
+    for arg, message in [("[" * 3000 + "]" * 3000, "nested too deeply"), ("NaN", "NaN is not valid JSON"),
+                         ('{"re": Infinity}', "Infinity is not valid JSON")]:
+        done = run(PKG, "sleep_and_echo", arg)
+        assert done.returncode == 2 and message in one_clear_line(done)
+
+
+def test_wrong_argument_count_or_type_is_bad_input(run) -> None:
+    for args in ([], ["1", "2"], ["-5"], ['"x"']):
+        done = run(PKG, "fibonacci", *args)
+        assert done.returncode == 2, done.stderr
+        assert "DeserializationError" in one_clear_line(done)
+
+
+def test_broken_pipe_on_stdout_is_quiet(package_dir: Path) -> None:
+    command = f"{SPIDER} run --package-dir {package_dir} {PKG} big 2000000 | head -c1"
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+def test_full_disk_on_stdout_is_one_line(package_dir: Path) -> None:
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([str(SPIDER), "run", "--package-dir", str(package_dir), PKG, "big", "100000"],
+                              stdout=full, stderr=subprocess.PIPE, text=True)
+    assert done.returncode == 5 and "cannot write output" in one_clear_line(done)
+
+
+def test_unusable_log_dir_is_refused(run, tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    done = run(PKG, "fibonacci", "1", "--log-dir", str(afile))
+    assert done.returncode == 2 and "cannot write logs to" in one_clear_line(done)
+    done = run(PKG, "fibonacci", "1", "--log-dir", "")
+    assert done.returncode == 2 and "an empty path is not a directory" in done.stderr
+
+
+def test_non_finite_outputs_are_strict_json(tmp_path: Path) -> None:
+    from helpers import TASK_PACKAGES
+
+    (tmp_path / "complex_number").symlink_to(TASK_PACKAGES / "complex_number")
+    done = spider("run", "--package-dir", str(tmp_path), "complex_number", "add", "[1e308, 0]", "[1e308, 0]")
+    assert done.returncode == 0
+    assert json.loads(done.stdout) == [{"re": {"$float": "inf"}, "im": 0.0}]
+
+
+def test_batch_refuses_dangerous_outputs(package_dir: Path, tmp_path: Path) -> None:
+    requests = write_requests(tmp_path / "r.jsonl", [call("a", "fibonacci", 3)])
+    notes = tmp_path / "notes.txt"
+    notes.write_text("important notes, no newline")
+    base = ["--package-dir", str(package_dir)]
+    cases = [
+        (tmp_path, "is a directory"),
+        (requests, "is the requests file"),
+        (notes, "is not a results file of spider batch"),
+    ]
+    for out, message in cases:
+        done = spider("batch", str(requests), "--out", str(out), *base)
+        assert done.returncode == 2 and message in one_clear_line(done)
+    assert notes.read_text() == "important notes, no newline"
+    assert json.loads(requests.read_text()) == call("a", "fibonacci", 3)
+
+
+def test_batch_to_a_pipe_does_not_hang(package_dir: Path, tmp_path: Path) -> None:
+    requests = write_requests(tmp_path / "r.jsonl", [call("a", "fibonacci", 3)])
+    command = f"{SPIDER} batch {requests} --out /dev/stdout --package-dir {package_dir} --quiet | cat"
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and json.loads(done.stdout.splitlines()[0])["values"] == [2]
+
+
+def test_batch_resume_keeps_failures_in_the_exit_status(package_dir: Path, tmp_path: Path) -> None:
+    requests = write_requests(tmp_path / "r.jsonl", [call("a", "always_fail"), call("b", "fibonacci", 3)])
+    out = tmp_path / "o.jsonl"
+    base = ["batch", str(requests), "--out", str(out), "--package-dir", str(package_dir)]
+    assert spider(*base).returncode == 1
+    assert spider(*base, "--resume").returncode == 1  # nothing ran, but "a" still failed
+
+
+def test_batch_when_the_pool_cannot_start(package_dir: Path, tmp_path: Path) -> None:
+    requests = write_requests(tmp_path / "r.jsonl", [call("a", "fibonacci", 3)])
+    done = spider("batch", str(requests), "--out", str(tmp_path / "o"), "--package-dir", str(package_dir),
+                  env={"SPIDER_DISABLE_PLUGINS": "spider_msgpack"})
+    assert done.returncode == 5 and "spider_framing" in one_clear_line(done)
+
+
+def test_demo_and_bench_with_an_unusable_cache(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    done = spider("demo", env={"XDG_CACHE_HOME": str(afile)})
+    assert done.returncode == 2 and "cannot use the package cache" in one_clear_line(done)
+    done = spider("demo", "--cache-dir", str(afile))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_bench_with_bad_directories(package_dir: Path, tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    done = spider("bench", "--package-dir", str(package_dir), "--output", str(afile), "--quick")
+    assert done.returncode == 2 and "is a file, not a directory" in one_clear_line(done)
+    done = spider("bench", "--package-dir", str(tmp_path), "--quick")
+    assert done.returncode == 2 and "has no integration_test_tasks package" in one_clear_line(done)
+
+
+def test_version() -> None:
+    done = spider("--version")
+    assert done.returncode == 0 and done.stdout.startswith("spider ")

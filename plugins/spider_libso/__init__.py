@@ -13,7 +13,7 @@ from pathlib import Path
 
 from spider_core.hookspecs import hookimpl
 from spider_core.models import PackageInfo, PackageSource
-from spider_core.tdl import HOST_VERSION, Version, validate_package_name
+from spider_core.tdl import HOST_VERSION, InvalidLibrary, Version, validate_package_name
 from spider_libso.loader import NativePackage, TdlPackageManager, load_native_package
 
 __all__ = ["NativePackage", "TdlPackageManager", "library_path", "load_native_package"]
@@ -30,8 +30,11 @@ def library_path(package_dir: Path, package: str) -> Path:
 @hookimpl(trylast=True)
 def spider_resolve_package(package: str, package_dir: Path) -> PackageSource | None:
     path = library_path(package_dir, package)
-    if not path.is_file():
-        return None
+    try:
+        if not path.is_file():
+            return None
+    except OSError as e:  # an unreadable package directory
+        raise InvalidLibrary(f"cannot access {path}: {e.strerror}") from None
     return PackageSource(package=package, kind=KIND, location=path)
 
 

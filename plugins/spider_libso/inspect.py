@@ -11,6 +11,7 @@ import ctypes
 import json
 import sys
 
+from spider_core.executor import die_with_parent
 from spider_libso.loader import GET_NAME, GET_VERSION, _OutArray, _Version
 
 
@@ -36,6 +37,7 @@ def inspect_library(path: str) -> dict[str, object]:
 
 
 def main(paths: list[str]) -> int:
+    die_with_parent()
     for path in paths:
         print(json.dumps(inspect_library(path)), flush=True)
     return 0

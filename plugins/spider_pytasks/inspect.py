@@ -17,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from spider_core.executor import die_with_parent
 from spider_core.tdl import InvalidLibrary
 from spider_pytasks.loader import ENTRY_POINT_GROUP, forget_module, import_directory, module_name, package_of
 
@@ -62,6 +63,7 @@ def inspect_candidate(candidate: dict[str, str]) -> dict[str, Any]:
 
 
 def main() -> int:
+    die_with_parent()  # a package that hangs at import must not outlive the listing
     with os.fdopen(os.dup(1), "w") as out:
         os.dup2(2, 1)  # what a package prints at import goes to stderr, not into the answers
         candidates = json.load(sys.stdin)

@@ -137,7 +137,8 @@ class _Channel:
         return None
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """Get SIGKILL when the parent dies (the executor and the pool's helper processes)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -339,7 +340,7 @@ def _setup_logging() -> None:
 
 def main() -> int:
     in_fd, out_fd = _take_protocol_fds()
-    _die_with_parent()
+    die_with_parent()
     _setup_logging()
     _log("start", pid=os.getpid(), abi_version=str(HOST_VERSION), python=sys.version.split()[0])
     try:
