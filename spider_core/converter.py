@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+import typing
 from typing import Any
 
 from cattrs.preconf.msgpack import MsgpackConverter, make_converter
@@ -14,8 +16,50 @@ from spider_core.tdl import ExecutorError
 TAG = "type"
 
 
+def _strict(name: str, types: tuple[type, ...], convert: Any = None) -> Any:
+    """A structure hook that accepts exactly these types, as rmp-serde does: no ``"5"`` for an
+    int, no ``True`` for 1, no ``5.7`` truncated to 5."""
+
+    def hook(value: Any, _: Any) -> Any:
+        if type(value) not in types:
+            raise TypeError(f"expected {name}, got {type(value).__name__} {value!r:.40}")
+        return convert(value) if convert else value
+
+    return hook
+
+
+def _literal(tp: Any) -> Any:
+    allowed = typing.get_args(tp)
+
+    def hook(value: Any, _: Any) -> Any:
+        for option in allowed:
+            if type(value) is type(option) and value == option:
+                return option
+        raise ValueError(f"expected one of {', '.join(map(repr, allowed))}, got {value!r:.40}")
+
+    return hook
+
+
+def _enum(tp: type[enum.Enum]) -> Any:
+    def hook(value: Any, _: Any) -> Any:
+        for member in tp:
+            if type(value) is type(member.value) and value == member.value:
+                return member
+        raise ValueError(f"expected a value of {tp.__name__} ({', '.join(repr(m.value) for m in tp)}), got {value!r:.40}")
+
+    return hook
+
+
 def _make() -> MsgpackConverter:
     converter = make_converter(forbid_extra_keys=True)
+    converter.register_structure_hook(int, _strict("int", (int,)))
+    converter.register_structure_hook(float, _strict("float", (float, int), float))
+    converter.register_structure_hook(bool, _strict("bool", (bool,)))
+    converter.register_structure_hook(str, _strict("str", (str,)))
+    converter.register_structure_hook_factory(lambda tp: typing.get_origin(tp) is typing.Literal, _literal)
+    converter.register_structure_hook_factory(
+        lambda tp: isinstance(tp, type) and issubclass(tp, enum.Enum), _enum
+    )
     # spider's own encodings stay in their explicit functions (ABI.md); the converter only
     # delegates to them.
     converter.register_unstructure_hook(ExecutorError, ExecutorError.to_primitive)

@@ -68,6 +68,7 @@ from spider_core.tdl import (
     TaskId,
     WireFormatError,
     encode_values,
+    is_utf8,
     validate_package_name,
 )
 
@@ -636,8 +637,8 @@ class ProcessPool:
             _validate_package_name(request.package)
         except InvalidPackageName as e:
             raise InvalidRequest(str(e)) from None
-        if not isinstance(request.task, str) or not request.task:
-            raise InvalidRequest(f"task name must be a non-empty string, got {request.task!r}")
+        if not isinstance(request.task, str) or not request.task or not is_utf8(request.task):
+            raise InvalidRequest(f"task name must be a non-empty UTF-8 string, got {request.task!r}")
         task_id = _FIRST_TASK if request.task_id is None else request.task_id
         raw_ctx = _encode_context(
             request.job_id, task_id, request.task_instance_id, request.resource_group_id, request.task_graph_outputs

@@ -185,3 +185,93 @@ def test_clobbering_the_protocol_descriptors_is_a_crash_not_corruption(pool) -> 
     outcome = call(pool, "clobber_protocol")
     assert isinstance(outcome, sc.ExecutorCrash) and outcome.exit_status == 3, outcome
     assert_pong(pool)
+
+
+def test_task_definitions_are_checked_when_written() -> None:
+    import functools
+
+    from spider_core.tdl import Package, task
+
+    class Adder:
+        def __call__(self, ctx, a: int) -> int:
+            return a + 1
+
+    with pytest.raises(TypeError, match="a task must be a function"):
+        task(Adder())
+    with pytest.raises(TypeError, match="a task must be a function"):
+        task(functools.partial(lambda ctx, a: a, a=1))
+    with pytest.raises(TypeError, match="must be printable UTF-8"):
+        Package("names").task(name="\udcff")(lambda ctx: None)
+    with pytest.raises(TypeError, match="must be printable UTF-8"):
+        Package("names").task(name="two\nlines")(lambda ctx: None)
+
+
+def test_a_task_name_that_is_not_utf8_is_an_invalid_request(pool) -> None:
+    with pytest.raises(sc.InvalidRequest, match="UTF-8"):
+        call(pool, "\udcff")
+    assert_pong(pool)
+
+
+STRICT = """
+import enum
+from typing import Literal, Union
+
+import attrs
+from spider_core.tdl import Package
+
+package = Package("strict")
+
+
+@attrs.frozen
+class P:
+    x: int
+
+
+@attrs.frozen
+class Q:
+    y: str
+
+
+class Color(enum.Enum):
+    RED = 1
+
+
+@package.task
+def union_x(ctx, p: Union[P, Q]) -> str:
+    return repr(p)
+
+
+@package.task
+def literal(ctx, v: Literal[1, 2]) -> str:
+    return repr(v)
+
+
+@package.task
+def color(ctx, c: Color) -> str:
+    return c.name
+"""
+
+
+@pytest.mark.parametrize(
+    ("task", "value", "expected"),
+    [
+        ("union_x", {"x": 7}, "P(x=7)"),
+        ("union_x", {"x": 7.9}, None),
+        ("union_x", {"x": "7"}, None),
+        ("literal", 2, "2"),
+        ("literal", True, None),
+        ("literal", 1.0, None),
+        ("color", 1, "RED"),
+        ("color", True, None),
+    ],
+)
+def test_inputs_are_as_strict_as_rmp_serde_everywhere(tmp_path: Path, task: str, value: object, expected: str | None) -> None:
+    (tmp_path / "strict").mkdir()
+    (tmp_path / "strict" / "__init__.py").write_text(textwrap.dedent(STRICT))
+    with sc.SyncProcessPool(sc.PoolConfig(package_dir=tmp_path, plugin_autoload=False)) as pool:
+        outcome = call(pool, task, value, package="strict")
+    if expected is None:
+        assert isinstance(outcome, sc.InTaskFailure), outcome
+        assert outcome.error.error.kind is TdlErrorKind.DeserializationError
+    else:
+        assert outcome.values == [expected]

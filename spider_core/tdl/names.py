@@ -6,6 +6,15 @@ from __future__ import annotations
 MAX_PACKAGE_NAME_BYTES = 200
 
 
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes to UTF-8 (no lone surrogates)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class InvalidPackageName(ValueError):
     """A package name that cannot be used to locate a package."""
 
@@ -25,16 +34,12 @@ def validate_package_name(name: object) -> str:
         problem = "is an absolute path"
     elif "/" in name or "\\" in name:
         problem = "contains a path separator"
+    elif not is_utf8(name):
+        problem = "is not valid UTF-8"
     elif not name.isprintable():
         problem = "contains a control character"
-    else:
-        try:
-            size = len(name.encode())
-        except UnicodeEncodeError:
-            problem = "is not valid UTF-8"
-        else:
-            if size > MAX_PACKAGE_NAME_BYTES:
-                problem = f"is {size} bytes long; the limit is {MAX_PACKAGE_NAME_BYTES}"
+    elif len(name.encode()) > MAX_PACKAGE_NAME_BYTES:
+        problem = f"is {len(name.encode())} bytes long; the limit is {MAX_PACKAGE_NAME_BYTES}"
     if problem:
         raise InvalidPackageName(f"invalid package name {name!r:.60}: the name {problem}")
     return name

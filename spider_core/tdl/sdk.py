@@ -49,7 +49,7 @@ import attrs
 
 from spider_core.tdl.context import TaskContext
 from spider_core.tdl.errors import EncodingError, TdlError, TdlErrorKind
-from spider_core.tdl.names import validate_package_name
+from spider_core.tdl.names import is_utf8, validate_package_name
 from spider_core.tdl.wire import (
     EMPTY_FRAME,
     WireFormatError,
@@ -450,8 +450,11 @@ class Task:
     """
 
     def __init__(self, function: Callable[..., Any], name: str | None = None) -> None:
-        if not callable(function):
-            raise TypeError(f"a task must be a function, got {function!r}")
+        if not (inspect.isfunction(function) or inspect.ismethod(function)):
+            raise TypeError(
+                f"a task must be a function (def or lambda), got {type(function).__name__} {function!r:.60}; "
+                f"wrap it: def task(ctx, ...): return obj(...)"
+            )
         if inspect.iscoroutinefunction(function):
             raise TypeError(f"task {name or function.__name__!r}: async functions cannot be tasks; define it with def")
         functools.update_wrapper(self, function, updated=())  # __name__, __doc__, ... for tools
@@ -460,6 +463,8 @@ class Task:
         self.name: str = name if name is not None else self.function_name
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"a task name must be a non-empty string, got {self.name!r}")
+        if not self.name.isprintable() or not is_utf8(self.name):
+            raise TypeError(f"task name {self.name!r} must be printable UTF-8 text, as spider's task names are")
         try:
             signature = inspect.signature(function)
         except (TypeError, ValueError) as e:
