@@ -322,13 +322,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
     def command(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
-        return commands.add_parser(
+        sub = commands.add_parser(
             name,
             help=help,
             description=description or help,
             epilog=EXIT_STATUSES,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        # -v is accepted after the command too; SUPPRESS keeps the value given before it.
+        sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                         help="also show the pool's warnings")
+        return sub
 
     def pool_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--package-dir", type=directory, metavar="DIR",
@@ -365,7 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     packages = command("packages", "list the task packages in a package directory")
-    packages.add_argument("--package-dir", metavar="DIR", help="task package directory (default: $SPIDER_TDL_PACKAGE_DIR)")
+    packages.add_argument("--package-dir", type=directory, metavar="DIR",
+                          help="task package directory (default: $SPIDER_TDL_PACKAGE_DIR)")
     packages.add_argument("--json", action="store_true", help="one JSON record per package")
     packages.set_defaults(func=cmd_packages)
 
