@@ -200,6 +200,9 @@ def get_plugin_manager(
         pm.register(module, name=name)
     if settings.autoload:
         _load_entry_points(pm)
+    unknown = sorted(settings.blocked - set(pm._origins))
+    if unknown and settings.autoload:  # without autoload, entry-point names are not known
+        logger.warning("%s names no installed plugin: %s", ENV_DISABLE, ", ".join(unknown))
     pm.check_pending()
     if settings.trace:
         pm.trace.root.setwriter(lambda message: logger.info("hook %s", message.rstrip()))

@@ -230,3 +230,9 @@ def test_every_hook_has_a_test(name: str) -> None:
     texts = [p.read_text() for p in here.parent.glob("test_*.py") if p != here]
     texts.append(here.read_text().split("# -- meta-tests")[0])
     assert any(re.search(rf"\b{name}\b", text) for text in texts), f"no test exercises {name}"
+
+
+def test_blocking_a_name_no_plugin_has_is_warned(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="spider_core.plugins"):
+        get_plugin_manager(PluginSettings(blocked={"spider_libso", "no_such_plugin"}))
+    assert [r.getMessage() for r in caplog.records] == ["SPIDER_DISABLE_PLUGINS names no installed plugin: no_such_plugin"]
