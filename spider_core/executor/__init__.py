@@ -109,9 +109,10 @@ class _Channel:
     """Guards the protocol descriptors against what a task does to the process."""
 
     def __init__(self, in_fd: int, out_fd: int) -> None:
-        self.pid = os.getpid()
+        self.forked = False
         self.fds = (in_fd, out_fd)
-        self.identity = [self._identity(fd) for fd in self.fds]
+        self.out_fd = out_fd
+        self.identity = self._identity(out_fd)
         # A task that forks (without exec) must not leave a second reader and writer.
         os.register_at_fork(after_in_child=self._close_in_child)
 
@@ -124,15 +125,18 @@ class _Channel:
         return st.st_dev, st.st_ino
 
     def _close_in_child(self) -> None:
+        self.forked = True
         for fd in self.fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
     def problem(self) -> str | None:
-        """Why the channel can no longer be trusted after a task ran, if it cannot."""
-        if os.getpid() != self.pid:
+        """Why the channel can no longer be trusted after a task ran, if it cannot. (Only the
+        reply side is checked per task: a replaced request side yields garbage, which is
+        already a protocol error.)"""
+        if self.forked:
             return "forked"
-        if [self._identity(fd) for fd in self.fds] != self.identity:
+        if self._identity(self.out_fd) != self.identity:
             return "a task closed or replaced the executor's protocol descriptors"
         return None
 
