@@ -15,9 +15,6 @@ from attrs import frozen
 from spider_core.tdl.errors import EncodingError
 from spider_core.tdl.wire import decode_values
 
-#: spider compresses when the summed payload sizes exceed this many bytes.
-COMPRESSION_THRESHOLD = 1024
-
 
 class OutputsOption(enum.IntEnum):
     Wire = 0
