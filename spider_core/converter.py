@@ -56,6 +56,7 @@ def _make() -> MsgpackConverter:
     converter.register_structure_hook(float, _strict("float", (float, int), float))
     converter.register_structure_hook(bool, _strict("bool", (bool,)))
     converter.register_structure_hook(str, _strict("str", (str,)))
+    converter.register_structure_hook(bytes, _strict("bytes", (bytes,)))  # not bytes(0) == b""
     converter.register_structure_hook_factory(lambda tp: typing.get_origin(tp) is typing.Literal, _literal)
     converter.register_structure_hook_factory(
         lambda tp: isinstance(tp, type) and issubclass(tp, enum.Enum), _enum
@@ -83,6 +84,49 @@ def message_to_primitive(message: Message) -> dict[str, Any]:
     primitive = _unstructure[type(message)](message)
     primitive[TAG] = type(message).__name__
     return primitive
+
+
+# The two messages of every call, Execute and Result, also have hand-written fast paths: a
+# cattrs hook costs a function call per field, and after each wake-up every microsecond of
+# Python here costs several. They accept exactly the well-formed messages (the right keys, the
+# exact types) and leave everything else to the converter, which gives the verdict and the
+# error; tests check that both agree.
+_EXECUTE_KEYS = {TAG, "seq", "package", "task", "raw_ctx", "raw_inputs"}
+_RESULT_KEYS = {TAG, "seq", "ok", "payload", "elapsed_us"}
+
+
+def execute_fields(primitive: Any) -> tuple[int, str, str, bytes, bytes] | None:
+    """``(seq, package, task, raw_ctx, raw_inputs)`` of a well-formed Execute primitive;
+    None for anything else (then :func:`message_from_primitive` decides)."""
+    if type(primitive) is dict and primitive.keys() == _EXECUTE_KEYS and primitive[TAG] == "Execute":
+        fields = (
+            primitive["seq"],
+            primitive["package"],
+            primitive["task"],
+            primitive["raw_ctx"],
+            primitive["raw_inputs"],
+        )
+        seq, package, task, raw_ctx, raw_inputs = fields
+        if type(seq) is int and type(package) is str and type(task) is str and type(raw_ctx) is bytes:
+            if type(raw_inputs) is bytes:
+                return fields
+    return None
+
+
+def result_fields(primitive: Any) -> tuple[int, bool, bytes, int] | None:
+    """``(seq, ok, payload, elapsed_us)`` of a well-formed Result primitive; None for anything
+    else (then :func:`message_from_primitive` decides)."""
+    if type(primitive) is dict and primitive.keys() == _RESULT_KEYS and primitive[TAG] == "Result":
+        fields = primitive["seq"], primitive["ok"], primitive["payload"], primitive["elapsed_us"]
+        seq, ok, payload, elapsed_us = fields
+        if type(seq) is int and type(ok) is bool and type(payload) is bytes and type(elapsed_us) is int:
+            return fields
+    return None
+
+
+def result_primitive(seq: int, ok: bool, payload: bytes, elapsed_us: int) -> dict[str, Any]:
+    """``message_to_primitive(Result(...))``, without building the Result."""
+    return {"seq": seq, "ok": ok, "payload": payload, "elapsed_us": elapsed_us, TAG: "Result"}
 
 
 def message_from_primitive(primitive: Any) -> Message:

@@ -2,7 +2,8 @@
 
 A framing turns *primitives* (the dicts the converter makes of :mod:`spider_core.models`)
 into frames and back; it never sees model classes. Plugins provide one through the
-``spider_framing`` hook.
+``spider_framing`` hook, called once per pool and once per executor process; each framing is
+used from one thread only, so it may keep state (buffers, a reusable packer).
 """
 
 from __future__ import annotations

@@ -94,7 +94,8 @@ def spider_framing(max_frame_size: int) -> Framing | None:
     :param max_frame_size: Largest frame body, in bytes, either side may send or accept.
     :return: A :class:`spider_core.framing.Framing`; None to let another plugin answer.
 
-    First non-None result wins; called once per process. Default: ``spider_msgpack``
+    First non-None result wins; called once per pool (when it starts) and once per executor
+    process. The framing is then used from one thread only. Default: ``spider_msgpack``
     (4-byte big-endian length prefix and a msgpack body).
     """
 

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from spider_core.converter import message_from_primitive, message_to_primitive
+from spider_core.converter import message_from_primitive, message_to_primitive, result_fields
 from spider_core.errors import (
     BuildTaskContext,
     EncodeTaskContext,
@@ -91,7 +91,18 @@ class _Lost:
 
 
 _FIRST_TASK = TaskId.of(0)
-_validate_package_name = functools.lru_cache(maxsize=1024)(validate_package_name)
+_SECONDS = (int, float)
+_MAX_VALID_NAMES = 4096
+
+
+def _check_names(package: Any, task: Any) -> None:
+    """:raises InvalidRequest: not a valid package name, or not a non-empty UTF-8 task name."""
+    try:
+        validate_package_name(package)
+    except InvalidPackageName as e:
+        raise InvalidRequest(str(e)) from None
+    if not isinstance(task, str) or not task or not is_utf8(task):
+        raise InvalidRequest(f"task name must be a non-empty UTF-8 string, got {task!r}")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -499,6 +510,7 @@ class ProcessPool:
         self._closed = False
         self._notify_task_finished = False
         self._spin_ns = config.spin_us * 1000
+        self._valid_names: set[tuple[str, str]] = set()  # (package, task) pairs already checked
 
     # -- introspection
 
@@ -606,9 +618,8 @@ class ProcessPool:
                 raise EncodeTaskInputs(f"cannot send the request: {e}") from None
             waiter = executor.expect()
             deadline = self._loop.time() + hard_timeout
-            spin_ns = min(self._spin_ns, int(min(hard_timeout, 1.0) * 1e9))
             executor.send(frame)
-            if spin_ns and executor.poll(spin_ns):
+            if self._spin_ns and executor.poll(min(self._spin_ns, int(min(hard_timeout, 1.0) * 1e9))):
                 reply = waiter.result()  # answered while we spun: no timer, no loop iteration
             else:
                 self._deadline.arm(waiter, deadline)
@@ -620,7 +631,12 @@ class ProcessPool:
                     await self._replace(executor, "cancelled")
                     raise
                 self._deadline.disarm()
-            outcome = await self._outcome(executor, seq, reply, hard_timeout)
+            fields = result_fields(reply)
+            if fields is not None and fields[0] == seq and fields[1] and executor.recycle_after is None:
+                executor.tasks_run += 1  # the usual answer, a Success, inline
+                outcome: Outcome = Success(outputs=fields[2], elapsed_us=fields[3], executor_id=executor.id)
+            else:
+                outcome = await self._outcome(executor, seq, reply, hard_timeout)
         if self._notify_task_finished:
             self._notify_task(request, outcome, executor.id, locked - queued, time.perf_counter() - locked)
         return outcome
@@ -629,16 +645,16 @@ class ProcessPool:
         """Validate and encode a request outside the lock; bad requests fail here."""
         if not isinstance(request, ExecuteRequest):
             raise InvalidRequest(f"request must be an ExecuteRequest, got {type(request).__name__}")
-        if isinstance(hard_timeout, bool) or not isinstance(hard_timeout, int | float) or not (
+        if isinstance(hard_timeout, bool) or not isinstance(hard_timeout, _SECONDS) or not (
             hard_timeout > 0 and math.isfinite(hard_timeout)
         ):
             raise InvalidRequest(f"hard_timeout must be a positive number of seconds, got {hard_timeout!r}")
-        try:
-            _validate_package_name(request.package)
-        except InvalidPackageName as e:
-            raise InvalidRequest(str(e)) from None
-        if not isinstance(request.task, str) or not request.task or not is_utf8(request.task):
-            raise InvalidRequest(f"task name must be a non-empty UTF-8 string, got {request.task!r}")
+        package, task = request.package, request.task
+        if not (type(package) is str and type(task) is str and (package, task) in self._valid_names):
+            _check_names(package, task)
+            if len(self._valid_names) >= _MAX_VALID_NAMES:  # names come from callers: bound the set
+                self._valid_names.clear()
+            self._valid_names.add((package, task))
         task_id = _FIRST_TASK if request.task_id is None else request.task_id
         raw_ctx = _encode_context(
             request.job_id, task_id, request.task_instance_id, request.resource_group_id, request.task_graph_outputs
@@ -659,8 +675,8 @@ class ProcessPool:
         return {
             "type": "Execute",
             "seq": 0,
-            "package": request.package,
-            "task": request.task,
+            "package": package,
+            "task": task,
             "raw_ctx": raw_ctx,
             "raw_inputs": raw_inputs,
         }

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import msgpack
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from helpers import ExecutorProcess
 from spider_core.tdl import (
@@ -279,3 +281,70 @@ def test_message_fast_path_matches_the_converter() -> None:
     for bad in [[], {"type": "Nope"}, {"seq": 1}, {"type": "Result", "seq": 1}, {"type": "Shutdown", "extra": 1}]:
         with pytest.raises(ValueError):
             message_from_primitive(bad)
+
+
+_field_values = st.one_of(
+    st.integers(-5, 2**64), st.booleans(), st.text(max_size=3), st.binary(max_size=3), st.none(), st.floats(), st.just([])
+)
+
+
+_WELL_FORMED = [
+    {"type": "Execute", "seq": 1, "package": "p", "task": "t", "raw_ctx": b"c", "raw_inputs": b"i"},
+    {"type": "Result", "seq": 1, "ok": True, "payload": b"p", "elapsed_us": 2},
+]
+_KEYS = ["type", "seq", "package", "task", "raw_ctx", "raw_inputs", "ok", "payload", "elapsed_us", "x"]
+_DELETE = object()
+
+
+@st.composite
+def _near_messages(draw: st.DrawFn) -> dict:
+    """A well-formed Execute or Result with up to two keys replaced, added or removed."""
+    primitive = dict(draw(st.sampled_from(_WELL_FORMED)))
+    for key, value in draw(st.lists(st.tuples(st.sampled_from(_KEYS), _field_values | st.just(_DELETE)), max_size=2)):
+        if value is _DELETE:
+            primitive.pop(key, None)
+        else:
+            primitive[key] = value
+    return primitive
+
+
+@given(
+    st.one_of(
+        _near_messages(),
+        st.builds(
+            lambda tag, fields: {"type": tag, **fields},
+            st.sampled_from(["Execute", "Result", "Ready", 1, None]),
+            st.dictionaries(st.sampled_from(_KEYS[1:]), _field_values),
+        ),
+    )
+)
+def test_execute_and_result_fast_paths_agree_with_the_converter(primitive: dict) -> None:
+    from spider_core.converter import execute_fields, message_from_primitive, result_fields
+    from spider_core.models import Execute, Result
+
+    try:
+        message = message_from_primitive(dict(primitive))
+    except ValueError:
+        message = None
+    expected_execute = (
+        (message.seq, message.package, message.task, message.raw_ctx, message.raw_inputs)
+        if isinstance(message, Execute)
+        else None
+    )
+    expected_result = (
+        (message.seq, message.ok, message.payload, message.elapsed_us) if isinstance(message, Result) else None
+    )
+    assert execute_fields(primitive) == expected_execute
+    assert result_fields(primitive) == expected_result
+
+
+def test_the_fast_paths_accept_well_formed_messages() -> None:
+    from spider_core.converter import execute_fields, message_to_primitive, result_fields, result_primitive
+    from spider_core.models import Execute, Result
+
+    execute = message_to_primitive(Execute(seq=7, package="p", task="t", raw_ctx=b"c", raw_inputs=b"i"))
+    assert execute_fields(execute) == (7, "p", "t", b"c", b"i")
+    result = Result(seq=8, ok=True, payload=b"p", elapsed_us=9)
+    assert result_primitive(8, True, b"p", 9) == message_to_primitive(result)
+    assert result_fields(result_primitive(8, True, b"p", 9)) == (8, True, b"p", 9)
+    assert result_fields({**result_primitive(8, True, b"p", 9), "seq": True}) is None  # bool is not an int

@@ -17,6 +17,7 @@ from spider_core.hookspecs import hookimpl
 _HEADER = struct.Struct(">I")
 _HEADER_SIZE = _HEADER.size
 _unpack_header = _HEADER.unpack_from
+_KEEP_PACKER_BELOW = 1 << 20
 
 
 class MsgpackDecoder:
@@ -50,7 +51,7 @@ class MsgpackDecoder:
         end = _HEADER_SIZE + size
         if len(buffer) < end:
             return None
-        body = bytes(buffer[_HEADER_SIZE:end])
+        body = buffer[_HEADER_SIZE:end]
         del buffer[:end]
         try:
             return msgpack.unpackb(body)
@@ -59,18 +60,24 @@ class MsgpackDecoder:
 
 
 class MsgpackFraming:
+    """Encodes with one reused ``msgpack.Packer`` (``packb`` builds a new one per call), so
+    ``encode`` is for one thread at a time; each pool and each executor has its own framing."""
+
     name = "msgpack"
 
     def __init__(self, max_frame_size: int) -> None:
         if max_frame_size <= 0:
             raise ValueError(f"max_frame_size must be positive, got {max_frame_size}")
         self.max_frame_size = max_frame_size
+        self._packer = msgpack.Packer()
 
     def encode(self, message: Any) -> bytes:
         try:
-            body = msgpack.packb(message)
+            body = self._packer.pack(message)  # the packer resets itself, also on errors
         except (TypeError, ValueError, OverflowError) as e:
             raise FramingError(f"cannot encode message as msgpack: {e}") from None
+        if len(body) > _KEEP_PACKER_BELOW:
+            self._packer = msgpack.Packer()  # do not hold on to a large internal buffer
         if len(body) > self.max_frame_size:
             raise FramingError(
                 f"message of {len(body)} bytes exceeds the maximum frame size of "

@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from spider_core.converter import message_from_primitive, message_to_primitive
+from spider_core.converter import execute_fields, message_from_primitive, message_to_primitive, result_primitive
 from spider_core.framing import DEFAULT_MAX_FRAME_SIZE, FramingError
-from spider_core.models import Execute, PackageSource, Ready, Result, Shutdown, TaskPackage
+from spider_core.models import Execute, PackageSource, Ready, Shutdown, TaskPackage
 from spider_core.plugins import PluginError, PluginSettings, SpiderPluginManager, get_plugin_manager
 from spider_core.tdl import (
     HOST_VERSION,
@@ -136,9 +136,16 @@ class _Channel:
         already a protocol error.)"""
         if self.forked:
             return "forked"
-        if self._identity(self.out_fd) != self.identity:
-            return "a task closed or replaced the executor's protocol descriptors"
+        try:
+            st = os.fstat(self.out_fd)
+        except OSError:
+            return _REPLACED
+        if st.st_ino != self.identity[1] or st.st_dev != self.identity[0]:
+            return _REPLACED
         return None
+
+
+_REPLACED = "a task closed or replaced the executor's protocol descriptors"
 
 
 def die_with_parent() -> None:
@@ -247,34 +254,36 @@ class Executor:
         _log("package loaded", package=name, kind=package.kind, location=str(source.location))
         return package
 
-    def execute(self, request: Execute) -> Result:
-        elapsed_us = 0
+    def execute(self, package_name: str, task: str, raw_ctx: bytes, raw_inputs: bytes) -> tuple[bool, bytes, int]:
+        """Run one task: ``(ok, payload, elapsed_us)``, the payload being the outputs or an
+        encoded ``ExecutorError``. ``elapsed_us`` covers the package call only."""
+        start = 0
         try:
-            package = self.package(request.package)
+            package = self.packages.get(package_name) or self.package(package_name)
             start = time.perf_counter_ns()
-            try:
-                outputs = package.execute(request.task, request.raw_ctx, request.raw_inputs)
-            finally:
-                elapsed_us = (time.perf_counter_ns() - start) // 1000
-            result = Result(seq=request.seq, ok=True, payload=outputs, elapsed_us=elapsed_us)
+            outputs = package.execute(task, raw_ctx, raw_inputs)
+            return True, outputs, (time.perf_counter_ns() - start) // 1000
         except ExecutorError as e:
-            result = Result(seq=request.seq, ok=False, payload=e.encode(), elapsed_us=elapsed_us)
+            return False, e.encode(), _since(start)
         except Exception as e:
-            logger.exception("task raised", extra={"fields": {"package": request.package, "task": request.task}})
+            elapsed_us = _since(start)
+            logger.exception("task raised", extra={"fields": {"package": package_name, "task": task}})
             error = TaskError(TdlError(TdlErrorKind.ExecutionError, f"{type(e).__name__}: {e}"))
-            result = Result(seq=request.seq, ok=False, payload=error.encode(), elapsed_us=elapsed_us)
-        return result
+            return False, error.encode(), elapsed_us
 
 
-def _encode_result(framing: Any, result: Result) -> bytes:
+def _since(start_ns: int) -> int:
+    """Microseconds since ``start_ns``; 0 if the task never started."""
+    return (time.perf_counter_ns() - start_ns) // 1000 if start_ns else 0
+
+
+def _encode_result(framing: Any, seq: int, ok: bool, payload: bytes, elapsed_us: int) -> bytes:
     try:
-        return framing.encode(message_to_primitive(result))
+        return framing.encode(result_primitive(seq, ok, payload, elapsed_us))
     except FramingError as e:
         error = TaskError(TdlError(TdlErrorKind.SerializationError, f"cannot send the task's outputs: {e}"))
-        _log("result too large", logging.ERROR, seq=result.seq, error=str(e))
-        return framing.encode(
-            message_to_primitive(Result(seq=result.seq, ok=False, payload=error.encode(), elapsed_us=result.elapsed_us))
-        )
+        _log("result too large", logging.ERROR, seq=seq, error=str(e))
+        return framing.encode(result_primitive(seq, False, error.encode(), elapsed_us))
 
 
 def serve(channel: _Input, out_fd: int, executor: Executor, framing: Any, guard: _Channel) -> int:
@@ -282,6 +291,7 @@ def serve(channel: _Input, out_fd: int, executor: Executor, framing: Any, guard:
     decoder = framing.decoder()
     ready = Ready(pid=os.getpid(), abi_version=str(HOST_VERSION))
     _write_all(out_fd, framing.encode(message_to_primitive(ready)))
+    debug = _log_threshold <= logging.DEBUG
     while True:
         try:
             message = decoder.next_message()
@@ -298,36 +308,33 @@ def serve(channel: _Input, out_fd: int, executor: Executor, framing: Any, guard:
                 return EXIT_OK
             decoder.feed(data)
             continue
-        try:
-            request = message_from_primitive(message)
-        except ValueError as e:
-            _log("bad request", logging.ERROR, error=f"not a protocol message: {e}")
-            return EXIT_PROTOCOL_ERROR
-        if isinstance(request, Shutdown):
-            _log("exit", reason="shutdown")
-            return EXIT_OK
-        if not isinstance(request, Execute):
-            _log("bad request", logging.ERROR, error=f"unexpected {type(request).__name__} message")
-            return EXIT_PROTOCOL_ERROR
-        result = executor.execute(request)
+        fields = execute_fields(message)
+        if fields is None:
+            try:
+                request = message_from_primitive(message)
+            except ValueError as e:
+                _log("bad request", logging.ERROR, error=f"not a protocol message: {e}")
+                return EXIT_PROTOCOL_ERROR
+            if isinstance(request, Shutdown):
+                _log("exit", reason="shutdown")
+                return EXIT_OK
+            if not isinstance(request, Execute):
+                _log("bad request", logging.ERROR, error=f"unexpected {type(request).__name__} message")
+                return EXIT_PROTOCOL_ERROR
+            fields = request.seq, request.package, request.task, request.raw_ctx, request.raw_inputs
+        seq, package, task, raw_ctx, raw_inputs = fields
+        ok, payload, elapsed_us = executor.execute(package, task, raw_ctx, raw_inputs)
         problem = guard.problem()
-        if problem == "forked":
-            os._exit(EXIT_OK)  # a forked copy of the executor returned from the task: vanish
         if problem is not None:
-            _log("protocol channel lost", logging.ERROR, error=problem, package=request.package, task=request.task)
+            if problem == "forked":
+                os._exit(EXIT_OK)  # a forked copy of the executor returned from the task: vanish
+            _log("protocol channel lost", logging.ERROR, error=problem, package=package, task=task)
             return EXIT_PROTOCOL_ERROR
-        _write_all(out_fd, _encode_result(framing, result))
-        # Debug level: a line per task costs the pool a read and a write per call. Logged
-        # after the reply, so the pool is woken by the result, not by this line.
-        _log(
-            "task done",
-            logging.DEBUG,
-            seq=result.seq,
-            package=request.package,
-            task=request.task,
-            ok=result.ok,
-            elapsed_us=result.elapsed_us,
-        )
+        _write_all(out_fd, _encode_result(framing, seq, ok, payload, elapsed_us))
+        if debug:
+            # A line per task costs the pool a read and a write per call, hence debug level.
+            # Logged after the reply, so the pool is woken by the result, not by this line.
+            _log("task done", logging.DEBUG, seq=seq, package=package, task=task, ok=ok, elapsed_us=elapsed_us)
 
 
 def _setup_logging() -> None:
