@@ -6,13 +6,14 @@ import enum
 import typing
 from typing import Any
 
+import attrs
 from cattrs.preconf.msgpack import MsgpackConverter, make_converter
 from cattrs.strategies import configure_tagged_union
 
 from spider_core.models import Execute, Message, Outcome, Ready, Result, Shutdown
 from spider_core.tdl import ExecutorError
 
-#: Key naming a message's or outcome's class in its primitive form.
+#: Key naming an outcome's class in its primitive form.
 TAG = "type"
 
 
@@ -65,83 +66,88 @@ def _make() -> MsgpackConverter:
     # delegates to them.
     converter.register_unstructure_hook(ExecutorError, ExecutorError.to_primitive)
     converter.register_structure_hook(ExecutorError, lambda obj, _: ExecutorError.from_primitive(obj))
-    configure_tagged_union(Message, converter, tag_name=TAG)
     configure_tagged_union(Outcome, converter, tag_name=TAG)
     return converter
 
 
 converter = _make()
 
-# The protocol messages cross the pipes once per task in each direction: resolve the
-# converter's hooks for them once, instead of dispatching on the union every time.
-_MESSAGES = (Execute, Shutdown, Result, Ready)
-_unstructure = {cls: converter.get_unstructure_hook(cls) for cls in _MESSAGES}
-_structure = {cls.__name__: (cls, converter.get_structure_hook(cls)) for cls in _MESSAGES}
+# -- protocol messages ----------------------------------------------------------------------
+#
+# A protocol message is a msgpack array: the class name, then the fields in declaration order
+# (how rmp-serde writes a struct). An array, not a map: no key strings to write and read on
+# each side of every call. Each field goes through the converter's (strict) hook for its type.
+
+_MESSAGES = {cls.__name__: cls for cls in (Execute, Shutdown, Result, Ready)}
+_FIELDS: dict[type, tuple[tuple[str, Any, Any], ...]] = {}
+for _cls in _MESSAGES.values():
+    attrs.resolve_types(_cls)
+    _FIELDS[_cls] = tuple((a.name, a.type, converter.get_structure_hook(a.type)) for a in attrs.fields(_cls))
 
 
-def message_to_primitive(message: Message) -> dict[str, Any]:
-    """``converter.unstructure(message, Message)``, without the union dispatch."""
-    primitive = _unstructure[type(message)](message)
-    primitive[TAG] = type(message).__name__
-    return primitive
+def message_to_primitive(message: Message) -> list[Any]:
+    """``[class name, field, ...]``, each field unstructured by the converter."""
+    return [type(message).__name__, *converter.unstructure_attrs_astuple(message)]
 
 
-# The two messages of every call, Execute and Result, also have hand-written fast paths: a
-# cattrs hook costs a function call per field, and after each wake-up every microsecond of
-# Python here costs several. They accept exactly the well-formed messages (the right keys, the
-# exact types) and leave everything else to the converter, which gives the verdict and the
-# error; tests check that both agree.
-_EXECUTE_KEYS = {TAG, "seq", "package", "task", "raw_ctx", "raw_inputs"}
-_RESULT_KEYS = {TAG, "seq", "ok", "payload", "elapsed_us"}
+def message_from_primitive(primitive: Any) -> Message:
+    """The message an array from :func:`message_to_primitive` stands for.
+
+    :raises ValueError: not a message: not an array, an unknown class name, the wrong number
+        of fields, or a field of the wrong type.
+    """
+    if type(primitive) is not list or not primitive:
+        raise ValueError(f"a message must be a non-empty array, got {type(primitive).__name__} {primitive!r:.40}")
+    tag, *values = primitive
+    cls = _MESSAGES.get(tag) if type(tag) is str else None
+    if cls is None:
+        raise ValueError(f"unknown message type {tag!r:.40}")
+    fields = _FIELDS[cls]
+    if len(values) != len(fields):
+        names = ", ".join(name for name, _, _ in fields) or "none"
+        raise ValueError(f"invalid {tag} message: {len(values)} fields, expected {len(fields)} ({names})")
+    kwargs = {}
+    for (name, tp, hook), value in zip(fields, values, strict=True):
+        try:
+            kwargs[name] = hook(value, tp)
+        except Exception as e:
+            raise ValueError(f"invalid {tag} message: {name}: {e}") from None
+    return cls(**kwargs)
+
+
+# The two messages of every call, Execute and Result, also have hand-written fast paths: the
+# general path costs a hook call per field, and after each wake-up every microsecond of Python
+# here costs several. They accept exactly the well-formed messages (the right length, the
+# exact types) and leave everything else to message_from_primitive, which gives the verdict
+# and the error; tests check that both agree.
 
 
 def execute_fields(primitive: Any) -> tuple[int, str, str, bytes, bytes] | None:
     """``(seq, package, task, raw_ctx, raw_inputs)`` of a well-formed Execute primitive;
     None for anything else (then :func:`message_from_primitive` decides)."""
-    if type(primitive) is dict and primitive.keys() == _EXECUTE_KEYS and primitive[TAG] == "Execute":
-        fields = (
-            primitive["seq"],
-            primitive["package"],
-            primitive["task"],
-            primitive["raw_ctx"],
-            primitive["raw_inputs"],
-        )
-        seq, package, task, raw_ctx, raw_inputs = fields
+    if type(primitive) is list and len(primitive) == 6 and primitive[0] == "Execute":
+        _, seq, package, task, raw_ctx, raw_inputs = primitive
         if type(seq) is int and type(package) is str and type(task) is str and type(raw_ctx) is bytes:
             if type(raw_inputs) is bytes:
-                return fields
+                return seq, package, task, raw_ctx, raw_inputs
     return None
 
 
 def result_fields(primitive: Any) -> tuple[int, bool, bytes, int] | None:
     """``(seq, ok, payload, elapsed_us)`` of a well-formed Result primitive; None for anything
     else (then :func:`message_from_primitive` decides)."""
-    if type(primitive) is dict and primitive.keys() == _RESULT_KEYS and primitive[TAG] == "Result":
-        fields = primitive["seq"], primitive["ok"], primitive["payload"], primitive["elapsed_us"]
-        seq, ok, payload, elapsed_us = fields
+    if type(primitive) is list and len(primitive) == 5 and primitive[0] == "Result":
+        _, seq, ok, payload, elapsed_us = primitive
         if type(seq) is int and type(ok) is bool and type(payload) is bytes and type(elapsed_us) is int:
-            return fields
+            return seq, ok, payload, elapsed_us
     return None
 
 
-def result_primitive(seq: int, ok: bool, payload: bytes, elapsed_us: int) -> dict[str, Any]:
+def execute_primitive(seq: int, package: str, task: str, raw_ctx: bytes, raw_inputs: bytes) -> list[Any]:
+    """``message_to_primitive(Execute(...))``, without building the Execute."""
+    return ["Execute", seq, package, task, raw_ctx, raw_inputs]
+
+
+def result_primitive(seq: int, ok: bool, payload: bytes, elapsed_us: int) -> list[Any]:
     """``message_to_primitive(Result(...))``, without building the Result."""
-    return {"seq": seq, "ok": ok, "payload": payload, "elapsed_us": elapsed_us, TAG: "Result"}
-
-
-def message_from_primitive(primitive: Any) -> Message:
-    """``converter.structure(primitive, Message)``, without the union dispatch.
-
-    :raises ValueError: not a message (the dict is consumed either way).
-    """
-    if type(primitive) is not dict:
-        raise ValueError(f"a message must be a map, got {type(primitive).__name__}")
-    tag = primitive.pop(TAG, None)
-    entry = _structure.get(tag) if isinstance(tag, str) else None
-    if entry is None:
-        raise ValueError(f"unknown message type {tag!r}")
-    cls, hook = entry
-    try:
-        return hook(primitive, cls)
-    except Exception as e:
-        raise ValueError(f"invalid {cls.__name__} message: {e}") from None
+    return ["Result", seq, ok, payload, elapsed_us]

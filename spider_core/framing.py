@@ -1,7 +1,7 @@
 """The framing interface: how protocol messages become bytes on the executor's pipes.
 
-A framing turns *primitives* (the dicts the converter makes of :mod:`spider_core.models`)
-into frames and back; it never sees model classes. Plugins provide one through the
+A framing turns *primitives* (the arrays :func:`spider_core.converter.message_to_primitive`
+makes of the protocol messages in :mod:`spider_core.models`) into frames and back; it never sees model classes. Plugins provide one through the
 ``spider_framing`` hook, called once per pool and once per executor process; each framing is
 used from one thread only, so it may keep state (buffers, a reusable packer).
 """

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from spider_core.converter import message_from_primitive, message_to_primitive, result_fields
+from spider_core.converter import execute_primitive, message_from_primitive, message_to_primitive, result_fields
 from spider_core.errors import (
     BuildTaskContext,
     EncodeTaskContext,
@@ -91,6 +91,7 @@ class _Lost:
 
 
 _FIRST_TASK = TaskId.of(0)
+_SEQ = 1  # where an Execute primitive holds its sequence number
 _SECONDS = (int, float)
 _MAX_VALID_NAMES = 4096
 
@@ -611,7 +612,7 @@ class ProcessPool:
             if executor is None or not executor.alive:
                 executor = await self._replace_dead()
             self._seq += 1
-            message["seq"] = seq = self._seq
+            message[_SEQ] = seq = self._seq
             try:
                 frame = executor.encode(message)
             except FramingError as e:
@@ -641,7 +642,7 @@ class ProcessPool:
             self._notify_task(request, outcome, executor.id, locked - queued, time.perf_counter() - locked)
         return outcome
 
-    def _prepare(self, request: ExecuteRequest, hard_timeout: float) -> dict[str, Any]:
+    def _prepare(self, request: ExecuteRequest, hard_timeout: float) -> list[Any]:
         """Validate and encode a request outside the lock; bad requests fail here."""
         if not isinstance(request, ExecuteRequest):
             raise InvalidRequest(f"request must be an ExecuteRequest, got {type(request).__name__}")
@@ -672,14 +673,7 @@ class ProcessPool:
                 raw_inputs = encode_values(request.inputs)
             except WireFormatError as e:
                 raise EncodeTaskInputs(f"cannot encode the inputs of {request.package}/{request.task}: {e}") from None
-        return {
-            "type": "Execute",
-            "seq": 0,
-            "package": package,
-            "task": task,
-            "raw_ctx": raw_ctx,
-            "raw_inputs": raw_inputs,
-        }
+        return execute_primitive(0, package, task, raw_ctx, raw_inputs)  # seq set under the lock
 
     async def _outcome(self, executor: _ExecutorProcess, seq: int, reply: Any, hard_timeout: float) -> Outcome:
         if reply is _TIMED_OUT:

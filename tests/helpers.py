@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 TASK_PACKAGES = REPO / "task_packages"
@@ -56,31 +57,40 @@ class ExecutorProcess:
         )
         self.seq = 0
 
-    def send(self, message: dict) -> None:
+    def send(self, message: Any) -> None:
+        """Send a protocol message (a model), or any msgpack-able value as it is."""
+        import attrs
+
+        from spider_core.converter import message_to_primitive
+
+        if attrs.has(type(message)):
+            message = message_to_primitive(message)
         self.proc.stdin.write(self.framing.encode(message))
         self.proc.stdin.flush()
 
-    def receive(self) -> dict | None:
-        """The next message, or None at end of output."""
+    def receive(self) -> Any:
+        """The next message (a ``Ready`` or a ``Result``), or None at end of output."""
         import os
+
+        from spider_core.converter import message_from_primitive
 
         while True:
             message = self.decoder.next_message()
             if message is not None:
-                return message
+                return message_from_primitive(message)
             data = os.read(self.proc.stdout.fileno(), 1 << 20)
             if not data:
                 return None
             self.decoder.feed(data)
 
-    def execute(self, package: str, task: str, inputs: bytes, ctx: bytes | None = None) -> dict:
+    def execute(self, package: str, task: str, inputs: bytes, ctx: bytes | None = None) -> Any:
+        """Run one task; its ``Result``, or None if the executor died."""
+        from spider_core.models import Execute
         from spider_core.tdl import TaskContext
 
         self.seq += 1
         raw_ctx = TaskContext().encode() if ctx is None else ctx
-        self.send(
-            {"type": "Execute", "seq": self.seq, "package": package, "task": task, "raw_ctx": raw_ctx, "raw_inputs": inputs}
-        )
+        self.send(Execute(seq=self.seq, package=package, task=task, raw_ctx=raw_ctx, raw_inputs=inputs))
         return self.receive()
 
     def wait(self, timeout: float = 10) -> int:

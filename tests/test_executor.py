@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from helpers import ExecutorProcess
+from spider_core.models import Ready, Result, Shutdown
 from spider_core.tdl import (
     EMPTY_FRAME,
     ExecutorError,
@@ -37,31 +38,31 @@ def executor(package_dir: Path):
         proc.close()
 
 
-def ready(proc: ExecutorProcess) -> dict:
+def ready(proc: ExecutorProcess) -> Ready:
     message = proc.receive()
-    assert message["type"] == "Ready"
+    assert isinstance(message, Ready)
     return message
 
 
-def error_of(result: dict) -> ExecutorError:
-    assert result["ok"] is False, result
-    return ExecutorError.decode(result["payload"])
+def error_of(result: Result) -> ExecutorError:
+    assert result.ok is False, result
+    return ExecutorError.decode(result.payload)
 
 
 def test_ready_then_fibonacci(executor: ExecutorProcess) -> None:
     hello = ready(executor)
-    assert hello["pid"] == executor.proc.pid
-    assert hello["abi_version"] == "0.1.0"
+    assert hello.pid == executor.proc.pid
+    assert hello.abi_version == "0.1.0"
     result = executor.execute(NAME, "fibonacci", encode_values([10]))
-    assert result["type"] == "Result" and result["ok"] is True and result["seq"] == 1
-    assert decode_values(result["payload"]) == [55]
-    assert result["elapsed_us"] >= 0
+    assert isinstance(result, Result) and result.ok is True and result.seq == 1
+    assert decode_values(result.payload) == [55]
+    assert result.elapsed_us >= 0
 
 
 def test_seq_is_echoed(executor: ExecutorProcess) -> None:
     ready(executor)
     executor.seq = 41
-    assert executor.execute(NAME, "fibonacci", encode_values([1]))["seq"] == 42
+    assert executor.execute(NAME, "fibonacci", encode_values([1])).seq == 42
 
 
 def test_always_fail(executor: ExecutorProcess) -> None:
@@ -86,7 +87,7 @@ def commit_ctx(values: list[int]) -> bytes:
 def test_commit_task_succeeds_for_zero_sum(executor: ExecutorProcess) -> None:
     ready(executor)
     result = executor.execute(NAME, "assert_outputs_sum_zero", EMPTY_FRAME, ctx=commit_ctx([3, -3]))
-    assert result["ok"] is True and result["payload"] == EMPTY_FRAME
+    assert result.ok is True and result.payload == EMPTY_FRAME
 
 
 @pytest.mark.parametrize(
@@ -106,7 +107,7 @@ def test_commit_task_errors(executor: ExecutorProcess, ctx: bytes, kind: TdlErro
 
 def test_assert_initialized(executor: ExecutorProcess) -> None:
     ready(executor)
-    assert executor.execute(NAME, "assert_initialized", EMPTY_FRAME)["ok"] is True
+    assert executor.execute(NAME, "assert_initialized", EMPTY_FRAME).ok is True
 
 
 def test_init_failure_answers_every_request_and_stays_up(package_dir: Path) -> None:
@@ -123,9 +124,9 @@ def test_init_failure_answers_every_request_and_stays_up(package_dir: Path) -> N
 
 def test_stray_stdout_does_not_corrupt_the_protocol(executor: ExecutorProcess) -> None:
     ready(executor)
-    assert executor.execute(NAME, "print_to_stdout", EMPTY_FRAME)["ok"] is True
-    assert decode_values(executor.execute(NAME, "fibonacci", encode_values([10]))["payload"]) == [55]
-    executor.send({"type": "Shutdown"})
+    assert executor.execute(NAME, "print_to_stdout", EMPTY_FRAME).ok is True
+    assert decode_values(executor.execute(NAME, "fibonacci", encode_values([10])).payload) == [55]
+    executor.send(Shutdown())
     assert executor.wait() == 0
     assert b"hello from a task" in executor.proc.stderr.read()
 
@@ -143,7 +144,7 @@ def test_python_print_goes_to_stderr(package_dir: Path) -> None:
 
 def test_shutdown_exits_zero(executor: ExecutorProcess) -> None:
     ready(executor)
-    executor.send({"type": "Shutdown"})
+    executor.send(Shutdown())
     assert executor.receive() is None
     assert executor.wait() == 0
     events = [e["event"] for e in executor.stderr_events()]
@@ -158,7 +159,7 @@ def test_eof_exits_zero(executor: ExecutorProcess) -> None:
 
 @pytest.mark.parametrize(
     "garbage",
-    [b"\x00\x00\x00\x02\xc1\xc1", b"\x00\x00\x00\x01\x07", b"\xff\xff\xff\xff", msgpack.packb({"type": "Result"})],
+    [b"\x00\x00\x00\x02\xc1\xc1", b"\x00\x00\x00\x01\x07", b"\xff\xff\xff\xff", msgpack.packb(["Result"])],
     ids=["undecodable-msgpack", "not-a-message", "oversized", "no-length-prefix"],
 )
 def test_garbage_exits_non_zero(executor: ExecutorProcess, garbage: bytes) -> None:
@@ -174,7 +175,7 @@ def test_missing_package_is_an_error_reply(executor: ExecutorProcess, package_di
     error = error_of(executor.execute("absent", "t", EMPTY_FRAME))
     assert isinstance(error, InvalidLibrary)
     assert "no task package named 'absent'" in error.message and str(package_dir) in error.message
-    assert executor.execute(NAME, "fibonacci", encode_values([3]))["ok"] is True
+    assert executor.execute(NAME, "fibonacci", encode_values([3])).ok is True
 
 
 @pytest.mark.parametrize("name", ["../etc", "/abs", "", "a/b", "."])
@@ -200,7 +201,7 @@ def test_result_over_the_frame_limit_is_an_error_reply(package_dir: Path) -> Non
         ready(proc)
         error = error_of(proc.execute(NAME, "big", encode_values([200_000])))
         assert isinstance(error, TaskError) and error.error.kind is TdlErrorKind.SerializationError
-        assert proc.execute(NAME, "fibonacci", encode_values([2]))["ok"] is True
+        assert proc.execute(NAME, "fibonacci", encode_values([2])).ok is True
     finally:
         proc.close()
 
@@ -209,7 +210,7 @@ def test_structured_log_lines(package_dir: Path) -> None:
     executor = ExecutorProcess(package_dir, env={"SPIDER_EXECUTOR_LOG_LEVEL": "debug"})
     ready(executor)
     executor.execute(NAME, "fibonacci", encode_values([5]))
-    executor.send({"type": "Shutdown"})
+    executor.send(Shutdown())
     executor.wait()
     events = executor.stderr_events()
     by_name = {e["event"]: e for e in events}
@@ -224,7 +225,7 @@ def test_structured_log_lines(package_dir: Path) -> None:
 def test_task_lines_are_debug_level(executor: ExecutorProcess) -> None:
     ready(executor)
     executor.execute(NAME, "fibonacci", encode_values([5]))
-    executor.send({"type": "Shutdown"})
+    executor.send(Shutdown())
     executor.wait()
     assert [e["event"] for e in executor.stderr_events()] == ["start", "package loaded", "exit"]
 
@@ -255,75 +256,81 @@ def test_spinning_executor_answers_like_a_blocking_one(package_dir: Path) -> Non
     try:
         ready(proc)
         for n in (1, 10, 20):
-            assert decode_values(proc.execute(NAME, "fibonacci", encode_values([n]))["payload"]) == [[1, 55, 6765][[1, 10, 20].index(n)]]
+            assert decode_values(proc.execute(NAME, "fibonacci", encode_values([n])).payload) == [[1, 55, 6765][[1, 10, 20].index(n)]]
         strings = ["s" * 1000] * 2000  # a request larger than one pipe buffer
-        assert decode_values(proc.execute(NAME, "sleep_and_echo", encode_values([strings]))["payload"]) == [strings]
+        assert decode_values(proc.execute(NAME, "sleep_and_echo", encode_values([strings])).payload) == [strings]
         proc.proc.stdin.close()
         assert proc.wait() == 0
     finally:
         proc.close()
 
 
-def test_message_fast_path_matches_the_converter() -> None:
-    from spider_core.converter import converter, message_from_primitive, message_to_primitive
-    from spider_core.models import Execute, Message, Ready, Result, Shutdown
+def test_messages_are_arrays_of_the_class_name_and_the_fields() -> None:
+    from spider_core.converter import message_from_primitive, message_to_primitive
+    from spider_core.models import Execute
 
-    messages = [
-        Execute(seq=1, package="p", task="t", raw_ctx=b"c", raw_inputs=b"i"),
-        Shutdown(),
-        Result(seq=2, ok=False, payload=b"x", elapsed_us=3),
-        Ready(pid=4, abi_version="0.1.0"),
+    cases = [
+        (Execute(seq=1, package="p", task="t", raw_ctx=b"c", raw_inputs=b"i"), ["Execute", 1, "p", "t", b"c", b"i"]),
+        (Shutdown(), ["Shutdown"]),
+        (Result(seq=2, ok=False, payload=b"x", elapsed_us=3), ["Result", 2, False, b"x", 3]),
+        (Ready(pid=4, abi_version="0.1.0"), ["Ready", 4, "0.1.0"]),
     ]
-    for message in messages:
-        primitive = message_to_primitive(message)
-        assert primitive == converter.unstructure(message, Message)
-        assert message_from_primitive(dict(primitive)) == converter.structure(primitive, Message) == message
-    for bad in [[], {"type": "Nope"}, {"seq": 1}, {"type": "Result", "seq": 1}, {"type": "Shutdown", "extra": 1}]:
-        with pytest.raises(ValueError):
-            message_from_primitive(bad)
+    for message, primitive in cases:
+        assert message_to_primitive(message) == primitive
+        assert message_from_primitive(primitive) == message
+        assert msgpack.unpackb(msgpack.packb(primitive)) == primitive
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        ([], "a message must be a non-empty array, got list []"),
+        ({"type": "Shutdown"}, "a message must be a non-empty array, got dict {'type': 'Shutdown'}"),
+        (["Nope"], "unknown message type 'Nope'"),
+        ([1, 2], "unknown message type 1"),
+        (["Result", 1], "invalid Result message: 1 fields, expected 4 (seq, ok, payload, elapsed_us)"),
+        (["Shutdown", 1], "invalid Shutdown message: 1 fields, expected 0 (none)"),
+        (["Result", "1", True, b"", 0], "invalid Result message: seq: expected int, got str '1'"),
+        (["Result", 1, 1, b"", 0], "invalid Result message: ok: expected bool, got int 1"),
+        (["Execute", 1, "p", "t", 0, b""], "invalid Execute message: raw_ctx: expected bytes, got int 0"),
+    ],
+)
+def test_malformed_messages_are_refused_with_the_reason(bad: object, error: str) -> None:
+    from spider_core.converter import message_from_primitive
+
+    with pytest.raises(ValueError) as info:
+        message_from_primitive(bad)
+    assert str(info.value) == error
 
 
 _field_values = st.one_of(
     st.integers(-5, 2**64), st.booleans(), st.text(max_size=3), st.binary(max_size=3), st.none(), st.floats(), st.just([])
 )
-
-
-_WELL_FORMED = [
-    {"type": "Execute", "seq": 1, "package": "p", "task": "t", "raw_ctx": b"c", "raw_inputs": b"i"},
-    {"type": "Result", "seq": 1, "ok": True, "payload": b"p", "elapsed_us": 2},
-]
-_KEYS = ["type", "seq", "package", "task", "raw_ctx", "raw_inputs", "ok", "payload", "elapsed_us", "x"]
-_DELETE = object()
+_WELL_FORMED = [["Execute", 1, "p", "t", b"c", b"i"], ["Result", 1, True, b"p", 2]]
 
 
 @st.composite
-def _near_messages(draw: st.DrawFn) -> dict:
-    """A well-formed Execute or Result with up to two keys replaced, added or removed."""
-    primitive = dict(draw(st.sampled_from(_WELL_FORMED)))
-    for key, value in draw(st.lists(st.tuples(st.sampled_from(_KEYS), _field_values | st.just(_DELETE)), max_size=2)):
-        if value is _DELETE:
-            primitive.pop(key, None)
-        else:
-            primitive[key] = value
+def _near_messages(draw: st.DrawFn) -> list:
+    """A well-formed Execute or Result with up to two fields replaced, added or removed."""
+    primitive = list(draw(st.sampled_from(_WELL_FORMED)))
+    for _ in range(draw(st.integers(0, 2))):
+        action = draw(st.sampled_from(["replace", "append", "pop"]))
+        if action == "replace":
+            primitive[draw(st.integers(0, len(primitive) - 1))] = draw(_field_values | st.sampled_from(["Execute", "Result"]))
+        elif action == "append":
+            primitive.append(draw(_field_values))
+        elif primitive:
+            primitive.pop(draw(st.integers(0, len(primitive) - 1)))
     return primitive
 
 
-@given(
-    st.one_of(
-        _near_messages(),
-        st.builds(
-            lambda tag, fields: {"type": tag, **fields},
-            st.sampled_from(["Execute", "Result", "Ready", 1, None]),
-            st.dictionaries(st.sampled_from(_KEYS[1:]), _field_values),
-        ),
-    )
-)
-def test_execute_and_result_fast_paths_agree_with_the_converter(primitive: dict) -> None:
+@given(st.one_of(_near_messages(), st.lists(_field_values | st.sampled_from(["Execute", "Result"]), max_size=7)))
+def test_execute_and_result_fast_paths_agree_with_the_converter(primitive: list) -> None:
     from spider_core.converter import execute_fields, message_from_primitive, result_fields
-    from spider_core.models import Execute, Result
+    from spider_core.models import Execute
 
     try:
-        message = message_from_primitive(dict(primitive))
+        message = message_from_primitive(primitive)
     except ValueError:
         message = None
     expected_execute = (
@@ -338,13 +345,20 @@ def test_execute_and_result_fast_paths_agree_with_the_converter(primitive: dict)
     assert result_fields(primitive) == expected_result
 
 
-def test_the_fast_paths_accept_well_formed_messages() -> None:
-    from spider_core.converter import execute_fields, message_to_primitive, result_fields, result_primitive
-    from spider_core.models import Execute, Result
+def test_the_fast_paths_build_and_read_well_formed_messages() -> None:
+    from spider_core.converter import (
+        execute_fields,
+        execute_primitive,
+        message_to_primitive,
+        result_fields,
+        result_primitive,
+    )
+    from spider_core.models import Execute
 
-    execute = message_to_primitive(Execute(seq=7, package="p", task="t", raw_ctx=b"c", raw_inputs=b"i"))
-    assert execute_fields(execute) == (7, "p", "t", b"c", b"i")
+    execute = Execute(seq=7, package="p", task="t", raw_ctx=b"c", raw_inputs=b"i")
+    assert execute_primitive(7, "p", "t", b"c", b"i") == message_to_primitive(execute)
+    assert execute_fields(message_to_primitive(execute)) == (7, "p", "t", b"c", b"i")
     result = Result(seq=8, ok=True, payload=b"p", elapsed_us=9)
     assert result_primitive(8, True, b"p", 9) == message_to_primitive(result)
-    assert result_fields(result_primitive(8, True, b"p", 9)) == (8, True, b"p", 9)
-    assert result_fields({**result_primitive(8, True, b"p", 9), "seq": True}) is None  # bool is not an int
+    assert result_fields(message_to_primitive(result)) == (8, True, b"p", 9)
+    assert result_fields(["Result", True, True, b"p", 9]) is None  # a bool is not an int

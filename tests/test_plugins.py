@@ -12,7 +12,7 @@ import pytest
 
 from helpers import ExecutorProcess, make_distribution
 from spider_core import hookspecs
-from spider_core.models import PackageSource
+from spider_core.models import PackageSource, Ready
 from spider_core.plugins import (
     DEFAULT_PLUGINS,
     PluginError,
@@ -26,7 +26,7 @@ HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("spider_"))
 
 FAKE_PLUGIN = """
     from spider_core import hookimpl
-    from spider_core.models import PackageSource
+    from spider_core.models import PackageSource, Ready
     from spider_core.tdl import encode_values
 
 
@@ -170,10 +170,10 @@ def child_env(root: Path, **extra: str) -> dict[str, str]:
 def test_entry_point_plugin_is_honoured_in_the_executor(fake_dist: Path, package_dir: Path) -> None:
     proc = ExecutorProcess(package_dir, env=child_env(fake_dist))
     try:
-        assert proc.receive()["type"] == "Ready"
+        assert isinstance(proc.receive(), Ready)
         result = proc.execute("fakepkg", "hello", EMPTY_FRAME)
-        assert result["ok"] is True
-        assert decode_values(result["payload"]) == ["answered by fakeplugin", "hello"]
+        assert result.ok is True
+        assert decode_values(result.payload) == ["answered by fakeplugin", "hello"]
     finally:
         proc.close()
 
@@ -181,9 +181,9 @@ def test_entry_point_plugin_is_honoured_in_the_executor(fake_dist: Path, package
 def test_blocked_entry_point_plugin_is_skipped_in_the_executor(fake_dist: Path, package_dir: Path) -> None:
     proc = ExecutorProcess(package_dir, env=child_env(fake_dist, SPIDER_DISABLE_PLUGINS="fake"))
     try:
-        assert proc.receive()["type"] == "Ready"
+        assert isinstance(proc.receive(), Ready)
         result = proc.execute("fakepkg", "hello", EMPTY_FRAME)
-        assert result["ok"] is False
+        assert result.ok is False
     finally:
         proc.close()
 

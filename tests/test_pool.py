@@ -424,7 +424,7 @@ MODE = {mode!r}
 def send(obj):
     body = msgpack.packb(obj)
     os.write(1, struct.pack(">I", len(body)) + body)
-send({{"type": "Ready", "pid": os.getpid(), "abi_version": "0.1.0"}})
+send(["Ready", os.getpid(), "0.1.0"])
 buf = b""
 while True:
     data = os.read(0, 65536)
@@ -436,15 +436,15 @@ while True:
     size = struct.unpack(">I", buf[:4])[0]
     request = msgpack.unpackb(buf[4:4 + size]); buf = buf[4 + size:]
     if MODE == "wrong-seq":
-        send({{"type": "Result", "seq": request["seq"] + 1, "ok": True, "payload": b"\\0\\0\\0\\0", "elapsed_us": 1}})
+        send(["Result", request[1] + 1, True, b"\\0\\0\\0\\0", 1])  # request[1]: its seq
     elif MODE == "garbage":
         os.write(1, b"\\x00\\x00\\x00\\x03\\xc1\\xc1\\xc1")
     elif MODE == "oversized":
         os.write(1, b"\\x7f\\xff\\xff\\xff")
     elif MODE == "not-a-result":
-        send({{"type": "Ready", "pid": 1, "abi_version": "0.1.0"}})
+        send(["Ready", 1, "0.1.0"])
     elif MODE == "bad-error":
-        send({{"type": "Result", "seq": request["seq"], "ok": False, "payload": b"\\xc1", "elapsed_us": 1}})
+        send(["Result", request[1], False, b"\\xc1", 1])
 """
 
 
@@ -972,9 +972,9 @@ def readn(n):
         if not d: sys.exit(0)
         buf += d
     return buf
-send({"type": "Ready", "pid": os.getpid(), "abi_version": "0.1.0"})
+send(["Ready", os.getpid(), "0.1.0"])
 size = struct.unpack(">I", readn(4))[0]
-send({"type": "Result", "seq": 1, "ok": True, "payload": b"\\0\\0\\0\\0", "elapsed_us": 1})
+send(["Result", 1, True, b"\\0\\0\\0\\0", 1])
 time.sleep(60)
 """
 
