@@ -106,23 +106,28 @@ def _check_names(package: Any, task: Any) -> None:
         raise InvalidRequest(f"task name must be a non-empty UTF-8 string, got {task!r}")
 
 
-@functools.lru_cache(maxsize=1024)
-def _cached_context(job_id: int, task_id: TaskId, task_instance_id: int, resource_group_id: int) -> bytes:
+# typed: 0, False and 0.0 are one key to an untyped cache, but only 0 is a valid id.
+@functools.lru_cache(maxsize=1024, typed=True)
+def _cached_context(job_id: int, task_id: TaskId | None, task_instance_id: int, resource_group_id: int) -> bytes:
     return TaskContext(
-        job_id=job_id, task_id=task_id, task_instance_id=task_instance_id, resource_group_id=resource_group_id
+        job_id=job_id,
+        task_id=_FIRST_TASK if task_id is None else task_id,
+        task_instance_id=task_instance_id,
+        resource_group_id=resource_group_id,
     ).encode()
 
 
 def _encode_context(
-    job_id: int, task_id: TaskId, task_instance_id: int, resource_group_id: int, outputs: bytes | None
+    job_id: int, task_id: TaskId | None, task_instance_id: int, resource_group_id: int, outputs: bytes | None
 ) -> bytes:
-    """The msgpack TaskContext of a request (contexts without outputs are cached)."""
+    """The msgpack TaskContext of a request (``task_id`` None is the first task; contexts
+    without outputs are cached)."""
     try:
-        if outputs is None and not task_id.is_commit:
+        if outputs is None and (task_id is None or not task_id.is_commit):
             return _cached_context(job_id, task_id, task_instance_id, resource_group_id)
         context = TaskContext(
             job_id=job_id,
-            task_id=task_id,
+            task_id=_FIRST_TASK if task_id is None else task_id,
             task_instance_id=task_instance_id,
             resource_group_id=resource_group_id,
             serialized_task_graph_outputs=outputs,
@@ -656,11 +661,11 @@ class ProcessPool:
             if len(self._valid_names) >= _MAX_VALID_NAMES:  # names come from callers: bound the set
                 self._valid_names.clear()
             self._valid_names.add((package, task))
-        task_id = _FIRST_TASK if request.task_id is None else request.task_id
+        task_id = request.task_id
         raw_ctx = _encode_context(
             request.job_id, task_id, request.task_instance_id, request.resource_group_id, request.task_graph_outputs
         )
-        if task_id.is_commit:
+        if task_id is not None and task_id.is_commit:
             if request.inputs or request.raw_inputs not in (None, EMPTY_FRAME):
                 raise BuildTaskContext("a commit task takes no inputs: it reads the task-graph outputs")
             raw_inputs = EMPTY_FRAME

@@ -491,6 +491,20 @@ def test_bad_requests_are_clear_errors(config, request_, timeout, error) -> None
     assert pool_run(config, scenario).values == [55]
 
 
+@pytest.mark.parametrize("field", ["job_id", "task_instance_id", "resource_group_id"])
+@pytest.mark.parametrize("value", [False, 0.0, -1, 2**64, "0"])
+def test_context_ids_must_be_u64_even_when_zero_is_cached(config, field: str, value: object) -> None:
+    async def scenario(pool):
+        assert (await pool.execute(req("fibonacci", 1), 5)).values == [1]  # caches the context of id 0
+        with pytest.raises(sc.BuildTaskContext) as info:
+            await pool.execute(req("fibonacci", 1, **{field: value}), 5)
+        return str(info.value)
+
+    assert pool_run(config, scenario) == (
+        f"cannot build the task context: {field} must be an unsigned 64-bit integer, got {value!r}"
+    )
+
+
 def test_request_over_the_frame_limit(package_dir: Path) -> None:
     config = sc.PoolConfig(package_dir=package_dir, max_frame_size=10_000, plugin_autoload=False)
 

@@ -6,12 +6,16 @@ import enum
 from typing import Any
 
 import msgpack
-from attrs import field, frozen
-from attrs.validators import and_, ge, instance_of, le, optional
+from attrs import Attribute, field, frozen
+from attrs.validators import instance_of, optional
 
 from spider_core.tdl.errors import EncodingError
 
-_u64 = and_(instance_of(int), ge(0), le(2**64 - 1))
+
+def _u64(instance: Any, attribute: Attribute, value: Any) -> None:
+    """An attrs validator: a u64, as rmp-serde reads one (so not a bool, not a float)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
+        raise ValueError(f"{attribute.name} must be an unsigned 64-bit integer, got {value!r:.40}")
 
 
 class TaskIdKind(enum.Enum):
