@@ -141,7 +141,8 @@ class PoolConfig:
         150 ms here). It costs one idle process; ``inherited_env`` is copied when the standby
         is spawned, not when it takes over.
     :param spin_us: After sending a request, the pool polls for the answer for up to this
-        many microseconds before it waits on the event loop. Short tasks then return without a
+        many microseconds before it waits on the event loop, yielding the CPU after each empty
+        read (the executor may be waiting for that CPU). Short tasks then return without a
         wake-up (much of a round trip on virtual machines), but the event loop runs nothing
         else meanwhile; 0 (the default) never spins.
     :param executor_log_level: What the executor logs: ``"info"`` (start, packages loaded,

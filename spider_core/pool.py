@@ -360,7 +360,8 @@ class _ExecutorProcess:
         waiter = self.waiter
         deadline = time.perf_counter_ns() + budget_ns
         while not waiter.done() and self._pending is None and time.perf_counter_ns() < deadline:
-            self._on_readable()
+            if not self._on_readable():
+                os.sched_yield()  # the executor may be waiting for this very CPU
         return waiter.done()
 
     def send(self, frame: bytes) -> None:

@@ -163,7 +163,8 @@ def die_with_parent() -> None:
 class _Input:
     """The request channel. With ``spin_us``, a read first polls for that long before it
     blocks: a pool that answers quickly then finds the executor awake (a cross-CPU wake-up
-    costs far more than the spin on some virtual machines)."""
+    costs far more than the spin on some virtual machines). Each empty poll yields the CPU,
+    which the pool may be waiting for when the scheduler put both on one CPU."""
 
     def __init__(self, fd: int, spin_us: int) -> None:
         self.fd = fd
@@ -183,6 +184,7 @@ class _Input:
             except BlockingIOError:
                 if time.perf_counter_ns() > deadline:
                     break
+                os.sched_yield()
         while True:
             self._poller.poll()
             try:
