@@ -1,4 +1,4 @@
-"""``spider batch``: run a JSON-lines file of requests through one pool.
+"""``spider batch``: run a JSON-lines file (or standard input) of requests through one pool.
 
 Each result line is appended and flushed as soon as its request completes, so a runner that
 dies loses nothing it finished; ``--resume`` skips the ids already in the output.
@@ -7,11 +7,16 @@ dies loses nothing it finished; ``--resume`` skips the ids already in the output
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import os
+import stat
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from spider_core.errors import BuildTaskContext, EncodeTaskInputs, InternalError, InvalidRequest
 from spider_core.models import ExecuteRequest, PoolConfig
@@ -26,6 +31,10 @@ from spider_core.reporting import (
 )
 
 FIELDS = {"id", "package", "task", "inputs", "timeout"}
+#: The requests argument that means standard input.
+STDIN = "-"
+_READ_AHEAD = 64  # lines a pipe's reader thread may hold before the run takes them
+_CHUNK = 64 * 1024
 
 
 class BatchError(Exception):
@@ -65,7 +74,7 @@ def request_key(request_id: Any, line: int) -> tuple[str, Any]:
 
 def _records(data: bytes) -> list[dict[str, Any]]:
     records = []
-    for text in data.decode("utf-8", "replace").splitlines():
+    for text in data.decode("utf-8", "replace").split("\n"):  # not splitlines: U+2028 is JSON
         try:
             record = parse_json(text)
         except ValueError:
@@ -75,7 +84,7 @@ def _records(data: bytes) -> list[dict[str, Any]]:
     return records
 
 
-def check_out(out: Path, requests: Path) -> bool:
+def check_out(out: Path, requests: Path | None) -> bool:
     """Whether ``out`` is a regular file we may read and repair. Refuses a directory, the
     requests file itself, and an existing file that is not a results file; a torn last line
     (the runner died mid-write) is cut off."""
@@ -83,7 +92,7 @@ def check_out(out: Path, requests: Path) -> bool:
         return True
     if out.is_dir():
         raise BatchError(f"--out {out} is a directory; name a file")
-    if requests.exists() and out.samefile(requests):
+    if requests is not None and requests.exists() and out.samefile(requests):
         raise BatchError(f"--out {out} is the requests file; name another file")
     if not out.is_file():
         return False  # /dev/stdout, a pipe: append only
@@ -166,31 +175,101 @@ def run_batch(
     strict: bool = False,
     progress: bool = True,
 ) -> int:
-    """Run every request of ``requests``; return the exit status (0 only if all succeeded)."""
+    """Run every request of ``requests`` (``-``: standard input), reading it as the run goes;
+    return the exit status (0 only if all succeeded)."""
+    from_stdin = str(requests) == STDIN
+    if from_stdin and sys.stdin is None:
+        raise BatchError("no standard input to read the requests from")
     try:
-        lines = requests.read_text().splitlines()
+        stream = sys.stdin.buffer if from_stdin else requests.open("rb")
     except OSError as e:
         raise BatchError(f"cannot read {requests}: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise BatchError(f"{requests} is not UTF-8 text") from None
-    readable = check_out(out, requests)
-    if resume and not readable:
-        raise BatchError(f"cannot --resume from {out}: it is not a regular file")
-    skip = done_keys(out) if resume and out.exists() else {}
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        sink = out.open("a", encoding="utf-8")
-    except OSError as e:
-        raise BatchError(f"cannot write {out}: {e.strerror}") from None
-    meter = Progress(progress)
-    with sink:
-        code = asyncio.run(_run(lines, sink, config, default_timeout, skip, strict, meter))
+    with contextlib.ExitStack() as stack:
+        if not from_stdin:
+            stack.enter_context(stream)
+        readable = check_out(out, None if from_stdin else requests)
+        if resume and not readable:
+            raise BatchError(f"cannot --resume from {out}: it is not a regular file")
+        skip = done_keys(out) if resume and out.exists() else {}
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            sink = stack.enter_context(out.open("a", encoding="utf-8"))
+        except OSError as e:
+            raise BatchError(f"cannot write {out}: {e.strerror}") from None
+        meter = Progress(progress)
+        code = asyncio.run(_run(_Lines(stream), sink, config, default_timeout, skip, strict, meter))
     meter.summary()
     return code
 
 
+class _Lines:
+    """The request lines, read one at a time as the run goes. A pipe or a terminal is read by
+    a daemon thread a few lines ahead, so neither the event loop (and the pool on it) nor the
+    exit after Ctrl-C ever waits for the producer."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        try:
+            self.blocking = not stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+        except (OSError, ValueError):  # no descriptor: plain reads
+            self.blocking = False
+        self._queue: asyncio.Queue[bytes | OSError] | None = None
+
+    async def next(self) -> bytes:
+        """The next line with its newline; ``b""`` at the end."""
+        if not self.blocking:
+            line: bytes | OSError = self._readline()
+        else:
+            if self._queue is None:
+                self._queue = asyncio.Queue(maxsize=_READ_AHEAD)
+                reader = threading.Thread(target=self._pump, args=(asyncio.get_running_loop(),), daemon=True)
+                reader.start()
+            line = await self._queue.get()
+        if isinstance(line, OSError):
+            raise BatchError(f"cannot read the requests: {line.strerror}")
+        return line
+
+    def _readline(self) -> bytes | OSError:
+        try:
+            return self.stream.readline()
+        except OSError as e:
+            return e
+
+    def _pump(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Raw reads, not the buffered stream: a daemon thread blocked inside a buffered read
+        # holds its lock, and the interpreter aborts when it meets that lock at exit.
+        for line in _raw_lines(self.stream.fileno()):
+            try:
+                asyncio.run_coroutine_threadsafe(self._queue.put(line), loop).result()
+            except Exception:  # the run is over (the loop closed or the put was cancelled)
+                return
+
+
+def _raw_lines(fd: int) -> Iterator[bytes | OSError]:
+    """The lines of ``fd`` with their newlines, then ``b""``; an OSError ends them."""
+    pending: list[bytes] = []
+    while True:
+        try:
+            chunk = os.read(fd, _CHUNK)
+        except OSError as e:
+            yield e
+            return
+        if not chunk:
+            if pending:
+                yield b"".join(pending)  # a last line without a newline
+            yield b""
+            return
+        *complete, rest = chunk.split(b"\n")
+        for part in complete:
+            pending.append(part)
+            yield b"".join(pending) + b"\n"
+            pending = []
+        if rest:
+            pending.append(rest)
+
+
 async def _run(
-    lines: list[str],
+    lines: _Lines,
     sink: TextIO,
     config: PoolConfig,
     default_timeout: float,
@@ -205,10 +284,16 @@ async def _run(
     all_ok = True
     seen: dict[tuple[str, Any], int] = {}
     async with ProcessPool(config) as pool:
-        for number, text in enumerate(lines, start=1):
-            if not text.strip():
+        number = 0
+        while raw := await lines.next():
+            number += 1
+            if not raw.strip():
                 continue
             try:
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise ValueError("not UTF-8 text") from None
                 request_id, request, timeout = parse_line(text, number, default_timeout)
                 key = request_key(request_id, number)
                 if key in seen:

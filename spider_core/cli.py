@@ -355,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     batch = command("batch", "run a JSON-lines file of requests through one pool",
                     'Each line of REQUESTS is {"id": ..., "package": ..., "task": ..., "inputs": [...], '
                     '"timeout": ...}; one result line per request is appended to --out as it completes.')
-    batch.add_argument("requests", type=Path, metavar="REQUESTS.jsonl")
+    batch.add_argument("requests", type=Path, metavar="REQUESTS.jsonl",
+                       help="one JSON request per line; - reads them from standard input as they come")
     batch.add_argument("--out", type=Path, required=True, metavar="RESULTS.jsonl")
     pool_options(batch)
     batch.add_argument("--resume", action="store_true", help="skip requests whose id already has a result in --out")

@@ -159,7 +159,7 @@ def write_requests(path: Path, lines: list[object]) -> Path:
 
 
 def results(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return [json.loads(line) for line in path.read_text().split("\n") if line]
 
 
 def call(id_: str, task: str, *inputs: object, **extra: object) -> dict:
@@ -234,6 +234,80 @@ def test_killing_the_batch_runner_loses_no_written_line(package_dir: Path, tmp_p
     assert done.returncode == 0
     ids = [r["id"] for r in results(out)]
     assert sorted(ids, key=int) == [str(i) for i in range(100)] and len(ids) == 100
+
+
+def test_batch_reads_requests_from_stdin(package_dir: Path, tmp_path: Path) -> None:
+    long = "z" * 200_000  # a line over several reads of the pipe
+    lines = [call("0", "fibonacci", 0), call("long", "sleep_and_echo", [long]), call("2", "fibonacci", 3)]
+    text = "\n".join(json.dumps(line) for line in lines)  # the last line has no newline
+    out = tmp_path / "o.jsonl"
+    done = subprocess.run([str(SPIDER), "batch", "-", "--out", str(out), "--package-dir", str(package_dir)],
+                          input=text, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert [(r["id"], r["values"]) for r in results(out)] == [("0", [0]), ("long", [[long]]), ("2", [2])]
+
+
+def wait_for_results(out: Path, count: int) -> list[dict]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if out.exists() and len(found := results(out)) >= count:
+            return found
+        time.sleep(0.02)
+    raise AssertionError(f"fewer than {count} results in {out} after 30 s")
+
+
+def test_batch_runs_each_piped_request_as_it_arrives(package_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    runner = subprocess.Popen([str(SPIDER), "batch", "-", "--out", str(out), "--package-dir", str(package_dir)],
+                              stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for i in range(3):  # the next line is written only once the previous result is on disk
+            runner.stdin.write(json.dumps(call(str(i), "fibonacci", i + 5)).encode() + b"\n")
+            runner.stdin.flush()
+            assert [r["values"] for r in wait_for_results(out, i + 1)][-1] == [[5, 8, 13][i]]
+        runner.stdin.close()
+        assert runner.wait(60) == 0
+    finally:
+        runner.kill()
+        runner.wait()
+        runner.stderr.close()
+
+
+def test_batch_interrupted_while_waiting_for_input_exits_at_once(package_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    runner = subprocess.Popen([str(SPIDER), "batch", "-", "--out", str(out), "--package-dir", str(package_dir)],
+                              stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        runner.stdin.write(json.dumps(call("a", "fibonacci", 3)) + "\n")
+        runner.stdin.flush()
+        wait_for_results(out, 1)  # the run is under way and waits for the next line
+        runner.send_signal(signal.SIGINT)
+        assert runner.wait(30) == 130  # the open stdin does not keep it alive
+        assert "spider: interrupted" in runner.stderr.read() and results(out)[0]["values"] == [2]
+    finally:
+        runner.kill()
+        runner.wait()
+        runner.stdin.close()
+        runner.stderr.close()
+
+
+def test_batch_line_that_is_not_utf8_is_malformed_and_lines_split_only_at_newlines(
+    package_dir: Path, tmp_path: Path
+) -> None:
+    requests = tmp_path / "r.jsonl"
+    requests.write_bytes(
+        json.dumps(call("a", "sleep_and_echo", ["x\u2028y"]), ensure_ascii=False).encode() + b"\n"
+        + b'{"id": "\xff"}\n'
+        + json.dumps(call("b", "fibonacci", 4)).encode() + b"\n"
+    )
+    out = tmp_path / "o.jsonl"
+    done = spider("batch", str(requests), "--out", str(out), "--package-dir", str(package_dir))
+    assert done.returncode == 1
+    records = results(out)
+    assert [(r["id"], r["line"], r["outcome"]) for r in records] == [
+        ("a", 1, "success"), (None, 2, "invalid_request"), ("b", 3, "success")
+    ]
+    assert records[0]["values"] == [["x\u2028y"]] and "line 2: not UTF-8 text; skipped" in done.stderr
 
 
 def test_batch_unreadable_requests(tmp_path: Path, package_dir: Path) -> None:
