@@ -751,10 +751,19 @@ UserId = NewType("UserId", int)
         ([1, 2, 3], tuple[int, ...], (1, 2, 3)),
         (7, UserId, 7),
         ({"1": [1.5, 2]}, dict[str, list[float]], {"1": [1.5, 2.0]}),
+        (3, int | str, 3),
+        ("3", int | str, "3"),
+        (3, float | int, 3),  # the value's own type first, whatever the order
+        (3, float | str, 3.0),
+        (b"ab", int | str, "ab"),
+        ([97], int | bytes, b"a"),
+        (None, int | str | None, None),
+        ([True, 2], list[bool | int], [True, 2]),
     ],
 )
 def test_structure(value: object, tp: object, expected: object) -> None:
-    assert structure(value, tp) == expected
+    result = structure(value, tp)
+    assert result == expected and type(result) is type(expected)
 
 
 @pytest.mark.parametrize(
@@ -766,6 +775,11 @@ def test_structure(value: object, tp: object, expected: object) -> None:
         ("7", UserId, "expected int, got str '7'"),
         ([1, "a", 2], tuple[int, str], "expected tuple[int, str] (2 elements), got 3 elements"),
         (b"\xff", str, "expected str, got bin that is not valid UTF-8"),
+        (True, int | str, "expected int | str, got bool True"),
+        (1.5, int | str, "expected int | str, got float 1.5"),
+        (None, int | float, "expected int | float, got NoneType None"),
+        ("x", float | int | None, "expected int | float | None, got str 'x'"),  # members in one order
+        ([1, True], list[int | str], "[1]: expected int | str, got bool True"),
     ],
 )
 def test_structure_errors(value: object, tp: object, message: str) -> None:

@@ -29,7 +29,9 @@ converter knows. attrs classes and dataclasses are written as msgpack maps (catt
 read from a map or, as rmp-serde reads a Rust struct, from an array of field values in
 declaration order. Scalars are checked as strictly as rmp-serde checks them: an ``int`` never
 comes from a string or a float, a ``float`` may come from an int, a ``str`` may come from
-UTF-8 bin and ``bytes`` from bin or an array of u8 (rmp-serde's ``Vec<u8>``).
+UTF-8 bin and ``bytes`` from bin or an array of u8 (rmp-serde's ``Vec<u8>``). A union of
+scalars (``int | str``) takes the member of the value's own type, else the one that converts
+it; a bool is never an int.
 
 This module only encodes and decodes: user exceptions propagate out of
 :meth:`Task.execute_raw`; the ``spider_pytasks`` plugin turns them into spider's errors.
@@ -213,6 +215,34 @@ def _is_abc(container: Any, names: frozenset[str]) -> bool:
     return isinstance(container, type) and container.__module__ == "collections.abc" and container.__name__ in names
 
 
+def _all_scalars(types_: tuple[Any, ...]) -> bool:
+    try:
+        return all(t in _SCALARS for t in types_)
+    except TypeError:  # unhashable
+        return False
+
+
+def _scalar_union(tp: Any, members: list[Conformer]) -> Conformer:
+    """``int | str`` and the like: the member of the value's own type, else the one member that
+    converts it (an int to a float, bin to a str, an array of u8 to bytes); never a bool as an
+    int. The order of the members does not matter: ``int | float == float | int``, so both
+    share one cached conformer, and the error names the members in one canonical order."""
+    exact = {_NoneType if t is None else t for t in typing.get_args(tp)}
+    expected = " | ".join(type_name(t) for t in _SCALARS if t in exact)
+
+    def conform(value: Any) -> Any:
+        if type(value) in exact:
+            return value
+        for member in members:
+            try:
+                return member(value)
+            except _Mismatch:
+                continue
+        raise _Mismatch(f"expected {expected}, got {_describe(value)}")
+
+    return conform
+
+
 def _optional(inner: Conformer) -> Conformer:
     def conform(value: Any) -> Any:
         return None if value is None else inner(value)
@@ -319,9 +349,11 @@ def _build_conformer(tp: Any) -> Conformer | None:
     if isinstance(tp, typing.NewType):
         return _conformer(tp.__supertype__)
     if origin in (typing.Union, types.UnionType):
+        if _all_scalars(args):
+            return _scalar_union(tp, [_SCALARS[a] for a in args])
         others = [a for a in args if a is not _NoneType]
         if len(others) != 1:
-            return None  # a real union: cattrs decides
+            return None  # a union of structures: cattrs decides
         inner = _conformer(others[0])
         if inner is None:
             return None
@@ -358,7 +390,7 @@ def _is_final(tp: Any) -> bool:
         return _is_final(tp.__supertype__)
     if origin in (typing.Union, types.UnionType):
         others = [a for a in args if a is not _NoneType]
-        return len(others) == 1 and _is_final(others[0])
+        return _all_scalars(args) or (len(others) == 1 and _is_final(others[0]))
     container = origin or tp
     if container is list or _is_abc(container, _SEQUENCES - {"Set", "MutableSet"}):
         return not args or _is_final(args[0])
