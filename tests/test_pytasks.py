@@ -436,7 +436,7 @@ def test_structuring_failure_names_the_parameter_and_type(pool) -> None:
         ("echo_int", True, "as int: expected int, got bool True"),
         ("echo_str", 5, "as str: expected str, got int 5"),
         ("echo_list", [1, "x"], "as list[int]: [1]: expected int, got str 'x'"),
-        ("echo_optional", "x", "as int | None: expected int, got str 'x'"),
+        ("echo_optional", "x", "as int | None: expected int | None, got str 'x'"),
         ("calibrate", {"sensor": "s", "values": [], "raw": b"", "extra": 1}, "as Reading: extra fields found (extra)"),
     ],
 )
