@@ -122,9 +122,14 @@ def _encode_context(
 ) -> bytes:
     """The msgpack TaskContext of a request (``task_id`` None is the first task; contexts
     without outputs are cached)."""
+    if task_id is not None and not isinstance(task_id, TaskId):
+        raise BuildTaskContext(
+            f"task_id must be a TaskId (TaskId.of(i), TaskId.COMMIT or TaskId.CLEANUP), got {task_id!r:.40}"
+        )
     try:
         if outputs is None and (task_id is None or not task_id.is_commit):
-            return _cached_context(job_id, task_id, task_instance_id, resource_group_id)
+            with contextlib.suppress(TypeError):  # an unhashable id: built below, for its message
+                return _cached_context(job_id, task_id, task_instance_id, resource_group_id)
         context = TaskContext(
             job_id=job_id,
             task_id=_FIRST_TASK if task_id is None else task_id,

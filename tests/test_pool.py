@@ -492,7 +492,7 @@ def test_bad_requests_are_clear_errors(config, request_, timeout, error) -> None
 
 
 @pytest.mark.parametrize("field", ["job_id", "task_instance_id", "resource_group_id"])
-@pytest.mark.parametrize("value", [False, 0.0, -1, 2**64, "0"])
+@pytest.mark.parametrize("value", [False, 0.0, -1, 2**64, "0", [0]])
 def test_context_ids_must_be_u64_even_when_zero_is_cached(config, field: str, value: object) -> None:
     async def scenario(pool):
         assert (await pool.execute(req("fibonacci", 1), 5)).values == [1]  # caches the context of id 0
@@ -502,6 +502,18 @@ def test_context_ids_must_be_u64_even_when_zero_is_cached(config, field: str, va
 
     assert pool_run(config, scenario) == (
         f"cannot build the task context: {field} must be an unsigned 64-bit integer, got {value!r}"
+    )
+
+
+@pytest.mark.parametrize("task_id", [0, "Commit", {"Index": 0}])
+def test_task_id_must_be_a_task_id(config, task_id: object) -> None:
+    async def scenario(pool):
+        with pytest.raises(sc.BuildTaskContext) as info:
+            await pool.execute(req("fibonacci", 1, task_id=task_id), 5)
+        return str(info.value)
+
+    assert pool_run(config, scenario) == (
+        f"task_id must be a TaskId (TaskId.of(i), TaskId.COMMIT or TaskId.CLEANUP), got {task_id!r}"
     )
 
 

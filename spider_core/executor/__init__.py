@@ -140,7 +140,7 @@ class _Channel:
             st = os.fstat(self.out_fd)
         except OSError:
             return _REPLACED
-        if st.st_ino != self.identity[1] or st.st_dev != self.identity[0]:
+        if (st.st_dev, st.st_ino) != self.identity:
             return _REPLACED
         return None
 
