@@ -35,6 +35,8 @@ FIELDS = {"id", "package", "task", "inputs", "timeout"}
 STDIN = "-"
 _READ_AHEAD = 64  # lines a pipe's reader thread may hold before the run takes them
 _CHUNK = 64 * 1024
+#: A longer request line is malformed (and skipped without being held in memory).
+MAX_LINE = 64 * 1024 * 1024
 
 
 class BatchError(Exception):
@@ -84,16 +86,19 @@ def _records(data: bytes) -> list[dict[str, Any]]:
     return records
 
 
-def check_out(out: Path, requests: Path | None) -> bool:
+def check_out(out: Path, requests: BinaryIO) -> bool:
     """Whether ``out`` is a regular file we may read and repair. Refuses a directory, the
-    requests file itself, and an existing file that is not a results file; a torn last line
-    (the runner died mid-write) is cut off."""
+    requests file itself (also as standard input, which would feed on its own results), and
+    an existing file that is not a results file; a torn last line (the runner died mid-write)
+    is cut off."""
     if not out.exists():
         return True
     if out.is_dir():
         raise BatchError(f"--out {out} is a directory; name a file")
-    if requests is not None and requests.exists() and out.samefile(requests):
-        raise BatchError(f"--out {out} is the requests file; name another file")
+    with contextlib.suppress(OSError, ValueError):
+        out_stat = out.stat()
+        if stat.S_ISREG(out_stat.st_mode) and os.path.samestat(os.fstat(requests.fileno()), out_stat):
+            raise BatchError(f"--out {out} is the requests file; name another file")
     if not out.is_file():
         return False  # /dev/stdout, a pipe: append only
     data = out.read_bytes()
@@ -187,7 +192,7 @@ def run_batch(
     with contextlib.ExitStack() as stack:
         if not from_stdin:
             stack.enter_context(stream)
-        readable = check_out(out, None if from_stdin else requests)
+        readable = check_out(out, stream)
         if resume and not readable:
             raise BatchError(f"cannot --resume from {out}: it is not a regular file")
         skip = done_keys(out) if resume and out.exists() else {}
@@ -202,6 +207,14 @@ def run_batch(
     return code
 
 
+class _Overlong:
+    """A request line over :data:`MAX_LINE` bytes, skipped without holding it in memory."""
+
+
+_OVERLONG = _Overlong()
+_Line = bytes | _Overlong | Exception
+
+
 class _Lines:
     """The request lines, read one at a time as the run goes. A pipe or a terminal is read by
     a daemon thread a few lines ahead, so neither the event loop (and the pool on it) nor the
@@ -213,41 +226,60 @@ class _Lines:
             self.blocking = not stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
         except (OSError, ValueError):  # no descriptor: plain reads
             self.blocking = False
-        self._queue: asyncio.Queue[bytes | OSError] | None = None
+        self._queue: asyncio.Queue[_Line] | None = None
 
-    async def next(self) -> bytes:
-        """The next line with its newline; ``b""`` at the end."""
+    async def next(self) -> bytes | _Overlong:
+        """The next line with its newline, or ``_OVERLONG``; ``b""`` at the end.
+
+        :raises BatchError: the requests cannot be read.
+        """
         if not self.blocking:
-            line: bytes | OSError = self._readline()
+            line = self._readline()
         else:
             if self._queue is None:
                 self._queue = asyncio.Queue(maxsize=_READ_AHEAD)
                 reader = threading.Thread(target=self._pump, args=(asyncio.get_running_loop(),), daemon=True)
                 reader.start()
             line = await self._queue.get()
-        if isinstance(line, OSError):
-            raise BatchError(f"cannot read the requests: {line.strerror}")
+        if isinstance(line, Exception):
+            reason = line.strerror if isinstance(line, OSError) else type(line).__name__
+            raise BatchError(f"cannot read the requests: {reason}")
         return line
 
-    def _readline(self) -> bytes | OSError:
+    def _readline(self) -> _Line:
         try:
-            return self.stream.readline()
+            line = self.stream.readline(MAX_LINE + 1)
+            if len(line) <= MAX_LINE or line.endswith(b"\n"):
+                return line
+            while (rest := self.stream.readline(_CHUNK)) and not rest.endswith(b"\n"):
+                pass
+            return _OVERLONG
         except OSError as e:
             return e
 
     def _pump(self, loop: asyncio.AbstractEventLoop) -> None:
         # Raw reads, not the buffered stream: a daemon thread blocked inside a buffered read
         # holds its lock, and the interpreter aborts when it meets that lock at exit.
-        for line in _raw_lines(self.stream.fileno()):
+        lines = _raw_lines(self.stream.fileno())
+        while True:
+            try:
+                line: _Line = next(lines)
+            except Exception as e:  # MemoryError, say: the run must end, not wait for more
+                line = e
             try:
                 asyncio.run_coroutine_threadsafe(self._queue.put(line), loop).result()
             except Exception:  # the run is over (the loop closed or the put was cancelled)
                 return
+            if line is not _OVERLONG and (not isinstance(line, bytes) or not line):
+                return  # the end, or a failure
 
 
-def _raw_lines(fd: int) -> Iterator[bytes | OSError]:
-    """The lines of ``fd`` with their newlines, then ``b""``; an OSError ends them."""
+def _raw_lines(fd: int) -> Iterator[_Line]:
+    """The lines of ``fd`` with their newlines (``_OVERLONG`` for one over MAX_LINE bytes),
+    then ``b""``; an OSError ends them."""
     pending: list[bytes] = []
+    size = 0
+    overlong = False
     while True:
         try:
             chunk = os.read(fd, _CHUNK)
@@ -255,17 +287,26 @@ def _raw_lines(fd: int) -> Iterator[bytes | OSError]:
             yield e
             return
         if not chunk:
-            if pending:
+            if overlong:
+                yield _OVERLONG
+            elif pending:
                 yield b"".join(pending)  # a last line without a newline
             yield b""
             return
         *complete, rest = chunk.split(b"\n")
         for part in complete:
-            pending.append(part)
-            yield b"".join(pending) + b"\n"
-            pending = []
-        if rest:
-            pending.append(rest)
+            if overlong or size + len(part) > MAX_LINE:
+                yield _OVERLONG
+            else:
+                pending.append(part)
+                yield b"".join(pending) + b"\n"
+            pending, size, overlong = [], 0, False
+        if rest and not overlong:
+            size += len(rest)
+            if size > MAX_LINE:
+                pending, overlong = [], True
+            else:
+                pending.append(rest)
 
 
 async def _run(
@@ -287,9 +328,11 @@ async def _run(
         number = 0
         while raw := await lines.next():
             number += 1
-            if not raw.strip():
+            if isinstance(raw, bytes) and not raw.strip():
                 continue
             try:
+                if raw is _OVERLONG:
+                    raise ValueError(f"longer than {MAX_LINE >> 20} MiB")
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError:

@@ -861,6 +861,20 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+class BenchError(Exception):
+    """The benchmark cannot run as asked; the message says why in one sentence."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--package-dir",
@@ -872,7 +886,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="report directory, created if missing (default: %(default)s)",
     )
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_CALLS} calls per contender, not {DEFAULT_CALLS}")
-    parser.add_argument("--calls", type=int, help="measured calls per contender and workload")
+    parser.add_argument("--calls", type=_positive_int, help="measured calls per contender and workload")
     parser.add_argument("--workloads", type=_names, default=WORKLOADS, help=f"comma-separated ({','.join(WORKLOADS)})")
     parser.add_argument("--peers", type=_names, default=PEERS, help=f"comma-separated ({','.join(PEERS)})")
     parser.add_argument(
@@ -890,8 +904,11 @@ def build_parser(prog: str = "spider bench") -> argparse.ArgumentParser:
     return parser
 
 
-def run_from_args(args: argparse.Namespace, prog: str = "spider bench") -> int:
-    """Run the benchmark for parsed arguments; print the markdown report."""
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run the benchmark for parsed arguments; print the markdown report.
+
+    :raises BenchError: it cannot run as asked.
+    """
     package_dir = args.package_dir
     try:
         if package_dir is None:
@@ -916,9 +933,11 @@ def run_from_args(args: argparse.Namespace, prog: str = "spider bench") -> int:
                 calls=args.calls,
             )
         )
-    except (ValueError, OSError, RuntimeError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
+    except OSError as e:
+        where = f"cannot use {e.filename}: " if e.filename else ""
+        raise BenchError(f"{where}{e.strerror or e}") from None
+    except (ValueError, RuntimeError) as e:
+        raise BenchError(str(e)) from None
     print(report.markdown_path.read_text())
     print(f"written: {report.markdown_path}, {report.json_path}", file=sys.stderr)
     return 0
@@ -926,4 +945,8 @@ def run_from_args(args: argparse.Namespace, prog: str = "spider bench") -> int:
 
 def main(argv: Sequence[str] | None = None, prog: str = "spider bench") -> int:
     """Run the benchmark from the command line."""
-    return run_from_args(build_parser(prog).parse_args(argv), prog)
+    try:
+        return run_from_args(build_parser(prog).parse_args(argv))
+    except BenchError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2

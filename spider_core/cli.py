@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from spider_core.plugins import PluginError
 from spider_core.reporting import (
@@ -71,6 +71,22 @@ def directory(text: str) -> Path:
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path is not a directory")
     return Path(text)
+
+
+def path(text: str) -> Path:
+    """A path argument; an empty one is refused, not taken for the current directory."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path names no file")
+    return Path(text)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors on one line like every other error of the CLI."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("spider").strip()
+        where = f"{command}: " if command else ""
+        self.exit(EXIT_USAGE, f"spider: error: {where}{message} (see `{self.prog} --help`)\n")
 
 
 def positive_seconds(text: str) -> float:
@@ -206,14 +222,14 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from spider_core.build import BuildError
-    from spider_core.demo import run_demo
+    from spider_core.demo import CacheError, run_demo
 
     try:
         return run_demo(cache_dir=args.cache_dir)
     except BuildError as e:
         raise CliError(f"cannot build the demo packages: {e}", EXIT_TASK_FAILURE) from None
-    except (OSError, RuntimeError) as e:  # RuntimeError: no home directory to find a cache in
-        raise CliError(f"cannot use the package cache: {_os_reason(e)}; pass --cache-dir DIR", EXIT_USAGE) from None
+    except CacheError as e:
+        raise CliError(f"cannot use the package cache: {e}; pass --cache-dir DIR", EXIT_USAGE) from None
 
 
 def cmd_packages(args: argparse.Namespace) -> int:
@@ -291,9 +307,12 @@ def cmd_build_package(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from spider_core.bench import run_from_args
+    from spider_core.bench import BenchError, run_from_args
 
-    return run_from_args(args)
+    try:
+        return run_from_args(args)
+    except BenchError as e:
+        raise CliError(str(e)) from None
 
 
 # -------------------------------------------------------------------------------------------
@@ -311,7 +330,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="spider",
         description="Run native and Python task packages in supervised executor processes.",
         epilog=EXIT_STATUSES,
@@ -347,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
                   "its outputs as one JSON array.")
     run.add_argument("package", metavar="PACKAGE")
     run.add_argument("task", metavar="TASK")
-    run.add_argument("args", nargs="*", metavar="ARG", help="one JSON value per task parameter")
+    run.add_argument("args", nargs="*", default=[], metavar="ARG", help="one JSON value per task parameter")
     pool_options(run)
     run.add_argument("--json", action="store_true", help="print a machine-readable outcome record instead")
     run.set_defaults(func=cmd_run)
@@ -355,9 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     batch = command("batch", "run a JSON-lines file of requests through one pool",
                     'Each line of REQUESTS is {"id": ..., "package": ..., "task": ..., "inputs": [...], '
                     '"timeout": ...}; one result line per request is appended to --out as it completes.')
-    batch.add_argument("requests", type=Path, metavar="REQUESTS.jsonl",
+    batch.add_argument("requests", type=path, metavar="REQUESTS.jsonl",
                        help="one JSON request per line; - reads them from standard input as they come")
-    batch.add_argument("--out", type=Path, required=True, metavar="RESULTS.jsonl")
+    batch.add_argument("--out", type=path, required=True, metavar="RESULTS.jsonl")
     pool_options(batch)
     batch.add_argument("--resume", action="store_true", help="skip requests whose id already has a result in --out")
     batch.add_argument("--strict", action="store_true", help="stop at the first malformed line")
@@ -365,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.set_defaults(func=cmd_batch)
 
     demo = command("demo", "build the bundled packages and show what the pool does with each outcome")
-    demo.add_argument("--cache-dir", type=Path, metavar="DIR",
+    demo.add_argument("--cache-dir", type=path, metavar="DIR",
                       help="where to build packages (default: $XDG_CACHE_HOME/spider-core or ~/.cache/spider-core)")
     demo.set_defaults(func=cmd_demo)
 
@@ -382,8 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     build = command("build-package", "compile a C task package into <out>/<name>/lib<name>.so",
                     "Compile SRC/*.c with $CC (default cc) against spider_tdl.h into OUT/<name>/lib<name>.so, "
                     "where <name> is SRC's directory name.")
-    build.add_argument("src", type=Path, metavar="SRC", help="package source directory")
-    build.add_argument("--out", type=Path, required=True, metavar="DIR", help="package directory")
+    build.add_argument("src", type=path, metavar="SRC", help="package source directory")
+    build.add_argument("--out", type=path, required=True, metavar="DIR", help="package directory")
     build.add_argument("--cc", help="C compiler command (default: $CC, then cc)")
     build.set_defaults(func=cmd_build_package)
 
@@ -408,6 +427,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("spider: interrupted", file=sys.stderr)
         return 130
+    if sys.stdout is None and args.func is not cmd_batch:  # started with stdout closed (`>&-`)
+        print("spider: error: cannot write output: standard output is closed", file=sys.stderr)
+        return EXIT_INTERNAL
     logging.basicConfig(format="spider: %(levelname)s: %(name)s: %(message)s", level=logging.WARNING)
     if not args.verbose:
         # Crashes and timeouts are reported as outcomes; the pool's own warnings repeat them.

@@ -116,10 +116,24 @@ async def _scenarios(package_dir: Path, log_dir: Path) -> list[list[str]]:
     return rows
 
 
+class CacheError(Exception):
+    """The package cache cannot be found, created or written."""
+
+
 def run_demo(cache_dir: Path | None = None) -> int:
-    root = cache_root(cache_dir)
+    """Build the bundled packages into the cache and show each outcome.
+
+    :raises CacheError: the cache cannot be used (errors writing stdout propagate as they are).
+    :raises BuildError: the bundled packages do not build.
+    """
     started = time.perf_counter()
-    package_dir = prepare_packages(root)
+    try:
+        root = cache_root(cache_dir)
+        package_dir = prepare_packages(root)
+    except (OSError, RuntimeError) as e:  # RuntimeError: no home directory to find a cache in
+        if isinstance(e, OSError) and e.strerror:
+            raise CacheError(f"{e.filename}: {e.strerror}" if e.filename else e.strerror) from None
+        raise CacheError(str(e)) from None
     built = time.perf_counter() - started
     log_dir = root / "demo-logs" / time.strftime("%Y%m%d-%H%M%S")
     print(f"packages: {package_dir} (ready in {built:.1f}s)")

@@ -9,7 +9,7 @@ import signal
 from typing import Any
 
 from spider_core.models import ExecutorCrash, InTaskFailure, Success, Timeout
-from spider_core.tdl import TaskError, TdlErrorKind
+from spider_core.tdl import TaskError, TdlErrorKind, is_utf8
 
 EXIT_OK = 0
 EXIT_TASK_FAILURE = 1
@@ -48,21 +48,34 @@ def _json_key(key: Any) -> str:
 
 
 def to_json(value: Any) -> str:
-    """Strict JSON (no NaN), task values included (see ``json_default`` and ``_json_safe``)."""
+    """Strict JSON (no NaN), task values included (see ``json_default`` and ``_json_safe``).
+    Text that UTF-8 cannot hold (a lone surrogate, which JSON input may carry) is escaped."""
     try:
-        return json.dumps(value, default=json_default, ensure_ascii=False, allow_nan=False)
+        text = json.dumps(value, default=json_default, ensure_ascii=False, allow_nan=False)
     except (ValueError, TypeError):
-        return json.dumps(_json_safe(value), default=json_default, ensure_ascii=False, allow_nan=False)
+        value = _json_safe(value)
+        text = json.dumps(value, default=json_default, ensure_ascii=False, allow_nan=False)
+    if not is_utf8(text):
+        text = json.dumps(value, default=json_default, ensure_ascii=True, allow_nan=False)
+    return text
 
 
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range for a float")
+    return value
+
+
 def parse_json(text: str) -> Any:
-    """Parse strict JSON (no NaN or Infinity); ``ValueError`` with one clear reason."""
+    """Parse strict JSON (no NaN or Infinity, not even as ``1e999``); ``ValueError`` with one
+    clear reason."""
     try:
-        return json.loads(text, parse_constant=_no_constants)
+        return json.loads(text, parse_constant=_no_constants, parse_float=_finite_float)
     except json.JSONDecodeError as e:
         raise ValueError(f"not valid JSON: {e.msg} (at character {e.pos})") from None
     except RecursionError:

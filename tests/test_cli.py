@@ -113,9 +113,35 @@ def test_exit_2_missing_package_dir(tmp_path: Path) -> None:
     assert done.returncode == 2 and "set SPIDER_TDL_PACKAGE_DIR" in one_clear_line(done)
 
 
-def test_exit_2_usage() -> None:
-    done = spider("run")
-    assert done.returncode == 2 and "Traceback" not in done.stderr and "usage:" in done.stderr
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run"], "spider: error: run: the following arguments are required: PACKAGE, TASK (see `spider run --help`)"),
+        ([], "spider: error: the following arguments are required: COMMAND (see `spider --help`)"),
+        (["frobnicate"], "spider: error: argument COMMAND: invalid choice: 'frobnicate'"),
+        (["batch", "r.jsonl", "--out", ""], "spider: error: batch: argument --out: an empty path names no file"),
+        (["build-package", "", "--out", "x"], "spider: error: build-package: argument SRC: an empty path names no file"),
+        (["bench", "--calls", "0"], "spider: error: bench: argument --calls: must be at least 1, got 0"),
+        (["bench", "--calls", "x"], "spider: error: bench: argument --calls: 'x' is not a whole number"),
+    ],
+)
+def test_exit_2_usage_is_one_line(args: list[str], message: str) -> None:
+    done = spider(*args)
+    assert done.returncode == 2 and one_clear_line(done).startswith(message)
+
+
+def test_a_closed_stdout_is_an_error_not_a_silent_success(package_dir: Path) -> None:
+    done = subprocess.run(f"{SPIDER} run --package-dir {package_dir} {PKG} fibonacci 5 >&-", shell=True,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 5
+    assert one_clear_line(done) == "spider: error: cannot write output: standard output is closed"
+
+
+def test_bench_cannot_write_its_report(package_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    done = spider("bench", "--package-dir", str(package_dir), "--quick", "--output", str(tmp_path / "file" / "r"))
+    assert done.returncode == 2
+    assert one_clear_line(done) == f"spider: error: cannot use {tmp_path / 'file' / 'r'}: Not a directory"
 
 
 def test_exit_2_bad_timeout(run) -> None:
@@ -310,6 +336,28 @@ def test_batch_line_that_is_not_utf8_is_malformed_and_lines_split_only_at_newlin
     assert records[0]["values"] == [["x\u2028y"]] and "line 2: not UTF-8 text; skipped" in done.stderr
 
 
+def test_batch_refuses_standard_input_that_is_its_own_output(package_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    out.write_text(json.dumps({"id": "a", "line": 1, "outcome": "success", "values": [1]}) + "\n")
+    with out.open("rb") as stdin:  # it would read its own results back, without end
+        done = subprocess.run([str(SPIDER), "batch", "-", "--out", str(out), "--package-dir", str(package_dir)],
+                              stdin=stdin, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "is the requests file" in one_clear_line(done)
+    assert len(results(out)) == 1
+
+
+def test_batch_keeps_an_id_that_utf8_cannot_hold(package_dir: Path, tmp_path: Path) -> None:
+    requests = tmp_path / "r.jsonl"
+    surrogate_id = json.dumps(call("placeholder", "fibonacci", 5)).replace('"placeholder"', '"\\ud800"')
+    requests.write_text(surrogate_id + "\n" + json.dumps(call("z", "fibonacci", 6)) + "\n")
+    out = tmp_path / "o.jsonl"
+    done = spider("batch", str(requests), "--out", str(out), "--package-dir", str(package_dir))
+    assert done.returncode == 0, done.stderr
+    assert [(r["id"], r["values"]) for r in results(out)] == [("\ud800", [5]), ("z", [8])]
+    again = spider("batch", str(requests), "--out", str(out), "--package-dir", str(package_dir), "--resume")
+    assert again.returncode == 0 and "2 skipped" in again.stderr
+
+
 def test_batch_unreadable_requests(tmp_path: Path, package_dir: Path) -> None:
     done = spider("batch", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o"), "--package-dir", str(package_dir))
     assert done.returncode == 2 and "cannot read" in one_clear_line(done)
@@ -448,7 +496,8 @@ def test_batch_repairs_a_torn_last_line_without_resume(package_dir: Path, tmp_pa
 
 def test_deeply_nested_and_non_standard_json_arguments(run) -> None:
     for arg, message in [("[" * 3000 + "]" * 3000, "nested too deeply"), ("NaN", "NaN is not valid JSON"),
-                         ('{"re": Infinity}', "Infinity is not valid JSON")]:
+                         ('{"re": Infinity}', "Infinity is not valid JSON"),
+                         ("[1e999]", "1e999 is out of range for a float")]:
         done = run(PKG, "sleep_and_echo", arg)
         assert done.returncode == 2 and message in one_clear_line(done)
 
