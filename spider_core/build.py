@@ -24,7 +24,14 @@ class BuildError(Exception):
 
 
 class PackageSourceError(BuildError):
-    """The package source directory is missing, empty or badly named."""
+    """The package source directory is missing, empty or badly named, or the output directory
+    cannot be written: bad input rather than a failed build."""
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def get_include() -> str:
@@ -73,7 +80,8 @@ def build_package(
     """
     src = Path(src).resolve()
     if not src.is_dir():
-        raise PackageSourceError(f"package source directory {src} does not exist")
+        what = "is not a directory" if src.exists() else "does not exist"
+        raise PackageSourceError(f"package source directory {src} {what}")
     sources = sorted(src.glob("*.c"))
     if not sources:
         raise PackageSourceError(f"package source directory {src} has no .c files to compile")
@@ -84,13 +92,13 @@ def build_package(
     command = _compiler(cc)
 
     target_dir = Path(out) / name
-    try:
-        target_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise BuildError(f"cannot create output directory {target_dir}: {e.strerror}") from None
     target = target_dir / f"lib{name}.so"
     env_cflags = _split(os.environ.get("CFLAGS", ""), "$CFLAGS")
-    fd, tmp = tempfile.mkstemp(prefix=f".lib{name}.", suffix=".so.tmp", dir=target_dir)
+    try:
+        target_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".lib{name}.", suffix=".so.tmp", dir=target_dir)
+    except OSError as e:
+        raise PackageSourceError(f"cannot write to output directory {target_dir}: {e.strerror}") from None
     os.close(fd)
     argv = [*command, *BASE_CFLAGS, f"-I{get_include()}", *env_cflags, *cflags, *map(str, sources), "-o", tmp]
     try:
@@ -106,6 +114,7 @@ def build_package(
             )
         if check:
             _check_library(tmp, name)
+        os.chmod(tmp, 0o755 & ~_umask())  # as the compiler would make it, not mkstemp's 0600
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

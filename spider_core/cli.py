@@ -107,16 +107,22 @@ def check_package_exists(pm: Any, package: str, package_dir: Path) -> None:
         validate_package_name(package)
     except InvalidPackageName as e:
         raise CliError(str(e)) from None
+    from spider_core.executor import no_such_package
     from spider_core.tdl import ExecutorError
 
+    pm.require("spider_resolve_package")  # PluginError: every resolver is blocked (exit 5)
     try:
-        missing = bool(pm.hook.spider_resolve_package.get_hookimpls()) and (
-            pm.hook.spider_resolve_package(package=package, package_dir=package_dir) is None
-        )
+        found = pm.hook.spider_resolve_package(package=package, package_dir=package_dir)
     except (ExecutorError, OSError) as e:
         raise CliError(f"cannot look for package {package!r}: {e}") from None
-    if missing:
-        raise CliError(f"no task package named {package!r} in {package_dir} (see `spider packages --package-dir {package_dir}`)")
+    except Exception as e:  # a plugin's bug
+        raise CliError(
+            f"a plugin failed while looking for package {package!r}: {type(e).__name__}: {e} "
+            "(see `spider plugins`; SPIDER_DISABLE_PLUGINS=NAME disables one)",
+            EXIT_INTERNAL,
+        ) from None
+    if found is None:
+        raise CliError(no_such_package(pm, package, package_dir))
 
 
 def _os_reason(e: BaseException) -> str:
@@ -241,6 +247,12 @@ def cmd_packages(args: argparse.Namespace) -> int:
         found = pm.hook.spider_list_packages(package_dir=package_dir)
     except OSError as e:
         raise CliError(f"cannot read package directory {package_dir}: {_os_reason(e)}") from None
+    except Exception as e:  # a plugin's bug
+        raise CliError(
+            f"a plugin failed while listing packages: {type(e).__name__}: {e} "
+            "(see `spider plugins`; SPIDER_DISABLE_PLUGINS=NAME disables one)",
+            EXIT_INTERNAL,
+        ) from None
     infos = sorted(
         (info for infos in found for info in infos or ()),
         key=lambda i: (i.name, i.kind),

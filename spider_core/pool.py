@@ -523,6 +523,7 @@ class ProcessPool:
         self._notify_task_finished = False
         self._spin_ns = config.spin_us * 1000
         self._valid_names: set[tuple[str, str]] = set()  # (package, task) pairs already checked
+        self._failed_hooks: set[str] = set()  # lifecycle hooks whose failure was logged in full
 
     # -- introspection
 
@@ -907,24 +908,35 @@ class ProcessPool:
     def _notify_started(self, executor: _ExecutorProcess) -> None:
         try:
             self.pm.hook.spider_executor_started(executor_id=executor.id, pid=executor.pid, log_path=executor.sink.path)
-        except Exception:
-            logger.exception("a spider_executor_started hook failed")
+        except Exception as e:
+            self._hook_failed("spider_executor_started", e)
 
     def _notify_exited(self, executor: _ExecutorProcess, reason: str, status: int | None, signum: int | None) -> None:
         try:
             self.pm.hook.spider_executor_exited(
                 executor_id=executor.id, pid=executor.pid, reason=reason, exit_status=status, signal=signum
             )
-        except Exception:
-            logger.exception("a spider_executor_exited hook failed")
+        except Exception as e:
+            self._hook_failed("spider_executor_exited", e)
 
     def _notify_task(self, request: ExecuteRequest, outcome: Outcome, executor_id: int, wait: float, run: float) -> None:
         try:
             self.pm.hook.spider_task_finished(
                 request=request, outcome=outcome, executor_id=executor_id, queue_wait=wait, execution_time=run
             )
-        except Exception:
-            logger.exception("a spider_task_finished hook failed")
+        except Exception as e:
+            self._hook_failed("spider_task_finished", e)
+
+    def _hook_failed(self, hook: str, error: Exception) -> None:
+        """Log a failing lifecycle hook: with its traceback the first time, then at debug level
+        (a metrics plugin that fails on every task must not flood the log)."""
+        if hook in self._failed_hooks:
+            logger.debug("a %s hook failed again: %s: %s", hook, type(error).__name__, error)
+            return
+        self._failed_hooks.add(hook)
+        logger.error(
+            "a %s hook failed (logged once per pool): %s: %s", hook, type(error).__name__, error, exc_info=error
+        )
 
 
 class SyncProcessPool:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -87,10 +89,30 @@ def test_usage_error() -> None:
 
 
 def test_python_api_errors(tmp_path: Path) -> None:
-    with pytest.raises(PackageSourceError):
+    with pytest.raises(PackageSourceError, match="does not exist"):
         build_package(tmp_path / "nope", tmp_path)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(PackageSourceError, match="is not a directory"):
+        build_package(tmp_path / "file", tmp_path)
+    with pytest.raises(PackageSourceError, match="cannot write to output directory .*: Not a directory"):
+        build_package(TASK_PACKAGES / "integration_test_tasks", tmp_path / "file")
     with pytest.raises(BuildError, match="not found"):
         build_package(TASK_PACKAGES / "integration_test_tasks", tmp_path, cc="/nonexistent/cc")
+
+
+def test_an_unusable_output_directory_is_bad_input(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    done = spider("build-package", str(TASK_PACKAGES / "integration_test_tasks"), "--out", str(tmp_path / "file"))
+    assert done.returncode == 2 and "cannot write to output directory" in done.stderr
+
+
+def test_the_library_is_readable_by_others_as_the_umask_allows(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        library = build_package(TASK_PACKAGES / "integration_test_tasks", tmp_path)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(library.stat().st_mode) == 0o755  # not mkstemp's 0600
 
 
 def test_cflags_reach_the_compiler(tmp_path: Path) -> None:

@@ -455,6 +455,45 @@ def test_a_plugin_that_fails_to_import_is_one_line(package_dir: Path, tmp_path: 
     assert spider("plugins", env={**env, "SPIDER_DISABLE_PLUGINS": "broken"}).returncode == 0
 
 
+BUGGY_PLUGIN = """
+from spider_core import hookimpl
+
+@hookimpl
+def spider_resolve_package(package, package_dir):
+    raise KeyError("resolver bug")
+
+@hookimpl
+def spider_list_packages(package_dir):
+    raise KeyError("lister bug")
+"""
+
+
+def test_a_plugin_whose_hook_raises_is_one_line(package_dir: Path, tmp_path: Path) -> None:
+    from helpers import make_distribution
+
+    root = make_distribution(tmp_path / "site", "spider-buggy", "buggyplugin", BUGGY_PLUGIN, "buggy")
+    env = {"PYTHONPATH": str(root)}
+    done = spider("run", "--package-dir", str(package_dir), PKG, "fibonacci", "1", env=env)
+    assert done.returncode == 5
+    assert one_clear_line(done).startswith(
+        f"spider: error: a plugin failed while looking for package '{PKG}': KeyError: 'resolver bug'"
+    )
+    done = spider("packages", "--package-dir", str(package_dir), env=env)
+    assert done.returncode == 5
+    assert one_clear_line(done).startswith("spider: error: a plugin failed while listing packages: KeyError")
+
+
+def test_blocked_resolvers_are_named(package_dir: Path) -> None:
+    done = spider("run", "--package-dir", str(package_dir), PKG, "fibonacci", "1",
+                  env={"SPIDER_DISABLE_PLUGINS": "spider_libso"})
+    assert done.returncode == 2
+    assert "(searched by spider_pytasks; blocked plugins: spider_libso)" in one_clear_line(done)
+    done = spider("run", "--package-dir", str(package_dir), PKG, "fibonacci", "1",
+                  env={"SPIDER_DISABLE_PLUGINS": "spider_libso,spider_pytasks"})
+    assert done.returncode == 5
+    assert "no plugin implements the required hook spider_resolve_package" in one_clear_line(done)
+
+
 def test_batch_resume_keys_implicit_ids_by_line_and_does_not_repeat_malformed_lines(package_dir: Path, tmp_path: Path) -> None:
     requests = write_requests(tmp_path / "r.jsonl", [
         {"package": PKG, "task": "fibonacci", "inputs": [3]},  # no id: line 1

@@ -712,10 +712,14 @@ def test_a_failing_hook_does_not_break_execute(config, caplog) -> None:
 
     async def main():
         async with sc.ProcessPool(config, plugin_manager=pm) as pool:
-            return await pool.execute(req("fibonacci", 10), 5)
+            return [await pool.execute(req("fibonacci", 10), 5) for _ in range(3)]
 
-    assert run(main()).values == [55]
-    assert any("spider_task_finished hook failed" in r.getMessage() for r in caplog.records)
+    caplog.set_level(logging.DEBUG, logger="spider_core.pool")
+    assert [outcome.values for outcome in run(main())] == [[55]] * 3
+    failures = [r for r in caplog.records if "spider_task_finished hook failed" in r.getMessage()]
+    assert [r.levelno for r in failures] == [logging.ERROR, logging.DEBUG, logging.DEBUG]
+    assert failures[0].exc_info is not None and "RuntimeError: plugin bug" in failures[0].getMessage()
+    assert all(r.exc_info is None for r in failures[1:])
 
 
 def test_custom_launcher_and_respawn_policy(config) -> None:

@@ -199,6 +199,17 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def no_such_package(pm: SpiderPluginManager, name: str, package_dir: Path) -> str:
+    """Why ``name`` was not found: which plugins searched, which were blocked."""
+    searched = ", ".join(pm.implementers("spider_resolve_package"))
+    blocked = sorted(pm.settings.blocked)
+    blocked_text = f"; blocked plugins: {', '.join(blocked)}" if blocked else ""
+    return (
+        f"no task package named {name!r} in {package_dir} (searched by {searched}{blocked_text}); "
+        f"see `spider packages --package-dir {package_dir}`"
+    )
+
+
 class Executor:
     """Resolves, loads and runs packages for the requests of one protocol channel."""
 
@@ -225,13 +236,7 @@ class Executor:
             self.pm.require("spider_resolve_package")
             source = self.pm.hook.spider_resolve_package(package=name, package_dir=self.package_dir)
             if source is None:
-                searched = ", ".join(self.pm.implementers("spider_resolve_package"))
-                blocked = sorted(self.pm.settings.blocked)
-                blocked_text = f"; blocked plugins: {', '.join(blocked)}" if blocked else ""
-                raise InvalidLibrary(
-                    f"no task package named {name!r} in {self.package_dir} (searched by {searched}"
-                    f"{blocked_text}); see `spider packages --package-dir {self.package_dir}`"
-                )
+                raise InvalidLibrary(no_such_package(self.pm, name, self.package_dir))
             if isinstance(source, Path):
                 source = PackageSource(package=name, kind="native", location=source)
             self.pm.require("spider_load_package")
