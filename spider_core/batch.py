@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import math
 import os
+import queue
+import signal
 import stat
 import sys
 import threading
@@ -35,6 +37,7 @@ FIELDS = {"id", "package", "task", "inputs", "timeout"}
 STDIN = "-"
 _READ_AHEAD = 64  # lines a pipe's reader thread may hold before the run takes them
 _CHUNK = 64 * 1024
+_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 #: A longer request line is malformed (and skipped without being held in memory).
 MAX_LINE = 64 * 1024 * 1024
 
@@ -172,7 +175,7 @@ class Progress:
 
 def run_batch(
     *,
-    requests: Path,
+    requests: Path | str,
     out: Path,
     config: PoolConfig,
     default_timeout: float,
@@ -180,9 +183,10 @@ def run_batch(
     strict: bool = False,
     progress: bool = True,
 ) -> int:
-    """Run every request of ``requests`` (``-``: standard input), reading it as the run goes;
-    return the exit status (0 only if all succeeded)."""
-    from_stdin = str(requests) == STDIN
+    """Run every request of ``requests`` (the string ``"-"``: standard input; ``Path("-")``
+    is a file), reading it as the run goes; return the exit status (0 only if all succeeded)."""
+    from_stdin = isinstance(requests, str) and requests == STDIN
+    requests = Path(requests)
     if from_stdin and sys.stdin is None:
         raise BatchError("no standard input to read the requests from")
     try:
@@ -216,9 +220,12 @@ _Line = bytes | _Overlong | Exception
 
 
 class _Lines:
-    """The request lines, read one at a time as the run goes. A pipe or a terminal is read by
-    a daemon thread a few lines ahead, so neither the event loop (and the pool on it) nor the
-    exit after Ctrl-C ever waits for the producer."""
+    """The request lines, read one at a time as the run goes.
+
+    A pipe or a terminal is read by a daemon thread, a few lines ahead: the event loop (and the
+    pool on it) never waits for the producer, and neither does the exit after Ctrl-C. The
+    thread wakes the loop only when the run is waiting for a line.
+    """
 
     def __init__(self, stream: BinaryIO) -> None:
         self.stream = stream
@@ -226,25 +233,37 @@ class _Lines:
             self.blocking = not stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
         except (OSError, ValueError):  # no descriptor: plain reads
             self.blocking = False
-        self._queue: asyncio.Queue[_Line] | None = None
+        self._ahead: queue.Queue[_Line] = queue.Queue(maxsize=_READ_AHEAD)
+        self._lock = threading.Lock()
+        self._waiter: asyncio.Future | None = None
+        self._reader: threading.Thread | None = None
 
     async def next(self) -> bytes | _Overlong:
         """The next line with its newline, or ``_OVERLONG``; ``b""`` at the end.
 
         :raises BatchError: the requests cannot be read.
         """
-        if not self.blocking:
-            line = self._readline()
-        else:
-            if self._queue is None:
-                self._queue = asyncio.Queue(maxsize=_READ_AHEAD)
-                reader = threading.Thread(target=self._pump, args=(asyncio.get_running_loop(),), daemon=True)
-                reader.start()
-            line = await self._queue.get()
+        line = self._readline() if not self.blocking else await self._take()
         if isinstance(line, Exception):
             reason = line.strerror if isinstance(line, OSError) else type(line).__name__
             raise BatchError(f"cannot read the requests: {reason}")
         return line
+
+    async def _take(self) -> _Line:
+        loop = asyncio.get_running_loop()
+        if self._reader is None:
+            self._reader = threading.Thread(target=self._pump, args=(loop,), daemon=True)
+            self._reader.start()
+        while True:
+            try:
+                return self._ahead.get_nowait()
+            except queue.Empty:
+                pass
+            with self._lock:
+                if not self._ahead.empty():
+                    continue
+                waiter = self._waiter = loop.create_future()
+            await waiter
 
     def _readline(self) -> _Line:
         try:
@@ -258,6 +277,9 @@ class _Lines:
             return e
 
     def _pump(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Signals go to the main thread, where Python can act on them: a SIGINT taken by this
+        # thread would wait, unseen, for the next line.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         # Raw reads, not the buffered stream: a daemon thread blocked inside a buffered read
         # holds its lock, and the interpreter aborts when it meets that lock at exit.
         lines = _raw_lines(self.stream.fileno())
@@ -266,12 +288,21 @@ class _Lines:
                 line: _Line = next(lines)
             except Exception as e:  # MemoryError, say: the run must end, not wait for more
                 line = e
-            try:
-                asyncio.run_coroutine_threadsafe(self._queue.put(line), loop).result()
-            except Exception:  # the run is over (the loop closed or the put was cancelled)
-                return
+            self._ahead.put(line)  # blocks while the run is _READ_AHEAD lines behind
+            with self._lock:
+                waiter, self._waiter = self._waiter, None
+            if waiter is not None:
+                try:
+                    loop.call_soon_threadsafe(_wake, waiter)
+                except RuntimeError:  # the loop is closed: the run is over
+                    return
             if line is not _OVERLONG and (not isinstance(line, bytes) or not line):
                 return  # the end, or a failure
+
+
+def _wake(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _raw_lines(fd: int) -> Iterator[_Line]:

@@ -80,6 +80,11 @@ def path(text: str) -> Path:
     return Path(text)
 
 
+def requests_path(text: str) -> Path | str:
+    """``-`` (standard input) as it is; anything else a path (``./-`` is a file named ``-``)."""
+    return text if text == "-" else path(text)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with its usage errors on one line like every other error of the CLI."""
 
@@ -386,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch = command("batch", "run a JSON-lines file of requests through one pool",
                     'Each line of REQUESTS is {"id": ..., "package": ..., "task": ..., "inputs": [...], '
                     '"timeout": ...}; one result line per request is appended to --out as it completes.')
-    batch.add_argument("requests", type=path, metavar="REQUESTS.jsonl",
+    batch.add_argument("requests", type=requests_path, metavar="REQUESTS.jsonl",
                        help="one JSON request per line; - reads them from standard input as they come")
     batch.add_argument("--out", type=path, required=True, metavar="RESULTS.jsonl")
     pool_options(batch)

@@ -95,7 +95,8 @@ def spider_framing(max_frame_size: int) -> Framing | None:
     :return: A :class:`spider_core.framing.Framing`; None to let another plugin answer.
 
     First non-None result wins; called once per pool (when it starts) and once per executor
-    process. The framing is then used from one thread only. Default: ``spider_msgpack``
+    process. Return a new framing for each call: each is then used from one thread only, so it
+    may keep state (a reusable packer). Default: ``spider_msgpack``
     (4-byte big-endian length prefix and a msgpack body).
     """
 

@@ -7,8 +7,9 @@ the next caller finds a healthy executor and no response is ever read by the wro
 (every request carries a sequence number the response must echo).
 
 The hot path is one frame written, one reader callback, one future: the pool registers the
-executor's pipes and a pidfd with the event loop once per spawn, and per-spawn choices
-(framing, launcher, respawn policy) are resolved through hooks at spawn time, never per task.
+executor's pipes and a pidfd with the event loop once per spawn. The framing is resolved
+through its hook when the pool starts, the launcher and the respawn policy at each spawn;
+never per task.
 """
 
 from __future__ import annotations

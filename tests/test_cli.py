@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -273,6 +274,14 @@ def test_batch_reads_requests_from_stdin(package_dir: Path, tmp_path: Path) -> N
     assert [(r["id"], r["values"]) for r in results(out)] == [("0", [0]), ("long", [[long]]), ("2", [2])]
 
 
+def test_batch_reads_a_file_named_dash_given_as_dot_slash_dash(package_dir: Path, tmp_path: Path) -> None:
+    write_requests(tmp_path / "-", [call("file", "fibonacci", 7)])
+    done = subprocess.run([str(SPIDER), "batch", "./-", "--out", "o.jsonl", "--package-dir", str(package_dir)],
+                          cwd=tmp_path, input="", capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert [(r["id"], r["values"]) for r in results(tmp_path / "o.jsonl")] == [("file", [13])]
+
+
 def wait_for_results(out: Path, count: int) -> list[dict]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -307,8 +316,14 @@ def test_batch_interrupted_while_waiting_for_input_exits_at_once(package_dir: Pa
         runner.stdin.write(json.dumps(call("a", "fibonacci", 3)) + "\n")
         runner.stdin.flush()
         wait_for_results(out, 1)  # the run is under way and waits for the next line
+        # Only the main thread may take SIGINT: the reader thread blocked in read() blocks it.
+        threads = [t for t in Path(f"/proc/{runner.pid}/task").iterdir() if t.name != str(runner.pid)]
+        assert threads
+        for thread in threads:
+            blocked = int(re.search(r"^SigBlk:\s*([0-9a-f]+)$", (thread / "status").read_text(), re.M)[1], 16)
+            assert blocked & (1 << (signal.SIGINT - 1)), f"thread {thread.name} would take SIGINT"
         runner.send_signal(signal.SIGINT)
-        assert runner.wait(30) == 130  # the open stdin does not keep it alive
+        assert runner.wait(10) == 130  # the open stdin does not keep it alive
         assert "spider: interrupted" in runner.stderr.read() and results(out)[0]["values"] == [2]
     finally:
         runner.kill()

@@ -266,12 +266,13 @@ class Executor:
         encoded ``ExecutorError``. ``elapsed_us`` covers the package call only."""
         start = 0
         try:
-            package = self.packages.get(package_name) or self.package(package_name)
+            package = self.package(package_name)
             start = time.perf_counter_ns()
             outputs = package.execute(task, raw_ctx, raw_inputs)
             return True, outputs, (time.perf_counter_ns() - start) // 1000
         except ExecutorError as e:
-            return False, e.encode(), _since(start)
+            elapsed_us = _since(start)
+            return False, e.encode(), elapsed_us
         except Exception as e:
             elapsed_us = _since(start)
             logger.exception("task raised", extra={"fields": {"package": package_name, "task": task}})
