@@ -141,6 +141,8 @@ def log_dir_of(args: argparse.Namespace) -> Path | None:
     if args.log_dir is None:
         return None
     path = Path(args.log_dir)
+    if path.exists() and not path.is_dir():
+        raise CliError(f"cannot write logs to {path}: it is not a directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f".spider-write-test-{os.getpid()}"
@@ -187,9 +189,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         outcome = asyncio.run(run())
     except InternalError as e:
-        if args.json:
-            print(to_json({"outcome": "internal_error", "error": type(e).__name__, "message": str(e)}))
         bad_input = isinstance(e, InvalidRequest | EncodeTaskInputs | BuildTaskContext)
+        if args.json:  # the same outcome names as spider batch's records
+            outcome = "invalid_request" if bad_input else "internal_error"
+            print(to_json({"outcome": outcome, "error": type(e).__name__, "message": str(e)}))
         raise CliError(str(e), EXIT_USAGE if bad_input else EXIT_INTERNAL) from None
     code = outcome_exit_code(outcome)
     if code == EXIT_TASK_FAILURE and _is_bad_arguments(outcome):

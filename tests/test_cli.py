@@ -131,6 +131,20 @@ def test_exit_2_usage_is_one_line(args: list[str], message: str) -> None:
     assert done.returncode == 2 and one_clear_line(done).startswith(message)
 
 
+def test_json_record_of_an_invalid_request(run) -> None:
+    done = run(PKG, "fibonacci", str(2**70), "--json")
+    assert done.returncode == 2
+    record = json.loads(done.stdout)
+    assert (record["outcome"], record["error"]) == ("invalid_request", "EncodeTaskInputs")
+
+
+def test_log_dir_that_is_a_file(run, tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    done = run(PKG, "fibonacci", "1", "--log-dir", str(tmp_path / "afile"))
+    assert done.returncode == 2
+    assert one_clear_line(done) == f"spider: error: cannot write logs to {tmp_path / 'afile'}: it is not a directory"
+
+
 def test_a_closed_stdout_is_an_error_not_a_silent_success(package_dir: Path) -> None:
     done = subprocess.run(f"{SPIDER} run --package-dir {package_dir} {PKG} fibonacci 5 >&-", shell=True,
                           capture_output=True, text=True, timeout=60)
