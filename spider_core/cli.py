@@ -104,6 +104,15 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def plugin_failed(doing: str, error: Exception) -> CliError:
+    """The error for a plugin hook that raised: an internal error, with how to get around it."""
+    return CliError(
+        f"a plugin failed while {doing}: {type(error).__name__}: {error} "
+        "(see `spider plugins`; SPIDER_DISABLE_PLUGINS=NAME disables one)",
+        EXIT_INTERNAL,
+    )
+
+
 def check_package_exists(pm: Any, package: str, package_dir: Path) -> None:
     """Resolve ``package`` in the parent first, so a typo is a usage error, not a task failure."""
     from spider_core.tdl import InvalidPackageName, validate_package_name
@@ -121,11 +130,7 @@ def check_package_exists(pm: Any, package: str, package_dir: Path) -> None:
     except (ExecutorError, OSError) as e:
         raise CliError(f"cannot look for package {package!r}: {e}") from None
     except Exception as e:  # a plugin's bug
-        raise CliError(
-            f"a plugin failed while looking for package {package!r}: {type(e).__name__}: {e} "
-            "(see `spider plugins`; SPIDER_DISABLE_PLUGINS=NAME disables one)",
-            EXIT_INTERNAL,
-        ) from None
+        raise plugin_failed(f"looking for package {package!r}", e) from None
     if found is None:
         raise CliError(no_such_package(pm, package, package_dir))
 
@@ -256,11 +261,7 @@ def cmd_packages(args: argparse.Namespace) -> int:
     except OSError as e:
         raise CliError(f"cannot read package directory {package_dir}: {_os_reason(e)}") from None
     except Exception as e:  # a plugin's bug
-        raise CliError(
-            f"a plugin failed while listing packages: {type(e).__name__}: {e} "
-            "(see `spider plugins`; SPIDER_DISABLE_PLUGINS=NAME disables one)",
-            EXIT_INTERNAL,
-        ) from None
+        raise plugin_failed("listing packages", e) from None
     infos = sorted(
         (info for infos in found for info in infos or ()),
         key=lambda i: (i.name, i.kind),
