@@ -20,7 +20,6 @@ if TYPE_CHECKING:
         InvalidRequest,
         NotRunning,
     )
-    from spider_core.hookspecs import hookimpl
     from spider_core.models import (
         ExecuteRequest,
         ExecutorCrash,
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
         Success,
         Timeout,
     )
-    from spider_core.plugins import PluginError, PluginSettings, get_plugin_manager
+    from spider_core.plugin import PluginError, PluginSettings, get_plugin_manager, hookimpl
     from spider_core.pool import ProcessPool, SyncProcessPool
     from spider_core.tdl import (
         HOST_VERSION,
@@ -54,17 +53,17 @@ _EXPORTS = {
     "InternalError": "spider_core.errors",
     "InvalidRequest": "spider_core.errors",
     "NotRunning": "spider_core.errors",
-    "hookimpl": "spider_core.hookspecs",
-    "ExecuteRequest": "spider_core.models",
+        "ExecuteRequest": "spider_core.models",
     "ExecutorCrash": "spider_core.models",
     "InTaskFailure": "spider_core.models",
     "Outcome": "spider_core.models",
     "PoolConfig": "spider_core.models",
     "Success": "spider_core.models",
     "Timeout": "spider_core.models",
-    "PluginError": "spider_core.plugins",
-    "PluginSettings": "spider_core.plugins",
-    "get_plugin_manager": "spider_core.plugins",
+    "PluginError": "spider_core.plugin",
+    "PluginSettings": "spider_core.plugin",
+    "get_plugin_manager": "spider_core.plugin",
+    "hookimpl": "spider_core.plugin",
     "ProcessPool": "spider_core.pool",
     "SyncProcessPool": "spider_core.pool",
     "HOST_VERSION": "spider_core.tdl",

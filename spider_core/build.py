@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -124,20 +121,23 @@ def build_package(
 
 def _check_library(path: str, name: str) -> None:
     """Refuse a library the executor could never load: it must export the spider-tdl symbols
-    and declare the package name. Inspected in a child process, which may crash."""
-    if importlib.util.find_spec("spider_libso") is None:  # the native plugin is not installed
-        return
-    done = subprocess.run(
-        [sys.executable, "-m", "spider_libso.inspect", path], capture_output=True, text=True
-    )
+    and declare the package name. The ``spider_inspect_package`` hook reads it (in a child
+    process: it may crash); with no plugin for native libraries, nothing is checked."""
+    from spider_core.plugin import PackageSource, PluginError, get_plugin_manager
+
+    source = PackageSource(package=name, kind="native", location=path)
     try:
-        record = json.loads(done.stdout.splitlines()[0])
-    except (IndexError, ValueError):
-        raise BuildError(f"the built library crashed when opened (exit status {done.returncode})") from None
-    if "error" in record:
-        raise BuildError(f"the built library is not a usable spider-tdl package: {record['error']}")
-    if record["name"] != name:
+        info = get_plugin_manager().hook.spider_inspect_package(source=source)
+    except PluginError as e:
+        raise BuildError(f"cannot check the built library: {e}") from None
+    except Exception as e:  # a plugin's bug
+        raise BuildError(f"cannot check the built library: a plugin failed: {type(e).__name__}: {e}") from None
+    if info is None:
+        return
+    if info.error is not None:
+        raise BuildError(f"the built library is not a usable spider-tdl package: {info.error}")
+    if info.name != name:
         raise BuildError(
-            f"the built library declares package name {record['name']!r}, but it must be named after "
+            f"the built library declares package name {info.name!r}, but it must be named after "
             f"its source directory, {name!r} (rename the directory or change __spider_tdl_package_get_name)"
         )

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from spider_core.plugins import PluginError
+from spider_core.plugin import PluginError
 from spider_core.reporting import (
     EXIT_INTERNAL,
     EXIT_OK,
@@ -121,7 +121,6 @@ def check_package_exists(pm: Any, package: str, package_dir: Path) -> None:
         validate_package_name(package)
     except InvalidPackageName as e:
         raise CliError(str(e)) from None
-    from spider_core.executor import no_such_package
     from spider_core.tdl import ExecutorError
 
     pm.require("spider_resolve_package")  # PluginError: every resolver is blocked (exit 5)
@@ -132,7 +131,7 @@ def check_package_exists(pm: Any, package: str, package_dir: Path) -> None:
     except Exception as e:  # a plugin's bug
         raise plugin_failed(f"looking for package {package!r}", e) from None
     if found is None:
-        raise CliError(no_such_package(pm, package, package_dir))
+        raise CliError(pm.no_such_package(package, package_dir))
 
 
 def _os_reason(e: BaseException) -> str:
@@ -252,7 +251,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_packages(args: argparse.Namespace) -> int:
-    from spider_core.plugins import get_plugin_manager
+    from spider_core.plugin import get_plugin_manager
 
     package_dir = package_dir_of(args)
     pm = get_plugin_manager()
@@ -298,7 +297,7 @@ def vars_of(obj: Any) -> dict[str, Any]:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from spider_core.plugins import get_plugin_manager
+    from spider_core.plugin import get_plugin_manager
 
     pm = get_plugin_manager()
     infos = pm.plugin_infos()

@@ -1,97 +1,19 @@
-"""attrs models: the executor protocol messages and package sources.
+"""The user-facing models: the pool's configuration, a request, and its outcomes.
 
-Everything that crosses a process boundary is ``@frozen(kw_only=True)``; the single cattrs
-converter (:mod:`spider_core.converter`) turns these into primitives and back.
+All ``@frozen(kw_only=True)``: they cross threads and processes and land in logs. The
+messages between pool and executor are in :mod:`spider_core.protocol`; the types hooks take
+and return in :mod:`spider_core.plugin`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from attrs import field, frozen
 from attrs.validators import ge, in_, instance_of
 
 from spider_core.tdl import ExecutorError, decode_values
-
-# -- executor protocol ----------------------------------------------------------------------
-
-
-@frozen(kw_only=True)
-class Execute:
-    """Run ``task`` of ``package``; the executor answers with a :class:`Result` echoing ``seq``."""
-
-    seq: int
-    package: str
-    task: str
-    raw_ctx: bytes
-    raw_inputs: bytes
-
-
-@frozen(kw_only=True)
-class Shutdown:
-    """Ask the executor to exit 0."""
-
-
-@frozen(kw_only=True)
-class Result:
-    """The answer to :class:`Execute`.
-
-    ``ok``: ``payload`` is the wire-format outputs; otherwise it is a msgpack ``ExecutorError``.
-    ``elapsed_us`` covers the package call only.
-    """
-
-    seq: int
-    ok: bool
-    payload: bytes
-    elapsed_us: int
-
-
-@frozen(kw_only=True)
-class Ready:
-    """Sent once by the executor when it is ready for requests."""
-
-    pid: int
-    abi_version: str
-
-
-Request = Execute | Shutdown
-Response = Result | Ready
-Message = Execute | Shutdown | Result | Ready
-
-# -- task packages --------------------------------------------------------------------------
-
-
-@frozen(kw_only=True)
-class PackageSource:
-    """Where a task package lives, as ``spider_resolve_package`` reports it.
-
-    :param package: The requested package name.
-    :param kind: Which loader understands it: ``"native"`` for a ``lib<name>.so``; plugins
-        may add their own kinds.
-    :param location: The file or directory holding the package.
-    :param details: Anything else the matching loader needs.
-    """
-
-    package: str = field(validator=instance_of(str))
-    kind: str = field(validator=instance_of(str))
-    location: Path = field(converter=Path)
-    details: Any = None
-
-
-@runtime_checkable
-class TaskPackage(Protocol):
-    """A loaded package, as ``spider_load_package`` returns it."""
-
-    name: str
-    kind: str
-
-    def execute(self, task: str, raw_ctx: bytes, raw_inputs: bytes) -> bytes:
-        """Run ``task``; return wire-format outputs or raise an ``ExecutorError``."""
-        ...
-
-
-
 
 # -- the pool -------------------------------------------------------------------------------
 
@@ -116,7 +38,9 @@ class PoolConfig:
     :param log_dir: Each executor's stderr goes to ``<log_dir>/<em_id>-<executor_id>.log``
         (created if missing, appended to); None forwards each line to the
         ``spider_core.executor.log`` logger instead.
-    :param em_id: Names this pool's log files.
+    :param em_id: The execution manager's id, in spider's terms the component that owns
+        this pool; it names the pool's log files, so pools sharing a ``log_dir`` need
+        different ones.
     :param inherited_env: Environment variables copied from the parent at each spawn (a
         missing one is skipped with a warning). The executor otherwise gets a clean
         environment: ``PATH`` plus spider-core's own settings.
@@ -136,9 +60,9 @@ class PoolConfig:
         to ``SPIDER_DISABLE_PLUGINS``).
     :param plugin_autoload: Whether entry-point plugins load (None: per
         ``SPIDER_DISABLE_PLUGIN_AUTOLOAD``).
-    :param standby: Keep a second, idle executor ready, so that after a timeout, crash or
-        recycle the next call is served at once instead of after a process start (about
-        150 ms here). It costs one idle process; ``inherited_env`` is copied when the standby
+    :param standby: Keep a standby: a second, idle executor ready, so that after a timeout,
+        crash or recycle the next call is served at once instead of after a process start
+        (about 150 ms here). It costs one idle process; ``inherited_env`` is copied when the standby
         is spawned, not when it takes over.
     :param spin_us: After sending a request, the pool polls for the answer for up to this
         many microseconds before it waits on the event loop, yielding the CPU after each empty
@@ -251,61 +175,3 @@ class ExecutorCrash:
 
 
 Outcome = Success | InTaskFailure | Timeout | ExecutorCrash
-
-
-# -- spawn and respawn policy ---------------------------------------------------------------
-
-
-@frozen(kw_only=True)
-class LaunchSpec:
-    """How to start one executor: what ``spider_launcher`` returns."""
-
-    argv: tuple[str, ...] = field(converter=_names)
-    env: dict[str, str]
-    cwd: Path | None = None
-
-
-@frozen(kw_only=True)
-class RespawnState:
-    """What the respawn policy knows when the pool needs an executor.
-
-    :param reason: Why: ``"start"``, ``"timeout"``, ``"crash"``, ``"cancelled"``,
-        ``"recycle"``, ``"retry"`` (a call found no executor after failed spawns).
-    :param consecutive_failures: Spawn attempts that failed since the last success.
-    :param last_failure: ``time.monotonic()`` of the last failed attempt, or None.
-    :param now: ``time.monotonic()`` now.
-    """
-
-    reason: str
-    consecutive_failures: int
-    last_failure: float | None
-    now: float
-
-
-@frozen(kw_only=True)
-class RespawnDecision:
-    """The policy's answer: spawn now, or not before ``retry_at`` (then calls get
-    ``NotRunning`` with ``message``). ``recycle_after`` caps the new executor's task count."""
-
-    spawn: bool
-    retry_at: float | None = None
-    message: str = ""
-    recycle_after: int | None = None
-
-
-@frozen(kw_only=True)
-class PackageInfo:
-    """One package found in a package directory, as ``spider packages`` shows it.
-
-    :param error: Why the package cannot be used (None if it can).
-    :param compatible: Whether its ABI version is compatible with this host (None if unknown).
-    :param tasks: Task signatures, when the package kind can tell them.
-    """
-
-    name: str
-    kind: str
-    location: Path
-    version: str | None = None
-    compatible: bool | None = None
-    tasks: tuple[str, ...] = ()
-    error: str | None = None

@@ -61,7 +61,7 @@ class ExecutorProcess:
         """Send a protocol message (a model), or any msgpack-able value as it is."""
         import attrs
 
-        from spider_core.converter import message_to_primitive
+        from spider_core.protocol import message_to_primitive
 
         if attrs.has(type(message)):
             message = message_to_primitive(message)
@@ -72,7 +72,7 @@ class ExecutorProcess:
         """The next message (a ``Ready`` or a ``Result``), or None at end of output."""
         import os
 
-        from spider_core.converter import message_from_primitive
+        from spider_core.protocol import message_from_primitive
 
         while True:
             message = self.decoder.next_message()
@@ -85,7 +85,7 @@ class ExecutorProcess:
 
     def execute(self, package: str, task: str, inputs: bytes, ctx: bytes | None = None) -> Any:
         """Run one task; its ``Result``, or None if the executor died."""
-        from spider_core.models import Execute
+        from spider_core.protocol import Execute
         from spider_core.tdl import TaskContext
 
         self.seq += 1

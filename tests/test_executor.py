@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from helpers import ExecutorProcess
-from spider_core.models import Ready, Result, Shutdown
+from spider_core.protocol import Ready, Result, Shutdown
 from spider_core.tdl import (
     EMPTY_FRAME,
     ExecutorError,
@@ -266,8 +266,7 @@ def test_spinning_executor_answers_like_a_blocking_one(package_dir: Path) -> Non
 
 
 def test_messages_are_arrays_of_the_class_name_and_the_fields() -> None:
-    from spider_core.converter import message_from_primitive, message_to_primitive
-    from spider_core.models import Execute
+    from spider_core.protocol import Execute, message_from_primitive, message_to_primitive
 
     cases = [
         (Execute(seq=1, package="p", task="t", raw_ctx=b"c", raw_inputs=b"i"), ["Execute", 1, "p", "t", b"c", b"i"]),
@@ -296,7 +295,7 @@ def test_messages_are_arrays_of_the_class_name_and_the_fields() -> None:
     ],
 )
 def test_malformed_messages_are_refused_with_the_reason(bad: object, error: str) -> None:
-    from spider_core.converter import message_from_primitive
+    from spider_core.protocol import message_from_primitive
 
     with pytest.raises(ValueError) as info:
         message_from_primitive(bad)
@@ -326,8 +325,7 @@ def _near_messages(draw: st.DrawFn) -> list:
 
 @given(st.one_of(_near_messages(), st.lists(_field_values | st.sampled_from(["Execute", "Result"]), max_size=7)))
 def test_execute_and_result_fast_paths_agree_with_the_converter(primitive: list) -> None:
-    from spider_core.converter import execute_fields, message_from_primitive, result_fields
-    from spider_core.models import Execute
+    from spider_core.protocol import Execute, execute_fields, message_from_primitive, result_fields
 
     try:
         message = message_from_primitive(primitive)
@@ -346,14 +344,14 @@ def test_execute_and_result_fast_paths_agree_with_the_converter(primitive: list)
 
 
 def test_the_fast_paths_build_and_read_well_formed_messages() -> None:
-    from spider_core.converter import (
+    from spider_core.protocol import (
+        Execute,
         execute_fields,
         execute_primitive,
         message_to_primitive,
         result_fields,
         result_primitive,
     )
-    from spider_core.models import Execute
 
     execute = Execute(seq=7, package="p", task="t", raw_ctx=b"c", raw_inputs=b"i")
     assert execute_primitive(7, "p", "t", b"c", b"i") == message_to_primitive(execute)

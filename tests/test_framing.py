@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spider_core.framing import FramingError
+from spider_core.protocol import FramingError
 from spider_msgpack import MsgpackFraming
 
 primitives = st.recursive(

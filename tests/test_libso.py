@@ -8,7 +8,7 @@ import pytest
 
 from helpers import TASK_PACKAGES, write_c_package
 from spider_core.build import build_package
-from spider_core.models import PackageSource
+from spider_core.plugin import PackageSource
 from spider_core.tdl import (
     EMPTY_FRAME,
     DuplicatePackage,

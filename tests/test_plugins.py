@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 
 from helpers import ExecutorProcess, make_distribution
-from spider_core import hookspecs
-from spider_core.models import PackageSource, Ready
-from spider_core.plugins import (
+from spider_core.plugin import (
     DEFAULT_PLUGINS,
+    PackageSource,
     PluginError,
     PluginSettings,
     get_plugin_manager,
 )
+from spider_core.plugin import spec as hookspecs
+from spider_core.protocol import Ready
 from spider_core.tdl import EMPTY_FRAME, decode_values
 
 HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("spider_"))
@@ -26,7 +27,8 @@ HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("spider_"))
 
 FAKE_PLUGIN = """
     from spider_core import hookimpl
-    from spider_core.models import PackageSource, Ready
+    from spider_core.plugin import PackageSource
+    from spider_core.protocol import Ready
     from spider_core.tdl import encode_values
 
 
@@ -63,7 +65,9 @@ def test_defaults_are_registered(pm) -> None:
     infos = {info.name: info for info in pm.plugin_infos()}
     assert infos["spider_libso"].status == "default"
     assert infos["spider_libso"].distribution == "spider-core"
-    assert infos["spider_libso"].hooks == ("spider_list_packages", "spider_load_package", "spider_resolve_package")
+    assert infos["spider_libso"].hooks == (
+        "spider_inspect_package", "spider_list_packages", "spider_load_package", "spider_resolve_package"
+    )
     assert infos["spider_msgpack"].hooks == ("spider_framing",)
 
 

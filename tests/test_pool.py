@@ -728,14 +728,14 @@ def test_custom_launcher_and_respawn_policy(config) -> None:
     class Launcher:
         @sc.hookimpl
         def spider_launcher(self, config, executor_id, env):
-            from spider_core.models import LaunchSpec
+            from spider_core.plugin import LaunchSpec
 
             seen.append(("launch", executor_id, env["SPIDER_TDL_PACKAGE_DIR"]))
             return LaunchSpec(argv=(sys.executable, "-m", "spider_core.executor"), env={**env, "SPIDER_TEST_FOO": "from-launcher"})
 
         @sc.hookimpl
         def spider_respawn_decision(self, state):
-            from spider_core.models import RespawnDecision
+            from spider_core.plugin import RespawnDecision
 
             seen.append(("decide", state.reason))
             return RespawnDecision(spawn=state.reason == "start", message="this policy never respawns after a crash")
@@ -786,7 +786,7 @@ def test_spinning_executor_through_the_pool(package_dir: Path) -> None:
 
 async def wait_for_standby(pool) -> None:
     for _ in range(200):
-        if pool._spare is not None:
+        if pool._supervisor.standby is not None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("no standby executor became ready")
@@ -797,7 +797,7 @@ def test_standby_takes_over_after_a_crash_and_a_timeout(package_dir: Path) -> No
 
     async def scenario(pool):
         await wait_for_standby(pool)
-        standby_pid = pool._spare.pid
+        standby_pid = pool._supervisor.standby.pid
         crash = await pool.execute(req("always_panic"), 5)
         took_over = pool.pid
         after = await pool.execute(req("fibonacci", 10), 5)
@@ -818,7 +818,7 @@ def test_close_reaps_the_standby_too(package_dir: Path) -> None:
 
     async def scenario(pool):
         await wait_for_standby(pool)
-        pids.extend([pool.pid, pool._spare.pid])
+        pids.extend([pool.pid, pool._supervisor.standby.pid])
 
     pool_run(config, scenario)
     assert len(set(pids)) == 2 and all(gone(pid) for pid in pids)
@@ -829,7 +829,7 @@ def test_dead_standby_is_replaced_by_a_fresh_spawn(package_dir: Path) -> None:
 
     async def scenario(pool):
         await wait_for_standby(pool)
-        dead = pool._spare.pid
+        dead = pool._supervisor.standby.pid
         os.kill(dead, signal.SIGKILL)
         await asyncio.sleep(0.1)
         await pool.execute(req("always_panic"), 5)
@@ -910,7 +910,7 @@ def test_a_caller_cancelled_while_its_executor_is_reaped_leaks_nothing(config) -
         await pool.execute(req("noop"), 5)
         before = open_fds()
         call = asyncio.create_task(pool.execute(req("sleep_ms", 10_000), 0.2))
-        while pool._executor is not None:  # the timeout fired: the executor is being reaped
+        while pool._supervisor.current is not None:  # the timeout fired: the executor is being reaped
             await asyncio.sleep(0)
         call.cancel()
         with pytest.raises(asyncio.CancelledError):

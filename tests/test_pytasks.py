@@ -19,7 +19,7 @@ import pytest
 import spider_core as sc
 import spider_pytasks
 from helpers import REPO, TASK_PACKAGES
-from spider_core.models import PackageInfo, PackageSource, TaskPackage
+from spider_core.plugin import PackageInfo, PackageSource, TaskPackage
 from spider_core.tdl import (
     EMPTY_FRAME,
     DuplicatePackage,

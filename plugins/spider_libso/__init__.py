@@ -11,20 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from spider_core.hookspecs import hookimpl
-from spider_core.models import PackageInfo, PackageSource
-from spider_core.tdl import HOST_VERSION, InvalidLibrary, Version, validate_package_name
+from spider_core.plugin import PackageInfo, PackageSource, hookimpl
+from spider_core.tdl import HOST_VERSION, InvalidLibrary, Version, library_path
 from spider_libso.loader import NativePackage, TdlPackageManager, load_native_package
 
 __all__ = ["NativePackage", "TdlPackageManager", "library_path", "load_native_package"]
 
 KIND = "native"
-
-
-def library_path(package_dir: Path, package: str) -> Path:
-    """Where a native package named ``package`` lives under ``package_dir``."""
-    validate_package_name(package)
-    return Path(package_dir) / package / f"lib{package}.so"
 
 
 @hookimpl(trylast=True)
@@ -45,11 +38,9 @@ def spider_load_package(source: PackageSource) -> NativePackage | None:
     return load_native_package(source.location, expected_name=source.package)
 
 
-@hookimpl
-def spider_list_packages(package_dir: Path) -> list[PackageInfo]:
-    libraries = sorted(Path(package_dir).glob("*/lib*.so"))
-    if not libraries:
-        return []
+def _inspect(libraries: list[Path]) -> tuple[dict[str, dict], int]:
+    """What :mod:`spider_libso.inspect` reads from each library, in a child process (a library
+    may crash when opened): records by path, and the child's exit status."""
     done = subprocess.run(
         [sys.executable, "-m", "spider_libso.inspect", *map(str, libraries)],
         capture_output=True,
@@ -59,12 +50,45 @@ def spider_list_packages(package_dir: Path) -> list[PackageInfo]:
     for line in done.stdout.splitlines():
         record = json.loads(line)
         found[record["path"]] = record
+    return found, done.returncode
+
+
+def _crashed(status: int) -> str:
+    return f"inspecting it crashed the inspector (exit status {status})"
+
+
+@hookimpl(trylast=True)
+def spider_inspect_package(source: PackageSource) -> PackageInfo | None:
+    if source.kind != KIND:
+        return None
+    found, status = _inspect([source.location])
+    record = found.get(str(source.location))
+    if record is None:
+        return _broken(source.package, source.location, _crashed(status))
+    if "error" in record:
+        return _broken(source.package, source.location, record["error"])
+    version = Version(*record["version"])
+    return PackageInfo(
+        name=record["name"],
+        kind=KIND,
+        location=source.location,
+        version=str(version),
+        compatible=HOST_VERSION.is_compatible_with(version),
+    )
+
+
+@hookimpl
+def spider_list_packages(package_dir: Path) -> list[PackageInfo]:
+    libraries = sorted(Path(package_dir).glob("*/lib*.so"))
+    if not libraries:
+        return []
+    found, status = _inspect(libraries)
     infos = []
     for library in libraries:
         directory = library.parent.name
         record = found.get(str(library))
         if record is None:
-            infos.append(_broken(directory, library, f"inspecting it crashed the inspector (exit status {done.returncode})"))
+            infos.append(_broken(directory, library, _crashed(status)))
         elif "error" in record:
             infos.append(_broken(directory, library, record["error"]))
         else:

@@ -11,7 +11,7 @@ import ctypes
 import json
 import sys
 
-from spider_core.executor import die_with_parent
+from spider_core.plugin import die_with_parent
 from spider_libso.loader import GET_NAME, GET_VERSION, _OutArray, _Version
 
 

@@ -11,8 +11,7 @@ from typing import Any
 
 import msgpack
 
-from spider_core.framing import FramingError
-from spider_core.hookspecs import hookimpl
+from spider_core.plugin import FramingError, hookimpl
 
 _HEADER = struct.Struct(">I")
 _HEADER_SIZE = _HEADER.size

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spider_core.hookspecs import hookimpl
-from spider_core.models import PackageInfo, PackageSource
-from spider_core.tdl import validate_package_name
+from spider_core.plugin import PackageInfo, PackageSource, hookimpl
+from spider_core.tdl import library_path, validate_package_name
 from spider_pytasks.listing import list_packages
 from spider_pytasks.loader import (
     ENTRY_POINT_GROUP,
@@ -52,7 +51,7 @@ def spider_resolve_package(package: str, package_dir: Path) -> PackageSource | N
     directory = find_directory_package(package_dir, package)
     if directory is not None:
         return PackageSource(package=package, kind=KIND, location=directory)
-    if (Path(package_dir) / package / f"lib{package}.so").is_file():
+    if library_path(package_dir, package).is_file():
         return None  # a native package shadows an installed Python one of the same name
     installed = find_entry_point(package)
     if installed is not None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from spider_core.executor import die_with_parent
+from spider_core.plugin import die_with_parent
 from spider_core.tdl import InvalidLibrary
 from spider_pytasks.loader import ENTRY_POINT_GROUP, forget_module, import_directory, module_name, package_of
 

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from spider_core.models import PackageInfo
-from spider_core.tdl import InvalidPackageName, validate_package_name
+from spider_core.plugin import PackageInfo
+from spider_core.tdl import InvalidPackageName, library_path, validate_package_name
 from spider_pytasks.loader import ENTRY_POINT_GROUP, KIND, find_directory_package
 
 #: Seconds the listing may take for all packages together.
@@ -45,7 +45,7 @@ def _candidates(root: Path | None, installed: bool) -> tuple[list[dict[str, str]
                 validate_package_name(child.name)
             except InvalidPackageName:
                 continue
-            if (child / f"lib{child.name}.so").is_file():
+            if library_path(root, child.name).is_file():
                 taken.add(child.name)  # native: spider_libso lists it
                 continue
             directory = find_directory_package(root, child.name)

@@ -30,6 +30,7 @@ from spider_core.tdl import (
     TaskError,
     TdlError,
     TdlErrorKind,
+    library_path,
 )
 
 logger = logging.getLogger("spider_pytasks")
@@ -185,7 +186,7 @@ def find_directory_package(package_dir: Path, package: str) -> Path | None:
     """``<package_dir>/<package>`` if it holds a Python package and no native library (a
     directory with ``lib<package>.so`` is native, whatever else it holds)."""
     directory = Path(package_dir) / package
-    if (directory / f"lib{package}.so").is_file():
+    if library_path(package_dir, package).is_file():
         return None
     if (directory / "__init__.py").is_file():
         return directory

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from spider_core.hookspecs import hookimpl
-from spider_core.models import LaunchSpec, PoolConfig, RespawnDecision, RespawnState
+from spider_core.plugin import LaunchSpec, PoolConfig, RespawnDecision, RespawnState, hookimpl
 
 
 def backoff(config: PoolConfig, failures: int) -> float:

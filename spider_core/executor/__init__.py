@@ -4,29 +4,51 @@ It reads framed requests from its protocol channel, runs one task at a time and 
 with a framed result. At start it moves the protocol off fds 0 and 1 onto private descriptors
 and points fd 1 at stderr, so whatever a task prints only adds log lines. It dies with its
 parent and exits 0 on ``Shutdown`` or end of input; an undecodable request is logged and makes
-it exit with :data:`EXIT_PROTOCOL_ERROR`, which the pool treats as a crash.
+it exit with :data:`~spider_core.protocol.EXIT_PROTOCOL_ERROR`, which the pool treats as a
+crash. What it reads, writes, expects in its environment and exits with is defined in
+:mod:`spider_core.protocol`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import json
 import logging
 import os
 import resource
 import select
-import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from spider_core.converter import execute_fields, message_from_primitive, message_to_primitive, result_primitive
-from spider_core.framing import DEFAULT_MAX_FRAME_SIZE, FramingError
-from spider_core.models import Execute, PackageSource, Ready, Shutdown, TaskPackage
-from spider_core.plugins import PluginError, PluginSettings, SpiderPluginManager, get_plugin_manager
+from spider_core.plugin import (
+    PackageSource,
+    PluginError,
+    PluginSettings,
+    SpiderPluginManager,
+    TaskPackage,
+    get_plugin_manager,
+)
+from spider_core.protocol import (
+    DEFAULT_MAX_FRAME_SIZE,
+    ENV_LOG_LEVEL,
+    ENV_MAX_FRAME_SIZE,
+    ENV_PACKAGE_DIR,
+    ENV_SPIN_US,
+    EXIT_OK,
+    EXIT_PROTOCOL_ERROR,
+    EXIT_SETUP_ERROR,
+    FramingError,
+    ProtocolError,
+    Ready,
+    Shutdown,
+    decode_request,
+    die_with_parent,
+    message_to_primitive,
+    result_primitive,
+)
 from spider_core.tdl import (
     HOST_VERSION,
     ExecutorError,
@@ -38,18 +60,6 @@ from spider_core.tdl import (
     validate_package_name,
 )
 
-#: The environment the pool sets for its executors.
-ENV_PACKAGE_DIR = "SPIDER_TDL_PACKAGE_DIR"
-ENV_PARENT_PID = "SPIDER_EXECUTOR_PARENT_PID"
-ENV_MAX_FRAME_SIZE = "SPIDER_MAX_FRAME_SIZE"
-ENV_LOG_LEVEL = "SPIDER_EXECUTOR_LOG_LEVEL"
-ENV_SPIN_US = "SPIDER_EXECUTOR_SPIN_US"
-
-EXIT_OK = 0
-EXIT_PROTOCOL_ERROR = 3
-EXIT_SETUP_ERROR = 4
-
-_PR_SET_PDEATHSIG = 1
 _READ_SIZE = 64 * 1024
 
 logger = logging.getLogger("spider_core.executor")
@@ -148,18 +158,6 @@ class _Channel:
 _REPLACED = "a task closed or replaced the executor's protocol descriptors"
 
 
-def die_with_parent() -> None:
-    """Get SIGKILL when the parent dies (the executor and the pool's helper processes)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: EOF on the protocol channel still ends us
-        pass
-    expected = os.environ.get(ENV_PARENT_PID)
-    if expected and os.getppid() != int(expected):
-        os._exit(EXIT_OK)  # the parent died before prctl took effect
-
-
 class _Input:
     """The request channel. With ``spin_us``, a read first polls for that long before it
     blocks: a pool that answers quickly then finds the executor awake (a cross-CPU wake-up
@@ -199,17 +197,6 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def no_such_package(pm: SpiderPluginManager, name: str, package_dir: Path) -> str:
-    """Why ``name`` was not found: which plugins searched, which were blocked."""
-    searched = ", ".join(pm.implementers("spider_resolve_package"))
-    blocked = sorted(pm.settings.blocked)
-    blocked_text = f"; blocked plugins: {', '.join(blocked)}" if blocked else ""
-    return (
-        f"no task package named {name!r} in {package_dir} (searched by {searched}{blocked_text}); "
-        f"see `spider packages --package-dir {package_dir}`"
-    )
-
-
 class Executor:
     """Resolves, loads and runs packages for the requests of one protocol channel."""
 
@@ -236,7 +223,7 @@ class Executor:
             self.pm.require("spider_resolve_package")
             source = self.pm.hook.spider_resolve_package(package=name, package_dir=self.package_dir)
             if source is None:
-                raise InvalidLibrary(no_such_package(self.pm, name, self.package_dir))
+                raise InvalidLibrary(self.pm.no_such_package(name, self.package_dir))
             if isinstance(source, Path):
                 source = PackageSource(package=name, kind="native", location=source)
             self.pm.require("spider_load_package")
@@ -316,21 +303,15 @@ def serve(channel: _Input, out_fd: int, executor: Executor, framing: Any, guard:
                 return EXIT_OK
             decoder.feed(data)
             continue
-        fields = execute_fields(message)
-        if fields is None:
-            try:
-                request = message_from_primitive(message)
-            except ValueError as e:
-                _log("bad request", logging.ERROR, error=f"not a protocol message: {e}")
-                return EXIT_PROTOCOL_ERROR
-            if isinstance(request, Shutdown):
-                _log("exit", reason="shutdown")
-                return EXIT_OK
-            if not isinstance(request, Execute):
-                _log("bad request", logging.ERROR, error=f"unexpected {type(request).__name__} message")
-                return EXIT_PROTOCOL_ERROR
-            fields = request.seq, request.package, request.task, request.raw_ctx, request.raw_inputs
-        seq, package, task, raw_ctx, raw_inputs = fields
+        try:
+            request = decode_request(message)
+        except ProtocolError as e:
+            _log("bad request", logging.ERROR, error=str(e))
+            return EXIT_PROTOCOL_ERROR
+        if request.__class__ is Shutdown:
+            _log("exit", reason="shutdown")
+            return EXIT_OK
+        seq, package, task, raw_ctx, raw_inputs = request
         ok, payload, elapsed_us = executor.execute(package, task, raw_ctx, raw_inputs)
         problem = guard.problem()
         if problem is not None:

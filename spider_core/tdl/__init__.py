@@ -15,7 +15,7 @@ from spider_core.tdl.errors import (
     TdlError,
     TdlErrorKind,
 )
-from spider_core.tdl.names import InvalidPackageName, is_utf8, validate_package_name
+from spider_core.tdl.names import InvalidPackageName, is_utf8, library_path, validate_package_name
 from spider_core.tdl.outputs import OutputsOption, SerializedTaskOutputs
 from spider_core.tdl.sdk import Package, Task, task
 from spider_core.tdl.version import HOST_VERSION, Version
@@ -60,6 +60,7 @@ __all__ = [
     "encode_values",
     "frame_payloads",
     "is_utf8",
+    "library_path",
     "task",
     "unframe_payloads",
     "validate_package_name",

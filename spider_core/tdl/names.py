@@ -1,6 +1,13 @@
-"""Package-name validation: a name from a request must never escape the package directory."""
+"""Package names and the package directory's layout.
+
+A name from a request must never escape the package directory; a native package named
+``<name>`` lives at ``<package_dir>/<name>/lib<name>.so`` (spider's layout, docs/abi.md §1).
+"""
 
 from __future__ import annotations
+
+from os import PathLike
+from pathlib import Path
 
 #: lib<name>.so must fit in a file name (NAME_MAX is 255 bytes on Linux).
 MAX_PACKAGE_NAME_BYTES = 200
@@ -43,3 +50,12 @@ def validate_package_name(name: object) -> str:
     if problem:
         raise InvalidPackageName(f"invalid package name {name!r:.60}: the name {problem}")
     return name
+
+
+def library_path(package_dir: str | PathLike[str], name: str) -> Path:
+    """Where the native library of package ``name`` lives: ``<package_dir>/<name>/lib<name>.so``.
+
+    :raises InvalidPackageName: ``name`` is not a safe package name.
+    """
+    validate_package_name(name)
+    return Path(package_dir) / name / f"lib{name}.so"

@@ -1,4 +1,8 @@
-"""Building the plugin manager: specs, default plugins, entry points, blocking and tracing."""
+"""Building the plugin manager: specs, default plugins, entry points, blocking and tracing.
+
+The core reaches plugins only through this manager and its hooks: the default plugins are
+named in :data:`DEFAULT_PLUGINS` and imported by name here, never by a core module.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,14 @@ import importlib.metadata
 import logging
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
 import pluggy
 from attrs import field, frozen
 
-from spider_core import hookspecs
+from spider_core.plugin import spec
 
 logger = logging.getLogger("spider_core.plugins")
 
@@ -97,7 +102,7 @@ class SpiderPluginManager(pluggy.PluginManager):
     """A pluggy manager that remembers where each plugin came from."""
 
     def __init__(self, settings: PluginSettings) -> None:
-        super().__init__(hookspecs.PROJECT_NAME)
+        super().__init__(spec.PROJECT_NAME)
         self.settings = settings
         self._origins: dict[str, tuple[str, str | None, str | None]] = {}
 
@@ -134,6 +139,16 @@ class SpiderPluginManager(pluggy.PluginManager):
                 f"{', '.join(blocked)} (unblock one through {ENV_DISABLE} or install a plugin "
                 f"that provides it)"
             )
+
+    def no_such_package(self, name: str, package_dir: Path) -> str:
+        """Why package ``name`` was not found: which plugins searched, which were blocked."""
+        searched = ", ".join(self.implementers("spider_resolve_package"))
+        blocked = sorted(self.settings.blocked)
+        blocked_text = f"; blocked plugins: {', '.join(blocked)}" if blocked else ""
+        return (
+            f"no task package named {name!r} in {package_dir} (searched by {searched}{blocked_text}); "
+            f"see `spider packages --package-dir {package_dir}`"
+        )
 
     def call_required(self, hook_name: str, **kwargs: Any) -> Any:
         """Call a firstresult hook that must answer; None becomes a clear error."""
@@ -182,7 +197,7 @@ def get_plugin_manager(
     if autoload is not None:
         settings = attrs.evolve(settings, autoload=autoload)
     pm = SpiderPluginManager(settings)
-    pm.add_hookspecs(hookspecs)
+    pm.add_hookspecs(spec)
     own_version = _own_version()
     for name in settings.blocked:
         pm.set_blocked(name)

@@ -1,9 +1,10 @@
 """Hook specifications: every swappable piece of spider-core.
 
 Implement any of these in a plugin module or class decorated with
-:data:`spider_core.hookimpl`, and register it through the ``spider_core`` entry-point group.
-Implementations may accept fewer arguments than the spec lists. Hooks grow by gaining
-arguments; none is ever renamed or removed.
+:data:`spider_core.plugin.hookimpl`, and register it through the ``spider_core`` entry-point
+group. Implementations may accept fewer arguments than the spec lists. Hooks grow by gaining
+arguments; none is ever renamed or removed. Each section says in which process its hooks
+run; the executor child builds its plugin manager from the same settings as the pool.
 """
 
 from __future__ import annotations
@@ -14,18 +15,17 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from spider_core.framing import Framing
-    from spider_core.models import (
-        ExecuteRequest,
+    from spider_core.models import ExecuteRequest, Outcome, PoolConfig
+    from spider_core.plugin.types import (
+        ExitReason,
         LaunchSpec,
-        Outcome,
         PackageInfo,
         PackageSource,
-        PoolConfig,
         RespawnDecision,
         RespawnState,
         TaskPackage,
     )
+    from spider_core.protocol import Framing
 
 PROJECT_NAME = "spider_core"
 
@@ -34,7 +34,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 # -------------------------------------------------------------------------------------------
-# package resolution and loading (called in the executor child)
+# package resolution and loading (in the executor child; resolution also in the parent)
 # -------------------------------------------------------------------------------------------
 
 
@@ -45,11 +45,18 @@ def spider_resolve_package(package: str, package_dir: Path) -> PackageSource | P
     :param package: Name from the request, already validated (no separators, ``.``/``..``,
         NUL or absolute paths).
     :param package_dir: Root directory of installed task packages (``SPIDER_TDL_PACKAGE_DIR``).
-    :return: Where the package lives: a :class:`~spider_core.models.PackageSource`, or a
+    :return: Where the package lives: a :class:`~spider_core.plugin.PackageSource`, or a
         :class:`pathlib.Path` to a native ``lib<name>.so`` (treated as a source of kind
         ``"native"``); None if this plugin does not know the package, to let another try.
 
-    First non-None result wins. Default: ``spider_libso`` (``<dir>/<pkg>/lib<pkg>.so``).
+    First non-None result wins. Called in the executor child before a package's first task,
+    and in the parent by ``spider run`` to check that the package exists. If it raises, in
+    the executor: an ``ExecutorError`` becomes the call's ``InTaskFailure``, anything else an
+    ``InvalidLibrary`` failure naming the plugin's error (traceback in the executor's log),
+    and the next call tries again; in ``spider run``: an ``ExecutorError`` or ``OSError`` is
+    a usage error (exit 2), anything else a plugin failure (exit 5). Default:
+    ``spider_pytasks`` (``<dir>/<pkg>/__init__.py``, then installed Python packages), then
+    ``spider_libso`` (``<dir>/<pkg>/lib<pkg>.so``).
     """
 
 
@@ -58,13 +65,16 @@ def spider_load_package(source: PackageSource) -> TaskPackage | None:
     """Load (and initialise) a resolved package.
 
     :param source: What ``spider_resolve_package`` returned; check ``source.kind``.
-    :return: A :class:`~spider_core.models.TaskPackage` whose declared name equals
+    :return: A :class:`~spider_core.plugin.TaskPackage` whose declared name equals
         ``source.package``; None if this plugin cannot load sources of this kind. Raise an
         ``ExecutorError`` (``InvalidLibrary``, ``IncompatibleVersion``, ``PackageInitError``,
         ...) if it can but the package is broken.
 
-    First non-None result wins. The executor caches the result by name for its lifetime.
-    Default: ``spider_libso`` (sources of kind ``"native"``, loaded with ctypes).
+    First non-None result wins. Called in the executor child only; the executor caches the
+    result by name for its lifetime. If it raises, the call fails as for
+    ``spider_resolve_package`` and nothing is cached, so the next call tries again. Default:
+    ``spider_libso`` (sources of kind ``"native"``, loaded with ctypes) and
+    ``spider_pytasks`` (sources of kind ``"python"``).
     """
 
 
@@ -73,12 +83,32 @@ def spider_list_packages(package_dir: Path) -> list[PackageInfo]:
     """List the packages of this plugin's kind found in ``package_dir`` (``spider packages``).
 
     :param package_dir: Root directory of installed task packages.
-    :return: One :class:`~spider_core.models.PackageInfo` per package found, broken ones
+    :return: One :class:`~spider_core.plugin.PackageInfo` per package found, broken ones
         included with ``error`` set; an empty list (or None) if there are none.
 
     All implementations are called; their lists are concatenated. Called in the parent
-    process: never run package code here (inspect native libraries in a child process).
-    Default: ``spider_libso`` (every ``<dir>/<name>/lib<name>.so``).
+    process: never run package code here (inspect packages in a child process that calls
+    :func:`~spider_core.plugin.die_with_parent`). If one raises, ``spider packages`` fails:
+    an ``OSError`` as an unreadable directory (exit 2), anything else as a plugin failure
+    (exit 5). Default: ``spider_libso`` (every ``<dir>/<name>/lib<name>.so``) and
+    ``spider_pytasks`` (directory packages, then installed ones).
+    """
+
+
+@hookspec(firstresult=True)
+def spider_inspect_package(source: PackageSource) -> PackageInfo | None:
+    """Describe one package without running its code in this process.
+
+    :param source: The package to describe; its ``location`` may be a temporary file name
+        (``spider build-package`` checks a library before moving it into place).
+    :return: A :class:`~spider_core.plugin.PackageInfo` whose ``name`` is the name the package
+        declares, with ``error`` set if it cannot be used; None if this plugin does not
+        understand sources of this kind.
+
+    First non-None result wins. Called in the parent process, by ``spider build-package`` and
+    :func:`spider_core.build_package` (sources of kind ``"native"``); read the package in a
+    child process. If no plugin answers, the build is not checked; if one raises, the build
+    fails naming the error. Default: ``spider_libso`` (sources of kind ``"native"``).
     """
 
 
@@ -92,11 +122,13 @@ def spider_framing(max_frame_size: int) -> Framing | None:
     """Provide the framing that carries protocol messages over the executor's pipes.
 
     :param max_frame_size: Largest frame body, in bytes, either side may send or accept.
-    :return: A :class:`spider_core.framing.Framing`; None to let another plugin answer.
+    :return: A :class:`~spider_core.plugin.Framing`; None to let another plugin answer.
 
     First non-None result wins; called once per pool (when it starts) and once per executor
     process. Return a new framing for each call: each is then used from one thread only, so it
-    may keep state (a reusable packer). Default: ``spider_msgpack``
+    may keep state (a reusable packer). If it raises in the pool, ``start()`` raises
+    ``ExecutorCreationFailure`` naming the error; in the executor, the executor exits before it is ready (the pool's start or
+    respawn then fails with ``ExecutorCreationFailure``). Default: ``spider_msgpack``
     (4-byte big-endian length prefix and a msgpack body).
     """
 
@@ -114,13 +146,15 @@ def spider_launcher(config: PoolConfig, executor_id: int, env: dict[str, str]) -
     :param executor_id: The id the new executor will have.
     :param env: The environment the pool prepared (``inherited_env``, ``PATH``,
         ``SPIDER_TDL_PACKAGE_DIR`` and spider-core's settings); extend it, do not drop names.
-    :return: A :class:`~spider_core.models.LaunchSpec` (argv, env, cwd); None to let
+    :return: A :class:`~spider_core.plugin.LaunchSpec` (argv, env, cwd); None to let
         another plugin answer.
 
-    First non-None result wins; called at every spawn, never per task. The process must
-    speak the executor protocol on its stdin/stdout and log to stderr. Default:
-    ``spider_supervisor`` (``PoolConfig.executor_command``, else
-    ``python -m spider_core.executor``).
+    First non-None result wins; called at every spawn (the standby's too), never per task.
+    The process must speak the executor protocol (:mod:`spider_core.protocol`) on its
+    stdin/stdout and log to stderr. If it raises, the spawn fails: the caller of ``start()``
+    or ``execute()`` gets ``ExecutorCreationFailure`` naming the error, and the failure
+    counts toward the respawn back-off. Default: ``spider_supervisor``
+    (``PoolConfig.executor_command``, else ``python -m spider_core.executor``).
     """
 
 
@@ -134,20 +168,25 @@ def spider_respawn_decision(config: PoolConfig, state: RespawnState) -> RespawnD
     """Decide whether the pool may spawn an executor now.
 
     :param config: The pool's :class:`~spider_core.PoolConfig`.
-    :param state: A :class:`~spider_core.models.RespawnState`: why an executor is needed,
+    :param state: A :class:`~spider_core.plugin.RespawnState`: why an executor is needed,
         consecutive spawn failures and when the last one happened.
-    :return: A :class:`~spider_core.models.RespawnDecision`: spawn now (optionally capping
+    :return: A :class:`~spider_core.plugin.RespawnDecision`: spawn now (optionally capping
         the new executor's task count for recycling), or not yet (calls then get
         ``NotRunning``); None to let another plugin answer.
 
-    First non-None result wins; called before every spawn, never per task. Default:
-    ``spider_supervisor`` (at once; exponential back-off after failed spawns, the longest
-    back-off after ``max_spawn_failures``; ``recycle_after`` from the config).
+    First non-None result wins; called before every spawn (the standby's too), never per
+    task. If it raises, the caller of ``start()`` or ``execute()`` gets ``NotRunning``
+    naming the error. Default: ``spider_supervisor`` (at once; exponential back-off after
+    failed spawns, the longest back-off after ``max_spawn_failures``; ``recycle_after`` from
+    the config).
     """
 
 
 # -------------------------------------------------------------------------------------------
 # lifecycle events (called in the pool; notifications only)
+#
+# If an implementation raises, the pool logs the error (with its traceback the first time per
+# pool and hook, then at debug level) and carries on: a metrics plugin never breaks a call.
 # -------------------------------------------------------------------------------------------
 
 
@@ -165,13 +204,14 @@ def spider_executor_started(executor_id: int, pid: int, log_path: Path | None) -
 
 @hookspec
 def spider_executor_exited(
-    executor_id: int, pid: int, reason: str, exit_status: int | None, signal: int | None
+    executor_id: int, pid: int, reason: ExitReason, exit_status: int | None, signal: int | None
 ) -> None:
     """An executor process is gone and reaped.
 
     :param executor_id: The pool's id of this spawn.
     :param pid: Its process id.
-    :param reason: ``"timeout"``, ``"crash"``, ``"cancelled"``, ``"recycle"`` or ``"shutdown"``.
+    :param reason: One of :data:`~spider_core.plugin.ExitReason`: ``"timeout"``, ``"crash"``,
+        ``"cancelled"``, ``"recycle"`` or ``"shutdown"``.
     :param exit_status: Its exit code, or None if a signal killed it.
     :param signal: The signal that killed it, or None.
 

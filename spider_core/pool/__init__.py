@@ -1,0 +1,24 @@
+"""The pool: supervised executor processes behind ``ProcessPool`` and ``SyncProcessPool``.
+
+Split along its seams, one job per module:
+
+- :mod:`~spider_core.pool.async_pool`: ``ProcessPool``, the lock, the hard timeout and each
+  call's outcome;
+- :mod:`~spider_core.pool.sync_pool`: ``SyncProcessPool``, the same pool on a thread of its
+  own for callers without an event loop;
+- :mod:`~spider_core.pool.supervisor`: spawn, standby and respawn (the launcher and respawn
+  policy hooks);
+- :mod:`~spider_core.pool.process`: one executor process, its pipes on the event loop;
+- :mod:`~spider_core.pool.logsink`: the executor's log, to a file or to ``logging``;
+- :mod:`~spider_core.pool.requests`: request validation and encoding, outside the lock;
+- :mod:`~spider_core.pool.events`: the lifecycle hooks (executor started and exited, task
+  finished).
+
+What the pool and the executor say to each other is in :mod:`spider_core.protocol`.
+"""
+
+from spider_core.pool.async_pool import ProcessPool
+from spider_core.pool.logsink import executor_logger
+from spider_core.pool.sync_pool import SyncProcessPool
+
+__all__ = ["ProcessPool", "SyncProcessPool", "executor_logger"]

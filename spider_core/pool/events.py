@@ -1,0 +1,62 @@
+"""Lifecycle events: the pool's calls of the broadcast hooks (executor started and exited,
+task finished). A failing plugin is logged, never fatal: a metrics plugin must not break a
+call."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from spider_core.models import ExecuteRequest, Outcome
+
+if TYPE_CHECKING:
+    from spider_core.plugin import ExitReason, SpiderPluginManager
+
+logger = logging.getLogger("spider_core.pool")
+
+
+class Events:
+    """Calls the lifecycle hooks of one pool."""
+
+    def __init__(self, pm: SpiderPluginManager) -> None:
+        self.pm = pm
+        #: Whether any plugin listens to ``spider_task_finished`` (checked once: the hot path
+        #: then skips building the call).
+        self.wants_task_finished = bool(pm.hook.spider_task_finished.get_hookimpls())
+        self._failed: set[str] = set()  # hooks whose failure was logged in full
+
+    def executor_started(self, executor_id: int, pid: int, log_path: Path | None) -> None:
+        try:
+            self.pm.hook.spider_executor_started(executor_id=executor_id, pid=pid, log_path=log_path)
+        except Exception as e:
+            self._failed_hook("spider_executor_started", e)
+
+    def executor_exited(
+        self, executor_id: int, pid: int, reason: ExitReason, status: int | None, signum: int | None
+    ) -> None:
+        try:
+            self.pm.hook.spider_executor_exited(
+                executor_id=executor_id, pid=pid, reason=reason, exit_status=status, signal=signum
+            )
+        except Exception as e:
+            self._failed_hook("spider_executor_exited", e)
+
+    def task_finished(self, request: ExecuteRequest, outcome: Outcome, executor_id: int, wait: float, run: float) -> None:
+        try:
+            self.pm.hook.spider_task_finished(
+                request=request, outcome=outcome, executor_id=executor_id, queue_wait=wait, execution_time=run
+            )
+        except Exception as e:
+            self._failed_hook("spider_task_finished", e)
+
+    def _failed_hook(self, hook: str, error: Exception) -> None:
+        """Log a failing lifecycle hook: with its traceback the first time, then at debug level
+        (a metrics plugin that fails on every task must not flood the log)."""
+        if hook in self._failed:
+            logger.debug("a %s hook failed again: %s: %s", hook, type(error).__name__, error)
+            return
+        self._failed.add(hook)
+        logger.error(
+            "a %s hook failed (logged once per pool): %s: %s", hook, type(error).__name__, error, exc_info=error
+        )

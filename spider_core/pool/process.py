@@ -1,0 +1,252 @@
+"""One executor process as the pool sees it: its pipes and pidfd on the event loop, its log.
+
+The hot path is one frame written, one reader callback, one future: the pipes and a pidfd are
+registered with the loop once per spawn. What travels on the pipes is the framing's business
+(:mod:`spider_core.protocol`); this handle only moves frames and notices when the process or
+its channel is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from typing import Any
+
+from spider_core.pool.logsink import LogSink
+from spider_core.protocol import FramingError
+
+_READ_SIZE = 64 * 1024
+
+#: Seconds a dying executor gets to exit by itself before SIGKILL.
+EXIT_GRACE = 1.0
+
+
+class Lost:
+    """The executor's protocol channel became unusable: what a waiter gets instead of a message."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class ExecutorProcess:
+    """A spawned executor: its pipes and pidfd registered with the loop, its log sink."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        executor_id: int,
+        proc: subprocess.Popen,
+        framing: Any,
+        sink: LogSink,
+    ) -> None:
+        self.loop = loop
+        self.id = executor_id
+        self.proc = proc
+        self.pid = proc.pid
+        self.sink = sink
+        self.encode = framing.encode
+        self.decoder = framing.decoder()
+        self.tasks_run = 0
+        self.recycle_after: int | None = None
+        self.waiter: asyncio.Future | None = None
+        self.lost: str | None = None
+        self.exited = loop.create_future()
+        self._out = proc.stdin.fileno()
+        self._in = proc.stdout.fileno()
+        self._err = proc.stderr.fileno()
+        self._pending: memoryview | None = None
+        self._closed = False
+        for fd in (self._out, self._in, self._err):
+            os.set_blocking(fd, False)
+        self._pidfd = os.pidfd_open(self.pid)
+        loop.add_reader(self._in, self._on_readable)
+        loop.add_reader(self._err, self._on_stderr)
+        loop.add_reader(self._pidfd, self._on_exit)
+
+    @property
+    def alive(self) -> bool:
+        return self.lost is None and not self.exited.done()
+
+    def expect(self) -> asyncio.Future:
+        """A future for the next message (or :class:`Lost`)."""
+        waiter = self.waiter = self.loop.create_future()
+        if self.lost is not None:
+            waiter.set_result(Lost(self.lost))
+        return waiter
+
+    # -- protocol channel
+
+    def _lose(self, reason: str) -> None:
+        if self.lost is None:
+            self.lost = reason
+            self.loop.remove_reader(self._in)
+            self._stop_writing()
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(Lost(self.lost))
+
+    def _on_readable(self) -> bool:
+        """Read what the executor sent and deliver complete messages; False if nothing was read."""
+        try:
+            data = os.read(self._in, max(_READ_SIZE, self.decoder.wanted()))
+        except BlockingIOError:
+            return False
+        except OSError as e:
+            self._lose(f"reading from the executor failed: {e.strerror}")
+            return False
+        if not data:
+            self._lose("the executor closed its protocol channel")
+            return False
+        decoder = self.decoder
+        decoder.feed(data)
+        while self.lost is None:
+            try:
+                message = decoder.next_message()
+            except FramingError as e:
+                self._lose(f"the executor sent an undecodable frame: {e}")
+                break
+            if message is None:
+                break
+            waiter = self.waiter
+            if waiter is None or waiter.done():
+                self._lose("the executor sent a message nobody asked for")
+                break
+            if self._pending is not None:
+                self._lose("the executor answered before it had read the whole request")
+                break
+            self.waiter = None
+            waiter.set_result(message)
+        return True
+
+    def poll(self, budget_ns: int) -> bool:
+        """Read the answer without the event loop for up to ``budget_ns``; whether it came."""
+        waiter = self.waiter
+        deadline = time.perf_counter_ns() + budget_ns
+        while not waiter.done() and self._pending is None and time.perf_counter_ns() < deadline:
+            if not self._on_readable():
+                os.sched_yield()  # the executor may be waiting for this very CPU
+        return waiter.done()
+
+    def send(self, frame: bytes) -> None:
+        if self.lost is not None:
+            return
+        try:
+            written = os.write(self._out, frame)
+        except BlockingIOError:
+            written = 0
+        except OSError as e:
+            self._lose(f"writing to the executor failed: {e.strerror}")
+            return
+        if written < len(frame):
+            self._pending = memoryview(frame)[written:]
+            self.loop.add_writer(self._out, self._on_writable)
+
+    def _on_writable(self) -> None:
+        try:
+            written = os.write(self._out, self._pending)
+        except BlockingIOError:
+            return
+        except OSError as e:
+            self._lose(f"writing to the executor failed: {e.strerror}")
+            return
+        self._pending = self._pending[written:]
+        if not self._pending:
+            self._stop_writing()
+
+    def _stop_writing(self) -> None:
+        if self._pending is not None:
+            self.loop.remove_writer(self._out)
+            self._pending = None
+
+    # -- log and exit
+
+    def _on_stderr(self) -> None:
+        try:
+            data = os.read(self._err, _READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self.sink.feed(data)
+        else:
+            self.loop.remove_reader(self._err)
+
+    def _on_exit(self) -> None:
+        self.loop.remove_reader(self._pidfd)
+        while self.lost is None and self._on_readable():
+            pass  # a response written just before exiting still counts
+        self._lose("the executor exited")
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def signal(self, signum: int) -> None:
+        if not self.exited.done():
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self._pidfd, signum)
+
+    def kill_group(self) -> None:
+        """SIGKILL whatever the executor's tasks left running in its process group (it leads
+        its own session). Only before the executor is reaped, while its group id is still
+        reserved."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+
+    async def wait_exit(self, timeout: float) -> bool:
+        """Whether the process exited within ``timeout`` seconds."""
+        if not self.exited.done():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.exited), timeout)
+        return self.exited.done()
+
+    async def reap(self, grace: float = 0.0) -> tuple[int | None, int | None]:
+        """Give the process ``grace`` seconds to exit, SIGKILL it, reap it and release
+        everything; return (exit status, signal)."""
+        try:
+            if grace > 0:
+                await self.wait_exit(grace)
+            self.signal(signal.SIGKILL)
+            await asyncio.shield(self.exited)
+        except asyncio.CancelledError:
+            # The caller gave up, the cleanup may not: SIGKILLed, the process exits at once.
+            self.signal(signal.SIGKILL)
+            self.kill_group()
+            self.proc.wait()
+            self._close()
+            raise
+        self.kill_group()
+        status = self.proc.wait()
+        self._close()
+        return (status, None) if status >= 0 else (None, -status)
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._lose("the executor was stopped")
+        self._drain_stderr()
+        self.loop.remove_reader(self._err)
+        self.loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            with contextlib.suppress(OSError):
+                stream.close()
+        self.sink.close()
+
+    def _drain_stderr(self) -> None:
+        """Log what is left in the stderr pipe; bounded, since a process that escaped the
+        executor's group may still hold the pipe and write to it forever."""
+        for _ in range(64):
+            try:
+                data = os.read(self._err, _READ_SIZE)
+            except (BlockingIOError, OSError):
+                return
+            if not data:
+                return
+            self.sink.feed(data)

@@ -1,0 +1,131 @@
+"""Request preparation: validate an :class:`~spider_core.ExecuteRequest` and encode it as an
+Execute message, outside the pool's lock, so a bad request fails before it waits for a slot."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+from typing import Any
+
+from spider_core.errors import BuildTaskContext, EncodeTaskContext, EncodeTaskInputs, InvalidRequest
+from spider_core.models import ExecuteRequest
+from spider_core.protocol import execute_primitive
+from spider_core.tdl import (
+    EMPTY_FRAME,
+    InvalidPackageName,
+    TaskContext,
+    TaskId,
+    WireFormatError,
+    encode_values,
+    is_utf8,
+    validate_package_name,
+)
+
+_FIRST_TASK = TaskId.of(0)
+_SECONDS = (int, float)
+_MAX_VALID_NAMES = 4096
+
+
+def check_names(package: Any, task: Any) -> None:
+    """:raises InvalidRequest: not a valid package name, or not a non-empty UTF-8 task name."""
+    try:
+        validate_package_name(package)
+    except InvalidPackageName as e:
+        raise InvalidRequest(str(e)) from None
+    if not isinstance(task, str) or not task or not is_utf8(task):
+        raise InvalidRequest(f"task name must be a non-empty UTF-8 string, got {task!r}")
+
+
+# typed: 0, False and 0.0 are one key to an untyped cache, but only 0 is a valid id.
+@functools.lru_cache(maxsize=1024, typed=True)
+def _cached_context(job_id: int, task_id: TaskId | None, task_instance_id: int, resource_group_id: int) -> bytes:
+    return TaskContext(
+        job_id=job_id,
+        task_id=_FIRST_TASK if task_id is None else task_id,
+        task_instance_id=task_instance_id,
+        resource_group_id=resource_group_id,
+    ).encode()
+
+
+def encode_context(
+    job_id: int, task_id: TaskId | None, task_instance_id: int, resource_group_id: int, outputs: bytes | None
+) -> bytes:
+    """The msgpack TaskContext of a request (``task_id`` None is the first task; contexts
+    without outputs are cached)."""
+    if task_id is not None and not isinstance(task_id, TaskId):
+        raise BuildTaskContext(
+            f"task_id must be a TaskId (TaskId.of(i), TaskId.COMMIT or TaskId.CLEANUP), got {task_id!r:.40}"
+        )
+    try:
+        if outputs is None and (task_id is None or not task_id.is_commit):
+            with contextlib.suppress(TypeError):  # an unhashable id: built below, for its message
+                return _cached_context(job_id, task_id, task_instance_id, resource_group_id)
+        context = TaskContext(
+            job_id=job_id,
+            task_id=_FIRST_TASK if task_id is None else task_id,
+            task_instance_id=task_instance_id,
+            resource_group_id=resource_group_id,
+            serialized_task_graph_outputs=outputs,
+        )
+    except (AttributeError, TypeError, ValueError) as e:
+        raise BuildTaskContext(f"cannot build the task context: {e}") from None
+    try:
+        return context.encode()
+    except Exception as e:
+        raise EncodeTaskContext(f"cannot encode the task context: {e}") from None
+
+
+def check_timeout(hard_timeout: Any) -> None:
+    """:raises InvalidRequest: not a positive, finite number of seconds."""
+    if isinstance(hard_timeout, bool) or not isinstance(hard_timeout, _SECONDS) or not (
+        hard_timeout > 0 and math.isfinite(hard_timeout)
+    ):
+        raise InvalidRequest(f"hard_timeout must be a positive number of seconds, got {hard_timeout!r}")
+
+
+class RequestEncoder:
+    """Turns requests into Execute arrays (their ``seq`` left 0 for the pool to fill in).
+
+    It remembers the (package, task) pairs it has already checked, so a steady stream of
+    requests pays for name validation once.
+    """
+
+    def __init__(self) -> None:
+        self._valid_names: set[tuple[str, str]] = set()
+
+    def prepare(self, request: ExecuteRequest, hard_timeout: float) -> list[Any]:
+        """Validate and encode ``request``.
+
+        :raises InvalidRequest: not an ExecuteRequest, a bad name or a bad timeout.
+        :raises BuildTaskContext: ids that do not form a task context, or inputs for a commit task.
+        :raises EncodeTaskContext: the context cannot be encoded.
+        :raises EncodeTaskInputs: the inputs cannot be encoded.
+        """
+        if not isinstance(request, ExecuteRequest):
+            raise InvalidRequest(f"request must be an ExecuteRequest, got {type(request).__name__}")
+        check_timeout(hard_timeout)
+        package, task = request.package, request.task
+        if not (type(package) is str and type(task) is str and (package, task) in self._valid_names):
+            check_names(package, task)
+            if len(self._valid_names) >= _MAX_VALID_NAMES:  # names come from callers: bound the set
+                self._valid_names.clear()
+            self._valid_names.add((package, task))
+        task_id = request.task_id
+        raw_ctx = encode_context(
+            request.job_id, task_id, request.task_instance_id, request.resource_group_id, request.task_graph_outputs
+        )
+        if task_id is not None and task_id.is_commit:
+            if request.inputs or request.raw_inputs not in (None, EMPTY_FRAME):
+                raise BuildTaskContext("a commit task takes no inputs: it reads the task-graph outputs")
+            raw_inputs = EMPTY_FRAME
+        elif request.raw_inputs is not None:
+            if not isinstance(request.raw_inputs, bytes):
+                raise EncodeTaskInputs(f"raw_inputs must be bytes, got {type(request.raw_inputs).__name__}")
+            raw_inputs = request.raw_inputs
+        else:
+            try:
+                raw_inputs = encode_values(request.inputs)
+            except WireFormatError as e:
+                raise EncodeTaskInputs(f"cannot encode the inputs of {request.package}/{request.task}: {e}") from None
+        return execute_primitive(0, package, task, raw_ctx, raw_inputs)  # seq set under the lock

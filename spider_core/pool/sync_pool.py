@@ -1,0 +1,88 @@
+"""``SyncProcessPool``: the pool for callers without an event loop.
+
+The pool runs its event loop in a thread of its own, which lives until ``close()``: it
+notices an executor that dies between calls, and every executor is spawned from that one
+thread (``PR_SET_PDEATHSIG`` is tied to the thread that spawned the child).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+from spider_core.errors import NotRunning
+from spider_core.models import ExecuteRequest, Outcome, PoolConfig
+from spider_core.plugin import SpiderPluginManager
+from spider_core.pool.async_pool import ProcessPool
+
+
+class SyncProcessPool:
+    """The same pool for callers without an event loop: ``with SyncProcessPool(config) as
+    pool: pool.execute(request, hard_timeout=5)``.
+
+    The pool runs its event loop in a thread of its own, which lives until ``close()``: it
+    notices an executor that dies between calls, and every executor is spawned from that one
+    thread (``PR_SET_PDEATHSIG`` is tied to the thread that spawned the child). Any thread may
+    call ``execute``; calls are served one at a time.
+    """
+
+    def __init__(self, config: PoolConfig, *, plugin_manager: SpiderPluginManager | None = None) -> None:
+        self._pool = ProcessPool(config, plugin_manager=plugin_manager)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="spider-core-pool", daemon=True)
+        self._thread.start()
+        self._closed = False
+
+    @property
+    def config(self) -> PoolConfig:
+        return self._pool.config
+
+    @property
+    def executor_id(self) -> int | None:
+        return self._pool.executor_id
+
+    @property
+    def pid(self) -> int | None:
+        return self._pool.pid
+
+    @property
+    def log_path(self) -> Path | None:
+        return self._pool.log_path
+
+    def __enter__(self) -> SyncProcessPool:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        self._run(self._pool.start())
+
+    def execute(self, request: ExecuteRequest, hard_timeout: float) -> Outcome:
+        return self._run(self._pool.execute(request, hard_timeout))
+
+    def close(self) -> None:
+        """Stop the executor and the pool's thread. Idempotent."""
+        if self._closed:
+            return
+        try:
+            self._run(self._pool.close())
+        finally:
+            self._closed = True
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+    def _run(self, coro: Any) -> Any:
+        if self._closed:
+            coro.close()
+            raise NotRunning("the pool is closed")
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result()
+        except BaseException:  # KeyboardInterrupt: cancel the call, as a cancelled coroutine would
+            future.cancel()
+            raise

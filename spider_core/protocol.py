@@ -1,0 +1,326 @@
+"""The contract between the pool and its executor processes, in one place.
+
+Everything both sides must agree on lives here, and nowhere else:
+
+- **the messages**: :class:`Execute` and :class:`Shutdown` (pool to executor), :class:`Ready`
+  and :class:`Result` (executor to pool);
+- **their codec**: a message travels as a msgpack-ready array, its class name, then its fields
+  in declaration order (as rmp-serde writes a struct). :func:`decode_request`,
+  :func:`decode_result` and :func:`decode_ready` give the verdict on what arrives: each tries
+  the hand-written fast path first and falls back to the strict, field-by-field path, which
+  names what is wrong;
+- **the framing interface** that turns those arrays into bytes on the pipes
+  (:class:`Framing`, :class:`FrameDecoder`, :class:`FramingError`), provided by the
+  ``spider_framing`` hook;
+- **the executor process contract**: the environment the pool sets (``ENV_*``), the exit
+  statuses the executor uses (``EXIT_*``) and :func:`die_with_parent`.
+
+The pool (:mod:`spider_core.pool`) and the executor (:mod:`spider_core.executor`) both import
+this module; neither imports the other. It imports nothing else of spider-core.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+from typing import Any, Protocol
+
+import attrs
+from attrs import frozen
+
+# -------------------------------------------------------------------------------------------
+# messages
+# -------------------------------------------------------------------------------------------
+
+
+@frozen(kw_only=True)
+class Execute:
+    """Run ``task`` of ``package``; the executor answers with a :class:`Result` echoing ``seq``.
+
+    ``raw_ctx`` is the msgpack ``TaskContext`` and ``raw_inputs`` the wire-format inputs, both
+    as spider encodes them (docs/abi.md §3.5 and §4).
+    """
+
+    seq: int
+    package: str
+    task: str
+    raw_ctx: bytes
+    raw_inputs: bytes
+
+
+@frozen(kw_only=True)
+class Shutdown:
+    """Ask the executor to exit 0."""
+
+
+@frozen(kw_only=True)
+class Result:
+    """The answer to :class:`Execute`.
+
+    ``ok``: ``payload`` is the wire-format outputs; otherwise it is a msgpack ``ExecutorError``.
+    ``elapsed_us`` covers the package call only.
+    """
+
+    seq: int
+    ok: bool
+    payload: bytes
+    elapsed_us: int
+
+
+@frozen(kw_only=True)
+class Ready:
+    """Sent once by the executor when it is ready for requests."""
+
+    pid: int
+    abi_version: str
+
+
+Request = Execute | Shutdown
+Response = Result | Ready
+Message = Execute | Shutdown | Result | Ready
+
+# -------------------------------------------------------------------------------------------
+# the codec: messages to msgpack-ready arrays and back
+# -------------------------------------------------------------------------------------------
+#
+# An array, not a map: no key strings to write and read on each side of every call. Fields are
+# checked as strictly as rmp-serde checks them: no "5" for an int, no True for 1.
+
+_MESSAGES = {cls.__name__: cls for cls in (Execute, Shutdown, Result, Ready)}
+_FIELDS: dict[type, tuple[tuple[str, type], ...]] = {}
+for _cls in _MESSAGES.values():
+    attrs.resolve_types(_cls)
+    _FIELDS[_cls] = tuple((a.name, a.type) for a in attrs.fields(_cls))
+
+#: Where an Execute array holds its sequence number (the pool fills it in under its lock).
+EXECUTE_SEQ = 1
+
+
+class ProtocolError(ValueError):
+    """A message that breaks the protocol: malformed, unexpected, or answering another request."""
+
+
+def message_to_primitive(message: Message) -> list[Any]:
+    """``[class name, field, ...]``."""
+    return [type(message).__name__, *attrs.astuple(message, recurse=False)]
+
+
+def message_from_primitive(primitive: Any) -> Message:
+    """The message an array from :func:`message_to_primitive` stands for.
+
+    :raises ProtocolError: not a message: not an array, an unknown class name, the wrong number
+        of fields, or a field of the wrong type.
+    """
+    if type(primitive) is not list or not primitive:
+        raise ProtocolError(f"a message must be a non-empty array, got {type(primitive).__name__} {primitive!r:.40}")
+    tag, *values = primitive
+    cls = _MESSAGES.get(tag) if type(tag) is str else None
+    if cls is None:
+        raise ProtocolError(f"unknown message type {tag!r:.40}")
+    fields = _FIELDS[cls]
+    if len(values) != len(fields):
+        names = ", ".join(name for name, _ in fields) or "none"
+        raise ProtocolError(f"invalid {tag} message: {len(values)} fields, expected {len(fields)} ({names})")
+    for (name, tp), value in zip(fields, values, strict=True):
+        if type(value) is not tp:
+            raise ProtocolError(
+                f"invalid {tag} message: {name}: expected {tp.__name__}, got {type(value).__name__} {value!r:.40}"
+            )
+    return cls(**{name: value for (name, _), value in zip(fields, values, strict=True)})
+
+
+# The two messages of every call, Execute and Result, have hand-written fast paths: the general
+# path walks the field table, and after each wake-up every microsecond of Python here costs
+# several. They accept exactly the well-formed messages (the right length, the exact types) and
+# leave everything else to message_from_primitive, which gives the verdict and the error; tests
+# check that both agree.
+
+
+def execute_primitive(seq: int, package: str, task: str, raw_ctx: bytes, raw_inputs: bytes) -> list[Any]:
+    """``message_to_primitive(Execute(...))``, without building the Execute."""
+    return ["Execute", seq, package, task, raw_ctx, raw_inputs]
+
+
+def result_primitive(seq: int, ok: bool, payload: bytes, elapsed_us: int) -> list[Any]:
+    """``message_to_primitive(Result(...))``, without building the Result."""
+    return ["Result", seq, ok, payload, elapsed_us]
+
+
+def execute_fields(primitive: Any) -> tuple[int, str, str, bytes, bytes] | None:
+    """``(seq, package, task, raw_ctx, raw_inputs)`` of a well-formed Execute array; None for
+    anything else (then :func:`decode_request` decides)."""
+    if type(primitive) is list and len(primitive) == 6 and primitive[0] == "Execute":
+        _, seq, package, task, raw_ctx, raw_inputs = primitive
+        if type(seq) is int and type(package) is str and type(task) is str and type(raw_ctx) is bytes:
+            if type(raw_inputs) is bytes:
+                return seq, package, task, raw_ctx, raw_inputs
+    return None
+
+
+def result_fields(primitive: Any) -> tuple[int, bool, bytes, int] | None:
+    """``(seq, ok, payload, elapsed_us)`` of a well-formed Result array; None for anything
+    else (then :func:`decode_result` decides)."""
+    if type(primitive) is list and len(primitive) == 5 and primitive[0] == "Result":
+        _, seq, ok, payload, elapsed_us = primitive
+        if type(seq) is int and type(ok) is bool and type(payload) is bytes and type(elapsed_us) is int:
+            return seq, ok, payload, elapsed_us
+    return None
+
+
+def decode_request(primitive: Any) -> tuple[int, str, str, bytes, bytes] | Shutdown:
+    """What the executor was asked: the fields of an Execute, or Shutdown.
+
+    :raises ProtocolError: anything else, with the reason.
+    """
+    fields = execute_fields(primitive)
+    if fields is not None:
+        return fields
+    try:
+        request = message_from_primitive(primitive)
+    except ProtocolError as e:
+        raise ProtocolError(f"not a protocol message: {e}") from None
+    if isinstance(request, Execute):
+        return request.seq, request.package, request.task, request.raw_ctx, request.raw_inputs
+    if isinstance(request, Shutdown):
+        return request
+    raise ProtocolError(f"unexpected {type(request).__name__} message")
+
+
+def decode_result(primitive: Any, seq: int) -> tuple[int, bool, bytes, int]:
+    """The fields of the Result that answers request ``seq``.
+
+    :raises ProtocolError: not a Result, or the answer to another request.
+    """
+    fields = result_fields(primitive)
+    if fields is None:
+        try:
+            message = message_from_primitive(primitive)
+        except ProtocolError as e:
+            raise ProtocolError(f"the executor sent an invalid message: {e}") from None
+        if not isinstance(message, Result):
+            raise ProtocolError(f"expected the result of request {seq}, got {type(message).__name__}")
+        fields = message.seq, message.ok, message.payload, message.elapsed_us
+    if fields[0] != seq:
+        raise ProtocolError(f"expected the result of request {seq}, got seq {fields[0]}")
+    return fields
+
+
+def decode_ready(primitive: Any) -> Ready:
+    """The executor's first message.
+
+    :raises ProtocolError: anything but a well-formed Ready.
+    """
+    try:
+        message = message_from_primitive(primitive)
+    except ProtocolError as e:
+        raise ProtocolError(f"sent an invalid first message: {e}") from None
+    if not isinstance(message, Ready):
+        raise ProtocolError(f"sent {type(message).__name__} instead of Ready")
+    return message
+
+
+# -------------------------------------------------------------------------------------------
+# framing: the arrays above as bytes on the pipes (implemented by the spider_framing hook)
+# -------------------------------------------------------------------------------------------
+
+#: The smallest maximum frame size a framing must accept (task inputs and outputs of
+#: several MiB must fit).
+DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
+
+
+class FramingError(Exception):
+    """A frame that is oversized, truncated or undecodable."""
+
+
+class FrameDecoder(Protocol):
+    """An incremental decoder for one byte stream."""
+
+    def feed(self, data: bytes) -> None:
+        """Append bytes read from the pipe."""
+
+    def next_message(self) -> Any | None:
+        """The next complete message, or None until more bytes arrive.
+
+        :raises FramingError: the buffered bytes can never form a valid message.
+        """
+
+    def pending(self) -> int:
+        """Bytes buffered that do not yet form a complete message."""
+
+    def wanted(self) -> int:
+        """How many more bytes the current frame needs (a hint for the read size)."""
+
+
+class Framing(Protocol):
+    """Turns msgpack-ready primitives into frames and back; it never sees message classes.
+
+    Each pool and each executor process gets its own framing from the ``spider_framing`` hook
+    and uses it from one thread only, so it may keep state (buffers, a reusable packer).
+    """
+
+    name: str
+    max_frame_size: int
+
+    def encode(self, message: Any) -> bytes:
+        """One complete frame holding ``message``.
+
+        :raises FramingError: the message cannot be encoded or is over the size limit.
+        """
+
+    def decoder(self) -> FrameDecoder:
+        """A fresh incremental decoder for one byte stream."""
+
+
+# -------------------------------------------------------------------------------------------
+# the executor process: its environment, its exit statuses, its tie to the parent
+# -------------------------------------------------------------------------------------------
+#
+# The executor speaks the protocol on its stdin and stdout and logs JSON lines to stderr. It
+# gets a clean environment: PATH, PoolConfig.inherited_env, the plugin settings
+# (spider_core.plugin.PluginSettings.to_env) and the names below.
+
+#: Root of the task packages (spider's own name for it).
+ENV_PACKAGE_DIR = "SPIDER_TDL_PACKAGE_DIR"
+#: The pool's pid: an executor whose parent is already another process exits at once.
+ENV_PARENT_PID = "SPIDER_EXECUTOR_PARENT_PID"
+#: ``PoolConfig.max_frame_size``.
+ENV_MAX_FRAME_SIZE = "SPIDER_MAX_FRAME_SIZE"
+#: ``PoolConfig.executor_log_level``.
+ENV_LOG_LEVEL = "SPIDER_EXECUTOR_LOG_LEVEL"
+#: ``PoolConfig.executor_spin_us``.
+ENV_SPIN_US = "SPIDER_EXECUTOR_SPIN_US"
+
+#: ``Shutdown``, end of input, or the parent gone.
+EXIT_OK = 0
+#: A request the executor could not decode, or a task broke the protocol channel.
+EXIT_PROTOCOL_ERROR = 3
+#: Setup failed: no framing, or a malformed setting.
+EXIT_SETUP_ERROR = 4
+
+
+def executor_environment(*, package_dir: str, max_frame_size: int, spin_us: int, log_level: str) -> dict[str, str]:
+    """The spider-core settings the pool passes to each executor (see the ``ENV_*`` names)."""
+    return {
+        ENV_PACKAGE_DIR: package_dir,
+        ENV_PARENT_PID: str(os.getpid()),
+        ENV_MAX_FRAME_SIZE: str(max_frame_size),
+        ENV_SPIN_US: str(spin_us),
+        ENV_LOG_LEVEL: log_level,
+    }
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Get SIGKILL when the parent dies: for the executor and for any helper process a plugin
+    starts (an inspector, a listing child). Call it first thing in the child."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: EOF on the protocol channel still ends us
+        pass
+    expected = os.environ.get(ENV_PARENT_PID)
+    if expected and os.getppid() != int(expected):
+        os._exit(EXIT_OK)  # the parent died before prctl took effect
