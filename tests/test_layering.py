@@ -1,0 +1,214 @@
+"""The import rules that keep each boundary in one place, read from the source with ``ast``.
+
+- The core (``spider_core``) imports no default plugin: it reaches plugins through hooks only.
+- A plugin imports only the public modules ``spider_core``, ``spider_core.plugin``,
+  ``spider_core.tdl`` and ``spider_core.sdk`` (and itself), as a third-party plugin would.
+- The pool and the executor do not import each other; both import ``spider_core.protocol``.
+- ``spider_core.tdl`` (the ABI, the ground floor) imports only itself.
+- No import cycle among spider_core modules.
+
+Every import counts: at module level, inside functions and under ``TYPE_CHECKING``, plus
+``importlib.import_module("literal")`` and ``python -m module`` arguments.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGINS = ("spider_libso", "spider_msgpack", "spider_supervisor", "spider_pytasks")
+PUBLIC_FOR_PLUGINS = ("spider_core", "spider_core.plugin", "spider_core.tdl", "spider_core.sdk")
+
+#: The one import that crosses a rule on purpose, and why.
+EXCEPTIONS = {
+    ("spider_core.tdl", "spider_core.sdk"): (
+        "spider_core.tdl.Package, Task and task: deprecated aliases for task packages written before "
+        "the SDK moved to spider_core.sdk; imported lazily, on first use, with a DeprecationWarning"
+    ),
+}
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def read_sources() -> dict[str, str]:
+    """Every module of the core and of the default plugins: dotted name -> source."""
+    sources = {}
+    for path in sorted((ROOT / "spider_core").rglob("*.py")):
+        sources[module_name(path, ROOT)] = path.read_text()
+    for path in sorted((ROOT / "plugins").rglob("*.py")):
+        sources[module_name(path, ROOT / "plugins")] = path.read_text()
+    return sources
+
+
+def imports_of(name: str, source: str, modules: set[str], packages: set[str]) -> Iterator[str]:
+    """The modules ``name`` imports (resolved to the most specific known module)."""
+    package = name if name in packages else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            for alias in node.names:
+                candidate = f"{base}.{alias.name}"
+                yield candidate if candidate in modules else base
+        elif isinstance(node, ast.Call):
+            yield from _dynamic_imports(node)
+
+
+def _dynamic_imports(call: ast.Call) -> Iterator[str]:
+    """``importlib.import_module("x")`` and the ``x`` of ``[..., "-m", "x", ...]``."""
+    func = call.func
+    if isinstance(func, ast.Attribute) and func.attr == "import_module" and call.args:
+        first = call.args[0]
+        if isinstance(first, ast.Constant) and isinstance(first.value, str):
+            yield first.value
+    for arg in call.args:
+        if isinstance(arg, ast.List):
+            values = [e.value if isinstance(e, ast.Constant) else None for e in arg.elts]
+            for flag, value in zip(values, values[1:]):
+                if flag == "-m" and isinstance(value, str):
+                    yield value
+
+
+def import_graph(sources: Mapping[str, str], packages: set[str]) -> dict[str, set[str]]:
+    modules = set(sources)
+    return {name: set(imports_of(name, source, modules, packages)) - {name} for name, source in sources.items()}
+
+
+def _top(name: str) -> str:
+    return name.split(".")[0]
+
+
+def _within(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def violations(graph: Mapping[str, set[str]]) -> list[str]:
+    """Every broken rule, one line each."""
+    found = []
+    for module, imported in sorted(graph.items()):
+        for target in sorted(imported):
+            if (module.rpartition(".")[0] or module, target) in EXCEPTIONS or (module, target) in EXCEPTIONS:
+                continue
+            if _within(module, "spider_core") and _top(target) in PLUGINS:
+                found.append(f"{module} imports the default plugin module {target}: reach plugins through hooks")
+            if _top(module) in PLUGINS:
+                if _top(target) in PLUGINS and _top(target) != _top(module):
+                    found.append(f"{module} imports another plugin, {target}")
+                if _within(target, "spider_core") and target not in PUBLIC_FOR_PLUGINS:
+                    found.append(
+                        f"{module} imports {target}: plugins import only {', '.join(PUBLIC_FOR_PLUGINS)}"
+                    )
+            for a, b in (("spider_core.pool", "spider_core.executor"), ("spider_core.executor", "spider_core.pool")):
+                if _within(module, a) and _within(target, b):
+                    found.append(f"{module} imports {target}: pool and executor share spider_core.protocol only")
+            if _within(module, "spider_core.tdl") and _within(target, "spider_core") and not _within(target, "spider_core.tdl"):
+                found.append(f"{module} imports {target}: spider_core.tdl imports only itself")
+    found.extend(f"import cycle: {' -> '.join(cycle)}" for cycle in cycles(graph))
+    return found
+
+
+def cycles(graph: Mapping[str, set[str]]) -> list[list[str]]:
+    """One cycle per strongly connected group of spider_core modules (Tarjan's algorithm)."""
+    nodes = {n for n in graph if _within(n, "spider_core")}
+    edges = {n: sorted(t for t in graph[n] if t in nodes) for n in nodes}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in edges[node]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for node in sorted(nodes):
+        if node not in index:
+            visit(node)
+    return [[*group, group[0]] for group in groups]
+
+
+def _packages() -> set[str]:
+    found = {module_name(p, ROOT) for p in (ROOT / "spider_core").rglob("__init__.py")}
+    found |= {module_name(p, ROOT / "plugins") for p in (ROOT / "plugins").rglob("__init__.py")}
+    return found
+
+
+def test_the_tree_keeps_every_import_rule() -> None:
+    graph = import_graph(read_sources(), _packages())
+    assert violations(graph) == []
+
+
+def test_the_protocol_module_is_what_pool_and_executor_share() -> None:
+    graph = import_graph(read_sources(), _packages())
+    assert "spider_core.protocol" in graph["spider_core.executor"]
+    assert any("spider_core.protocol" in graph[m] for m in graph if _within(m, "spider_core.pool"))
+    assert not {t for t in graph["spider_core.protocol"] if _within(t, "spider_core")}
+
+
+# -- the checker itself: each rule, broken on purpose ---------------------------------------
+
+
+def _graph_with(module: str, source: str) -> dict[str, set[str]]:
+    sources = read_sources()
+    sources[module] = sources.get(module, "") + "\n" + source
+    return import_graph(sources, _packages())
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "complaint"),
+    [
+        ("spider_core.build", "from spider_libso import inspect", "imports the default plugin module spider_libso"),
+        ("spider_core.build", "import subprocess\nsubprocess.run(['python', '-m', 'spider_libso.inspect'])",
+         "imports the default plugin module spider_libso.inspect"),
+        ("spider_core.plugin.manager", "import importlib\nimportlib.import_module('spider_msgpack')",
+         "imports the default plugin module spider_msgpack"),
+        ("spider_libso", "from spider_core.models import PoolConfig", "plugins import only"),
+        ("spider_supervisor", "from spider_core.executor import main", "plugins import only"),
+        ("spider_pytasks.listing", "from spider_libso import KIND", "imports another plugin, spider_libso"),
+        ("spider_core.pool.supervisor", "from spider_core.executor import main", "pool and executor share"),
+        ("spider_core.executor", "def f():\n    from spider_core.pool import ProcessPool", "pool and executor share"),
+        ("spider_core.tdl.wire", "from spider_core.models import Success", "spider_core.tdl imports only itself"),
+        ("spider_core.tdl.errors", "from spider_core.sdk import Package", "spider_core.tdl imports only itself"),
+        ("spider_core.protocol", "from spider_core.errors import InternalError", None),
+        ("spider_core.errors", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from spider_core.cli import main",
+         "import cycle"),
+    ],
+)
+def test_each_rule_catches_a_forbidden_import(module: str, source: str, complaint: str | None) -> None:
+    found = violations(_graph_with(module, source))
+    if complaint is None:  # allowed: the protocol may use the user-facing errors (no rule forbids it)
+        assert found == []
+    else:
+        assert any(complaint in line for line in found), found
