@@ -1,4 +1,5 @@
-"""Python task packages: the SDK, the spider_pytasks plugin, and both through the real pool."""
+"""Python task packages: the spider_pytasks plugin, and packages through the real pool (the SDK
+alone: test_sdk.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import NewType
 
-import attrs
 import pytest
 
 import spider_core as sc
@@ -24,7 +23,6 @@ from spider_core.tdl import (
     EMPTY_FRAME,
     DuplicatePackage,
     InvalidLibrary,
-    Package,
     PackageInitError,
     TaskContext,
     TaskError,
@@ -34,9 +32,7 @@ from spider_core.tdl import (
     decode_values,
     encode_values,
     frame_payloads,
-    task,
 )
-from spider_core.tdl.sdk import structure
 from spider_core.testing import assert_outcome
 
 NATIVE = "integration_test_tasks"
@@ -49,7 +45,7 @@ TYPED = """
 
     import attrs
 
-    from spider_core.tdl import Package, TaskContext, TdlError
+    from spider_core.sdk import Package, TaskContext, TdlError
 
     package = Package("pytypes")
 
@@ -206,7 +202,7 @@ TYPED = """
 """
 
 INIT_FAILS = """
-    from spider_core.tdl import Package, TdlError
+    from spider_core.sdk import Package, TdlError
 
     def setup():
         raise TdlError("Custom", "init failed on purpose")
@@ -531,7 +527,7 @@ def test_blocking_the_plugin_makes_python_packages_unresolvable(mixed_dir: Path,
 
 
 INSTALLED = """
-    from spider_core.tdl import Package, TaskContext
+    from spider_core.sdk import Package, TaskContext
 
     package = Package("installed_tasks")
 
@@ -546,7 +542,7 @@ INSTALLED = """
 
 
 SHADOWING = """
-    from spider_core.tdl import Package, TaskContext
+    from spider_core.sdk import Package, TaskContext
 
     package = Package("shadowed")
 
@@ -634,7 +630,7 @@ def test_load_runs_init_once_and_supports_relative_imports(tmp_path: Path) -> No
         tmp_path,
         "withhelpers",
         """
-        from spider_core.tdl import Package, TaskContext
+        from spider_core.sdk import Package, TaskContext
         from .helpers import double
 
         calls = []
@@ -666,16 +662,16 @@ def test_load_runs_init_once_and_supports_relative_imports(tmp_path: Path) -> No
         ("x = 1\n", "does not define `package`"),
         ("package = 42\n", "the package object is of type int, not spider_core.tdl.Package"),
         (
-            "from spider_core.tdl import Package\npackage = Package('other')\n",
+            "from spider_core.sdk import Package\npackage = Package('other')\n",
             "declares package name 'other' but was requested as 'broken'",
         ),
         (
-            "from spider_core.tdl import Package\npackage = Package('broken')\n"
+            "from spider_core.sdk import Package\npackage = Package('broken')\n"
             "@package.task\ndef t(ctx, v: 'NoSuchType') -> int:\n    return 1\n",
             "cannot resolve the annotations of t: NameError",
         ),
         (
-            "from spider_core.tdl import Package\npackage = Package('broken')\n"
+            "from spider_core.sdk import Package\npackage = Package('broken')\n"
             "@package.task\ndef t(ctx: int) -> int:\n    return 1\n",
             r"the first parameter \(ctx\) receives the TaskContext but is annotated int",
         ),
@@ -692,7 +688,7 @@ def test_init_raising_another_exception_is_a_package_init_error(tmp_path: Path) 
     write_package(
         tmp_path,
         "badinit",
-        "from spider_core.tdl import Package\n"
+        "from spider_core.sdk import Package\n"
         "def setup():\n    raise OSError('no disk')\npackage = Package('badinit', init=setup)\n",
     )
     with pytest.raises(PackageInitError) as info:
@@ -725,127 +721,9 @@ def test_system_exit_is_not_caught(mixed_dir: Path) -> None:
 
 def test_package_names_with_dots_and_dashes_load_as_distinct_modules(tmp_path: Path) -> None:
     for name in ("a.b", "a-b", "a%2Eb"):
-        write_package(tmp_path, name, f"from spider_core.tdl import Package\npackage = Package({name!r})\n")
+        write_package(tmp_path, name, f"from spider_core.sdk import Package\npackage = Package({name!r})\n")
         assert load(tmp_path, name).module.__name__ == spider_pytasks.loader.module_name(name)
     assert len({spider_pytasks.loader.module_name(n) for n in ("a.b", "a-b", "a%2Eb")}) == 3
-
-
-# -- the SDK -------------------------------------------------------------------------------
-
-
-@attrs.define
-class Tree:
-    value: int
-    kids: list[Tree]
-
-
-UserId = NewType("UserId", int)
-
-
-@pytest.mark.parametrize(
-    ("value", "tp", "expected"),
-    [
-        ([1, [[2, []], {"value": 3, "kids": []}]], Tree, Tree(1, [Tree(2, []), Tree(3, [])])),
-        ([3, 1, 3], set[int], {1, 3}),
-        ([1, "a"], tuple[int, str], (1, "a")),
-        ([1, 2, 3], tuple[int, ...], (1, 2, 3)),
-        (7, UserId, 7),
-        ({"1": [1.5, 2]}, dict[str, list[float]], {"1": [1.5, 2.0]}),
-        (3, int | str, 3),
-        ("3", int | str, "3"),
-        (3, float | int, 3),  # the value's own type first, whatever the order
-        (3, float | str, 3.0),
-        (b"ab", int | str, "ab"),
-        ([97], int | bytes, b"a"),
-        (None, int | str | None, None),
-        ([True, 2], list[bool | int], [True, 2]),
-    ],
-)
-def test_structure(value: object, tp: object, expected: object) -> None:
-    result = structure(value, tp)
-    assert result == expected and type(result) is type(expected)
-
-
-@pytest.mark.parametrize(
-    ("value", "tp", "message"),
-    [
-        ([1, [[2, [[3, "x"]]]]], Tree, "kids[0].kids[0].kids: expected list[Tree] (an array), got str 'x'"),
-        ([1, [[2]]], Tree, "kids[0]: expected Tree as an array of 2 field values (value, kids), got 1 elements"),
-        ({1: 2}, dict[str, int], "[key 1]: expected str, got int 1"),
-        ("7", UserId, "expected int, got str '7'"),
-        ([1, "a", 2], tuple[int, str], "expected tuple[int, str] (2 elements), got 3 elements"),
-        (b"\xff", str, "expected str, got bin that is not valid UTF-8"),
-        (True, int | str, "expected int | str, got bool True"),
-        (1.5, int | str, "expected int | str, got float 1.5"),
-        (None, int | float, "expected int | float, got NoneType None"),
-        ("x", float | int | None, "expected int | float | None, got str 'x'"),  # members in one order
-        ([1, True], list[int | str], "[1]: expected int | str, got bool True"),
-    ],
-)
-def test_structure_errors(value: object, tp: object, message: str) -> None:
-    with pytest.raises(ValueError) as info:
-        structure(value, tp)
-    assert str(info.value) == message
-
-
-def test_a_task_is_still_a_plain_function() -> None:
-    @task(name="renamed")
-    def add(ctx: TaskContext, a: int, b: int) -> int:
-        """Add two ints."""
-        return a + b
-
-    assert add(None, 2, 3) == 5
-    assert (add.name, add.__name__, add.__doc__) == ("renamed", "add", "Add two ints.")
-    assert add.signature() == "renamed(a: int, b: int) -> int"
-
-
-def test_signatures_name_the_types() -> None:
-    package = Package("sigs")
-
-    @package.task
-    def f(ctx, a: list[dict[str, int]], b: bytes | None, c) -> tuple[int, str]:
-        return 1, "x"
-
-    @package.task
-    def g(ctx: TaskContext):
-        return None
-
-    assert f.signature() == "f(a: list[dict[str, int]], b: bytes | None, c: Any) -> tuple[int, str]"
-    assert g.signature() == "g()"
-
-
-@pytest.mark.parametrize(
-    ("define", "message"),
-    [
-        (lambda: task(lambda: None), "the first parameter must receive the TaskContext"),
-        (lambda: task(lambda ctx, *args: None), "parameter 'args' must be positional"),
-        (lambda: task(lambda ctx, *, k: None), "parameter 'k' must be positional"),
-        (lambda: task(lambda ctx, **kw: None), "parameter 'kw' must be positional"),
-    ],
-)
-def test_functions_that_cannot_be_tasks(define, message: str) -> None:
-    with pytest.raises(TypeError, match=message):
-        define()
-
-
-def test_async_functions_cannot_be_tasks() -> None:
-    async def work(ctx):
-        return None
-
-    with pytest.raises(TypeError, match="async functions cannot be tasks"):
-        task(work)
-
-
-def test_package_rejects_duplicate_tasks_and_bad_names() -> None:
-    def t(ctx):
-        return None
-
-    package = Package("dups", tasks=[t])
-    with pytest.raises(ValueError, match="package 'dups' already has a task named 't'"):
-        package.add(task(t))
-    with pytest.raises(ValueError, match="invalid package name '../x'"):
-        Package("../x")
-    assert list(package.tasks) == ["t"] and repr(package) == "<Package dups: t>"
 
 
 # -- listing -------------------------------------------------------------------------------
@@ -857,16 +735,16 @@ def test_list_packages(tmp_path: Path, installed_site: Path, package_dir: Path, 
     (root / NATIVE).symlink_to(package_dir / NATIVE, target_is_directory=True)
     shutil.copytree(TASK_PACKAGES / "complex_number", root / "complex_number")
     write_package(root, "broken", "import no_such_module_xyz\n")
-    write_package(root, "shadowed", "from spider_core.tdl import Package\npackage = Package('shadowed')\n")
+    write_package(root, "shadowed", "from spider_core.sdk import Package\npackage = Package('shadowed')\n")
     write_package(root, "exits", "raise SystemExit(3)\n")
     write_package(root, "crashes", "import os\nos._exit(9)\n")
-    write_package(root, "misnamed", "from spider_core.tdl import Package\npackage = Package('other')\n")
+    write_package(root, "misnamed", "from spider_core.sdk import Package\npackage = Package('other')\n")
     pid_file = tmp_path / "pid"
     write_package(
         root,
         "chatty",
         f"import os\nprint('{{not json')\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
-        "from spider_core.tdl import Package\npackage = Package('chatty')\n",
+        "from spider_core.sdk import Package\npackage = Package('chatty')\n",
     )
     (root / "notes").mkdir()  # neither kind of package
 
@@ -906,9 +784,9 @@ def test_list_packages_survives_a_package_that_hangs_on_import(tmp_path: Path, m
 
     monkeypatch.setattr(listing, "PACKAGE_TIMEOUT", 1.0)
     write_package(tmp_path, "a_hangs", "while True:\n    pass\n")
-    write_package(tmp_path, "b_fine", "from spider_core.tdl import Package\npackage = Package('b_fine')\n")
+    write_package(tmp_path, "b_fine", "from spider_core.sdk import Package\npackage = Package('b_fine')\n")
     write_package(tmp_path, "c_hangs", "while True:\n    pass\n")
-    write_package(tmp_path, "d_fine", "from spider_core.tdl import Package\npackage = Package('d_fine')\n")
+    write_package(tmp_path, "d_fine", "from spider_core.sdk import Package\npackage = Package('d_fine')\n")
     started = time.monotonic()
     infos = spider_pytasks.list_packages(tmp_path, installed=False, timeout=30)
     assert [(i.name, i.error) for i in infos] == [
@@ -939,7 +817,7 @@ def test_list_packages_does_not_wait_for_processes_a_package_starts(tmp_path: Pa
         "spawner",
         "import subprocess, sys\n"
         "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
-        "from spider_core.tdl import Package\npackage = Package('spawner')\n",
+        "from spider_core.sdk import Package\npackage = Package('spawner')\n",
     )
     started = time.monotonic()
     infos = spider_pytasks.list_packages(tmp_path, installed=False, timeout=30)

@@ -17,7 +17,7 @@ from spider_core.tdl import InvalidLibrary, PackageInitError, TaskError, TdlErro
 
 HOSTILE = """
 import asyncio, os, subprocess, sys, time
-from spider_core.tdl import Package
+from spider_core.sdk import Package
 
 package = Package("hostile")
 
@@ -94,7 +94,7 @@ argparse.ArgumentParser().parse_args(["--no-such-option"])
 
 EXITS_IN_INIT = """
 import sys
-from spider_core.tdl import Package
+from spider_core.sdk import Package
 
 def init():
     sys.exit(3)
@@ -190,7 +190,7 @@ def test_clobbering_the_protocol_descriptors_is_a_crash_not_corruption(pool) -> 
 def test_task_definitions_are_checked_when_written() -> None:
     import functools
 
-    from spider_core.tdl import Package, task
+    from spider_core.sdk import Package, task
 
     class Adder:
         def __call__(self, ctx, a: int) -> int:
@@ -217,7 +217,7 @@ import enum
 from typing import Literal, Union
 
 import attrs
-from spider_core.tdl import Package
+from spider_core.sdk import Package
 
 package = Package("strict")
 

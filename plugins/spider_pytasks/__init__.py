@@ -9,8 +9,8 @@ Resolution, in order (the first match wins):
 2. An installed package: an entry point named ``<name>`` in the ``spider_core.packages``
    group, whose value (``module:attribute``, or a module) gives the package object.
 
-Either way the package object is a :class:`spider_core.tdl.Package` whose declared name must
-equal ``<name>``. Write tasks with the SDK in :mod:`spider_core.tdl.sdk`.
+Either way the package object is a :class:`spider_core.sdk.Package` whose declared name must
+equal ``<name>``. Write tasks with the SDK in :mod:`spider_core.sdk`.
 
 ``spider packages`` lists both kinds with their task signatures; the modules are imported in
 a child process (:mod:`spider_pytasks.inspect`), never in the caller.

@@ -4,7 +4,7 @@ A directory package ``<package_dir>/<name>/__init__.py`` is imported as the modu
 ``spider_pytasks.loaded.<name>`` (relative imports inside it work; ``sys.path`` is never
 touched; no bytecode is written into the package directory). An installed package is an
 entry point of the ``spider_core.packages`` group. Either way the module exposes a
-:class:`spider_core.tdl.Package`, normally as ``package``.
+:class:`spider_core.sdk.Package`, normally as ``package``.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import Any
 from attrs import frozen
 
 import spider_pytasks.loaded
+from spider_core.sdk import Package
 from spider_core.tdl import (
     DuplicatePackage,
     InvalidLibrary,
-    Package,
     PackageInitError,
     TaskError,
     TdlError,
@@ -38,7 +38,7 @@ logger = logging.getLogger("spider_pytasks")
 KIND = "python"
 #: Installed Python task packages register here: ``<package name> = module:attribute``.
 ENTRY_POINT_GROUP = "spider_core.packages"
-#: The module attribute holding a directory package's :class:`~spider_core.tdl.Package`.
+#: The module attribute holding a directory package's :class:`~spider_core.sdk.Package`.
 PACKAGE_ATTRIBUTE = "package"
 
 _LOADED = spider_pytasks.loaded.__name__

@@ -1,5 +1,13 @@
-"""The contract with spider's Rust code: ABI version, errors, task context, wire format, and
-the Python task SDK (``Package``, ``task``)."""
+"""The contract with spider's Rust code: ABI version, errors, task context, wire format.
+
+This package is spider-core's ground floor: it imports nothing else from ``spider_core``. The
+Python task SDK (``Package``, ``Task``, ``task``) lives in :mod:`spider_core.sdk`; importing
+those three names from here still works but warns (``DeprecationWarning``).
+"""
+
+import importlib
+import warnings
+from typing import Any
 
 from spider_core.tdl.context import TaskContext, TaskId, TaskIdKind
 from spider_core.tdl.errors import (
@@ -17,7 +25,6 @@ from spider_core.tdl.errors import (
 )
 from spider_core.tdl.names import InvalidPackageName, is_utf8, library_path, validate_package_name
 from spider_core.tdl.outputs import OutputsOption, SerializedTaskOutputs
-from spider_core.tdl.sdk import Package, Task, task
 from spider_core.tdl.version import HOST_VERSION, Version
 from spider_core.tdl.wire import (
     EMPTY_FRAME,
@@ -42,10 +49,8 @@ __all__ = [
     "InvalidPackageName",
     "InvalidUtf8",
     "OutputsOption",
-    "Package",
     "PackageInitError",
     "SerializedTaskOutputs",
-    "Task",
     "TaskContext",
     "TaskError",
     "TaskId",
@@ -61,7 +66,20 @@ __all__ = [
     "frame_payloads",
     "is_utf8",
     "library_path",
-    "task",
     "unframe_payloads",
     "validate_package_name",
 ]
+
+#: Names that moved to :mod:`spider_core.sdk`; still importable from here, with a warning.
+_MOVED_TO_SDK = frozenset({"Package", "Task", "task"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_SDK:
+        warnings.warn(
+            f"spider_core.tdl.{name} moved to spider_core.sdk.{name}; import it from there",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module("spider_core.sdk"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

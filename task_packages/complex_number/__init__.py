@@ -6,7 +6,7 @@ The Python counterpart of spider's examples/huntsman/complex. On the wire a Comp
 
 from attrs import frozen
 
-from spider_core.tdl import Package, TaskContext, TdlError
+from spider_core.sdk import Package, TaskContext, TdlError
 
 package = Package("complex_number")
 
