@@ -660,7 +660,7 @@ def test_load_runs_init_once_and_supports_relative_imports(tmp_path: Path) -> No
         ),
         ("def oops(:\n", "cannot import Python task package 'broken' from .*: SyntaxError"),
         ("x = 1\n", "does not define `package`"),
-        ("package = 42\n", "the package object is of type int, not spider_core.tdl.Package"),
+        ("package = 42\n", "the package object is of type int, not spider_core.sdk.Package"),
         (
             "from spider_core.sdk import Package\npackage = Package('other')\n",
             "declares package name 'other' but was requested as 'broken'",

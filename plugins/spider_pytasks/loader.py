@@ -158,12 +158,12 @@ def package_of(obj: Any, where: str) -> Package:
         if obj is None:
             raise InvalidLibrary(
                 f"{where} does not define `{PACKAGE_ATTRIBUTE}`; a Python task package exposes "
-                f'its tasks as `{PACKAGE_ATTRIBUTE} = spider_core.tdl.Package("<name>")`'
+                f'its tasks as `{PACKAGE_ATTRIBUTE} = spider_core.sdk.Package("<name>")`'
             )
     if not isinstance(obj, Package):
         raise InvalidLibrary(
-            f"{where}: the package object is of type {type(obj).__name__}, not spider_core.tdl.Package; "
-            f'a Python task package exposes `{PACKAGE_ATTRIBUTE} = spider_core.tdl.Package("<name>")`'
+            f"{where}: the package object is of type {type(obj).__name__}, not spider_core.sdk.Package; "
+            f'a Python task package exposes `{PACKAGE_ATTRIBUTE} = spider_core.sdk.Package("<name>")`'
         )
     return obj
 
