@@ -1,0 +1,113 @@
+"""Benchmark: per-call latency of a ProcessPool against other Python process pools.
+
+Every contender runs the same work with ONE worker and sequential calls. The contenders run
+side by side in one run, interleaved round-robin (one call through each in turn, the starting
+contender rotating every round), so machine noise hits all of them alike.
+
+Contenders (``PEERS`` names the optional ones):
+
+- ``spider-core``: :class:`spider_core.ProcessPool` running the C package
+  ``integration_test_tasks`` (always measured; the ratios are relative to it);
+- ``pipe-sync`` / ``pipe-asyncio``: the floor, a child process answering 4-byte big-endian
+  length-prefixed msgpack frames on its stdin/stdout, driven with blocking ``os.read`` /
+  ``os.write``, or from the event loop with one ``add_reader`` callback and one future per call;
+- ``futures``, ``multiprocessing``, ``pebble``, ``loky``, ``billiard``: the peers, calling the
+  module-level :func:`peer_noop` / :func:`peer_echo`. Peers that are not installed are skipped
+  with a note in the report (``pip install pebble loky billiard``).
+
+Workloads: ``noop`` (no inputs, no outputs) and ``echo`` (100 path-like strings in, slept on
+for a nominal 50 µs, the same strings out).
+
+For spider-core each call also records, in µs: the executor time (``Success.elapsed_us``,
+measured around the package call inside the executor), the executor internal time (executor
+time minus the workload's nominal work: 50 µs for echo, 0 for noop) and the IPC overhead (E2E
+minus executor time). Percentiles are nearest-rank (:func:`percentile`).
+
+Use :func:`run_benchmark` from Python or :func:`main` from a script.
+
+The package's modules, each with one job: :mod:`~spider_core.bench.stats` (percentiles and
+:class:`Stats`), :mod:`~spider_core.bench.workloads` (what one call does),
+:mod:`~spider_core.bench.floor` (the raw pipe ping-pong and its child),
+:mod:`~spider_core.bench.contenders` (spider-core, the floors and the peers),
+:mod:`~spider_core.bench.runner` (:func:`run_benchmark`), :mod:`~spider_core.bench.environment`
+(memory and machine probes), :mod:`~spider_core.bench.report` (the results, as markdown and
+JSON) and :mod:`~spider_core.bench.cli` (the command line). This module re-exports their public
+names.
+"""
+
+from __future__ import annotations
+
+from spider_core.bench.cli import BenchError, add_arguments, build_parser, main, run_from_args
+from spider_core.bench.contenders import (
+    HARD_TIMEOUT,
+    OUR_METRICS,
+    OUR_VARIANTS,
+    OURS,
+    PACKAGE,
+    PEERS,
+    Contender,
+)
+from spider_core.bench.floor import floor_child_main
+from spider_core.bench.report import (
+    BenchReport,
+    ContenderResult,
+    WorkloadResult,
+    render_markdown,
+    report_to_json,
+)
+from spider_core.bench.runner import (
+    DEFAULT_CALLS,
+    DEFAULT_START_SAMPLES,
+    DEFAULT_WARMUP,
+    QUICK_CALLS,
+    QUICK_START_SAMPLES,
+    QUICK_WARMUP,
+    run_benchmark,
+)
+from spider_core.bench.stats import Stats, percentile
+from spider_core.bench.workloads import (
+    ECHO_SLEEP_S,
+    ECHO_STRINGS,
+    WORKLOAD_SPECS,
+    WORKLOADS,
+    Workload,
+    peer_echo,
+    peer_noop,
+)
+
+__all__ = [
+    "DEFAULT_CALLS",
+    "DEFAULT_START_SAMPLES",
+    "DEFAULT_WARMUP",
+    "ECHO_SLEEP_S",
+    "ECHO_STRINGS",
+    "HARD_TIMEOUT",
+    "OURS",
+    "OUR_METRICS",
+    "OUR_VARIANTS",
+    "PACKAGE",
+    "PEERS",
+    "QUICK_CALLS",
+    "QUICK_START_SAMPLES",
+    "QUICK_WARMUP",
+    "WORKLOADS",
+    "WORKLOAD_SPECS",
+    "BenchError",
+    "BenchReport",
+    "Contender",
+    "ContenderResult",
+    "Stats",
+    "Workload",
+    "WorkloadResult",
+    "add_arguments",
+    "build_parser",
+    "floor_child_main",
+    "main",
+    "peer_echo",
+    "peer_noop",
+    "percentile",
+    "render_markdown",
+    "report_to_json",
+    "run_benchmark",
+    "run_from_args",
+]

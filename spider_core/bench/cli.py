@@ -1,0 +1,112 @@
+"""The command line of ``spider bench`` and ``benchmarks/run_bench.py``: :func:`add_arguments`
+(which ``spider``'s own parser uses too), :func:`build_parser`, :func:`run_from_args`, which
+finds or builds the test package, runs the benchmark and prints the markdown report,
+:func:`main`, and :class:`BenchError`, raised when the benchmark cannot run as asked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from spider_core.bench.contenders import PACKAGE, PEERS
+from spider_core.bench.runner import DEFAULT_CALLS, QUICK_CALLS, run_benchmark
+from spider_core.bench.workloads import WORKLOADS
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+class BenchError(Exception):
+    """The benchmark cannot run as asked; the message says why in one sentence."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--package-dir",
+        type=Path,
+        help="holds the built integration_test_tasks (default: build the bundled one into the cache)",
+    )
+    parser.add_argument(
+        "--output", "--out", dest="out", type=Path, default=Path("bench-results"),
+        help="report directory, created if missing (default: %(default)s)",
+    )
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_CALLS} calls per contender, not {DEFAULT_CALLS}")
+    parser.add_argument("--calls", type=_positive_int, help="measured calls per contender and workload")
+    parser.add_argument("--workloads", type=_names, default=WORKLOADS, help=f"comma-separated ({','.join(WORKLOADS)})")
+    parser.add_argument("--peers", type=_names, default=PEERS, help=f"comma-separated ({','.join(PEERS)})")
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress line (shown only on a terminal)"
+    )
+
+
+def build_parser(prog: str = "spider bench") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Compare spider-core's per-call latency with other Python process pools, "
+        "interleaved in one run; writes report.md and report.json.",
+    )
+    add_arguments(parser)
+    return parser
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run the benchmark for parsed arguments; print the markdown report.
+
+    :raises BenchError: it cannot run as asked.
+    """
+    package_dir = args.package_dir
+    try:
+        if package_dir is None:
+            from spider_core.demo import cache_root, prepare_packages
+
+            package_dir = prepare_packages(cache_root())
+        elif not (Path(package_dir) / PACKAGE / f"lib{PACKAGE}.so").is_file():
+            raise ValueError(
+                f"{package_dir} has no {PACKAGE} package; build it with "
+                f"`spider build-package task_packages/{PACKAGE} --out {package_dir}` or omit --package-dir"
+            )
+        if args.out.exists() and not args.out.is_dir():
+            raise ValueError(f"--output {args.out} is a file, not a directory")
+        report = asyncio.run(
+            run_benchmark(
+                package_dir,
+                quick=args.quick,
+                output_dir=args.out,
+                workloads=args.workloads,
+                peers=args.peers,
+                progress=args.progress and sys.stderr.isatty(),
+                calls=args.calls,
+            )
+        )
+    except OSError as e:
+        where = f"cannot use {e.filename}: " if e.filename else ""
+        raise BenchError(f"{where}{e.strerror or e}") from None
+    except (ValueError, RuntimeError) as e:
+        raise BenchError(str(e)) from None
+    print(report.markdown_path.read_text())
+    print(f"written: {report.markdown_path}, {report.json_path}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "spider bench") -> int:
+    """Run the benchmark from the command line."""
+    try:
+        return run_from_args(build_parser(prog).parse_args(argv))
+    except BenchError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2

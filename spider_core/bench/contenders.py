@@ -1,0 +1,292 @@
+"""The contenders, each behind the :class:`Contender` protocol (start, one timed call
+returning its samples, one checked call, close): ``_Ours`` is spider-core's ProcessPool
+running the C test package (also its ``OUR_VARIANTS``), ``_SyncPipeFloor`` and
+``_AsyncPipeFloor`` drive the floor child, and ``_BlockingPeer`` wraps the other Python process
+pools (concurrent.futures, multiprocessing, pebble, loky, billiard); ``_make_peer`` builds a
+contender from its name in ``PEERS``, or says why it is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import msgpack
+
+from spider_core.bench.floor import (
+    _READ_SIZE,
+    _floor_request,
+    _frame,
+    _read_frame,
+    _spawn_floor_child,
+    _take_frame,
+    _write_all,
+)
+from spider_core.bench.workloads import WORKLOAD_SPECS, Workload, peer_noop
+from spider_core.models import ExecuteRequest, PoolConfig, Success
+from spider_core.pool import ProcessPool
+
+PACKAGE = "integration_test_tasks"
+OURS = "spider-core"
+#: The optional contenders, in report order.
+#: spider-core itself with options that trade CPU for latency, measured as extra contenders.
+OUR_VARIANTS: dict[str, dict[str, Any]] = {"spider-core-spin": {"spin_us": 300}}
+PEERS = ("pipe-sync", "pipe-asyncio", "futures", "multiprocessing", "pebble", "loky", "billiard", *OUR_VARIANTS)
+HARD_TIMEOUT = 60.0
+
+
+class Contender(Protocol):
+    name: str
+    #: What ``call`` returns, one sample per name; the first is always "e2e".
+    metrics: tuple[str, ...]
+
+    async def start(self) -> None: ...
+
+    async def call(self, workload: Workload) -> tuple[float, ...]:
+        """Make one call; return its samples (µs), one per metric."""
+        ...
+
+    async def check(self, workload: Workload) -> None:
+        """Make one call and verify its result.
+
+        :raises RuntimeError: the contender returned something else.
+        """
+        ...
+
+    async def close(self) -> None: ...
+
+
+OUR_METRICS = ("e2e", "executor", "executor_internal", "ipc_overhead")
+
+
+class _Ours:
+    """spider-core's ProcessPool running the C test package."""
+
+    name = OURS
+    metrics = OUR_METRICS
+
+    def __init__(self, package_dir: Path, name: str = OURS, **config: Any) -> None:
+        self.name = name
+        self.pool = ProcessPool(PoolConfig(package_dir=package_dir, log_dir=None, **config))
+        self._requests = {
+            w.name: ExecuteRequest(package=PACKAGE, task=w.task, inputs=w.args) for w in WORKLOAD_SPECS.values()
+        }
+
+    async def start(self) -> None:
+        await self.pool.start()
+
+    async def _execute(self, workload: Workload) -> tuple[Success, float]:
+        request = self._requests[workload.name]
+        start = time.perf_counter()
+        outcome = await self.pool.execute(request, hard_timeout=HARD_TIMEOUT)
+        e2e = (time.perf_counter() - start) * 1e6
+        if not isinstance(outcome, Success):
+            raise RuntimeError(f"{OURS}: {workload.task} did not succeed: {outcome!r}")
+        return outcome, e2e
+
+    async def call(self, workload: Workload) -> tuple[float, ...]:
+        outcome, e2e = await self._execute(workload)
+        executor = float(outcome.elapsed_us)
+        return e2e, executor, executor - workload.nominal_us, e2e - executor
+
+    async def check(self, workload: Workload) -> None:
+        outcome, _ = await self._execute(workload)
+        _check(self.name, workload, outcome.values, list(workload.args))
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+class _SyncPipeFloor:
+    """The floor driven with blocking reads and writes."""
+
+    name = "pipe-sync"
+    metrics = ("e2e",)
+
+    async def start(self) -> None:
+        self.proc = _spawn_floor_child()
+        self._out = self.proc.stdin.fileno()
+        self._in = self.proc.stdout.fileno()
+        self._buffer = bytearray()
+
+    def _roundtrip(self, frame: bytes) -> Any:
+        _write_all(self._out, frame)
+        body = _read_frame(self._in, self._buffer)
+        if body is None:
+            raise RuntimeError(f"{self.name}: the child exited")
+        return msgpack.unpackb(body)
+
+    async def call(self, workload: Workload) -> tuple[float, ...]:
+        frame = _floor_request(workload)
+        start = time.perf_counter()
+        self._roundtrip(frame)
+        return ((time.perf_counter() - start) * 1e6,)
+
+    async def check(self, workload: Workload) -> None:
+        _check(self.name, workload, self._roundtrip(_floor_request(workload)), workload.expected)
+
+    async def close(self) -> None:
+        _write_all(self._out, _frame(["stop", None]))
+        self.proc.stdin.close()
+        self.proc.wait()
+        self.proc.stdout.close()
+
+
+class _AsyncPipeFloor:
+    """The floor driven from the event loop: one write, one reader callback, one future."""
+
+    name = "pipe-asyncio"
+    metrics = ("e2e",)
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.proc = _spawn_floor_child()
+        self._out = self.proc.stdin.fileno()
+        self._in = self.proc.stdout.fileno()
+        self._buffer = bytearray()
+        self._waiter: asyncio.Future | None = None
+        os.set_blocking(self._in, False)
+        self.loop.add_reader(self._in, self._on_readable)
+
+    def _on_readable(self) -> None:
+        try:
+            data = os.read(self._in, _READ_SIZE)
+        except BlockingIOError:
+            return
+        if not data:
+            self.loop.remove_reader(self._in)
+            if self._waiter is not None and not self._waiter.done():
+                self._waiter.set_exception(RuntimeError(f"{self.name}: the child exited"))
+            return
+        self._buffer += data
+        body = _take_frame(self._buffer)
+        if body is not None:
+            self._waiter.set_result(msgpack.unpackb(body))
+
+    async def _roundtrip(self, frame: bytes) -> Any:
+        self._waiter = self.loop.create_future()
+        _write_all(self._out, frame)  # small frames: the pipe takes them at once
+        return await self._waiter
+
+    async def call(self, workload: Workload) -> tuple[float, ...]:
+        frame = _floor_request(workload)
+        start = time.perf_counter()
+        await self._roundtrip(frame)
+        return ((time.perf_counter() - start) * 1e6,)
+
+    async def check(self, workload: Workload) -> None:
+        _check(self.name, workload, await self._roundtrip(_floor_request(workload)), workload.expected)
+
+    async def close(self) -> None:
+        self.loop.remove_reader(self._in)
+        _write_all(self._out, _frame(["stop", None]))
+        self.proc.stdin.close()
+        self.proc.wait()
+        self.proc.stdout.close()
+
+
+# A blocking peer is opened into a pair: run(fn, args) -> result, and close().
+_Opened = tuple[Callable[[Callable[..., Any], tuple[Any, ...]], Any], Callable[[], None]]
+
+
+def _close_and_join(pool: Any) -> Callable[[], None]:
+    def close() -> None:
+        pool.close()
+        pool.join()
+
+    return close
+
+
+def _open_futures() -> _Opened:
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(max_workers=1)
+    return (lambda fn, args: pool.submit(fn, *args).result()), pool.shutdown
+
+
+def _open_multiprocessing() -> _Opened:
+    import multiprocessing
+
+    pool = multiprocessing.Pool(1)
+    return pool.apply, _close_and_join(pool)
+
+
+def _open_pebble() -> _Opened:
+    import pebble
+
+    pool = pebble.ProcessPool(max_workers=1)
+    return (lambda fn, args: pool.schedule(fn, args=args).result()), _close_and_join(pool)
+
+
+def _open_loky() -> _Opened:
+    import loky
+
+    executor = loky.get_reusable_executor(max_workers=1)
+    return (lambda fn, args: executor.submit(fn, *args).result()), executor.shutdown
+
+
+def _open_billiard() -> _Opened:
+    import billiard
+
+    pool = billiard.Pool(1)
+    return pool.apply, _close_and_join(pool)
+
+
+#: name -> (module that must be importable, opener)
+_BLOCKING_PEERS: dict[str, tuple[str, Callable[[], _Opened]]] = {
+    "futures": ("concurrent.futures", _open_futures),
+    "multiprocessing": ("multiprocessing", _open_multiprocessing),
+    "pebble": ("pebble", _open_pebble),
+    "loky": ("loky", _open_loky),
+    "billiard": ("billiard", _open_billiard),
+}
+
+
+class _BlockingPeer:
+    """A process pool with a blocking API, called from the event loop (calls are sequential)."""
+
+    metrics = ("e2e",)
+
+    def __init__(self, name: str, opener: Callable[[], _Opened]) -> None:
+        self.name = name
+        self._opener = opener
+
+    async def start(self) -> None:
+        self._run, self._close = self._opener()
+        self._run(peer_noop, ())  # some pools start their worker on the first call
+
+    async def call(self, workload: Workload) -> tuple[float, ...]:
+        run, fn, args = self._run, workload.peer_fn, workload.args
+        start = time.perf_counter()
+        run(fn, args)
+        return ((time.perf_counter() - start) * 1e6,)
+
+    async def check(self, workload: Workload) -> None:
+        _check(self.name, workload, self._run(workload.peer_fn, workload.args), workload.expected)
+
+    async def close(self) -> None:
+        self._close()
+
+
+def _check(name: str, workload: Workload, got: Any, expected: Any) -> None:
+    if got != expected:
+        raise RuntimeError(f"{name}: {workload.name} returned {got!r:.200}, expected {expected!r:.200}")
+
+
+def _make_peer(name: str, package_dir: Path) -> Contender | str:
+    """The contender ``name``, or why it is skipped."""
+    if name == "pipe-sync":
+        return _SyncPipeFloor()
+    if name == "pipe-asyncio":
+        return _AsyncPipeFloor()
+    if name in OUR_VARIANTS:
+        return _Ours(package_dir, name, **OUR_VARIANTS[name])
+    module, opener = _BLOCKING_PEERS[name]
+    if importlib.util.find_spec(module) is None:
+        return f"{name}: skipped, not installed (pip install {module})"
+    return _BlockingPeer(name, opener)

@@ -1,0 +1,188 @@
+"""The results of a run and their rendering: :class:`ContenderResult`, :class:`WorkloadResult`
+and :class:`BenchReport` hold what was measured (every sample, in call order) and where it was
+written; :func:`render_markdown` turns a report into the markdown tables that are printed and
+written to ``report.md``, :func:`report_to_json` into the data written to ``report.json``
+(statistics, ratios and every sample).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from attrs import frozen
+
+from spider_core.bench.contenders import OUR_METRICS
+from spider_core.bench.stats import Stats
+from spider_core.bench.workloads import WORKLOAD_SPECS
+
+
+@frozen(kw_only=True)
+class ContenderResult:
+    """One contender's samples for one workload: metric name -> samples (µs), in call order."""
+
+    name: str
+    samples: dict[str, tuple[float, ...]]
+
+    def stats(self, metric: str = "e2e") -> Stats:
+        return Stats.of(self.samples[metric])
+
+
+@frozen(kw_only=True)
+class WorkloadResult:
+    workload: str
+    #: spider-core first, then the peers in ``PEERS`` order.
+    contenders: tuple[ContenderResult, ...]
+
+    @property
+    def ours(self) -> ContenderResult:
+        return self.contenders[0]
+
+    def ratio(self, peer: ContenderResult, field: str) -> float:
+        """Ours / peer for an E2E statistic (``"p50"``, ...): below 1 means spider-core is faster."""
+        return getattr(self.ours.stats(), field) / getattr(peer.stats(), field)
+
+
+@frozen(kw_only=True)
+class BenchReport:
+    """Everything one run measured, and where it was written."""
+
+    workloads: tuple[WorkloadResult, ...]
+    #: ``ProcessPool.start()`` durations (µs): spawn until the executor's Ready.
+    start_us: tuple[float, ...]
+    #: VmRSS of the idle executor after the run, in KiB (None where /proc is missing).
+    idle_rss_kib: int | None
+    calls: int
+    warmup: int
+    notes: tuple[str, ...]
+    environment: dict[str, Any]
+    markdown_path: Path
+    json_path: Path
+
+    def workload(self, name: str) -> WorkloadResult:
+        return next(w for w in self.workloads if w.workload == name)
+
+
+_METRIC_LABELS = {
+    "e2e": "E2E",
+    "executor": "executor time",
+    "executor_internal": "executor internal",
+    "ipc_overhead": "IPC overhead",
+}
+_WORKLOAD_TITLES = {
+    "noop": "noop: `noop()`, no inputs, no outputs",
+    "echo": "echo: `sleep_and_echo(list[str])`, 100 path-like strings, a nominal 50 µs sleep",
+}
+
+
+def _us(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def _row(cells: Iterable[Any]) -> str:
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
+def _workload_markdown(result: WorkloadResult) -> list[str]:
+    lines = [
+        f"## {_WORKLOAD_TITLES[result.workload]}",
+        "",
+        "Per-call round trip (E2E), µs. Ratios are **ours / peer**: below 1 means spider-core is faster.",
+        "",
+        _row(["contender", "count", "avg", "p50", "p95", "p99", "ours/peer p50", "ours/peer p95", "ours/peer p99"]),
+        _row(["---"] + ["---:"] * 8),
+    ]
+    for contender in result.contenders:
+        s = contender.stats()
+        if contender is result.ours:
+            ratios = ["", "", ""]
+        else:
+            ratios = [f"{result.ratio(contender, field):.2f}" for field in ("p50", "p95", "p99")]
+        lines.append(_row([contender.name, s.count, _us(s.avg), _us(s.p50), _us(s.p95), _us(s.p99), *ratios]))
+    lines += [
+        "",
+        f"spider-core breakdown, µs (nominal work {_us(WORKLOAD_SPECS[result.workload].nominal_us)} µs):",
+        "",
+        _row(["metric", "count", "avg", "p50", "p95", "p99", "min", "max"]),
+        _row(["---"] + ["---:"] * 7),
+    ]
+    for metric in OUR_METRICS:
+        s = result.ours.stats(metric)
+        values = [_us(v) for v in (s.avg, s.p50, s.p95, s.p99, s.min, s.max)]
+        lines.append(_row([_METRIC_LABELS[metric], s.count, *values]))
+    return lines + [""]
+
+
+def render_markdown(report: BenchReport) -> str:
+    """The report as markdown."""
+    env = report.environment
+    lines = [
+        "# spider-core benchmark",
+        "",
+        f"{env['date']}, Python {env['python']}, {env['platform']}, {env['cpus']} CPUs "
+        f"(affinity {env['affinity']}).",
+        f"{report.calls} measured calls per contender and workload after {report.warmup} warm-up calls, "
+        "interleaved round-robin; one worker, sequential calls. Percentiles are nearest-rank.",
+        "",
+    ]
+    for result in report.workloads:
+        lines += _workload_markdown(result)
+    start = Stats.of(report.start_us)
+    start_ms = [f"{v / 1000:.1f}" for v in (start.p50, start.min, start.max)]
+    rss = f"{report.idle_rss_kib / 1024:.1f} MiB" if report.idle_rss_kib is not None else "unknown"
+    lines += [
+        "## Executor",
+        "",
+        _row(["measure", "count", "p50", "min", "max"]),
+        _row(["---", "---:", "---:", "---:", "---:"]),
+        _row(["start (spawn until Ready), ms", start.count, *start_ms]),
+        "",
+        f"Idle RSS of the executor after the run (VmRSS): {rss}.",
+        "",
+        "## Definitions",
+        "",
+        "- **E2E**: `time.perf_counter()` around one call: `await pool.execute(...)` for spider-core, "
+        "the blocking submit-and-wait for the peers, one frame out and one in for the floors.",
+        "- **executor time**: `Success.elapsed_us`, the package call as timed inside the executor.",
+        "- **executor internal**: executor time minus the nominal work (50 µs for echo, 0 for noop); "
+        "for echo it includes the sleep's overshoot (timer slack).",
+        "- **IPC overhead**: E2E minus executor time, per call.",
+        "- **pipe-sync / pipe-asyncio**: the floor, a child answering 4-byte big-endian length-prefixed "
+        "msgpack frames, driven with blocking reads, or with one `add_reader` callback and one future per call.",
+        "- spider-core's E2E does not include decoding its outputs into Python values (`Success.values`); "
+        "the peers' and the floors' E2E include unpickling or unpacking theirs.",
+        "",
+    ]
+    if report.notes:
+        lines += ["## Notes", ""] + [f"- {note}" for note in report.notes] + [""]
+    return "\n".join(lines)
+
+
+def _stats_dict(stats: Stats) -> dict[str, float]:
+    return {name: getattr(stats, name) for name in ("count", "avg", "p50", "p95", "p99", "min", "max")}
+
+
+def report_to_json(report: BenchReport) -> dict[str, Any]:
+    """The report as JSON-able data: statistics, ratios and every sample (µs)."""
+    workloads = {}
+    for result in report.workloads:
+        contenders = {}
+        for contender in result.contenders:
+            entry: dict[str, Any] = {
+                "stats": {metric: _stats_dict(contender.stats(metric)) for metric in contender.samples},
+                "samples": {metric: [round(v, 3) for v in values] for metric, values in contender.samples.items()},
+            }
+            if contender is not result.ours:
+                entry["ours_over_peer"] = {f: result.ratio(contender, f) for f in ("avg", "p50", "p95", "p99")}
+            contenders[contender.name] = entry
+        workloads[result.workload] = contenders
+    return {
+        "environment": report.environment,
+        "calls": report.calls,
+        "warmup": report.warmup,
+        "workloads": workloads,
+        "executor_start_us": {"stats": _stats_dict(Stats.of(report.start_us)), "samples": list(report.start_us)},
+        "idle_rss_kib": report.idle_rss_kib,
+        "notes": list(report.notes),
+    }

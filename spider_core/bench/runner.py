@@ -1,0 +1,174 @@
+"""Running the benchmark: :func:`run_benchmark` times executor starts, starts the contenders,
+runs each workload through all of them interleaved round-robin (after one checked call and the
+warm-up calls each), then writes ``report.md`` and ``report.json``. The default and ``--quick``
+call counts live here, and ``_Progress``, the progress line on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from spider_core.bench.contenders import PEERS, Contender, _BlockingPeer, _make_peer, _Ours
+from spider_core.bench.environment import _environment, _idle_rss_kib
+from spider_core.bench.report import BenchReport, ContenderResult, WorkloadResult, render_markdown, report_to_json
+from spider_core.bench.workloads import WORKLOAD_SPECS, WORKLOADS, Workload
+from spider_core.models import PoolConfig
+from spider_core.pool import ProcessPool
+
+QUICK_CALLS, DEFAULT_CALLS = 300, 3000
+QUICK_WARMUP, DEFAULT_WARMUP = 50, 200
+QUICK_START_SAMPLES, DEFAULT_START_SAMPLES = 3, 10
+
+_PROGRESS_INTERVAL = 0.2  # seconds between progress line updates
+
+
+class _Progress:
+    """A one-line ``\\r`` counter on stderr, redrawn at most every 0.2 s."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._last = 0.0
+
+    def show(self, phase: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if done < total and now - self._last < _PROGRESS_INTERVAL:
+            return
+        self._last = now
+        sys.stderr.write(f"\rspider bench: {phase} {done}/{total}\033[K")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+async def _measure_start(package_dir: Path, samples: int, progress: _Progress) -> list[float]:
+    """Time ``ProcessPool.start()`` (spawn until Ready) of ``samples`` fresh pools."""
+    durations = []
+    for i in range(samples):
+        pool = ProcessPool(PoolConfig(package_dir=package_dir, log_dir=None))
+        start = time.perf_counter()
+        await pool.start()
+        durations.append((time.perf_counter() - start) * 1e6)
+        await pool.close()
+        progress.show("executor start", i + 1, samples)
+    return durations
+
+
+async def _run_workload(
+    workload: Workload, contenders: Sequence[Contender], calls: int, warmup: int, progress: _Progress
+) -> WorkloadResult:
+    for contender in contenders:
+        await contender.check(workload)
+        for _ in range(warmup):
+            await contender.call(workload)
+    samples: list[list[tuple[float, ...]]] = [[] for _ in contenders]
+    order = list(range(len(contenders)))
+    for round_ in range(calls):
+        shift = round_ % len(order)  # rotate who goes first, so no contender always follows another
+        for index in order[shift:] + order[:shift]:
+            samples[index].append(await contenders[index].call(workload))
+        progress.show(workload.name, round_ + 1, calls)
+    results = []
+    for contender, rows in zip(contenders, samples, strict=True):
+        columns = zip(*rows, strict=True)
+        results.append(
+            ContenderResult(name=contender.name, samples=dict(zip(contender.metrics, map(tuple, columns), strict=True)))
+        )
+    return WorkloadResult(workload=workload.name, contenders=tuple(results))
+
+
+async def run_benchmark(
+    package_dir: str | os.PathLike,
+    *,
+    quick: bool,
+    output_dir: str | os.PathLike,
+    workloads: Sequence[str] = WORKLOADS,
+    peers: Sequence[str] = PEERS,
+    progress: bool = True,
+    calls: int | None = None,
+    warmup: int | None = None,
+    start_samples: int | None = None,
+) -> BenchReport:
+    """Run the benchmark and write ``report.md`` and ``report.json`` to ``output_dir``.
+
+    :param package_dir: Holds the built ``integration_test_tasks`` package.
+    :param quick: Fewer calls (300 per contender and workload instead of 3000), warm-up
+        calls (50 instead of 200) and executor starts (3 instead of 10).
+    :param output_dir: Created if missing.
+    :param workloads: Names from ``WORKLOADS``.
+    :param peers: Names from ``PEERS``; spider-core itself is always measured.
+    :param progress: Show a progress line on stderr.
+    :param calls: Measured calls per contender and workload, overriding ``quick``.
+    :param warmup: Unmeasured calls per contender before each workload, overriding ``quick``.
+    :param start_samples: Executor starts to time, overriding ``quick``.
+    :raises ValueError: an unknown workload or peer name, or a count below 1.
+    """
+    for name in workloads:
+        if name not in WORKLOAD_SPECS:
+            raise ValueError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
+    for name in peers:
+        if name not in PEERS:
+            raise ValueError(f"unknown peer {name!r}; choose from {', '.join(PEERS)}")
+    if calls is None:
+        calls = QUICK_CALLS if quick else DEFAULT_CALLS
+    if warmup is None:
+        warmup = QUICK_WARMUP if quick else DEFAULT_WARMUP
+    if start_samples is None:
+        start_samples = QUICK_START_SAMPLES if quick else DEFAULT_START_SAMPLES
+    if calls < 1 or start_samples < 1 or warmup < 0:
+        raise ValueError("calls and start_samples must be at least 1, warmup at least 0")
+    package_dir = Path(package_dir)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    bar = _Progress(progress)
+
+    start_us = await _measure_start(package_dir, start_samples, bar)
+    ours = _Ours(package_dir)
+    contenders: list[Contender] = [ours]  # in report order
+    notes = []
+    for name in (name for name in PEERS if name in peers):
+        peer = _make_peer(name, package_dir)
+        if isinstance(peer, str):
+            notes.append(peer)
+        else:
+            contenders.append(peer)
+    # The blocking peers start first: they may fork, and their workers should not inherit
+    # the pipes of our executor and of the floor children.
+    start_order = sorted(contenders, key=lambda c: not isinstance(c, _BlockingPeer))
+    started: list[Contender] = []
+    try:
+        for contender in start_order:
+            await contender.start()
+            started.append(contender)
+        results = []
+        for name in workloads:
+            results.append(await _run_workload(WORKLOAD_SPECS[name], contenders, calls, warmup, bar))
+        idle_rss = _idle_rss_kib(ours.pool.pid)
+    finally:
+        for contender in reversed(started):
+            await contender.close()
+        bar.done()
+
+    report = BenchReport(
+        workloads=tuple(results),
+        start_us=tuple(start_us),
+        idle_rss_kib=idle_rss,
+        calls=calls,
+        warmup=warmup,
+        notes=tuple(notes),
+        environment=_environment(),
+        markdown_path=output_dir / "report.md",
+        json_path=output_dir / "report.json",
+    )
+    report.markdown_path.write_text(render_markdown(report))
+    report.json_path.write_text(json.dumps(report_to_json(report), indent=1) + "\n")
+    return report
