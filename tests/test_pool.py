@@ -12,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import attrs
 import pytest
 
 import spider_core as sc
@@ -753,6 +754,69 @@ def test_custom_launcher_and_respawn_policy(config) -> None:
 
     assert run(main()) == ["from-launcher"]
     assert seen[:3] == [("decide", "start"), ("launch", 1, str(config.package_dir)), ("decide", "crash")]
+
+
+class _Raises:
+    """A plugin whose first-result hook raises (a plugin's bug), for the hook named ``hook``."""
+
+    def __init__(self, hook: str) -> None:
+        def broken(**_: object):
+            raise RuntimeError(f"{hook} bug")
+
+        setattr(self, hook, sc.hookimpl(tryfirst=True)(broken))
+
+
+def _pm_with_broken(hook: str):
+    pm = sc.get_plugin_manager(sc.PluginSettings(autoload=False))
+    pm.register(_Raises(hook), name=f"broken_{hook}")
+    return pm
+
+
+@pytest.mark.parametrize(
+    ("hook", "error", "message"),
+    [
+        ("spider_framing", sc.ExecutorCreationFailure, "the spider_framing hook failed: RuntimeError: spider_framing bug"),
+        ("spider_launcher", sc.ExecutorCreationFailure, "the spider_launcher hook failed: RuntimeError: spider_launcher bug"),
+        ("spider_respawn_decision", sc.NotRunning,
+         "the spider_respawn_decision hook failed: RuntimeError: spider_respawn_decision bug"),
+    ],
+)
+def test_a_raising_pool_hook_is_an_internal_error_naming_it(config, hook: str, error: type, message: str) -> None:
+    pm = _pm_with_broken(hook)
+
+    async def main():
+        pool = sc.ProcessPool(config, plugin_manager=pm)
+        with pytest.raises(error) as info:
+            await pool.start()
+        await pool.close()
+        return str(info.value)
+
+    assert run(main()) == message
+
+
+def test_a_launcher_that_raises_at_respawn_leaves_the_pool_serving_later_calls(config) -> None:
+    pm = sc.get_plugin_manager(sc.PluginSettings(autoload=False))
+    fail = []
+
+    class Flaky:
+        @sc.hookimpl(tryfirst=True)
+        def spider_launcher(self):
+            if fail:
+                fail.pop()
+                raise OSError("no capacity")
+
+    pm.register(Flaky())
+
+    async def main():
+        async with sc.ProcessPool(attrs.evolve(config, backoff_initial=0.01), plugin_manager=pm) as pool:
+            fail.append(1)
+            crash = await pool.execute(req("always_panic"), 5)  # the respawn after it fails
+            assert isinstance(crash, sc.ExecutorCrash)
+            assert pool.executor_id is None
+            await asyncio.sleep(0.05)  # past the back-off
+            return (await pool.execute(req("fibonacci", 10), 5)).values
+
+    assert run(main()) == [55]
 
 
 # -- the synchronous facade --------------------------------------------------------------------

@@ -76,6 +76,25 @@ def test_readme_plugin(package_dir: Path, caplog: pytest.LogCaptureFixture) -> N
     assert any("executor 1 exited (crash)" in m for m in messages)
 
 
+def test_readme_launcher_plugin(package_dir: Path) -> None:
+    import os
+
+    plugin = types.ModuleType("spider_nice")
+    exec(block("python", "def spider_launcher"), plugin.__dict__)
+    pm = sc.get_plugin_manager(sc.PluginSettings(autoload=False))
+    pm.register(plugin, name="nice")
+    request = sc.ExecuteRequest(package="integration_test_tasks", task="fibonacci", inputs=[10])
+    with sc.SyncProcessPool(sc.PoolConfig(package_dir=package_dir), plugin_manager=pm) as pool:
+        assert pool.execute(request, hard_timeout=5).values == [55]
+        assert os.getpriority(os.PRIO_PROCESS, pool.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+
+
+def test_readme_plugin_examples_import_only_the_plugin_api() -> None:
+    section = README.split("## Writing a plugin")[1].split("\n## ")[0]
+    imports = re.findall(r"^(?:from|import) (\S+)", section, flags=re.M)
+    assert imports and {i for i in imports if i.startswith("spider_core")} == {"spider_core.plugin"}
+
+
 def test_readme_exit_status_table_matches_the_cli() -> None:
     from spider_core import reporting
 

@@ -1,4 +1,4 @@
-"""Every hex vector of ABI.md §3-5, byte for byte, in both directions."""
+"""Every hex vector of docs/abi.md §3-5, byte for byte, in both directions."""
 
 from __future__ import annotations
 

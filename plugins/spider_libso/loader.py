@@ -1,6 +1,6 @@
 """Load spider-tdl native packages with ctypes, as spider's ``TdlPackage::load`` does.
 
-ABI.md §1.4-1.5, §2 and §8: the load order (version, name, optional init, execute), argument
+docs/abi.md §1.4-1.5, §2 and §8: the load order (version, name, optional init, execute), argument
 arrays whose pointers are never NULL, symbols looked up by string, and the free rule for
 every result buffer.
 """

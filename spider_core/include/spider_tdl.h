@@ -95,7 +95,7 @@ extern "C" {
 #endif
 
 /* ------------------------------------------------------------------------------------------ */
-/* ABI (ABI.md section 1.2)                                                                    */
+/* ABI (docs/abi.md section 1.2)                                                              */
 /* ------------------------------------------------------------------------------------------ */
 
 /* #[repr(C)] struct Version { major: u32, minor: u32, patch: u32 }: size 12, align 4. */
@@ -285,7 +285,7 @@ static inline void spider_tdl_le32_(uint8_t *p, uint32_t v) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Results (free rule: ABI.md section 2)                                                      */
+/* Results (free rule: docs/abi.md section 2)                                                 */
 /* ------------------------------------------------------------------------------------------ */
 
 /** Success with no bytes: is_error 0, pointer (uint8_t *)1, length 0 (what init returns). */
@@ -439,7 +439,7 @@ static inline spider_tdl_task_execution_result spider_tdl_result_unit(void) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* msgpack writer (canonical rmp-serde forms, ABI.md section 3.1)                              */
+/* msgpack writer (canonical rmp-serde forms, docs/abi.md section 3.1)                        */
 /* All return false (and set buf->failed) on allocation failure or a length > UINT32_MAX.     */
 /* ------------------------------------------------------------------------------------------ */
 
@@ -554,7 +554,7 @@ static inline bool spider_tdl_write_map_header(spider_tdl_buf *b, uint32_t n) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* msgpack reader (lenient like rmp-serde, ABI.md section 3.1 "Decoder leniency")              */
+/* msgpack reader (lenient like rmp-serde, docs/abi.md section 3.1 "Decoder leniency")        */
 /* Every read returns false on a type mismatch, range error or truncation, and then leaves    */
 /* `pos` unchanged. Trailing bytes after a value are never an error.                          */
 /* ------------------------------------------------------------------------------------------ */
@@ -863,7 +863,7 @@ static inline bool spider_tdl_skip(spider_tdl_reader *r) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Wire format (ABI.md section 4): [count u32 LE] then per payload [len u32 LE][bytes]         */
+/* Wire format (docs/abi.md section 4): [count u32 LE] then per payload [len u32 LE][bytes]   */
 /* ------------------------------------------------------------------------------------------ */
 
 /** Starts a wire frame with `count` payloads (writes the u32 LE count). */
@@ -955,7 +955,7 @@ static inline bool spider_tdl_wire_validate(const spider_tdl_wire_reader *r) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* TaskContext (ABI.md section 3.5)                                                           */
+/* TaskContext (docs/abi.md section 3.5)                                                      */
 /* ------------------------------------------------------------------------------------------ */
 
 #define SPIDER_TDL_TASK_INDEX 0   /* TaskId::Index(task_index) */
@@ -1119,7 +1119,7 @@ static inline bool spider_tdl_task_context_parse(spider_tdl_task_context *ctx,
     return true;
 }
 
-/** Unwraps a stored SerializedTaskOutputs raw buffer ([option u8][payload], ABI.md 4.1) into
+/** Unwraps a stored SerializedTaskOutputs raw buffer ([option u8][payload], docs/abi.md 4.1) into
  * its wire frame (borrowed: points into raw). Option 0 is supported; option 1 (zstd) is not. */
 static inline bool spider_tdl_task_outputs_wire(const uint8_t *raw, size_t len,
                                                 const uint8_t **frame, size_t *frame_len,

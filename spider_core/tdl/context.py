@@ -1,4 +1,4 @@
-"""``TaskId`` and ``TaskContext``, encoded as rmp-serde encodes spider's types (ABI.md §3.5)."""
+"""``TaskId`` and ``TaskContext``, encoded as rmp-serde encodes spider's types (docs/abi.md §3.5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""spider's error enums, ``TdlError`` and ``ExecutorError``, encoded as rmp-serde does (ABI.md §3).
+"""spider's error enums, ``TdlError`` and ``ExecutorError``, encoded as rmp-serde does (docs/abi.md §3).
 
 Every variant is a Python exception so callers can ``raise`` and ``except`` them; ``encode``
 and ``decode`` produce and accept spider's exact bytes. Decoding is as lenient as rmp-serde:

@@ -1,4 +1,4 @@
-"""``SerializedTaskOutputs``: how spider stores a task's outputs (ABI.md §4.1).
+"""``SerializedTaskOutputs``: how spider stores a task's outputs (docs/abi.md §4.1).
 
 The raw form is ``[option: u8][payload]``: option 0 holds the wire frame as is, option 1 the
 frame compressed with zstd (level 0, one whole stream). Option 1 needs the ``zstd`` extra

@@ -1,4 +1,4 @@
-"""The spider-tdl ABI version and its compatibility rule (ABI.md §5)."""
+"""The spider-tdl ABI version and its compatibility rule (docs/abi.md §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""spider's wire format for task inputs and outputs (ABI.md §4).
+"""spider's wire format for task inputs and outputs (docs/abi.md §4).
 
 ``[count: u32 LE] ([len: u32 LE] [payload: len bytes]) * count``, each payload one msgpack
 value. Like spider, decoding ignores bytes after the last payload and after the one msgpack
@@ -70,7 +70,7 @@ def unframe_payloads(buffer: bytes) -> list[bytes]:
 
 
 def encode_value(value: Any) -> bytes:
-    """Encode one value as rmp-serde would (see ABI.md §3.2 for the Python shapes)."""
+    """Encode one value as rmp-serde would (see docs/abi.md §3.2 for the Python shapes)."""
     try:
         return msgpack.packb(value)
     except (TypeError, ValueError, OverflowError) as e:
