@@ -168,6 +168,21 @@ def result_fields(primitive: Any) -> tuple[int, bool, bytes, int] | None:
     return None
 
 
+def _decode_as(primitive: Any, expected: type | tuple[type, ...], invalid: str, unexpected: str) -> Message:
+    """The message of an expected class that ``primitive`` stands for.
+
+    :raises ProtocolError: ``invalid: <reason>`` for a malformed message, ``unexpected`` (with
+        ``{name}``, the class name) for a message of another class.
+    """
+    try:
+        message = message_from_primitive(primitive)
+    except ProtocolError as e:
+        raise ProtocolError(f"{invalid}: {e}") from None
+    if not isinstance(message, expected):
+        raise ProtocolError(unexpected.format(name=type(message).__name__))
+    return message
+
+
 def decode_request(primitive: Any) -> tuple[int, str, str, bytes, bytes] | Shutdown:
     """What the executor was asked: the fields of an Execute, or Shutdown.
 
@@ -176,15 +191,10 @@ def decode_request(primitive: Any) -> tuple[int, str, str, bytes, bytes] | Shutd
     fields = execute_fields(primitive)
     if fields is not None:
         return fields
-    try:
-        request = message_from_primitive(primitive)
-    except ProtocolError as e:
-        raise ProtocolError(f"not a protocol message: {e}") from None
+    request = _decode_as(primitive, (Execute, Shutdown), "not a protocol message", "unexpected {name} message")
     if isinstance(request, Execute):
         return request.seq, request.package, request.task, request.raw_ctx, request.raw_inputs
-    if isinstance(request, Shutdown):
-        return request
-    raise ProtocolError(f"unexpected {type(request).__name__} message")
+    return request
 
 
 def decode_result(primitive: Any, seq: int) -> tuple[int, bool, bytes, int]:
@@ -194,12 +204,9 @@ def decode_result(primitive: Any, seq: int) -> tuple[int, bool, bytes, int]:
     """
     fields = result_fields(primitive)
     if fields is None:
-        try:
-            message = message_from_primitive(primitive)
-        except ProtocolError as e:
-            raise ProtocolError(f"the executor sent an invalid message: {e}") from None
-        if not isinstance(message, Result):
-            raise ProtocolError(f"expected the result of request {seq}, got {type(message).__name__}")
+        message = _decode_as(
+            primitive, Result, "the executor sent an invalid message", f"expected the result of request {seq}, got {{name}}"
+        )
         fields = message.seq, message.ok, message.payload, message.elapsed_us
     if fields[0] != seq:
         raise ProtocolError(f"expected the result of request {seq}, got seq {fields[0]}")
@@ -211,13 +218,7 @@ def decode_ready(primitive: Any) -> Ready:
 
     :raises ProtocolError: anything but a well-formed Ready.
     """
-    try:
-        message = message_from_primitive(primitive)
-    except ProtocolError as e:
-        raise ProtocolError(f"sent an invalid first message: {e}") from None
-    if not isinstance(message, Ready):
-        raise ProtocolError(f"sent {type(message).__name__} instead of Ready")
-    return message
+    return _decode_as(primitive, Ready, "sent an invalid first message", "sent {name} instead of Ready")
 
 
 # -------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ Every import counts: at module level, inside functions and under ``TYPE_CHECKING
 from __future__ import annotations
 
 import ast
+import itertools
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def _dynamic_imports(call: ast.Call) -> Iterator[str]:
     for arg in call.args:
         if isinstance(arg, ast.List):
             values = [e.value if isinstance(e, ast.Constant) else None for e in arg.elts]
-            for flag, value in zip(values, values[1:]):
+            for flag, value in itertools.pairwise(values):
                 if flag == "-m" and isinstance(value, str):
                     yield value
 

@@ -172,7 +172,8 @@ def test_outcome_record_of_a_crash_with_an_exit_status() -> None:
 
 
 def test_outcome_record_as_json() -> None:
-    assert to_json(outcome_record(SEGFAULT)) == '{"outcome": "crash", "exit_status": null, "signal": "SIGSEGV", "executor_id": 5}'
+    expected = '{"outcome": "crash", "exit_status": null, "signal": "SIGSEGV", "executor_id": 5}'
+    assert to_json(outcome_record(SEGFAULT)) == expected
 
 
 def test_outcome_record_refuses_what_is_not_an_outcome() -> None:

@@ -19,7 +19,8 @@ def backoff(config: PoolConfig, failures: int) -> float:
         return 0.0
     if failures >= config.max_spawn_failures:
         return config.backoff_max
-    return min(config.backoff_initial * 2 ** (failures - 1), config.backoff_max)
+    doublings = min(failures - 1, 62)  # past that the cap applies anyway; 2.0 ** 1024 overflows
+    return min(config.backoff_initial * 2**doublings, config.backoff_max)
 
 
 @hookimpl(trylast=True)

@@ -23,12 +23,6 @@ ExitReason = Literal["timeout", "crash", "cancelled", "recycle", "shutdown"]
 EXIT_REASONS: tuple[str, ...] = ExitReason.__args__  # type: ignore[attr-defined]
 
 
-def _names(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return (value,)
-    return tuple(value)
-
-
 # -- task packages --------------------------------------------------------------------------
 
 
@@ -86,7 +80,7 @@ class PackageInfo:
 class LaunchSpec:
     """How to start one executor: what ``spider_launcher`` returns."""
 
-    argv: tuple[str, ...] = field(converter=_names)
+    argv: tuple[str, ...] = field(converter=lambda v: (v,) if isinstance(v, str) else tuple(v))
     env: dict[str, str]
     cwd: Path | None = None
 
