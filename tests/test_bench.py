@@ -78,6 +78,7 @@ def formatted(stats: Stats) -> list[str]:
     return [str(stats.count)] + [f"{getattr(stats, f):.1f}" for f in ("avg", "p50", "p95", "p99")]
 
 
+@pytest.mark.slow
 def test_quick_run_writes_a_report_matching_its_samples(package_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "results" / "bench"  # created by the run
     report = asyncio.run(

@@ -39,6 +39,7 @@ def test_get_include_holds_the_header() -> None:
     assert (Path(spider_core.get_include()) / "spider_tdl.h").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("nm") is None, reason="nm (binutils) is not installed")
 def test_cli_builds_a_library_exporting_the_four_symbols(tmp_path: Path) -> None:
     done = spider("build-package", str(TASK_PACKAGES / "integration_test_tasks"), "--out", str(tmp_path))
@@ -49,6 +50,7 @@ def test_cli_builds_a_library_exporting_the_four_symbols(tmp_path: Path) -> None
     assert SYMBOLS <= {line.split()[-1] for line in symbols.splitlines() if line.strip()}
 
 
+@pytest.mark.slow
 def test_rebuild_replaces_the_library(tmp_path: Path) -> None:
     first = build_package(TASK_PACKAGES / "integration_test_tasks", tmp_path)
     inode = first.stat().st_ino
@@ -106,6 +108,7 @@ def test_an_unusable_output_directory_is_bad_input(tmp_path: Path) -> None:
     assert done.returncode == 2 and "cannot write to output directory" in done.stderr
 
 
+@pytest.mark.slow
 def test_the_library_is_readable_by_others_as_the_umask_allows(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:
@@ -129,6 +132,7 @@ def test_a_library_without_the_symbols_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "noexport" / "libnoexport.so").exists()
 
 
+@pytest.mark.slow
 def test_a_package_built_under_another_name_is_refused(tmp_path: Path) -> None:
     import shutil
 

@@ -47,11 +47,13 @@ def test_run_success_prints_a_json_array(run) -> None:
     assert (done.returncode, done.stdout, done.stderr) == (0, "[55]\n", "")
 
 
+@pytest.mark.slow
 def test_run_takes_json_arguments(run) -> None:
     done = run(PKG, "sleep_and_echo", '["a", "b c"]')
     assert done.returncode == 0 and json.loads(done.stdout) == [["a", "b c"]]
 
 
+@pytest.mark.slow
 def test_run_json_record(run) -> None:
     done = run(PKG, "fibonacci", "10", "--json")
     record = json.loads(done.stdout)
@@ -63,6 +65,7 @@ def test_run_package_dir_from_the_environment(package_dir: Path) -> None:
     assert done.returncode == 0 and done.stdout == "[13]\n"
 
 
+@pytest.mark.slow
 def test_exit_1_task_failure(run) -> None:
     done = run(PKG, "always_fail")
     assert done.returncode == 1 and done.stdout == ""
@@ -77,6 +80,7 @@ def test_exit_1_task_failure_json(run) -> None:
     assert record["error"] == {"TaskError": {"ExecutionError": "always_fail: intentional failure"}}
 
 
+@pytest.mark.slow
 def test_exit_3_timeout(run) -> None:
     done = run(PKG, "fibonacci", "45", "--timeout", "0.3", "--json")
     assert done.returncode == 3
@@ -84,6 +88,7 @@ def test_exit_3_timeout(run) -> None:
     assert "hard timeout of 0.3s" in one_clear_line(done)
 
 
+@pytest.mark.slow
 def test_exit_4_crash(run) -> None:
     done = run(PKG, "segfault", "--json")
     assert done.returncode == 4
@@ -101,12 +106,14 @@ def test_exit_4_crash(run) -> None:
         ([PKG, "fibonacci", "100000000000000000000000"], "cannot encode the inputs"),
     ],
 )
+@pytest.mark.slow
 def test_exit_2_bad_input(run, args: list[str], message: str) -> None:
     done = run(*args)
     assert done.returncode == 2, done.stderr
     assert message in one_clear_line(done)
 
 
+@pytest.mark.slow
 def test_exit_2_missing_package_dir(tmp_path: Path) -> None:
     done = spider("run", "--package-dir", str(tmp_path / "nope"), PKG, "fibonacci", "1")
     assert done.returncode == 2 and "does not exist" in one_clear_line(done)
@@ -131,6 +138,7 @@ def test_exit_2_usage_is_one_line(args: list[str], message: str) -> None:
     assert done.returncode == 2 and one_clear_line(done).startswith(message)
 
 
+@pytest.mark.slow
 def test_json_record_of_an_invalid_request(run) -> None:
     done = run(PKG, "fibonacci", str(2**70), "--json")
     assert done.returncode == 2
@@ -207,6 +215,7 @@ def call(id_: str, task: str, *inputs: object, **extra: object) -> dict:
     return {"id": id_, "package": PKG, "task": task, "inputs": list(inputs), **extra}
 
 
+@pytest.mark.slow
 def test_batch_with_a_crash_a_timeout_and_a_malformed_line(package_dir: Path, tmp_path: Path) -> None:
     requests = write_requests(tmp_path / "requests.jsonl", [
         call("a", "fibonacci", 10),
@@ -257,6 +266,7 @@ def test_batch_resume_skips_done_ids(package_dir: Path, tmp_path: Path) -> None:
     assert "dropped an incomplete last line" in done.stderr and "1 skipped" in done.stderr
 
 
+@pytest.mark.slow
 def test_killing_the_batch_runner_loses_no_written_line(package_dir: Path, tmp_path: Path) -> None:
     requests = write_requests(tmp_path / "r.jsonl", [call(str(i), "sleep_ms", 100) for i in range(100)])
     out = tmp_path / "o.jsonl"
@@ -277,6 +287,7 @@ def test_killing_the_batch_runner_loses_no_written_line(package_dir: Path, tmp_p
     assert sorted(ids, key=int) == [str(i) for i in range(100)] and len(ids) == 100
 
 
+@pytest.mark.slow
 def test_batch_reads_requests_from_stdin(package_dir: Path, tmp_path: Path) -> None:
     long = "z" * 200_000  # a line over several reads of the pipe
     lines = [call("0", "fibonacci", 0), call("long", "sleep_and_echo", [long]), call("2", "fibonacci", 3)]
@@ -288,6 +299,7 @@ def test_batch_reads_requests_from_stdin(package_dir: Path, tmp_path: Path) -> N
     assert [(r["id"], r["values"]) for r in results(out)] == [("0", [0]), ("long", [[long]]), ("2", [2])]
 
 
+@pytest.mark.slow
 def test_batch_reads_a_file_named_dash_given_as_dot_slash_dash(package_dir: Path, tmp_path: Path) -> None:
     write_requests(tmp_path / "-", [call("file", "fibonacci", 7)])
     done = subprocess.run([str(SPIDER), "batch", "./-", "--out", "o.jsonl", "--package-dir", str(package_dir)],
@@ -305,6 +317,7 @@ def wait_for_results(out: Path, count: int) -> list[dict]:
     raise AssertionError(f"fewer than {count} results in {out} after 30 s")
 
 
+@pytest.mark.slow
 def test_batch_runs_each_piped_request_as_it_arrives(package_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "o.jsonl"
     runner = subprocess.Popen([str(SPIDER), "batch", "-", "--out", str(out), "--package-dir", str(package_dir)],
@@ -322,6 +335,7 @@ def test_batch_runs_each_piped_request_as_it_arrives(package_dir: Path, tmp_path
         runner.stderr.close()
 
 
+@pytest.mark.slow
 def test_batch_interrupted_while_waiting_for_input_exits_at_once(package_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "o.jsonl"
     runner = subprocess.Popen([str(SPIDER), "batch", "-", "--out", str(out), "--package-dir", str(package_dir)],
@@ -346,6 +360,7 @@ def test_batch_interrupted_while_waiting_for_input_exits_at_once(package_dir: Pa
         runner.stderr.close()
 
 
+@pytest.mark.slow
 def test_batch_line_that_is_not_utf8_is_malformed_and_lines_split_only_at_newlines(
     package_dir: Path, tmp_path: Path
 ) -> None:
@@ -365,6 +380,7 @@ def test_batch_line_that_is_not_utf8_is_malformed_and_lines_split_only_at_newlin
     assert records[0]["values"] == [["x\u2028y"]] and "line 2: not UTF-8 text; skipped" in done.stderr
 
 
+@pytest.mark.slow
 def test_batch_refuses_standard_input_that_is_its_own_output(package_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "o.jsonl"
     out.write_text(json.dumps({"id": "a", "line": 1, "outcome": "success", "values": [1]}) + "\n")
@@ -375,6 +391,7 @@ def test_batch_refuses_standard_input_that_is_its_own_output(package_dir: Path, 
     assert len(results(out)) == 1
 
 
+@pytest.mark.slow
 def test_batch_keeps_an_id_that_utf8_cannot_hold(package_dir: Path, tmp_path: Path) -> None:
     requests = tmp_path / "r.jsonl"
     surrogate_id = json.dumps(call("placeholder", "fibonacci", 5)).replace('"placeholder"', '"\\ud800"')
@@ -395,6 +412,7 @@ def test_batch_unreadable_requests(tmp_path: Path, package_dir: Path) -> None:
 # -- spider packages, plugins, build-package ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_packages_lists_native_packages(package_dir: Path, tmp_path: Path) -> None:
     import shutil
 
@@ -414,6 +432,7 @@ def test_packages_lists_native_packages(package_dir: Path, tmp_path: Path) -> No
     assert "integration_test_tasks" in table and "broken: cannot load" in table
 
 
+@pytest.mark.slow
 def test_packages_shows_incompatible_versions(tmp_path: Path) -> None:
     import spider_core
     from helpers import TASK_PACKAGES
@@ -423,6 +442,7 @@ def test_packages_shows_incompatible_versions(tmp_path: Path) -> None:
     assert (record["version"], record["compatible"]) == ("0.2.0", False)
 
 
+@pytest.mark.slow
 def test_plugins_lists_defaults() -> None:
     done = spider("plugins", "--json")
     assert done.returncode == 0
@@ -439,6 +459,7 @@ def test_plugins_lists_defaults() -> None:
 # -- spider demo -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_demo(tmp_path: Path) -> None:
     done = spider("demo", "--cache-dir", str(tmp_path))
     assert done.returncode == 0, done.stderr
@@ -451,6 +472,7 @@ def test_demo(tmp_path: Path) -> None:
     assert again.returncode == 0 and len(list((tmp_path / "packages").iterdir())) == 1  # built once
 
 
+@pytest.mark.slow
 def test_bench_quick_writes_a_report(package_dir: Path, tmp_path: Path) -> None:
     done = spider("bench", "--package-dir", str(package_dir), "--quick", "--calls", "20", "--peers", "pipe-sync",
                   "--workloads", "noop", "--output", str(tmp_path / "report"))
@@ -469,6 +491,7 @@ def test_bench_quick_writes_a_report(package_dir: Path, tmp_path: Path) -> None:
     assert "| spider-core |" in (tmp_path / "report" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_plugin_that_fails_to_import_is_one_line(package_dir: Path, tmp_path: Path) -> None:
     from helpers import make_distribution
 
@@ -497,6 +520,7 @@ def spider_list_packages(package_dir):
 """
 
 
+@pytest.mark.slow
 def test_a_plugin_whose_hook_raises_is_one_line(package_dir: Path, tmp_path: Path) -> None:
     from helpers import make_distribution
 
@@ -512,6 +536,7 @@ def test_a_plugin_whose_hook_raises_is_one_line(package_dir: Path, tmp_path: Pat
     assert one_clear_line(done).startswith("spider: error: a plugin failed while listing packages: KeyError")
 
 
+@pytest.mark.slow
 def test_blocked_resolvers_are_named(package_dir: Path) -> None:
     done = spider("run", "--package-dir", str(package_dir), PKG, "fibonacci", "1",
                   env={"SPIDER_DISABLE_PLUGINS": "spider_libso"})
@@ -523,6 +548,7 @@ def test_blocked_resolvers_are_named(package_dir: Path) -> None:
     assert "no plugin implements the required hook spider_resolve_package" in one_clear_line(done)
 
 
+@pytest.mark.slow
 def test_batch_resume_keys_implicit_ids_by_line_and_does_not_repeat_malformed_lines(package_dir: Path, tmp_path: Path) -> None:
     requests = write_requests(tmp_path / "r.jsonl", [
         {"package": PKG, "task": "fibonacci", "inputs": [3]},  # no id: line 1
@@ -551,6 +577,7 @@ def test_batch_rejects_duplicate_ids(package_dir: Path, tmp_path: Path) -> None:
     assert "line 2: duplicate id 'a' (first on line 1)" in done.stderr
 
 
+@pytest.mark.slow
 def test_batch_repairs_a_torn_last_line_without_resume(package_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "o.jsonl"
     out.write_text('{"id": "x", "outcome": "success"}\n{"id": "y", "outc')
@@ -562,6 +589,7 @@ def test_batch_repairs_a_torn_last_line_without_resume(package_dir: Path, tmp_pa
 # -- found by an adversarial review -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_deeply_nested_and_non_standard_json_arguments(run) -> None:
     for arg, message in [("[" * 3000 + "]" * 3000, "nested too deeply"), ("NaN", "NaN is not valid JSON"),
                          ('{"re": Infinity}', "Infinity is not valid JSON"),
@@ -570,6 +598,7 @@ def test_deeply_nested_and_non_standard_json_arguments(run) -> None:
         assert done.returncode == 2 and message in one_clear_line(done)
 
 
+@pytest.mark.slow
 def test_wrong_argument_count_or_type_is_bad_input(run) -> None:
     for args in ([], ["1", "2"], ["-5"], ['"x"']):
         done = run(PKG, "fibonacci", *args)
@@ -577,12 +606,14 @@ def test_wrong_argument_count_or_type_is_bad_input(run) -> None:
         assert "DeserializationError" in one_clear_line(done)
 
 
+@pytest.mark.slow
 def test_broken_pipe_on_stdout_is_quiet(package_dir: Path) -> None:
     command = f"{SPIDER} run --package-dir {package_dir} {PKG} big 2000000 | head -c1"
     done = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
 
 
+@pytest.mark.slow
 def test_full_disk_on_stdout_is_one_line(package_dir: Path) -> None:
     with open("/dev/full", "w") as full:
         done = subprocess.run([str(SPIDER), "run", "--package-dir", str(package_dir), PKG, "big", "100000"],
@@ -590,6 +621,7 @@ def test_full_disk_on_stdout_is_one_line(package_dir: Path) -> None:
     assert done.returncode == 5 and "cannot write output" in one_clear_line(done)
 
 
+@pytest.mark.slow
 def test_unusable_log_dir_is_refused(run, tmp_path: Path) -> None:
     afile = tmp_path / "afile"
     afile.write_text("x")
@@ -599,6 +631,7 @@ def test_unusable_log_dir_is_refused(run, tmp_path: Path) -> None:
     assert done.returncode == 2 and "an empty path is not a directory" in done.stderr
 
 
+@pytest.mark.slow
 def test_non_finite_outputs_are_strict_json(tmp_path: Path) -> None:
     from helpers import TASK_PACKAGES
 
@@ -608,6 +641,7 @@ def test_non_finite_outputs_are_strict_json(tmp_path: Path) -> None:
     assert json.loads(done.stdout) == [{"re": {"$float": "inf"}, "im": 0.0}]
 
 
+@pytest.mark.slow
 def test_batch_refuses_dangerous_outputs(package_dir: Path, tmp_path: Path) -> None:
     requests = write_requests(tmp_path / "r.jsonl", [call("a", "fibonacci", 3)])
     notes = tmp_path / "notes.txt"
@@ -625,6 +659,7 @@ def test_batch_refuses_dangerous_outputs(package_dir: Path, tmp_path: Path) -> N
     assert json.loads(requests.read_text()) == call("a", "fibonacci", 3)
 
 
+@pytest.mark.slow
 def test_batch_to_a_pipe_does_not_hang(package_dir: Path, tmp_path: Path) -> None:
     requests = write_requests(tmp_path / "r.jsonl", [call("a", "fibonacci", 3)])
     command = f"{SPIDER} batch {requests} --out /dev/stdout --package-dir {package_dir} --quiet | cat"
@@ -632,6 +667,7 @@ def test_batch_to_a_pipe_does_not_hang(package_dir: Path, tmp_path: Path) -> Non
     assert done.returncode == 0 and json.loads(done.stdout.splitlines()[0])["values"] == [2]
 
 
+@pytest.mark.slow
 def test_batch_resume_keeps_failures_in_the_exit_status(package_dir: Path, tmp_path: Path) -> None:
     requests = write_requests(tmp_path / "r.jsonl", [call("a", "always_fail"), call("b", "fibonacci", 3)])
     out = tmp_path / "o.jsonl"
@@ -647,6 +683,7 @@ def test_batch_when_the_pool_cannot_start(package_dir: Path, tmp_path: Path) -> 
     assert done.returncode == 5 and "spider_framing" in one_clear_line(done)
 
 
+@pytest.mark.slow
 def test_demo_and_bench_with_an_unusable_cache(tmp_path: Path) -> None:
     afile = tmp_path / "afile"
     afile.write_text("x")
@@ -656,6 +693,7 @@ def test_demo_and_bench_with_an_unusable_cache(tmp_path: Path) -> None:
     assert done.returncode == 2 and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_bench_with_bad_directories(package_dir: Path, tmp_path: Path) -> None:
     afile = tmp_path / "afile"
     afile.write_text("x")

@@ -25,6 +25,7 @@ def test_a_frame_is_a_big_endian_length_and_a_msgpack_body() -> None:
     assert frame == struct.pack(">I", len(body)) + body
 
 
+@pytest.mark.slow
 @given(st.lists(st.lists(primitives, min_size=1, max_size=4), min_size=1, max_size=5), st.integers(1, 7))
 def test_messages_survive_any_split(messages: list[list], chunk: int) -> None:
     framing = MsgpackFraming(1 << 20)

@@ -90,6 +90,7 @@ def test_assert_initialized(tasks) -> None:
     assert tasks.execute("assert_initialized", CTX, EMPTY_FRAME) == EMPTY_FRAME
 
 
+@pytest.mark.slow
 def test_incompatible_version_is_refused(tmp_path: Path) -> None:
     library = build_package(TASK_PACKAGES / NAME, tmp_path, cflags=["-DSPIDER_TDL_VERSION_MINOR=2"])
     with pytest.raises(IncompatibleVersion) as info:
@@ -97,6 +98,7 @@ def test_incompatible_version_is_refused(tmp_path: Path) -> None:
     assert (info.value.package, info.value.executor) == (Version(0, 2, 0), Version(0, 1, 0))
 
 
+@pytest.mark.slow
 def test_patch_version_is_ignored(tmp_path: Path) -> None:
     library = build_package(TASK_PACKAGES / NAME, tmp_path, cflags=["-DSPIDER_TDL_VERSION_PATCH=7"])
     assert load_native_package(library, expected_name=NAME).version == Version(0, 1, 7)
@@ -216,6 +218,7 @@ def test_package_manager(package_dir: Path) -> None:
         manager.load(library_path(package_dir, NAME))
 
 
+@pytest.mark.slow
 def test_list_packages_hook(pm, package_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "libbroken.so").write_bytes(b"junk")

@@ -41,6 +41,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_wheel_top_level_packages(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
@@ -50,6 +51,7 @@ def test_wheel_top_level_packages(wheel: Path) -> None:
     assert not any("__pycache__" in n for n in names)
 
 
+@pytest.mark.slow
 def test_demo_from_a_wheel_in_a_fresh_virtualenv(wheel: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)

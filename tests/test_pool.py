@@ -80,6 +80,7 @@ def test_always_fail_reports_the_task_error(config) -> None:
     assert outcome.error.error.kind is TdlErrorKind.ExecutionError and "always_fail" in outcome.error.error.message
 
 
+@pytest.mark.slow
 def test_always_panic_is_a_crash_and_the_next_call_succeeds(config) -> None:
     async def scenario(pool):
         first = pool.executor_id
@@ -92,6 +93,7 @@ def test_always_panic_is_a_crash_and_the_next_call_succeeds(config) -> None:
     assert after.values == [55] and now == first + 1
 
 
+@pytest.mark.slow
 def test_hard_timeout_kills_and_the_next_call_succeeds(config) -> None:
     async def scenario(pool):
         started = time.monotonic()
@@ -122,6 +124,7 @@ def test_commit_task(config) -> None:
     assert isinstance(bad, sc.InTaskFailure) and bad.error.error.kind is TdlErrorKind.ExecutionError
 
 
+@pytest.mark.slow
 def test_segfault_reports_sigsegv(config) -> None:
     async def scenario(pool):
         return await pool.execute(req("segfault"), 5), await pool.execute(req("fibonacci", 3), 5)
@@ -146,6 +149,7 @@ def test_missing_package_is_an_in_task_failure(config) -> None:
     assert isinstance(outcome, sc.InTaskFailure) and isinstance(outcome.error, InvalidLibrary)
 
 
+@pytest.mark.slow
 def test_incompatible_package_through_the_pool(config, tmp_path: Path) -> None:
     from helpers import TASK_PACKAGES
 
@@ -158,6 +162,7 @@ def test_incompatible_package_through_the_pool(config, tmp_path: Path) -> None:
     assert isinstance(outcome.error, IncompatibleVersion)
 
 
+@pytest.mark.slow
 def test_stray_stdout_does_not_corrupt_the_protocol(config) -> None:
     async def scenario(pool):
         return [await pool.execute(req("print_to_stdout"), 5), await pool.execute(req("fibonacci", 10), 5)], pool.log_path
@@ -167,6 +172,7 @@ def test_stray_stdout_does_not_corrupt_the_protocol(config) -> None:
     assert "hello from a task" in log.read_text()
 
 
+@pytest.mark.slow
 def test_four_megabyte_result(config) -> None:
     async def scenario(pool):
         return await pool.execute(req("big", 4_000_000), 10)
@@ -197,6 +203,7 @@ def test_two_hundred_concurrent_callers_get_their_own_results(config) -> None:
     assert [o.values for o in outcomes] == [[fib[i % 20]] for i in range(200)]
 
 
+@pytest.mark.slow
 def test_cancelled_call_never_leaks_its_answer(config) -> None:
     async def scenario(pool):
         slow = asyncio.create_task(pool.execute(req("sleep_ms", 300), 5))
@@ -217,6 +224,7 @@ def test_cancelled_call_never_leaks_its_answer(config) -> None:
     assert later.values == [13]
 
 
+@pytest.mark.slow
 def test_cancellation_through_wait_for(config) -> None:
     async def scenario(pool):
         with pytest.raises(asyncio.TimeoutError):
@@ -229,6 +237,7 @@ def test_cancellation_through_wait_for(config) -> None:
 # -- logs and environment --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_per_spawn_log_files_with_increasing_ids(config) -> None:
     async def scenario(pool):
         paths = [pool.log_path]
@@ -338,6 +347,7 @@ def test_executor_that_exits_before_ready(package_dir: Path) -> None:
         pool_run(config, lambda pool: None)
 
 
+@pytest.mark.slow
 def test_executor_that_never_becomes_ready(package_dir: Path) -> None:
     command = (sys.executable, "-c", "import time; time.sleep(60)")
     config = sc.PoolConfig(package_dir=package_dir, executor_command=command, spawn_timeout=0.3, plugin_autoload=False)
@@ -345,6 +355,7 @@ def test_executor_that_never_becomes_ready(package_dir: Path) -> None:
         pool_run(config, lambda pool: None)
 
 
+@pytest.mark.slow
 def test_failing_respawn_gives_not_running_then_recovers(package_dir: Path, tmp_path: Path) -> None:
     flag = tmp_path / "fail-spawns"
     wrapper = tmp_path / "executor.py"
@@ -383,6 +394,7 @@ def test_failing_respawn_gives_not_running_then_recovers(package_dir: Path, tmp_
     assert recovered.values == [55]
 
 
+@pytest.mark.slow
 def test_recycling_after_n_tasks(package_dir: Path) -> None:
     config = sc.PoolConfig(package_dir=package_dir, recycle_after=2, plugin_autoload=False)
 
@@ -392,6 +404,7 @@ def test_recycling_after_n_tasks(package_dir: Path) -> None:
     assert pool_run(config, scenario) == [1, 1, 2, 2, 3]
 
 
+@pytest.mark.slow
 def test_executor_that_dies_while_idle_is_replaced(config) -> None:
     async def scenario(pool):
         os.kill(pool.pid, signal.SIGKILL)
@@ -402,6 +415,7 @@ def test_executor_that_dies_while_idle_is_replaced(config) -> None:
     assert outcome.values == [55] and outcome.executor_id == 2
 
 
+@pytest.mark.slow
 def test_hang_in_package_init_is_a_timeout(package_dir: Path, monkeypatch) -> None:
     monkeypatch.setenv("SPIDER_TEST_TDL_INIT_SHOULD_HANG", "1")
     config = sc.PoolConfig(package_dir=package_dir, inherited_env=("SPIDER_TEST_TDL_INIT_SHOULD_HANG",), plugin_autoload=False)
@@ -449,6 +463,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["wrong-seq", "garbage", "oversized", "not-a-result", "bad-error"])
 def test_protocol_violations_are_crashes(mode: str, package_dir: Path, tmp_path: Path) -> None:
     script = tmp_path / "fake_executor.py"
@@ -553,6 +568,7 @@ def test_execute_outside_the_lifecycle_is_not_running(config) -> None:
     run(main())
 
 
+@pytest.mark.slow
 def test_close_reaps_every_child(config) -> None:
     pids = []
 
@@ -567,6 +583,7 @@ def test_close_reaps_every_child(config) -> None:
     assert len(set(pids)) == 3 and all(gone(pid) for pid in pids)  # no zombie either: /proc entry gone
 
 
+@pytest.mark.slow
 def test_close_escalates_to_sigkill_for_an_executor_that_ignores_shutdown(package_dir: Path, tmp_path: Path) -> None:
     script = tmp_path / "stubborn.py"
     script.write_text(FAKE_EXECUTOR.format(mode="stubborn").replace("sys.exit(0)", "import time; time.sleep(60)")
@@ -593,6 +610,7 @@ def test_close_escalates_to_sigkill_for_an_executor_that_ignores_shutdown(packag
     assert time.monotonic() - started < 5
 
 
+@pytest.mark.slow
 def test_killing_the_parent_leaves_no_executor(package_dir: Path, tmp_path: Path) -> None:
     script = tmp_path / "parent.py"
     script.write_text(textwrap.dedent(f"""
@@ -621,6 +639,7 @@ def test_killing_the_parent_leaves_no_executor(package_dir: Path, tmp_path: Path
         parent.stdout.close()
 
 
+@pytest.mark.slow
 def test_no_descriptor_leak_across_respawns(config) -> None:
     def open_fds() -> int:
         return len(os.listdir("/proc/self/fd"))
@@ -636,6 +655,7 @@ def test_no_descriptor_leak_across_respawns(config) -> None:
     assert after == before
 
 
+@pytest.mark.slow
 def test_lifecycle_hooks(config) -> None:
     events = []
 
@@ -822,6 +842,7 @@ def test_a_launcher_that_raises_at_respawn_leaves_the_pool_serving_later_calls(c
 # -- the synchronous facade --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sync_facade(config) -> None:
     with sc.SyncProcessPool(config) as pool:
         assert pool.execute(req("fibonacci", 10), hard_timeout=5).values == [55]
@@ -856,6 +877,7 @@ async def wait_for_standby(pool) -> None:
     raise AssertionError("no standby executor became ready")
 
 
+@pytest.mark.slow
 def test_standby_takes_over_after_a_crash_and_a_timeout(package_dir: Path) -> None:
     config = sc.PoolConfig(package_dir=package_dir, standby=True, plugin_autoload=False)
 
@@ -888,6 +910,7 @@ def test_close_reaps_the_standby_too(package_dir: Path) -> None:
     assert len(set(pids)) == 2 and all(gone(pid) for pid in pids)
 
 
+@pytest.mark.slow
 def test_dead_standby_is_replaced_by_a_fresh_spawn(package_dir: Path) -> None:
     config = sc.PoolConfig(package_dir=package_dir, standby=True, plugin_autoload=False)
 
@@ -920,6 +943,7 @@ def test_close_while_the_standby_is_starting(package_dir: Path) -> None:
     assert all("spider_core.executor" not in Path(f"/proc/{c}/cmdline").read_text() for c in children if Path(f"/proc/{c}").exists())
 
 
+@pytest.mark.slow
 def test_spinning_pool_serves_every_outcome(package_dir: Path) -> None:
     config = sc.PoolConfig(package_dir=package_dir, spin_us=2000, plugin_autoload=False)
 
@@ -937,6 +961,7 @@ def test_spinning_pool_serves_every_outcome(package_dir: Path) -> None:
     assert big.values == ["x" * 1_000_000]
 
 
+@pytest.mark.slow
 def test_a_short_deadline_never_cuts_a_later_longer_call(config) -> None:
     async def scenario(pool):
         quick = await pool.execute(req("fibonacci", 5), 0.1)  # arms the loop timer 0.1 s ahead
@@ -969,6 +994,7 @@ def executor_children() -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 def test_a_caller_cancelled_while_its_executor_is_reaped_leaks_nothing(config) -> None:
     async def scenario(pool):
         await pool.execute(req("noop"), 5)
@@ -996,6 +1022,7 @@ def test_a_huge_hard_timeout_with_spinning(package_dir: Path) -> None:
     assert [o.values for o in pool_run(config, scenario)] == [[5], [8]]
 
 
+@pytest.mark.slow
 def test_close_that_is_cancelled_still_shuts_down(config) -> None:
     async def main():
         pool = sc.ProcessPool(config)
@@ -1012,6 +1039,7 @@ def test_close_that_is_cancelled_still_shuts_down(config) -> None:
     assert gone(run(main()))
 
 
+@pytest.mark.slow
 def test_sync_pool_replaces_an_executor_that_died_between_calls(config) -> None:
     with sc.SyncProcessPool(config) as pool:
         os.kill(pool.pid, signal.SIGKILL)
@@ -1036,6 +1064,7 @@ def test_sync_pool_created_in_a_thread_that_ends(config) -> None:
         pool.close()
 
 
+@pytest.mark.slow
 def test_an_executor_that_cannot_be_supervised_is_an_internal_error(config, monkeypatch, caplog) -> None:
     async def scenario(pool):
         def no_pidfd(pid):
@@ -1073,6 +1102,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.slow
 def test_an_answer_before_the_whole_request_was_read_is_a_crash(package_dir: Path, tmp_path: Path) -> None:
     script = tmp_path / "early.py"
     script.write_text(EARLY_REPLY)

@@ -494,6 +494,7 @@ def test_failing_init_is_a_package_init_error(pool) -> None:
     still_serving(pool, outcome.executor_id)
 
 
+@pytest.mark.slow
 def test_infinite_loop_is_killed_by_the_hard_timeout(pool) -> None:
     first = pool.executor_id
     assert_outcome(pool.execute(req("spin"), hard_timeout=0.5), "Timeout", hard_timeout=0.5, executor_id=first)
@@ -729,6 +730,7 @@ def test_package_names_with_dots_and_dashes_load_as_distinct_modules(tmp_path: P
 # -- listing -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_list_packages(tmp_path: Path, installed_site: Path, package_dir: Path, pm) -> None:
     root = tmp_path / "packages"
     root.mkdir()
@@ -779,6 +781,7 @@ def test_list_packages(tmp_path: Path, installed_site: Path, package_dir: Path, 
     assert (NATIVE, "native") in listed and ("complex_number", "python") in listed
 
 
+@pytest.mark.slow
 def test_list_packages_survives_a_package_that_hangs_on_import(tmp_path: Path, monkeypatch) -> None:
     from spider_pytasks import listing
 
@@ -798,6 +801,7 @@ def test_list_packages_survives_a_package_that_hangs_on_import(tmp_path: Path, m
     assert time.monotonic() - started < 15  # each hang costs its own budget, not the whole
 
 
+@pytest.mark.slow
 def test_list_packages_has_one_overall_deadline(tmp_path: Path, monkeypatch) -> None:
     from spider_pytasks import listing
 

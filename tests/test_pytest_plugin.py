@@ -110,6 +110,7 @@ def test_the_plugin_is_registered_through_its_entry_point(pytestconfig: pytest.C
     assert plugin is not None and plugin.__name__ == "spider_core.pytest_plugin"
 
 
+@pytest.mark.slow
 def test_build_c_and_copy_python_packages_then_run_them(
     spider_build_package, spider_package_dir: Path, spider_pool
 ) -> None:
@@ -225,6 +226,7 @@ def run_user_tests(pytester: pytest.Pytester, files: dict[str, str]) -> pytest.R
     )
 
 
+@pytest.mark.slow
 def test_a_user_project_uses_the_fixtures(pytester: pytest.Pytester) -> None:
     result = run_user_tests(
         pytester,
@@ -246,6 +248,7 @@ def test_a_user_project_uses_the_fixtures(pytester: pytest.Pytester) -> None:
         assert not Path(f"/proc/{pid}").exists()
 
 
+@pytest.mark.slow
 def test_the_plugin_can_be_disabled(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_needs(spider_pool):\n    pass\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:spider_core")

@@ -24,6 +24,7 @@ def block(language: str, containing: str) -> str:
     return matches[0]
 
 
+@pytest.mark.slow
 def test_readme_c_package(tmp_path: Path) -> None:
     src = tmp_path / "hello"
     src.mkdir()

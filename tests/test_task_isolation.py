@@ -150,6 +150,7 @@ def test_exit_in_init_is_a_package_init_error(pool) -> None:
     assert_pong(pool, outcome.executor_id)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["fork_and_return", "fork_and_raise"])
 def test_a_forked_child_never_answers(pool, task: str) -> None:
     outcome = call(pool, task)
@@ -158,6 +159,7 @@ def test_a_forked_child_never_answers(pool, task: str) -> None:
         assert_pong(pool, outcome.executor_id)
 
 
+@pytest.mark.slow
 def test_processes_a_task_leaves_behind_do_not_hold_up_close(packages: Path) -> None:
     started = time.monotonic()
     with sc.SyncProcessPool(sc.PoolConfig(package_dir=packages, plugin_autoload=False, shutdown_grace=0.5)) as pool:
