@@ -141,6 +141,27 @@ def test_a_package_built_under_another_name_is_refused(tmp_path: Path) -> None:
     assert_one_clear_line(done, 1, "declares package name 'integration_test_tasks', but it must be named after")
 
 
+def test_spider_inspect_package_reads_the_declared_name_and_version(package_dir: Path, tmp_path: Path) -> None:
+    from spider_core.plugin import PackageSource, get_plugin_manager
+    from spider_core.tdl import HOST_VERSION
+
+    pm = get_plugin_manager(autoload=False)
+    library = package_dir / "integration_test_tasks" / "libintegration_test_tasks.so"
+    info = pm.hook.spider_inspect_package(source=PackageSource(package="anything", kind="native", location=library))
+    assert (info.name, info.version, info.compatible, info.error) == ("integration_test_tasks", str(HOST_VERSION), True, None)
+    broken = build_package(write_c_package(tmp_path, "noexport", "int foo(void) { return 1; }\n"), tmp_path / "out", check=False)
+    info = pm.hook.spider_inspect_package(source=PackageSource(package="noexport", kind="native", location=broken))
+    assert info.name == "noexport" and info.error.startswith("not a spider-tdl package: ")
+    assert pm.hook.spider_inspect_package(source=PackageSource(package="p", kind="python", location=tmp_path)) is None
+
+
+def test_the_build_check_goes_through_the_plugins(tmp_path: Path) -> None:
+    src = write_c_package(tmp_path, "noexport", "int foo(void) { return 1; }\n")
+    done = spider("build-package", str(src), "--out", str(tmp_path / "out"), env={"SPIDER_DISABLE_PLUGINS": "spider_libso"})
+    assert done.returncode == 0, done.stderr  # no plugin inspects native libraries: nothing to check with
+    assert (tmp_path / "out" / "noexport" / "libnoexport.so").is_file()
+
+
 @pytest.mark.parametrize(("variable", "value"), [("CC", '"unclosed'), ("CFLAGS", '"unclosed')])
 def test_unparsable_compiler_settings(tmp_path: Path, variable: str, value: str) -> None:
     done = spider("build-package", str(TASK_PACKAGES / "integration_test_tasks"), "--out", str(tmp_path),
