@@ -229,6 +229,16 @@ def test_every_spec_is_documented(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", HOOKS)
+def test_the_plugin_api_exports_every_type_a_hook_takes_or_returns(name: str) -> None:
+    import spider_core.plugin
+
+    spec = getattr(hookspecs, name)
+    annotations = " ".join(str(a) for a in spec.__annotations__.values())
+    named = set(re.findall(r"\b[A-Z]\w+", annotations)) - {"Path", "None"}  # pathlib.Path: the standard library's
+    assert named <= set(spider_core.plugin.__all__), named - set(spider_core.plugin.__all__)
+
+
+@pytest.mark.parametrize("name", HOOKS)
 def test_every_hook_has_a_test(name: str) -> None:
     here = Path(__file__)
     texts = [p.read_text() for p in here.parent.glob("test_*.py") if p != here]

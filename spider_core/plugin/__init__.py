@@ -2,13 +2,14 @@
 
 A plugin implements hooks from :mod:`spider_core.plugin.spec` with :data:`hookimpl` and is
 registered under the ``spider_core`` entry-point group. This module re-exports the types those
-hooks take and return, the framing interface, the helpers a launcher or an inspector needs,
+hooks take and return (including the request and outcomes ``spider_task_finished`` gets), the
+framing interface, the helpers a launcher or an inspector needs,
 and the plugin manager factory for tests. The default plugins in ``plugins/`` import only from
 here, ``spider_core``, ``spider_core.tdl`` and ``spider_core.sdk``, as any third-party plugin
 can.
 """
 
-from spider_core.models import PoolConfig
+from spider_core.models import ExecuteRequest, ExecutorCrash, InTaskFailure, Outcome, PoolConfig, Success, Timeout
 from spider_core.plugin.manager import (
     DEFAULT_PLUGINS,
     ENTRY_POINT_GROUP,
@@ -46,11 +47,15 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "ENV_PACKAGE_DIR",
     "EXIT_REASONS",
+    "ExecuteRequest",
+    "ExecutorCrash",
     "ExitReason",
     "FrameDecoder",
     "Framing",
     "FramingError",
+    "InTaskFailure",
     "LaunchSpec",
+    "Outcome",
     "PROJECT_NAME",
     "PackageInfo",
     "PackageSource",
@@ -63,7 +68,9 @@ __all__ = [
     "SPAWN_REASONS",
     "SpawnReason",
     "SpiderPluginManager",
+    "Success",
     "TaskPackage",
+    "Timeout",
     "die_with_parent",
     "get_plugin_manager",
     "hookimpl",
