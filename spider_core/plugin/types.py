@@ -11,7 +11,7 @@ from attrs.validators import in_, instance_of
 #: Why the pool needs an executor, as :class:`RespawnState` tells the respawn policy:
 #: ``"start"`` (the pool starts), ``"timeout"``, ``"crash"``, ``"cancelled"`` (the executor
 #: in use was killed), ``"recycle"`` (it ran ``recycle_after`` tasks), ``"retry"`` (a call
-#: found no executor after failed spawns), ``"standby"`` (a spare for ``PoolConfig.standby``).
+#: found no executor after failed spawns), ``"standby"`` (the idle executor of ``PoolConfig.standby``).
 SpawnReason = Literal["start", "timeout", "crash", "cancelled", "recycle", "retry", "standby"]
 SPAWN_REASONS: tuple[str, ...] = SpawnReason.__args__  # type: ignore[attr-defined]
 

@@ -14,10 +14,9 @@ import os
 import signal
 import subprocess
 import time
-from typing import Any
 
 from spider_core.pool.logsink import LogSink
-from spider_core.protocol import FramingError
+from spider_core.protocol import Framing, FramingError
 
 _READ_SIZE = 64 * 1024
 
@@ -42,7 +41,7 @@ class ExecutorProcess:
         loop: asyncio.AbstractEventLoop,
         executor_id: int,
         proc: subprocess.Popen,
-        framing: Any,
+        framing: Framing,
         sink: LogSink,
     ) -> None:
         self.loop = loop
