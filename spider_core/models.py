@@ -7,6 +7,7 @@ and return in :mod:`spider_core.plugin`.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,18 @@ def _positive(instance: Any, attribute: Any, value: float | int | None) -> None:
         raise ValueError(f"{attribute.name} must be positive, got {value!r}")
 
 
+def _count(instance: Any, attribute: Any, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{attribute.name} must be a whole number of at least 1, got {value!r}")
+
+
+def _timeout(instance: Any, attribute: Any, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{attribute.name} must be a positive, finite number of seconds or None, got {value!r}")
+
+
 def _names(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
@@ -31,8 +44,13 @@ def _names(value: Any) -> tuple[str, ...]:
 
 @frozen(kw_only=True)
 class PoolConfig:
-    """How a :class:`spider_core.ProcessPool` runs its executor.
+    """How a :class:`spider_core.ProcessPool` runs its executors.
 
+    :param slots: How many tasks run at once: one executor process per slot, each with the
+        guarantees of a single-slot pool (one task in flight, its own hard timeout, its own
+        respawn). Calls wait in one first-come, first-served queue for the first free slot.
+    :param default_timeout: The hard timeout, in seconds, of a call that passes none (None:
+        every call must pass ``hard_timeout``).
     :param package_dir: Task packages live here; exported to the executor as
         ``SPIDER_TDL_PACKAGE_DIR``.
     :param log_dir: Each executor's stderr goes to ``<log_dir>/<em_id>-<executor_id>.log``
@@ -60,9 +78,9 @@ class PoolConfig:
         to ``SPIDER_DISABLE_PLUGINS``).
     :param plugin_autoload: Whether entry-point plugins load (None: per
         ``SPIDER_DISABLE_PLUGIN_AUTOLOAD``).
-    :param standby: Keep a standby: a second, idle executor ready, so that after a timeout,
+    :param standby: Keep a standby per slot: a second, idle executor ready, so that after a timeout,
         crash or recycle the next call is served at once instead of after a process start
-        (about 150 ms here). It costs one idle process; ``inherited_env`` is copied when the standby
+        (about 150 ms here). It costs one idle process per slot; ``inherited_env`` is copied when the standby
         is spawned, not when it takes over.
     :param spin_us: After sending a request, the pool polls for the answer for up to this
         many microseconds before it waits on the event loop, yielding the CPU after each empty
@@ -78,6 +96,8 @@ class PoolConfig:
     """
 
     package_dir: Path = field(converter=Path)
+    slots: int = field(default=1, validator=_count)
+    default_timeout: float | None = field(default=None, validator=_timeout)
     log_dir: Path | None = field(default=None, converter=lambda v: None if v is None else Path(v))
     em_id: str = field(default="em", validator=instance_of(str))
     inherited_env: tuple[str, ...] = field(default=(), converter=_names)

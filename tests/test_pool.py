@@ -871,7 +871,7 @@ def test_spinning_executor_through_the_pool(package_dir: Path) -> None:
 
 async def wait_for_standby(pool) -> None:
     for _ in range(200):
-        if pool._supervisor.standby is not None:
+        if pool._slots.all[0].standby is not None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("no standby executor became ready")
@@ -883,7 +883,7 @@ def test_standby_takes_over_after_a_crash_and_a_timeout(package_dir: Path) -> No
 
     async def scenario(pool):
         await wait_for_standby(pool)
-        standby_pid = pool._supervisor.standby.pid
+        standby_pid = pool._slots.all[0].standby.pid
         crash = await pool.execute(req("always_panic"), 5)
         took_over = pool.pid
         after = await pool.execute(req("fibonacci", 10), 5)
@@ -904,7 +904,7 @@ def test_close_reaps_the_standby_too(package_dir: Path) -> None:
 
     async def scenario(pool):
         await wait_for_standby(pool)
-        pids.extend([pool.pid, pool._supervisor.standby.pid])
+        pids.extend([pool.pid, pool._slots.all[0].standby.pid])
 
     pool_run(config, scenario)
     assert len(set(pids)) == 2 and all(gone(pid) for pid in pids)
@@ -916,7 +916,7 @@ def test_dead_standby_is_replaced_by_a_fresh_spawn(package_dir: Path) -> None:
 
     async def scenario(pool):
         await wait_for_standby(pool)
-        dead = pool._supervisor.standby.pid
+        dead = pool._slots.all[0].standby.pid
         os.kill(dead, signal.SIGKILL)
         await asyncio.sleep(0.1)
         await pool.execute(req("always_panic"), 5)
@@ -1000,7 +1000,7 @@ def test_a_caller_cancelled_while_its_executor_is_reaped_leaks_nothing(config) -
         await pool.execute(req("noop"), 5)
         before = open_fds()
         call = asyncio.create_task(pool.execute(req("sleep_ms", 10_000), 0.2))
-        while pool._supervisor.current is not None:  # the timeout fired: the executor is being reaped
+        while pool._slots.all[0].current is not None:  # the timeout fired: the executor is being reaped
             await asyncio.sleep(0)
         call.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -48,7 +48,13 @@ def test_readme_async_embedding(package_dir: Path, tmp_path: Path, monkeypatch, 
 
 
 def test_readme_sync_embedding(package_dir: Path) -> None:
-    exec(block("python", "SyncProcessPool"), {"sc": sc, "package_dir": package_dir})
+    exec(block("python", "assert outcome.values == [55]"), {"sc": sc, "package_dir": package_dir})
+
+
+def test_readme_slots_submit_and_map(package_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    exec(block("python", "as_completed(futures)"), {"sc": sc, "package_dir": package_dir})
+    lines = sorted(capsys.readouterr().out.splitlines(), key=lambda line: int(line.split()[0]))
+    assert lines == [f"{n} [{f}]" for n, f in enumerate([0, 1, 1, 2, 3, 5, 8, 13, 21, 34])]
 
 
 def test_readme_commit_request(package_dir: Path) -> None:

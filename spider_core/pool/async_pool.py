@@ -1,10 +1,11 @@
-"""``ProcessPool``: one supervised executor process behind a lock, for asyncio callers.
+"""``ProcessPool``: supervised executor processes, one per slot, for asyncio callers.
 
-Callers queue on one ``asyncio.Lock`` held for the whole call. The hard-timeout clock starts
-when the caller holds the lock. On a timeout, a crash, a protocol violation or a cancelled
-caller, the executor is SIGKILLed, reaped and replaced inside the same critical section, so
-the next caller finds a healthy executor and no response is ever read by the wrong caller
-(every request carries a sequence number the response must echo).
+Callers queue first come, first served for a slot (:mod:`spider_core.pool.slots`) and hold it
+for the whole call. The hard-timeout clock starts when the caller holds the slot. On a
+timeout, a crash, a protocol violation or a cancelled caller, that slot's executor is
+SIGKILLed, reaped and replaced before the slot is given back, so the next caller finds a
+healthy executor and no response is ever read by the wrong caller (every request carries a
+sequence number the response must echo). The other slots carry on undisturbed.
 
 The framing is resolved through its hook when the pool starts, the launcher and the respawn
 policy at each spawn (:mod:`spider_core.pool.supervisor`); never per task.
@@ -13,18 +14,22 @@ policy at each spawn (:mod:`spider_core.pool.supervisor`); never per task.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import signal
 import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
-from spider_core.errors import EncodeTaskInputs, ExecutorCreationFailure, NotRunning
+from spider_core.errors import EncodeTaskInputs, ExecutorCreationFailure, InvalidRequest, NotRunning
 from spider_core.models import ExecuteRequest, ExecutorCrash, InTaskFailure, Outcome, PoolConfig, Success, Timeout
 from spider_core.plugin import PluginError, PluginSettings, SpiderPluginManager, get_plugin_manager
 from spider_core.pool.events import Events
 from spider_core.pool.process import EXIT_GRACE, ExecutorProcess, Lost
 from spider_core.pool.requests import RequestEncoder
+from spider_core.pool.slots import Slots
 from spider_core.pool.supervisor import TIMED_OUT, Supervisor
 from spider_core.protocol import EXECUTE_SEQ, FramingError, ProtocolError, decode_result, result_fields
 from spider_core.tdl import EncodingError, ExecutorError
@@ -71,10 +76,11 @@ class _Deadline:
 
 
 class ProcessPool:
-    """A single-slot pool: one executor process, calls served one at a time.
+    """Supervised executor processes, ``PoolConfig.slots`` of them, serving calls in order.
 
-    Use ``async with ProcessPool(config) as pool`` (spawns the first executor and waits for
-    it to be ready; closes it on exit), then ``await pool.execute(request, hard_timeout=...)``.
+    Use ``async with ProcessPool(config) as pool`` (spawns the executors and waits for them to
+    be ready; closes them on exit), then ``await pool.execute(request, hard_timeout=...)``,
+    ``await pool.call(package, task, *inputs)`` or ``async for outcome in pool.map(requests)``.
     """
 
     def __init__(self, config: PoolConfig, *, plugin_manager: SpiderPluginManager | None = None) -> None:
@@ -84,8 +90,7 @@ class ProcessPool:
         self.pm = plugin_manager or get_plugin_manager(
             PluginSettings.from_env(blocked=config.disabled_plugins), autoload=config.plugin_autoload
         )
-        self._lock = asyncio.Lock()
-        self._supervisor: Supervisor | None = None  # made by start(), on the running loop
+        self._slots: Slots | None = None  # made by start(), on the running loop
         self._events: Events | None = None
         self._requests = RequestEncoder()
         self._close_task: asyncio.Future | None = None
@@ -99,22 +104,37 @@ class ProcessPool:
 
     @property
     def _current(self) -> ExecutorProcess | None:
-        return self._supervisor.current if self._supervisor else None
+        return self._slots.all[0].current if self._slots else None
 
     @property
     def executor_id(self) -> int | None:
-        """The current executor's id, or None if there is none."""
+        """The id of the first slot's executor, or None if it has none."""
         executor = self._current
         return executor.id if executor else None
 
     @property
+    def executor_ids(self) -> tuple[int | None, ...]:
+        """Each slot's executor id (None for a slot without one)."""
+        if self._slots is None:
+            return ()
+        return tuple(slot.current.id if slot.current else None for slot in self._slots.all)
+
+    @property
     def pid(self) -> int | None:
+        """The process id of the first slot's executor."""
         executor = self._current
         return executor.pid if executor else None
 
     @property
+    def pids(self) -> tuple[int | None, ...]:
+        """Each slot's executor process id (None for a slot without one)."""
+        if self._slots is None:
+            return ()
+        return tuple(slot.current.pid if slot.current else None for slot in self._slots.all)
+
+    @property
     def log_path(self) -> Path | None:
-        """The current executor's log file (None when logs go to ``logging``)."""
+        """The first slot's executor's log file (None when logs go to ``logging``)."""
         executor = self._current
         return executor.sink.path if executor else None
 
@@ -134,18 +154,21 @@ class ProcessPool:
         await self.close()
 
     async def start(self) -> None:
-        """Spawn the first executor and wait for its ``Ready``.
+        """Spawn an executor per slot and wait until they are ready. A slot that cannot
+        start is logged and retried as the respawn policy allows, while the others serve.
 
-        :raises ExecutorCreationFailure: it could not be started.
+        :raises ExecutorCreationFailure: no slot could start an executor.
         """
         if self._closed:
             raise NotRunning("the pool is closed")
         if self._started:
             return
-        self._loop = asyncio.get_running_loop()
-        self._deadline = _Deadline(self._loop)
+        self._loop = loop = asyncio.get_running_loop()
         try:
-            framing = self.pm.call_required("spider_framing", max_frame_size=self.config.max_frame_size)
+            framings = [
+                self.pm.call_required("spider_framing", max_frame_size=self.config.max_frame_size)
+                for _ in range(self.config.slots)
+            ]
             for hook in ("spider_launcher", "spider_respawn_decision"):
                 self.pm.require(hook)
         except PluginError as e:
@@ -153,49 +176,80 @@ class ProcessPool:
         except Exception as e:  # a plugin's bug
             raise ExecutorCreationFailure(f"the spider_framing hook failed: {type(e).__name__}: {e}") from None
         self._events = Events(self.pm)
-        self._supervisor = Supervisor(self.config, self.pm, self._loop, framing, self._events)
-        async with self._lock:
-            await self._supervisor.spawn("start")
+        ids = itertools.count(1)  # executor ids are unique across the pool's slots
+        supervisors = [
+            Supervisor(self.config, self.pm, loop, framing, self._events, ids, index)
+            for index, framing in enumerate(framings)
+        ]
+        for supervisor in supervisors:
+            supervisor.deadline = _Deadline(loop)
+        results = await asyncio.gather(*(s.spawn("start") for s in supervisors), return_exceptions=True)
+        failures = []
+        for supervisor, result in zip(supervisors, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                failures.append((supervisor, result))
+        if len(failures) == len(supervisors):
+            raise failures[0][1]
+        for supervisor, error in failures:
+            logger.warning("slot %d could not start an executor (it will retry): %s", supervisor.index, error)
+        slots = Slots(loop, supervisors)
+        slots.recover_failed()
+        self._slots = slots
         self._started = True
 
     async def close(self) -> None:
-        """Wait for the call in progress, refuse new ones, and stop the executor: ``Shutdown``,
-        then SIGTERM, then SIGKILL, each after ``shutdown_grace`` seconds. Idempotent."""
+        """Let the calls in progress finish, refuse new and queued ones, and stop every
+        executor: ``Shutdown``, then SIGTERM, then SIGKILL, each after ``shutdown_grace``
+        seconds. Idempotent."""
         if self._close_task is None:
             self._closed = True
-            if self._supervisor is not None:
-                self._supervisor.closed = True  # the call in progress starts no standby
+            if self._slots is not None:
+                self._slots.close()
+                for supervisor in self._slots.all:
+                    supervisor.closed = True  # the calls in progress start no standby
             self._close_task = asyncio.ensure_future(self._shutdown())
         # Shielded: a caller that stops waiting does not stop the shutdown.
         await asyncio.shield(self._close_task)
 
     async def _shutdown(self) -> None:
-        supervisor = self._supervisor
-        if supervisor is None:
+        slots = self._slots
+        if slots is None:
             return
-        await supervisor.cancel_standby()
-        async with self._lock:
-            await supervisor.stop_all()
+        await asyncio.gather(*(s.cancel_standby() for s in slots.all))
+        await slots.wait_all_free()
+        await asyncio.gather(*(s.stop_all() for s in slots.all))
 
     # -- execute
 
-    async def execute(self, request: ExecuteRequest, hard_timeout: float) -> Outcome:
+    async def execute(self, request: ExecuteRequest, hard_timeout: float | None = None) -> Outcome:
         """Run one task; return its outcome.
 
+        :param hard_timeout: Seconds the task may run once it holds a slot; None:
+            ``PoolConfig.default_timeout``.
         :raises InternalError: the pool could not serve the call (``NotRunning``,
             ``ExecutorCreationFailure``, ``InvalidRequest``, ``EncodeTaskInputs``,
             ``EncodeTaskContext``, ``BuildTaskContext``).
         """
         queued = time.perf_counter()
+        if hard_timeout is None:
+            hard_timeout = self.config.default_timeout
+            if hard_timeout is None:
+                raise InvalidRequest(
+                    "no hard timeout: pass hard_timeout= to the call or set PoolConfig.default_timeout"
+                )
         message = self._requests.prepare(request, hard_timeout)
-        async with self._lock:
+        slots = self._slots
+        if self._closed or slots is None:
+            raise NotRunning("the pool is closed" if self._closed else "the pool is not started; use `async with` or start()")
+        slot = slots.take_now()
+        if slot is not None:
+            executor = slot.current
+        else:
+            slot, executor = await slots.take()
+        try:
             locked = time.perf_counter()
-            if self._closed or not self._started:
-                raise NotRunning("the pool is closed" if self._closed else "the pool is not started; use `async with` or start()")
-            supervisor = self._supervisor
-            executor = supervisor.current
-            if executor is None or not executor.alive:
-                executor = await supervisor.replace_dead()
             self._seq += 1
             message[EXECUTE_SEQ] = seq = self._seq
             try:
@@ -208,40 +262,73 @@ class ProcessPool:
             if self._spin_ns and executor.poll(min(self._spin_ns, int(min(hard_timeout, 1.0) * 1e9))):
                 reply = waiter.result()  # answered while we spun: no timer, no loop iteration
             else:
-                self._deadline.arm(waiter, deadline)
+                clock = slot.deadline
+                clock.arm(waiter, deadline)
                 try:
                     reply = await waiter
                 except asyncio.CancelledError:
-                    self._deadline.disarm()
+                    clock.disarm()
                     executor.signal(signal.SIGKILL)  # before anything else: its answer is void
-                    await supervisor.replace(executor, "cancelled")
+                    await slot.replace(executor, "cancelled")
                     raise
-                self._deadline.disarm()
+                clock.disarm()
             fields = result_fields(reply)
             if fields is not None and fields[0] == seq and fields[1] and executor.recycle_after is None:
                 executor.tasks_run += 1  # the usual answer, a Success, inline
                 outcome: Outcome = Success(outputs=fields[2], elapsed_us=fields[3], executor_id=executor.id)
             else:
-                outcome = await self._outcome(executor, seq, reply, hard_timeout)
+                outcome = await self._outcome(slot, executor, seq, reply, hard_timeout)
+        finally:
+            slots.release(slot)
         events = self._events
         if events.wants_task_finished:
             events.task_finished(request, outcome, executor.id, locked - queued, time.perf_counter() - locked)
         return outcome
 
-    async def _outcome(self, executor: ExecutorProcess, seq: int, reply: Any, hard_timeout: float) -> Outcome:
+    async def call(self, package: str, task: str, *inputs: Any, hard_timeout: float | None = None) -> list[Any]:
+        """Run ``task`` of ``package`` on ``inputs`` and return its output values.
+
+        :raises OutcomeError: the task failed (``TaskFailed``), timed out (``TaskTimedOut``)
+            or crashed its executor (``ExecutorCrashed``); ``.outcome`` has the details.
+        :raises InternalError: as :meth:`execute`.
+        """
+        request = ExecuteRequest(package=package, task=task, inputs=inputs)
+        return (await self.execute(request, hard_timeout)).unwrap()
+
+    async def map(self, requests: Iterable[ExecuteRequest], hard_timeout: float | None = None) -> AsyncIterator[Outcome]:
+        """The outcomes of ``requests``, in request order, running up to ``slots`` at once.
+
+        Requests are read as the iteration goes; an ``InternalError`` of one request is
+        raised at its place. Leaving the loop early cancels the requests still running.
+        """
+        window: deque[asyncio.Future[Outcome]] = deque()
+        limit = 2 * self.config.slots  # a call queued behind each running one keeps slots busy
+        try:
+            for request in requests:
+                window.append(asyncio.ensure_future(self.execute(request, hard_timeout)))
+                if len(window) >= limit:
+                    yield await window.popleft()
+            while window:
+                yield await window.popleft()
+        finally:
+            for future in window:
+                future.cancel()
+
+    async def _outcome(
+        self, slot: Supervisor, executor: ExecutorProcess, seq: int, reply: Any, hard_timeout: float
+    ) -> Outcome:
         """Every answer but a plain Success: a timeout, a lost channel, a failure, a protocol
         violation, or a Success that ends the executor's share of tasks."""
-        supervisor = self._supervisor
         if reply is TIMED_OUT:
             executor.signal(signal.SIGKILL)
-            await supervisor.replace(executor, "timeout")
+            await slot.replace(executor, "timeout")
             return Timeout(hard_timeout=hard_timeout, executor_id=executor.id)
         if isinstance(reply, Lost):
-            return await self._crash(executor, reply.reason, grace=EXIT_GRACE)
+            return await self._crash(slot, executor, reply.reason, grace=EXIT_GRACE)
         try:
             _, ok, payload, elapsed_us = decode_result(reply, seq)
         except ProtocolError as e:
-            return await self._crash(executor, str(e))
+            return await self._crash(slot, executor, str(e))
         executor.tasks_run += 1
         if ok:
             outcome: Outcome = Success(outputs=payload, elapsed_us=elapsed_us, executor_id=executor.id)
@@ -249,18 +336,17 @@ class ProcessPool:
             try:
                 error = ExecutorError.decode(payload)
             except EncodingError as e:
-                return await self._crash(executor, f"the executor sent an undecodable error: {e}")
+                return await self._crash(slot, executor, f"the executor sent an undecodable error: {e}")
             outcome = InTaskFailure(error=error, elapsed_us=elapsed_us, executor_id=executor.id)
         if executor.recycle_after is not None and executor.tasks_run >= executor.recycle_after:
-            await supervisor.recycle(executor)
+            await slot.recycle(executor)
         return outcome
 
-    async def _crash(self, executor: ExecutorProcess, reason: str, grace: float = 0.0) -> ExecutorCrash:
-        supervisor = self._supervisor
-        status, signum = await supervisor.retire(executor, "crash", grace)
+    async def _crash(self, slot: Supervisor, executor: ExecutorProcess, reason: str, grace: float = 0.0) -> ExecutorCrash:
+        status, signum = await slot.retire(executor, "crash", grace)
         logger.warning(
             "executor %d (pid %d) crashed: %s (exit status %s, signal %s)",
             executor.id, executor.pid, reason, status, signum,
         )
-        await supervisor.respawn("crash")
+        await slot.respawn("crash")
         return ExecutorCrash(exit_status=status, signal=signum, executor_id=executor.id)

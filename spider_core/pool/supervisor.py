@@ -1,11 +1,11 @@
 """Spawn, standby and respawn: the executor processes behind one slot of the pool.
 
-A :class:`Supervisor` owns the executor in use and, with ``PoolConfig.standby``, a second,
+A :class:`Supervisor` is one slot. It owns the executor in use and, with ``PoolConfig.standby``, a second,
 idle one ready to take over. It asks the ``spider_respawn_decision`` hook before every spawn
 and the ``spider_launcher`` hook how to start the process, waits for ``Ready``, counts spawn
 failures for the back-off, and reaps every process it retires. It never decides what a call's
-outcome is; the pool does, and tells it which executor to retire and why. The pool calls it
-under its lock, one call at a time.
+outcome is; the pool does, and tells it which executor to retire and why. The pool hands a
+slot to one caller at a time (``busy``), and only that caller drives it.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def expire(waiter: asyncio.Future) -> None:
 
 
 class Supervisor:
-    """The executor in use, its standby, and how both are started and retired."""
+    """One slot: the executor in use, its standby, and how both are started and retired."""
 
     def __init__(
         self,
@@ -65,6 +65,7 @@ class Supervisor:
         framing: Framing,
         events: Events,
         ids: Iterator[int] | None = None,
+        index: int = 0,
     ) -> None:
         self.config = config
         self.pm = pm
@@ -77,10 +78,38 @@ class Supervisor:
         self.standby: ExecutorProcess | None = None
         #: Set when the pool closes: no standby is started any more.
         self.closed = False
+        #: The hard-timeout clock of this slot's calls (set by the pool).
+        self.deadline: Any = None
+        #: This slot's number in the pool, from 0.
+        self.index = index
+        #: Whether a caller holds this slot.
+        self.busy = False
+        #: Whether the last attempt to start an executor here failed or was refused by the
+        #: respawn policy (then callers prefer other slots).
+        self.failed = False
         self._standby_task: asyncio.Task | None = None
         self._ids = ids if ids is not None else itertools.count(1)
         self._failures = 0
         self._last_failure: float | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """Whether this slot has a live executor."""
+        executor = self.current
+        return executor is not None and executor.alive
+
+    def retry_at(self) -> float | None:
+        """When this failed slot may try again in the background (``time.monotonic()``): the
+        policy's ``retry_at`` if it refuses now, ``backoff_initial`` from now if it allows it
+        now (so that a policy that always allows cannot make a busy loop of failing spawns);
+        None if it refuses without saying when."""
+        try:
+            decision = self._decide("retry")
+        except NotRunning:
+            return None
+        if decision.spawn:
+            return time.monotonic() + self.config.backoff_initial
+        return decision.retry_at
 
     def log_path_for(self, executor_id: int) -> Path | None:
         if self.config.log_dir is None:
@@ -159,7 +188,12 @@ class Supervisor:
             await self.retire(executor, "crash", EXIT_GRACE)
             executor = None
         if executor is None:
-            executor = await self._start_executor(reason)
+            try:
+                executor = await self._start_executor(reason)
+            except InternalError:
+                self.failed = True
+                raise
+        self.failed = False
         self.current = executor
         self._want_standby()
         return executor

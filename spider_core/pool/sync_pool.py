@@ -8,7 +8,10 @@ thread (``PR_SET_PDEATHSIG`` is tied to the thread that spawned the child).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
+from collections import deque
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,8 @@ class SyncProcessPool:
     The pool runs its event loop in a thread of its own, which lives until ``close()``: it
     notices an executor that dies between calls, and every executor is spawned from that one
     thread (``PR_SET_PDEATHSIG`` is tied to the thread that spawned the child). Any thread may
-    call ``execute``; calls are served one at a time.
+    call ``execute``, ``call`` or ``submit``; up to ``PoolConfig.slots`` calls run at once and
+    the others wait their turn.
     """
 
     def __init__(self, config: PoolConfig, *, plugin_manager: SpiderPluginManager | None = None) -> None:
@@ -44,8 +48,16 @@ class SyncProcessPool:
         return self._pool.executor_id
 
     @property
+    def executor_ids(self) -> tuple[int | None, ...]:
+        return self._pool.executor_ids
+
+    @property
     def pid(self) -> int | None:
         return self._pool.pid
+
+    @property
+    def pids(self) -> tuple[int | None, ...]:
+        return self._pool.pids
 
     @property
     def log_path(self) -> Path | None:
@@ -61,8 +73,46 @@ class SyncProcessPool:
     def start(self) -> None:
         self._run(self._pool.start())
 
-    def execute(self, request: ExecuteRequest, hard_timeout: float) -> Outcome:
+    def execute(self, request: ExecuteRequest, hard_timeout: float | None = None) -> Outcome:
+        """Run one task and wait for its outcome (see :meth:`ProcessPool.execute`)."""
         return self._run(self._pool.execute(request, hard_timeout))
+
+    def call(self, package: str, task: str, *inputs: Any, hard_timeout: float | None = None) -> list[Any]:
+        """Run ``task`` of ``package`` on ``inputs`` and return its output values, or raise
+        the outcome's ``OutcomeError`` (see :meth:`ProcessPool.call`)."""
+        return self._run(self._pool.call(package, task, *inputs, hard_timeout=hard_timeout))
+
+    def submit(self, request: ExecuteRequest, hard_timeout: float | None = None) -> concurrent.futures.Future[Outcome]:
+        """Start one task; its outcome comes in the returned future (``concurrent.futures.wait``
+        and ``as_completed`` work on it). Cancelling the future cancels the task: if it is
+        running, its executor is killed and replaced, as for a cancelled caller. An
+        ``InternalError`` (a bad request, say) is the future's exception.
+
+        :raises NotRunning: the pool is closed.
+        """
+        if self._closed:
+            raise NotRunning("the pool is closed")
+        return asyncio.run_coroutine_threadsafe(self._pool.execute(request, hard_timeout), self._loop)
+
+    def map(self, requests: Iterable[ExecuteRequest], hard_timeout: float | None = None) -> Iterator[Outcome]:
+        """The outcomes of ``requests``, in request order, running up to ``slots`` at once.
+
+        Requests are read as the iteration goes, so an endless iterable is fine; an
+        ``InternalError`` of one request is raised at its place. Leaving the loop early cancels
+        the requests still running.
+        """
+        window: deque[concurrent.futures.Future[Outcome]] = deque()
+        limit = 2 * self.config.slots  # a call queued behind each running one keeps slots busy
+        try:
+            for request in requests:
+                window.append(self.submit(request, hard_timeout))
+                if len(window) >= limit:
+                    yield window.popleft().result()
+            while window:
+                yield window.popleft().result()
+        finally:
+            for future in window:
+                future.cancel()
 
     def close(self) -> None:
         """Stop the executor and the pool's thread. Idempotent."""

@@ -1,0 +1,212 @@
+"""The pool's slots and the queue of callers waiting for one.
+
+Callers are served first come, first served: a caller takes a free slot with a live executor
+if there is one and nobody is waiting, else it queues. A slot goes back to the first caller in
+the queue when its call ends. A slot whose executor could not be started (it failed, or the
+respawn policy refused) is not handed to callers while another slot is alive: it recovers in
+the background when the policy's ``retry_at`` comes, and callers are served by the others. Only
+when no slot is alive does a caller drive a failed slot itself, so the policy answers it (with
+``NotRunning`` while it backs off), exactly as in a single-slot pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+
+from spider_core.errors import InternalError, NotRunning
+from spider_core.pool.process import ExecutorProcess
+from spider_core.pool.supervisor import Supervisor
+
+logger = logging.getLogger("spider_core.pool")
+
+
+class Slots:
+    """Hands the pool's slots to callers, one caller per slot."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, slots: list[Supervisor]) -> None:
+        self.loop = loop
+        self.all = slots
+        self._idle = list(reversed(slots))  # pop() takes the lowest-numbered slot first
+        self._waiters: deque[asyncio.Future[Supervisor]] = deque()
+        self._busy = 0
+        self._all_free: asyncio.Future[None] | None = None
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._recoveries: set[asyncio.Task] = set()
+        self.closed = False
+
+    # -- taking and giving back
+
+    def take_now(self) -> Supervisor | None:
+        """A free slot with a live executor, if one is ready and nobody is waiting (the fast path)."""
+        idle = self._idle
+        if self._waiters or not idle:
+            return None
+        slot = idle[-1]
+        if slot.healthy:
+            idle.pop()
+            slot.busy = True
+            self._busy += 1
+            return slot
+        return None
+
+    async def take(self) -> tuple[Supervisor, ExecutorProcess]:
+        """Wait for a slot and make sure it has a live executor.
+
+        :raises NotRunning: the pool closed, or no slot has an executor and the respawn policy
+            refuses to start one now.
+        :raises ExecutorCreationFailure: no slot is alive and starting an executor failed.
+        """
+        if self.closed:
+            raise NotRunning("the pool is closed")
+        slot = None if self._waiters else self._pick()
+        front = False
+        while True:
+            if slot is None:
+                slot = await self._wait(front)
+            if slot.healthy:
+                return slot, slot.current
+            try:
+                return slot, await slot.replace_dead()
+            except InternalError:
+                if slot.failed and self._others_alive(slot):
+                    self._park(slot)  # the others serve; this one recovers in the background
+                    slot, front = None, True
+                    continue
+                self.release(slot)
+                raise
+            except BaseException:
+                self.release(slot)
+                raise
+
+    def release(self, slot: Supervisor) -> None:
+        """Give ``slot`` back: to the first caller waiting, or to the free slots."""
+        slot.busy = False
+        self._busy -= 1
+        if self.closed:
+            self._idle.append(slot)
+            if not self._busy and self._all_free is not None and not self._all_free.done():
+                self._all_free.set_result(None)
+            return
+        if slot.failed and not slot.healthy and self._others_alive(slot):
+            self._park(slot)
+            return
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                slot.busy = True
+                self._busy += 1
+                waiter.set_result(slot)
+                return
+        self._park(slot)
+
+    def _pick(self) -> Supervisor | None:
+        """A free slot for a caller nobody is ahead of: one with a live executor, else one that
+        only needs a new executor, else (no slot alive at all) a failed one for the policy to
+        answer; None if the caller must wait."""
+        idle = self._idle
+        if not idle:
+            return None
+        choice = None
+        for i in range(len(idle) - 1, -1, -1):
+            slot = idle[i]
+            if slot.healthy:
+                choice = i
+                break
+            if choice is None and not slot.failed:
+                choice = i
+        if choice is None and self._others_alive(None):
+            return None
+        slot = idle.pop(len(idle) - 1 if choice is None else choice)
+        slot.busy = True
+        self._busy += 1
+        return slot
+
+    async def _wait(self, front: bool) -> Supervisor:
+        waiter = self.loop.create_future()
+        if front:
+            self._waiters.appendleft(waiter)
+        else:
+            self._waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release(waiter.result())  # handed a slot as it was cancelled: pass it on
+            else:
+                try:
+                    self._waiters.remove(waiter)
+                except ValueError:
+                    pass
+            raise
+
+    def _others_alive(self, slot: Supervisor | None) -> bool:
+        """Whether any slot but ``slot`` has a live executor or is in a caller's hands."""
+        return any(other is not slot and (other.busy or other.healthy) for other in self.all)
+
+    def _park(self, slot: Supervisor) -> None:
+        self._idle.append(slot)
+        if slot.failed and not slot.healthy:
+            self._schedule_recovery(slot)
+
+    # -- recovery of a failed slot
+
+    def recover_failed(self) -> None:
+        """Schedule the recovery of every free slot whose executor could not be started."""
+        for slot in self._idle:
+            if slot.failed and not slot.healthy:
+                self._schedule_recovery(slot)
+
+    def _schedule_recovery(self, slot: Supervisor) -> None:
+        """Try the failed ``slot`` again when the respawn policy says it may (its ``retry_at``);
+        a policy that gives no time leaves it to the next caller that finds no slot alive."""
+        if self.closed or slot.index in self._timers:
+            return
+        retry_at = slot.retry_at()
+        if retry_at is None:
+            return
+        delay = max(0.0, retry_at - time.monotonic())
+        self._timers[slot.index] = self.loop.call_later(delay, self._recover, slot)
+
+    def _recover(self, slot: Supervisor) -> None:
+        del self._timers[slot.index]
+        if self.closed or slot.busy or slot.healthy or slot not in self._idle:
+            return
+        self._idle.remove(slot)
+        slot.busy = True
+        self._busy += 1
+        task = self.loop.create_task(self._respawn(slot))
+        self._recoveries.add(task)
+        task.add_done_callback(self._recoveries.discard)
+
+    async def _respawn(self, slot: Supervisor) -> None:
+        try:
+            await slot.replace_dead()
+        except InternalError as e:
+            logger.warning("slot %d is still without an executor: %s", slot.index, e)
+        finally:
+            self.release(slot)
+
+    # -- closing
+
+    def close(self) -> None:
+        """Refuse new callers, fail the waiting ones, stop recovering slots."""
+        self.closed = True
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for task in self._recoveries:
+            task.cancel()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(NotRunning("the pool is closed"))
+
+    async def wait_all_free(self) -> None:
+        """Wait until no caller holds a slot."""
+        if self._busy:
+            self._all_free = self.loop.create_future()
+            await self._all_free
