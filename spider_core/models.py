@@ -70,6 +70,9 @@ class PoolConfig:
     :param shutdown_grace: Seconds close() waits after ``Shutdown`` before SIGTERM, and after
         SIGTERM before SIGKILL.
     :param recycle_after: Replace the executor after this many tasks (None: never).
+    :param max_executor_rss: Bytes of resident memory an executor may hold after a task;
+        beyond it, the executor is replaced before its next task (exit reason ``"memory"``).
+        The task that grew it keeps its outcome. None: no limit.
     :param max_spawn_failures: Consecutive spawn failures after which the pool waits the
         longest back-off between attempts.
     :param backoff_initial: First back-off after a spawn failure, doubled per failure.
@@ -109,6 +112,7 @@ class PoolConfig:
     spawn_timeout: float = field(default=30.0, validator=_positive)
     shutdown_grace: float = field(default=2.0, validator=_positive)
     recycle_after: int | None = field(default=None, validator=_positive)
+    max_executor_rss: int | None = field(default=None, validator=lambda i, a, v: v is None or _count(i, a, v))
     max_spawn_failures: int = field(default=5, validator=_positive)
     backoff_initial: float = field(default=0.1, validator=_positive)
     backoff_max: float = field(default=30.0, validator=_positive)

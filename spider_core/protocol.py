@@ -39,7 +39,8 @@ class Execute:
     """Run ``task`` of ``package``; the executor answers with a :class:`Result` echoing ``seq``.
 
     ``raw_ctx`` is the msgpack ``TaskContext`` and ``raw_inputs`` the wire-format inputs, both
-    as spider encodes them (docs/abi.md §3.5 and §4).
+    as spider encodes them (docs/abi.md §3.5 and §4). ``soft_timeout_us``, if not 0, is when
+    the executor raises ``SoftTimeout`` inside a task that can be interrupted (a Python task).
     """
 
     seq: int
@@ -47,6 +48,7 @@ class Execute:
     task: str
     raw_ctx: bytes
     raw_inputs: bytes
+    soft_timeout_us: int = 0
 
 
 @frozen(kw_only=True)
@@ -137,9 +139,11 @@ def message_from_primitive(primitive: Any) -> Message:
 # check that both agree.
 
 
-def execute_primitive(seq: int, package: str, task: str, raw_ctx: bytes, raw_inputs: bytes) -> list[Any]:
+def execute_primitive(
+    seq: int, package: str, task: str, raw_ctx: bytes, raw_inputs: bytes, soft_timeout_us: int = 0
+) -> list[Any]:
     """``message_to_primitive(Execute(...))``, without building the Execute."""
-    return ["Execute", seq, package, task, raw_ctx, raw_inputs]
+    return ["Execute", seq, package, task, raw_ctx, raw_inputs, soft_timeout_us]
 
 
 def result_primitive(seq: int, ok: bool, payload: bytes, elapsed_us: int) -> list[Any]:
@@ -147,14 +151,14 @@ def result_primitive(seq: int, ok: bool, payload: bytes, elapsed_us: int) -> lis
     return ["Result", seq, ok, payload, elapsed_us]
 
 
-def execute_fields(primitive: Any) -> tuple[int, str, str, bytes, bytes] | None:
-    """``(seq, package, task, raw_ctx, raw_inputs)`` of a well-formed Execute array; None for
-    anything else (then :func:`decode_request` decides)."""
-    if type(primitive) is list and len(primitive) == 6 and primitive[0] == "Execute":
-        _, seq, package, task, raw_ctx, raw_inputs = primitive
+def execute_fields(primitive: Any) -> tuple[int, str, str, bytes, bytes, int] | None:
+    """``(seq, package, task, raw_ctx, raw_inputs, soft_timeout_us)`` of a well-formed Execute
+    array; None for anything else (then :func:`decode_request` decides)."""
+    if type(primitive) is list and len(primitive) == 7 and primitive[0] == "Execute":
+        _, seq, package, task, raw_ctx, raw_inputs, soft_timeout_us = primitive
         if type(seq) is int and type(package) is str and type(task) is str and type(raw_ctx) is bytes:
-            if type(raw_inputs) is bytes:
-                return seq, package, task, raw_ctx, raw_inputs
+            if type(raw_inputs) is bytes and type(soft_timeout_us) is int:
+                return seq, package, task, raw_ctx, raw_inputs, soft_timeout_us
     return None
 
 
@@ -183,7 +187,7 @@ def _decode_as(primitive: Any, expected: type | tuple[type, ...], invalid: str, 
     return message
 
 
-def decode_request(primitive: Any) -> tuple[int, str, str, bytes, bytes] | Shutdown:
+def decode_request(primitive: Any) -> tuple[int, str, str, bytes, bytes, int] | Shutdown:
     """What the executor was asked: the fields of an Execute, or Shutdown.
 
     :raises ProtocolError: anything else, with the reason.
@@ -193,7 +197,7 @@ def decode_request(primitive: Any) -> tuple[int, str, str, bytes, bytes] | Shutd
         return fields
     request = _decode_as(primitive, (Execute, Shutdown), "not a protocol message", "unexpected {name} message")
     if isinstance(request, Execute):
-        return request.seq, request.package, request.task, request.raw_ctx, request.raw_inputs
+        return request.seq, request.package, request.task, request.raw_ctx, request.raw_inputs, request.soft_timeout_us
     return request
 
 

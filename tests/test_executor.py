@@ -269,7 +269,11 @@ def test_messages_are_arrays_of_the_class_name_and_the_fields() -> None:
     from spider_core.protocol import Execute, message_from_primitive, message_to_primitive
 
     cases = [
-        (Execute(seq=1, package="p", task="t", raw_ctx=b"c", raw_inputs=b"i"), ["Execute", 1, "p", "t", b"c", b"i"]),
+        (Execute(seq=1, package="p", task="t", raw_ctx=b"c", raw_inputs=b"i"), ["Execute", 1, "p", "t", b"c", b"i", 0]),
+        (
+            Execute(seq=1, package="p", task="t", raw_ctx=b"c", raw_inputs=b"i", soft_timeout_us=5),
+            ["Execute", 1, "p", "t", b"c", b"i", 5],
+        ),
         (Shutdown(), ["Shutdown"]),
         (Result(seq=2, ok=False, payload=b"x", elapsed_us=3), ["Result", 2, False, b"x", 3]),
         (Ready(pid=4, abi_version="0.1.0"), ["Ready", 4, "0.1.0"]),
@@ -291,7 +295,9 @@ def test_messages_are_arrays_of_the_class_name_and_the_fields() -> None:
         (["Shutdown", 1], "invalid Shutdown message: 1 fields, expected 0 (none)"),
         (["Result", "1", True, b"", 0], "invalid Result message: seq: expected int, got str '1'"),
         (["Result", 1, 1, b"", 0], "invalid Result message: ok: expected bool, got int 1"),
-        (["Execute", 1, "p", "t", 0, b""], "invalid Execute message: raw_ctx: expected bytes, got int 0"),
+        (["Execute", 1, "p", "t", 0, b"", 0], "invalid Execute message: raw_ctx: expected bytes, got int 0"),
+        (["Execute", 1, "p", "t", b"", b""], "invalid Execute message: 5 fields, expected 6 (seq, package, task, raw_ctx, raw_inputs, soft_timeout_us)"),
+        (["Execute", 1, "p", "t", b"", b"", 0.5], "invalid Execute message: soft_timeout_us: expected int, got float 0.5"),
     ],
 )
 def test_malformed_messages_are_refused_with_the_reason(bad: object, error: str) -> None:
@@ -305,7 +311,7 @@ def test_malformed_messages_are_refused_with_the_reason(bad: object, error: str)
 _field_values = st.one_of(
     st.integers(-5, 2**64), st.booleans(), st.text(max_size=3), st.binary(max_size=3), st.none(), st.floats(), st.just([])
 )
-_WELL_FORMED = [["Execute", 1, "p", "t", b"c", b"i"], ["Result", 1, True, b"p", 2]]
+_WELL_FORMED = [["Execute", 1, "p", "t", b"c", b"i", 0], ["Result", 1, True, b"p", 2]]
 
 
 @st.composite
@@ -323,7 +329,7 @@ def _near_messages(draw: st.DrawFn) -> list:
     return primitive
 
 
-@given(st.one_of(_near_messages(), st.lists(_field_values | st.sampled_from(["Execute", "Result"]), max_size=7)))
+@given(st.one_of(_near_messages(), st.lists(_field_values | st.sampled_from(["Execute", "Result"]), max_size=8)))
 def test_execute_and_result_fast_paths_agree_with_the_converter(primitive: list) -> None:
     from spider_core.protocol import Execute, execute_fields, message_from_primitive, result_fields
 
@@ -332,7 +338,7 @@ def test_execute_and_result_fast_paths_agree_with_the_converter(primitive: list)
     except ValueError:
         message = None
     expected_execute = (
-        (message.seq, message.package, message.task, message.raw_ctx, message.raw_inputs)
+        (message.seq, message.package, message.task, message.raw_ctx, message.raw_inputs, message.soft_timeout_us)
         if isinstance(message, Execute)
         else None
     )
@@ -355,7 +361,8 @@ def test_the_fast_paths_build_and_read_well_formed_messages() -> None:
 
     execute = Execute(seq=7, package="p", task="t", raw_ctx=b"c", raw_inputs=b"i")
     assert execute_primitive(7, "p", "t", b"c", b"i") == message_to_primitive(execute)
-    assert execute_fields(message_to_primitive(execute)) == (7, "p", "t", b"c", b"i")
+    assert execute_fields(message_to_primitive(execute)) == (7, "p", "t", b"c", b"i", 0)
+    assert execute_fields(execute_primitive(7, "p", "t", b"c", b"i", 250_000))[-1] == 250_000
     result = Result(seq=8, ok=True, payload=b"p", elapsed_us=9)
     assert result_primitive(8, True, b"p", 9) == message_to_primitive(result)
     assert result_fields(message_to_primitive(result)) == (8, True, b"p", 9)

@@ -61,6 +61,8 @@ class PythonPackage:
     """A loaded Python task package (a :class:`~spider_core.models.TaskPackage`)."""
 
     kind = KIND
+    #: Python code can be interrupted: a call's soft timeout raises ``SoftTimeout`` inside it.
+    interruptible = True
 
     def __init__(self, package: Package, location: str, module: ModuleType | None = None) -> None:
         self.package = package

@@ -18,11 +18,13 @@ import logging
 import os
 import resource
 import select
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from spider_core.errors import SoftTimeout
 from spider_core.plugin import (
     PackageSource,
     PluginError,
@@ -191,6 +193,34 @@ class _Input:
                 continue
 
 
+class _SoftTimer:
+    """Raises :class:`SoftTimeout` inside an interruptible task at its soft deadline, from
+    ``SIGALRM``. Its handler is installed on first use, so native packages that use alarms
+    themselves are left alone unless a call asks for a soft timeout on a Python task."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.seconds = 0.0
+        self._installed = False
+
+    def arm(self, soft_timeout_us: int) -> None:
+        if not self._installed:
+            signal.signal(signal.SIGALRM, self._fire)
+            self._installed = True
+        self.seconds = soft_timeout_us / 1e6
+        self.armed = True
+        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    def disarm(self) -> None:
+        self.armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def _fire(self, signum: int, frame: Any) -> None:
+        if self.armed:  # a late alarm after the task returned is ignored
+            self.armed = False
+            raise SoftTimeout(self.seconds)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -204,6 +234,7 @@ class Executor:
         self.pm = pm
         self.package_dir = package_dir
         self.packages: dict[str, TaskPackage] = {}
+        self.soft_timer = _SoftTimer()
 
     def package(self, name: str) -> TaskPackage:
         """The loaded package ``name``, resolving and loading it on first use."""
@@ -248,12 +279,17 @@ class Executor:
         _log("package loaded", package=name, kind=package.kind, location=str(source.location))
         return package
 
-    def execute(self, package_name: str, task: str, raw_ctx: bytes, raw_inputs: bytes) -> tuple[bool, bytes, int]:
+    def execute(
+        self, package_name: str, task: str, raw_ctx: bytes, raw_inputs: bytes, soft_timeout_us: int = 0
+    ) -> tuple[bool, bytes, int]:
         """Run one task: ``(ok, payload, elapsed_us)``, the payload being the outputs or an
-        encoded ``ExecutorError``. ``elapsed_us`` covers the package call only."""
+        encoded ``ExecutorError``. ``elapsed_us`` covers the package call only. A soft timeout
+        applies to packages that declare ``interruptible = True``."""
         start = 0
         try:
             package = self.package(package_name)
+            if soft_timeout_us and getattr(package, "interruptible", False):
+                return self._execute_interruptible(package, task, raw_ctx, raw_inputs, soft_timeout_us)
             start = time.perf_counter_ns()
             outputs = package.execute(task, raw_ctx, raw_inputs)
             return True, outputs, (time.perf_counter_ns() - start) // 1000
@@ -265,6 +301,24 @@ class Executor:
             logger.exception("task raised", extra={"fields": {"package": package_name, "task": task}})
             error = TaskError(TdlError(TdlErrorKind.ExecutionError, f"{type(e).__name__}: {e}"))
             return False, error.encode(), elapsed_us
+
+
+    def _execute_interruptible(
+        self, package: TaskPackage, task: str, raw_ctx: bytes, raw_inputs: bytes, soft_timeout_us: int
+    ) -> tuple[bool, bytes, int]:
+        start = time.perf_counter_ns()
+        try:
+            self.soft_timer.arm(soft_timeout_us)
+            try:
+                outputs = package.execute(task, raw_ctx, raw_inputs)
+            finally:
+                self.soft_timer.disarm()
+        except ExecutorError as e:
+            return False, e.encode(), _since(start)
+        except SoftTimeout as e:  # fired after the package returned, before the alarm was off
+            error = TaskError(TdlError(TdlErrorKind.ExecutionError, f"SoftTimeout: {e}"))
+            return False, error.encode(), _since(start)
+        return True, outputs, _since(start)
 
 
 def _since(start_ns: int) -> int:
@@ -311,8 +365,8 @@ def serve(channel: _Input, out_fd: int, executor: Executor, framing: Any, guard:
         if request.__class__ is Shutdown:
             _log("exit", reason="shutdown")
             return EXIT_OK
-        seq, package, task, raw_ctx, raw_inputs = request
-        ok, payload, elapsed_us = executor.execute(package, task, raw_ctx, raw_inputs)
+        seq, package, task, raw_ctx, raw_inputs, soft_timeout_us = request
+        ok, payload, elapsed_us = executor.execute(package, task, raw_ctx, raw_inputs, soft_timeout_us)
         problem = guard.problem()
         if problem is not None:
             if problem == "forked":

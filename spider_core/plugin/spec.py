@@ -211,7 +211,7 @@ def spider_executor_exited(
     :param executor_id: The pool's id of this spawn.
     :param pid: Its process id.
     :param reason: One of :data:`~spider_core.plugin.ExitReason`: ``"timeout"``, ``"crash"``,
-        ``"cancelled"``, ``"recycle"`` or ``"shutdown"``.
+        ``"cancelled"``, ``"recycle"``, ``"memory"`` or ``"shutdown"``.
     :param exit_status: Its exit code, or None if a signal killed it.
     :param signal: The signal that killed it, or None.
 

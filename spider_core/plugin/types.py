@@ -11,15 +11,17 @@ from attrs.validators import in_, instance_of
 #: Why the pool needs an executor, as :class:`RespawnState` tells the respawn policy:
 #: ``"start"`` (the pool starts), ``"timeout"``, ``"crash"``, ``"cancelled"`` (the executor
 #: in use was killed), ``"recycle"`` (it ran ``recycle_after`` tasks), ``"retry"`` (a call
-#: found no executor after failed spawns), ``"standby"`` (the idle executor of ``PoolConfig.standby``).
-SpawnReason = Literal["start", "timeout", "crash", "cancelled", "recycle", "retry", "standby"]
+#: found no executor after failed spawns), ``"standby"`` (the idle executor of ``PoolConfig.standby``),
+#: ``"memory"`` (it held more than ``max_executor_rss``).
+SpawnReason = Literal["start", "timeout", "crash", "cancelled", "recycle", "retry", "standby", "memory"]
 SPAWN_REASONS: tuple[str, ...] = SpawnReason.__args__  # type: ignore[attr-defined]
 
 #: Why an executor went away, as ``spider_executor_exited`` reports it: ``"timeout"`` (killed at
 #: its hard timeout), ``"crash"`` (it died or broke the protocol, also while idle or as a
 #: standby), ``"cancelled"`` (killed because its caller was cancelled), ``"recycle"``
-#: (replaced after ``recycle_after`` tasks), ``"shutdown"`` (the pool closed).
-ExitReason = Literal["timeout", "crash", "cancelled", "recycle", "shutdown"]
+#: (replaced after ``recycle_after`` tasks), ``"memory"`` (replaced because it held more than
+#: ``max_executor_rss`` after a task), ``"shutdown"`` (the pool closed).
+ExitReason = Literal["timeout", "crash", "cancelled", "recycle", "memory", "shutdown"]
 EXIT_REASONS: tuple[str, ...] = ExitReason.__args__  # type: ignore[attr-defined]
 
 
@@ -45,7 +47,12 @@ class PackageSource:
 
 @runtime_checkable
 class TaskPackage(Protocol):
-    """A loaded package, as ``spider_load_package`` returns it."""
+    """A loaded package, as ``spider_load_package`` returns it.
+
+    A package may also set ``interruptible = True``: its tasks can be interrupted by a Python
+    exception, so a call's soft timeout raises ``SoftTimeout`` inside them (Python packages);
+    without it, soft timeouts are ignored (native packages).
+    """
 
     name: str
     kind: str

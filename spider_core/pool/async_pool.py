@@ -99,6 +99,7 @@ class ProcessPool:
         self._started = False
         self._closed = False
         self._spin_ns = config.spin_us * 1000
+        self._max_rss = config.max_executor_rss
 
     # -- introspection
 
@@ -223,11 +224,16 @@ class ProcessPool:
 
     # -- execute
 
-    async def execute(self, request: ExecuteRequest, hard_timeout: float | None = None) -> Outcome:
+    async def execute(
+        self, request: ExecuteRequest, hard_timeout: float | None = None, *, soft_timeout: float | None = None
+    ) -> Outcome:
         """Run one task; return its outcome.
 
-        :param hard_timeout: Seconds the task may run once it holds a slot; None:
-            ``PoolConfig.default_timeout``.
+        :param hard_timeout: Seconds the task may run once it holds a slot; then its executor
+            is killed and the outcome is a ``Timeout``. None: ``PoolConfig.default_timeout``.
+        :param soft_timeout: Seconds after which a Python task gets ``SoftTimeout`` raised
+            inside it (it may catch it, clean up and return); native tasks are not
+            interrupted. None: no soft timeout.
         :raises InternalError: the pool could not serve the call (``NotRunning``,
             ``ExecutorCreationFailure``, ``InvalidRequest``, ``EncodeTaskInputs``,
             ``EncodeTaskContext``, ``BuildTaskContext``).
@@ -239,7 +245,7 @@ class ProcessPool:
                 raise InvalidRequest(
                     "no hard timeout: pass hard_timeout= to the call or set PoolConfig.default_timeout"
                 )
-        message = self._requests.prepare(request, hard_timeout)
+        message = self._requests.prepare(request, hard_timeout, soft_timeout)
         slots = self._slots
         if self._closed or slots is None:
             raise NotRunning("the pool is closed" if self._closed else "the pool is not started; use `async with` or start()")
@@ -273,7 +279,7 @@ class ProcessPool:
                     raise
                 clock.disarm()
             fields = result_fields(reply)
-            if fields is not None and fields[0] == seq and fields[1] and executor.recycle_after is None:
+            if fields is not None and fields[0] == seq and fields[1] and executor.recycle_after is None and not self._max_rss:
                 executor.tasks_run += 1  # the usual answer, a Success, inline
                 outcome: Outcome = Success(outputs=fields[2], elapsed_us=fields[3], executor_id=executor.id)
             else:
@@ -285,7 +291,9 @@ class ProcessPool:
             events.task_finished(request, outcome, executor.id, locked - queued, time.perf_counter() - locked)
         return outcome
 
-    async def call(self, package: str, task: str, *inputs: Any, hard_timeout: float | None = None) -> list[Any]:
+    async def call(
+        self, package: str, task: str, *inputs: Any, hard_timeout: float | None = None, soft_timeout: float | None = None
+    ) -> list[Any]:
         """Run ``task`` of ``package`` on ``inputs`` and return its output values.
 
         :raises OutcomeError: the task failed (``TaskFailed``), timed out (``TaskTimedOut``)
@@ -293,9 +301,11 @@ class ProcessPool:
         :raises InternalError: as :meth:`execute`.
         """
         request = ExecuteRequest(package=package, task=task, inputs=inputs)
-        return (await self.execute(request, hard_timeout)).unwrap()
+        return (await self.execute(request, hard_timeout, soft_timeout=soft_timeout)).unwrap()
 
-    async def map(self, requests: Iterable[ExecuteRequest], hard_timeout: float | None = None) -> AsyncIterator[Outcome]:
+    async def map(
+        self, requests: Iterable[ExecuteRequest], hard_timeout: float | None = None, *, soft_timeout: float | None = None
+    ) -> AsyncIterator[Outcome]:
         """The outcomes of ``requests``, in request order, running up to ``slots`` at once.
 
         Requests are read as the iteration goes; an ``InternalError`` of one request is
@@ -305,7 +315,7 @@ class ProcessPool:
         limit = 2 * self.config.slots  # a call queued behind each running one keeps slots busy
         try:
             for request in requests:
-                window.append(asyncio.ensure_future(self.execute(request, hard_timeout)))
+                window.append(asyncio.ensure_future(self.execute(request, hard_timeout, soft_timeout=soft_timeout)))
                 if len(window) >= limit:
                     yield await window.popleft()
             while window:
@@ -340,6 +350,9 @@ class ProcessPool:
             outcome = InTaskFailure(error=error, elapsed_us=elapsed_us, executor_id=executor.id)
         if executor.recycle_after is not None and executor.tasks_run >= executor.recycle_after:
             await slot.recycle(executor)
+        elif self._max_rss and executor.rss() > self._max_rss:
+            logger.info("executor %d holds %d bytes, over max_executor_rss: replacing it", executor.id, executor.rss())
+            await slot.recycle(executor, "memory")
         return outcome
 
     async def _crash(self, slot: Supervisor, executor: ExecutorProcess, reason: str, grace: float = 0.0) -> ExecutorCrash:

@@ -19,6 +19,7 @@ from spider_core.pool.logsink import LogSink
 from spider_core.protocol import Framing, FramingError
 
 _READ_SIZE = 64 * 1024
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 #: Seconds a dying executor gets to exit by itself before SIGKILL.
 EXIT_GRACE = 1.0
@@ -184,6 +185,14 @@ class ExecutorProcess:
         self._lose("the executor exited")
         if not self.exited.done():
             self.exited.set_result(None)
+
+    def rss(self) -> int:
+        """Resident memory of the process, in bytes (0 if it cannot be read)."""
+        try:
+            with open(f"/proc/{self.pid}/statm", "rb") as f:
+                return int(f.read().split()[1]) * _PAGE_SIZE
+        except (OSError, ValueError, IndexError):
+            return 0
 
     def signal(self, signum: int) -> None:
         if not self.exited.done():

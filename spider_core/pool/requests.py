@@ -76,12 +76,10 @@ def encode_context(
         raise EncodeTaskContext(f"cannot encode the task context: {e}") from None
 
 
-def check_timeout(hard_timeout: Any) -> None:
+def check_timeout(seconds: Any, name: str = "hard_timeout") -> None:
     """:raises InvalidRequest: not a positive, finite number of seconds."""
-    if isinstance(hard_timeout, bool) or not isinstance(hard_timeout, _SECONDS) or not (
-        hard_timeout > 0 and math.isfinite(hard_timeout)
-    ):
-        raise InvalidRequest(f"hard_timeout must be a positive number of seconds, got {hard_timeout!r}")
+    if isinstance(seconds, bool) or not isinstance(seconds, _SECONDS) or not (seconds > 0 and math.isfinite(seconds)):
+        raise InvalidRequest(f"{name} must be a positive number of seconds, got {seconds!r}")
 
 
 class RequestEncoder:
@@ -94,7 +92,7 @@ class RequestEncoder:
     def __init__(self) -> None:
         self._valid_names: set[tuple[str, str]] = set()
 
-    def prepare(self, request: ExecuteRequest, hard_timeout: float) -> list[Any]:
+    def prepare(self, request: ExecuteRequest, hard_timeout: float, soft_timeout: float | None = None) -> list[Any]:
         """Validate and encode ``request``.
 
         :raises InvalidRequest: not an ExecuteRequest, a bad name or a bad timeout.
@@ -105,6 +103,10 @@ class RequestEncoder:
         if not isinstance(request, ExecuteRequest):
             raise InvalidRequest(f"request must be an ExecuteRequest, got {type(request).__name__}")
         check_timeout(hard_timeout)
+        soft_timeout_us = 0
+        if soft_timeout is not None:
+            check_timeout(soft_timeout, "soft_timeout")
+            soft_timeout_us = max(1, round(soft_timeout * 1e6))
         package, task = request.package, request.task
         if not (type(package) is str and type(task) is str and (package, task) in self._valid_names):
             check_names(package, task)
@@ -128,4 +130,4 @@ class RequestEncoder:
                 raw_inputs = encode_values(request.inputs)
             except WireFormatError as e:
                 raise EncodeTaskInputs(f"cannot encode the inputs of {request.package}/{request.task}: {e}") from None
-        return execute_primitive(0, package, task, raw_ctx, raw_inputs)  # seq set under the lock
+        return execute_primitive(0, package, task, raw_ctx, raw_inputs, soft_timeout_us)  # seq: once a slot is held

@@ -19,7 +19,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from spider_core.errors import ExecutorCreationFailure, InternalError, NotRunning
 from spider_core.models import PoolConfig
@@ -131,11 +131,12 @@ class Supervisor:
         await self.retire(executor, reason)
         await self.respawn(reason)
 
-    async def recycle(self, executor: ExecutorProcess) -> None:
-        """Ask ``executor`` to exit (it ran its share of tasks) and spawn its successor."""
+    async def recycle(self, executor: ExecutorProcess, reason: Literal["recycle", "memory"] = "recycle") -> None:
+        """Ask ``executor`` to exit (it ran its share of tasks, or holds too much memory) and
+        spawn its successor."""
         executor.send(executor.encode(message_to_primitive(Shutdown())))
-        await self.retire(executor, "recycle", self.config.shutdown_grace)
-        await self.respawn("recycle")
+        await self.retire(executor, reason, self.config.shutdown_grace)
+        await self.respawn(reason)
 
     async def stop(self, executor: ExecutorProcess) -> None:
         """Stop ``executor`` gracefully: ``Shutdown``, then SIGTERM, then SIGKILL, each after

@@ -73,16 +73,22 @@ class SyncProcessPool:
     def start(self) -> None:
         self._run(self._pool.start())
 
-    def execute(self, request: ExecuteRequest, hard_timeout: float | None = None) -> Outcome:
+    def execute(
+        self, request: ExecuteRequest, hard_timeout: float | None = None, *, soft_timeout: float | None = None
+    ) -> Outcome:
         """Run one task and wait for its outcome (see :meth:`ProcessPool.execute`)."""
-        return self._run(self._pool.execute(request, hard_timeout))
+        return self._run(self._pool.execute(request, hard_timeout, soft_timeout=soft_timeout))
 
-    def call(self, package: str, task: str, *inputs: Any, hard_timeout: float | None = None) -> list[Any]:
+    def call(
+        self, package: str, task: str, *inputs: Any, hard_timeout: float | None = None, soft_timeout: float | None = None
+    ) -> list[Any]:
         """Run ``task`` of ``package`` on ``inputs`` and return its output values, or raise
         the outcome's ``OutcomeError`` (see :meth:`ProcessPool.call`)."""
-        return self._run(self._pool.call(package, task, *inputs, hard_timeout=hard_timeout))
+        return self._run(self._pool.call(package, task, *inputs, hard_timeout=hard_timeout, soft_timeout=soft_timeout))
 
-    def submit(self, request: ExecuteRequest, hard_timeout: float | None = None) -> concurrent.futures.Future[Outcome]:
+    def submit(
+        self, request: ExecuteRequest, hard_timeout: float | None = None, *, soft_timeout: float | None = None
+    ) -> concurrent.futures.Future[Outcome]:
         """Start one task; its outcome comes in the returned future (``concurrent.futures.wait``
         and ``as_completed`` work on it). Cancelling the future cancels the task: if it is
         running, its executor is killed and replaced, as for a cancelled caller. An
@@ -92,9 +98,12 @@ class SyncProcessPool:
         """
         if self._closed:
             raise NotRunning("the pool is closed")
-        return asyncio.run_coroutine_threadsafe(self._pool.execute(request, hard_timeout), self._loop)
+        coro = self._pool.execute(request, hard_timeout, soft_timeout=soft_timeout)
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
-    def map(self, requests: Iterable[ExecuteRequest], hard_timeout: float | None = None) -> Iterator[Outcome]:
+    def map(
+        self, requests: Iterable[ExecuteRequest], hard_timeout: float | None = None, *, soft_timeout: float | None = None
+    ) -> Iterator[Outcome]:
         """The outcomes of ``requests``, in request order, running up to ``slots`` at once.
 
         Requests are read as the iteration goes, so an endless iterable is fine; an
@@ -105,7 +114,7 @@ class SyncProcessPool:
         limit = 2 * self.config.slots  # a call queued behind each running one keeps slots busy
         try:
             for request in requests:
-                window.append(self.submit(request, hard_timeout))
+                window.append(self.submit(request, hard_timeout, soft_timeout=soft_timeout))
                 if len(window) >= limit:
                     yield window.popleft().result()
             while window:

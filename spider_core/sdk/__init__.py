@@ -33,6 +33,9 @@ UTF-8 bin and ``bytes`` from bin or an array of u8 (rmp-serde's ``Vec<u8>``). A 
 scalars (``int | str``) takes the member of the value's own type, else the one that converts
 it; a bool is never an int.
 
+A call's ``soft_timeout`` raises :class:`SoftTimeout` inside the running task; catch it to
+clean up and return early (an escaped one makes the call an ``InTaskFailure`` saying so).
+
 This package only encodes and decodes: user exceptions propagate out of
 :meth:`Task.execute_raw`; the ``spider_pytasks`` plugin turns them into spider's errors.
 
@@ -42,6 +45,7 @@ Modules: :mod:`~spider_core.sdk.package` (:class:`Package`), :mod:`~spider_core.
 rules), :mod:`~spider_core.sdk.typenames` (:func:`type_name`).
 """
 
+from spider_core.errors import SoftTimeout
 from spider_core.sdk.convert import structure, unstructure
 from spider_core.sdk.package import Package
 from spider_core.sdk.task import Task, task
@@ -50,6 +54,7 @@ from spider_core.tdl import TaskContext, TdlError, TdlErrorKind
 
 __all__ = [
     "Package",
+    "SoftTimeout",
     "Task",
     "TaskContext",
     "TdlError",

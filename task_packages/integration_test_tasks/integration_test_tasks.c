@@ -16,6 +16,7 @@
  *   segfault() -> !                       SIGSEGV via a NULL write
  *   big(n: u64) -> str                    a string of exactly n 'x' bytes
  *   get_env(name: str) -> Option<str>     the executor's environment variable, or nil
+ *   hold_mb(mb: u64) -> ()                allocates and touches mb MiB and keeps them (RSS grows)
  *
  * Init: fails with Custom("init failed because SPIDER_TEST_TDL_INIT_SHOULD_FAIL is set") when
  * that variable is set; hangs forever when SPIDER_TEST_TDL_INIT_SHOULD_HANG is set (to test a
@@ -327,6 +328,28 @@ static spider_tdl_task_execution_result task_sleep_ms(spider_tdl_byte_array raw_
     return spider_tdl_result_unit();
 }
 
+static void *volatile g_held;
+
+/* hold_mb(mb: u64) -> (): allocates mb MiB, writes every page and never frees them, so the
+ * executor's resident memory grows by that much (for the max_executor_rss tests). */
+static spider_tdl_task_execution_result task_hold_mb(spider_tdl_byte_array raw_ctx,
+                                                     spider_tdl_byte_array raw_inputs) {
+    spider_tdl_task_context ctx;
+    spider_tdl_wire_reader in;
+    spider_tdl_task_execution_result err;
+    if (!spider_tdl_task_begin("hold_mb", 1, raw_ctx, raw_inputs, &ctx, &in, &err)) return err;
+    spider_tdl_task_context_free(&ctx);
+
+    uint64_t mb;
+    if (!next_u64(&in, &mb) || mb > 4096) return param_error("hold_mb", "mb", 0, "an integer from 0 to 4096");
+    char *held = malloc((size_t)mb << 20);
+    if (held == NULL && mb > 0)
+        return spider_tdl_result_error(SPIDER_TDL_ERR_EXECUTION, "hold_mb: cannot allocate %" PRIu64 " MiB", mb);
+    if (held != NULL) memset(held, 1, (size_t)mb << 20);
+    g_held = held; /* kept where the compiler must assume it is used, so nothing is elided */
+    return spider_tdl_result_unit();
+}
+
 static spider_tdl_task_execution_result task_print_to_stdout(spider_tdl_byte_array raw_ctx,
                                                              spider_tdl_byte_array raw_inputs) {
     spider_tdl_task_context ctx;
@@ -464,6 +487,7 @@ static const struct {
     {"segfault", task_segfault},
     {"big", task_big},
     {"get_env", task_get_env},
+    {"hold_mb", task_hold_mb},
 };
 
 spider_tdl_version __spider_tdl_package_get_version(void) {
