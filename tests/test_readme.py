@@ -48,7 +48,21 @@ def test_readme_async_embedding(package_dir: Path, tmp_path: Path, monkeypatch, 
 
 
 def test_readme_sync_embedding(package_dir: Path) -> None:
-    exec(block("python", "SyncProcessPool"), {"sc": sc, "package_dir": package_dir})
+    exec(block("python", "assert outcome.values == [55]"), {"sc": sc, "package_dir": package_dir})
+
+
+@pytest.mark.slow
+def test_readme_values_or_an_exception(package_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    exec(block("python", "except sc.ExecutorCrashed"), {"sc": sc, "package_dir": package_dir})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:4] == [
+        "the task did not finish within its hard timeout of 0.2s",
+        "the executor crashed (signal SIGABRT)",
+        "ExecutionError: always_fail: intentional failure",
+        "no task no_such_task",
+    ]
+    assert lines[4].startswith("cannot load: no task package named 'no_such_package' in ")
+    assert lines[5:] == ["[6765]"]
 
 
 def test_readme_commit_request(package_dir: Path) -> None:
