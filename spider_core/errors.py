@@ -1,7 +1,17 @@
-"""``InternalError``: the pool could not serve a call. Nothing else escapes ``execute``
-(except ``asyncio.CancelledError``)."""
+"""The exceptions of the user-facing API.
+
+``InternalError``: the pool could not serve a call. Nothing else escapes ``execute`` (except
+``asyncio.CancelledError``).
+
+``OutcomeError``: what ``Outcome.unwrap()`` raises for an outcome other than ``Success``; it
+carries the outcome. This module imports no other part of ``spider_core`` at load time
+(:mod:`spider_core.models` imports it), so the messages go by the outcome's class name.
+"""
 
 from __future__ import annotations
+
+import signal
+from typing import Any
 
 
 class InternalError(Exception):
@@ -47,3 +57,73 @@ class SoftTimeout(Exception):
 
     def __str__(self) -> str:
         return f"the task ran past its soft timeout of {self.seconds:g}s"
+
+
+# -- outcomes as exceptions -----------------------------------------------------------------
+
+
+class OutcomeError(Exception):
+    """An outcome other than ``Success``, raised by its ``unwrap()``; ``outcome`` is the outcome.
+
+    ``args`` is ``(outcome,)``, so pickling and copying rebuild the same exception (as far as
+    the outcome itself survives them: a ``TdlError`` inside it does not yet); the message is
+    made from the outcome, in the words ``spider run`` uses.
+    """
+
+    def __init__(self, outcome: Any) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
+
+    def __str__(self) -> str:
+        try:
+            return _outcome_message(self.outcome)
+        except Exception:  # a message must never hide the exception it belongs to
+            return repr(self.outcome)
+
+
+class TaskFailed(OutcomeError):
+    """The task, or its package, failed: ``outcome`` is an ``InTaskFailure`` and
+    ``outcome.error`` the ``ExecutorError`` (``TaskError``, ``InvalidLibrary``, ...)."""
+
+
+class TaskTimedOut(OutcomeError):
+    """The task ran past its hard timeout: ``outcome`` is a ``Timeout``."""
+
+
+class ExecutorCrashed(OutcomeError):
+    """The executor died mid-task: ``outcome`` is an ``ExecutorCrash`` (its ``signal`` or
+    ``exit_status`` says how)."""
+
+
+def _outcome_message(outcome: Any) -> str:
+    """One sentence for a non-success outcome, in the words of
+    ``spider_core.reporting.outcome_summary`` (a test holds them together)."""
+    kind = type(outcome).__name__
+    if kind == "InTaskFailure":
+        return _error_message(outcome.error)
+    if kind == "Timeout":
+        return f"the task did not finish within its hard timeout of {outcome.hard_timeout:g}s"
+    if kind == "ExecutorCrash":
+        if outcome.signal:
+            return f"the executor crashed (signal {_signal_name(outcome.signal)})"
+        return f"the executor crashed (exit status {outcome.exit_status})"
+    return repr(outcome)
+
+
+def _error_message(error: Any) -> str:
+    from spider_core.tdl import TaskError, TdlErrorKind
+
+    if isinstance(error, TaskError):
+        tdl = error.error
+        if tdl.kind is TdlErrorKind.TaskNotFound:
+            return f"the package has no task named {tdl.message!r}"
+        return f"{tdl.kind.name}: {tdl.message}"
+    return f"{type(error).__name__}: {error}"
+
+
+def _signal_name(number: int) -> str:
+    """``SIGSEGV``; a number with no name (a real-time signal, say) as itself."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from signal import Signals
+from typing import Any, NoReturn
 
 from attrs import field, frozen
 from attrs.validators import ge, in_, instance_of
 
+from spider_core.errors import ExecutorCrashed, TaskFailed, TaskTimedOut
 from spider_core.tdl import ExecutorError, decode_values
 
 # -- the pool -------------------------------------------------------------------------------
@@ -154,6 +156,9 @@ class ExecuteRequest:
 
 
 # -- outcomes -------------------------------------------------------------------------------
+#
+# ``unwrap()`` turns any outcome into values or an exception: ``Success`` returns its values,
+# the others raise the matching ``spider_core.OutcomeError`` carrying the outcome.
 
 
 @frozen(kw_only=True)
@@ -168,6 +173,10 @@ class Success:
     def values(self) -> list[Any]:
         return decode_values(self.outputs)
 
+    def unwrap(self) -> list[Any]:
+        """The decoded outputs, as ``values``."""
+        return self.values
+
 
 @frozen(kw_only=True)
 class InTaskFailure:
@@ -177,6 +186,10 @@ class InTaskFailure:
     elapsed_us: int
     executor_id: int | None = None
 
+    def unwrap(self) -> NoReturn:
+        """Raise :class:`spider_core.TaskFailed` carrying this outcome."""
+        raise TaskFailed(self)
+
 
 @frozen(kw_only=True)
 class Timeout:
@@ -185,17 +198,38 @@ class Timeout:
     hard_timeout: float
     executor_id: int | None = None
 
+    def unwrap(self) -> NoReturn:
+        """Raise :class:`spider_core.TaskTimedOut` carrying this outcome."""
+        raise TaskTimedOut(self)
+
+
+def _to_signal(value: Any) -> Signals | int | None:
+    """A signal number as its ``signal.Signals`` member; a number with no member (a real-time
+    signal above ``SIGRTMIN``, say) stays as it is."""
+    if value is None or isinstance(value, Signals):
+        return value
+    try:
+        return Signals(value)
+    except ValueError:
+        return value
+
 
 @frozen(kw_only=True)
 class ExecutorCrash:
     """The executor died or broke the protocol mid-task; it was replaced.
 
-    ``exit_status`` is its exit code, or None if a signal (``signal``) ended it.
+    ``exit_status`` is its exit code, or None if a signal ended it. ``signal`` is that signal as
+    a ``signal.Signals`` (an ``IntEnum``: ``signal is signal.SIGSEGV``, ``signal.name`` is
+    ``"SIGSEGV"``; a number Python has no name for stays a plain ``int``), or None.
     """
 
     exit_status: int | None
-    signal: int | None
+    signal: Signals | None = field(converter=_to_signal)
     executor_id: int | None = None
+
+    def unwrap(self) -> NoReturn:
+        """Raise :class:`spider_core.ExecutorCrashed` carrying this outcome."""
+        raise ExecutorCrashed(self)
 
 
 Outcome = Success | InTaskFailure | Timeout | ExecutorCrash

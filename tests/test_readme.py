@@ -57,6 +57,20 @@ def test_readme_slots_submit_and_map(package_dir: Path, capsys: pytest.CaptureFi
     assert lines == [f"{n} [{f}]" for n, f in enumerate([0, 1, 1, 2, 3, 5, 8, 13, 21, 34])]
 
 
+@pytest.mark.slow
+def test_readme_values_or_an_exception(package_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    exec(block("python", "except sc.ExecutorCrashed"), {"sc": sc, "package_dir": package_dir})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:4] == [
+        "the task did not finish within its hard timeout of 0.2s",
+        "the executor crashed (signal SIGABRT)",
+        "ExecutionError: always_fail: intentional failure",
+        "no task no_such_task",
+    ]
+    assert lines[4].startswith("cannot load: no task package named 'no_such_package' in ")
+    assert lines[5:] == ["[6765]"]
+
+
 def test_readme_commit_request(package_dir: Path) -> None:
     import importlib
 

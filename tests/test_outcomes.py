@@ -1,0 +1,306 @@
+"""Outcomes as values or exceptions: ``unwrap()``, ``OutcomeError`` and its subclasses, and
+``ExecutorCrash.signal`` as a ``signal.Signals``."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import pickle
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+import spider_core as sc
+import spider_core.errors
+import spider_core.tdl
+from spider_core.reporting import outcome_record, outcome_summary
+from spider_core.tdl import (
+    DuplicatePackage,
+    IncompatibleVersion,
+    InvalidLibrary,
+    PackageInitError,
+    TaskError,
+    TdlError,
+    TdlErrorKind,
+    Version,
+    encode_values,
+)
+
+SUCCESS = sc.Success(outputs=encode_values([55, "x"]), elapsed_us=12, executor_id=3)
+BOOM = sc.InTaskFailure(error=TaskError(TdlError(TdlErrorKind.ExecutionError, "boom")), elapsed_us=1, executor_id=2)
+NO_TASK = sc.InTaskFailure(error=TaskError(TdlError(TdlErrorKind.TaskNotFound, "cube")), elapsed_us=1)
+INIT_FAILED = sc.InTaskFailure(error=PackageInitError(TdlError(TdlErrorKind.Custom, "no config")), elapsed_us=1)
+NO_LIBRARY = sc.InTaskFailure(error=InvalidLibrary("cannot open libx.so"), elapsed_us=0, executor_id=1)
+DUPLICATE = sc.InTaskFailure(error=DuplicatePackage("pkg"), elapsed_us=0)
+INCOMPATIBLE = sc.InTaskFailure(error=IncompatibleVersion(Version(9, 0, 0), Version(1, 0, 0)), elapsed_us=0)
+TIMEOUT = sc.Timeout(hard_timeout=0.5, executor_id=4)
+SEGFAULT = sc.ExecutorCrash(exit_status=None, signal=signal.SIGSEGV, executor_id=5)
+EXIT_3 = sc.ExecutorCrash(exit_status=3, signal=None, executor_id=6)
+#: A signal number Python has no name for (on Linux a real-time signal such as 40 is one).
+UNNAMED = next(n for n in range(1, 256) if n not in {s.value for s in signal.Signals})
+UNNAMED_SIGNAL = sc.ExecutorCrash(exit_status=None, signal=UNNAMED)
+
+#: Each non-success outcome, the exception its unwrap() raises, and that exception's message.
+RAISED = [
+    (BOOM, sc.TaskFailed, "ExecutionError: boom"),
+    (NO_TASK, sc.TaskFailed, "the package has no task named 'cube'"),
+    (INIT_FAILED, sc.TaskFailed, "PackageInitError: package init failed: Custom: no config"),
+    (NO_LIBRARY, sc.TaskFailed, "InvalidLibrary: cannot open libx.so"),
+    (DUPLICATE, sc.TaskFailed, "DuplicatePackage: pkg"),
+    (TIMEOUT, sc.TaskTimedOut, "the task did not finish within its hard timeout of 0.5s"),
+    (SEGFAULT, sc.ExecutorCrashed, "the executor crashed (signal SIGSEGV)"),
+    (EXIT_3, sc.ExecutorCrashed, "the executor crashed (exit status 3)"),
+    (UNNAMED_SIGNAL, sc.ExecutorCrashed, f"the executor crashed (signal {UNNAMED})"),
+]
+RAISED_IDS = ["task_error", "task_not_found", "init_failed", "invalid_library", "duplicate", "timeout",
+              "segfault", "exit_3", "unnamed_signal"]
+
+ROUND_TRIPS: dict[str, Callable[[Any], Any]] = {
+    "pickle": lambda value: pickle.loads(pickle.dumps(value)),
+    "copy": copy.copy,
+    "deepcopy": copy.deepcopy,
+}
+
+#: Why some round trips fail: spider_core.tdl's exceptions keep their formatted message in ``args``,
+#: which is not what their ``__init__`` takes, and pickle and copy rebuild them as ``cls(*args)``.
+TDL_ERROR = (
+    "spider_core.tdl: TdlError's args is ('ExecutionError: boom',) but __init__ takes (kind, message), so "
+    "unpickling or deep-copying a TdlError, or a TaskError or PackageInitError holding one, raises TypeError "
+    "(and TaskError's args is its message, so a rebuilt one would read 'task error: task error: ...')"
+)
+INCOMPATIBLE_VERSION = (
+    "spider_core.tdl: IncompatibleVersion's args is its message but __init__ takes (package, executor), so "
+    "rebuilding one raises TypeError"
+)
+
+
+# -- unwrap ---------------------------------------------------------------------------------
+
+
+def test_success_unwrap_returns_the_values() -> None:
+    assert SUCCESS.unwrap() == [55, "x"]
+    assert sc.Success(outputs=encode_values([]), elapsed_us=0).unwrap() == []
+
+
+@pytest.mark.parametrize(("outcome", "error_class", "message"), RAISED, ids=RAISED_IDS)
+def test_unwrap_raises_the_outcomes_exception(outcome: Any, error_class: type, message: str) -> None:
+    with pytest.raises(sc.OutcomeError) as caught:
+        outcome.unwrap()
+    error = caught.value
+    assert type(error) is error_class
+    assert error.outcome is outcome
+    assert error.args == (outcome,)
+    assert str(error) == message
+    assert not isinstance(error, sc.InternalError)
+
+
+# Not the unnamed signal: outcome_summary says "signal signal 32" there (reporting.signal_name
+# spells such a number "signal 32"), the exception "signal 32".
+@pytest.mark.parametrize(("outcome", "error_class", "message"), RAISED[:-1], ids=RAISED_IDS[:-1])
+def test_the_message_is_what_spider_run_says(outcome: Any, error_class: type, message: str) -> None:
+    assert str(error_class(outcome)) == outcome_summary(outcome)
+
+
+def test_the_three_exceptions_are_outcome_errors_only() -> None:
+    for cls in (sc.TaskFailed, sc.TaskTimedOut, sc.ExecutorCrashed):
+        assert cls.__bases__ == (sc.OutcomeError,)
+    assert sc.OutcomeError.__bases__ == (Exception,)
+
+
+def test_an_outcome_error_takes_the_outcome_by_keyword_too() -> None:
+    error = sc.TaskTimedOut(outcome=TIMEOUT)
+    assert error.args == (TIMEOUT,) and error.outcome is TIMEOUT
+    assert str(error) == "the task did not finish within its hard timeout of 0.5s"
+
+
+def test_the_message_of_something_that_is_not_an_outcome_is_its_repr() -> None:
+    assert str(sc.OutcomeError("neither")) == "'neither'"
+    assert str(sc.TaskFailed(None)) == "None"
+
+
+def test_raising_an_outcome_error_shows_the_message() -> None:
+    with pytest.raises(sc.ExecutorCrashed, match=r"^the executor crashed \(signal SIGSEGV\)$"):
+        SEGFAULT.unwrap()
+    assert repr(sc.TaskTimedOut(TIMEOUT)) == "TaskTimedOut(Timeout(hard_timeout=0.5, executor_id=4))"
+
+
+# -- pickling and copying -------------------------------------------------------------------
+
+
+def _round_trips(cases: list[tuple[str, Any]], broken: dict[tuple[str, str], str]) -> list[Any]:
+    """Every (case, round trip) pair; those in ``broken`` xfail, for the reason given."""
+    return [
+        pytest.param(
+            value, how, id=f"{name}-{how}",
+            marks=[pytest.mark.xfail(strict=True, raises=TypeError, reason=broken[name, how])]
+            if (name, how) in broken else [],
+        )
+        for name, value in cases
+        for how in ROUND_TRIPS
+    ]
+
+
+EXCEPTIONS = [
+    ("task_error", sc.TaskFailed(BOOM)),
+    ("init_failed", sc.TaskFailed(INIT_FAILED)),
+    ("invalid_library", sc.TaskFailed(NO_LIBRARY)),
+    ("duplicate", sc.TaskFailed(DUPLICATE)),
+    ("incompatible", sc.TaskFailed(INCOMPATIBLE)),
+    ("timeout", sc.TaskTimedOut(TIMEOUT)),
+    ("segfault", sc.ExecutorCrashed(SEGFAULT)),
+    ("exit_3", sc.ExecutorCrashed(EXIT_3)),
+    ("unnamed_signal", sc.ExecutorCrashed(UNNAMED_SIGNAL)),
+    ("base", sc.OutcomeError(TIMEOUT)),
+]
+# copy.copy shares the outcome, so only pickle and deepcopy rebuild tdl's exceptions.
+BROKEN_BY_TDL = {
+    **{(name, how): TDL_ERROR for name in ("task_error", "init_failed") for how in ("pickle", "deepcopy")},
+    **{("incompatible", how): INCOMPATIBLE_VERSION for how in ("pickle", "deepcopy")},
+}
+
+
+@pytest.mark.parametrize(("error", "how"), _round_trips(EXCEPTIONS, BROKEN_BY_TDL))
+def test_an_outcome_error_survives_a_round_trip(error: sc.OutcomeError, how: str) -> None:
+    again = ROUND_TRIPS[how](error)
+    assert type(again) is type(error)
+    assert again.outcome == error.outcome and type(again.outcome) is type(error.outcome)
+    assert again.args == (again.outcome,)
+    assert str(again) == str(error)
+    if isinstance(error.outcome, sc.InTaskFailure):  # tdl's own error must come back intact too
+        assert str(again.outcome.error) == str(error.outcome.error)
+        assert type(again.outcome.error) is type(error.outcome.error)
+
+
+OUTCOMES = [
+    ("success", SUCCESS),
+    ("task_error", BOOM),
+    ("invalid_library", NO_LIBRARY),
+    ("duplicate", DUPLICATE),
+    ("incompatible", INCOMPATIBLE),
+    ("timeout", TIMEOUT),
+    ("segfault", SEGFAULT),
+    ("exit_3", EXIT_3),
+    ("unnamed_signal", UNNAMED_SIGNAL),
+]
+OUTCOMES_BROKEN_BY_TDL = {
+    **{("task_error", how): TDL_ERROR for how in ("pickle", "deepcopy")},
+    **{("incompatible", how): INCOMPATIBLE_VERSION for how in ("pickle", "deepcopy")},
+}
+
+
+@pytest.mark.parametrize(("outcome", "how"), _round_trips(OUTCOMES, OUTCOMES_BROKEN_BY_TDL))
+def test_an_outcome_survives_a_round_trip(outcome: Any, how: str) -> None:
+    again = ROUND_TRIPS[how](outcome)
+    assert type(again) is type(outcome)
+    assert again == outcome
+    if isinstance(outcome, sc.ExecutorCrash):
+        assert type(again.signal) is type(outcome.signal)
+    if isinstance(outcome, sc.InTaskFailure):
+        assert str(again.error) == str(outcome.error)
+
+
+def test_only_tdl_error_keeps_a_task_failure_from_pickling(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With TdlError rebuilt from (kind, message), TaskFailed and its outcome come back equal.
+    monkeypatch.setattr(TdlError, "__reduce__", lambda self: (TdlError, (self.kind, self.message)), raising=False)
+    error = sc.TaskFailed(BOOM)
+    for how in ("pickle", "deepcopy"):
+        again = ROUND_TRIPS[how](error)
+        assert type(again) is sc.TaskFailed and again.outcome == BOOM and str(again) == "ExecutionError: boom"
+
+
+# -- ExecutorCrash.signal -------------------------------------------------------------------
+
+
+def test_a_signal_number_becomes_a_signals_member() -> None:
+    crash = sc.ExecutorCrash(exit_status=None, signal=11)
+    assert crash.signal is signal.SIGSEGV and type(crash.signal) is signal.Signals
+    assert crash.signal.name == "SIGSEGV"
+    assert crash == sc.ExecutorCrash(exit_status=None, signal=signal.SIGSEGV)
+
+
+def test_a_signals_member_stays_itself() -> None:
+    assert sc.ExecutorCrash(exit_status=None, signal=signal.SIGABRT).signal is signal.SIGABRT
+
+
+def test_no_signal_stays_none() -> None:
+    assert EXIT_3.signal is None
+
+
+def test_a_number_with_no_signal_name_stays_an_int() -> None:
+    assert type(UNNAMED_SIGNAL.signal) is int and UNNAMED_SIGNAL.signal == UNNAMED
+    assert sc.ExecutorCrash(exit_status=None, signal=0).signal == 0
+
+
+def test_evolve_converts_the_signal_too() -> None:
+    assert attrs.evolve(EXIT_3, exit_status=None, signal=6).signal is signal.SIGABRT
+
+
+def test_reporting_still_names_the_signal() -> None:
+    record = outcome_record(sc.ExecutorCrash(exit_status=None, signal=6, executor_id=1))
+    assert json.loads(json.dumps(record)) == {"outcome": "crash", "exit_status": None, "signal": "SIGABRT",
+                                              "executor_id": 1}
+    assert outcome_summary(sc.ExecutorCrash(exit_status=None, signal=6)) == "the executor crashed (signal SIGABRT)"
+
+
+# -- exports --------------------------------------------------------------------------------
+
+VARIANTS = ["InvalidLibrary", "IncompatibleVersion", "DuplicatePackage", "InvalidUtf8", "TaskError",
+            "PackageInitError", "ErrorPayloadDeserializationFailure"]
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_spider_core_exports_each_executor_error_variant(name: str) -> None:
+    assert getattr(sc, name) is getattr(spider_core.tdl, name)
+    assert issubclass(getattr(sc, name), sc.ExecutorError)
+    assert name in sc.__all__
+
+
+def test_the_variants_exported_are_all_there_are() -> None:
+    assert set(VARIANTS) == set(sc.ExecutorError.variants)
+
+
+@pytest.mark.parametrize("name", ["OutcomeError", "TaskFailed", "TaskTimedOut", "ExecutorCrashed"])
+def test_spider_core_exports_the_outcome_errors(name: str) -> None:
+    assert getattr(sc, name) is getattr(spider_core.errors, name)
+    assert name in sc.__all__
+
+
+def test_the_lazy_exports_and_the_type_checking_imports_agree() -> None:
+    assert sc.__all__ == sorted(sc._EXPORTS)
+    tree = ast.parse(Path(sc.__file__).read_text())
+    block = next(node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING")
+    imported = {alias.name: node.module for node in block.body if isinstance(node, ast.ImportFrom)
+                for alias in node.names}
+    assert imported == sc._EXPORTS
+
+
+def test_the_errors_module_imports_nothing_else_of_spider_core() -> None:
+    code = "import sys, spider_core.errors; print(sorted(m for m in sys.modules if m.startswith('spider_core')))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "['spider_core', 'spider_core.errors']"
+
+
+# -- with the real pool ---------------------------------------------------------------------
+
+
+def test_unwrap_with_the_real_pool(package_dir: Path) -> None:
+    config = sc.PoolConfig(package_dir=package_dir, plugin_autoload=False)
+    with sc.SyncProcessPool(config) as pool:
+        def run(task: str, *inputs: Any) -> Any:
+            return pool.execute(sc.ExecuteRequest(package="integration_test_tasks", task=task, inputs=inputs),
+                                hard_timeout=5)
+
+        assert run("fibonacci", 10).unwrap() == [55]
+        crash = run("always_panic")
+    assert isinstance(crash, sc.ExecutorCrash)
+    assert crash.signal is signal.SIGABRT and crash.exit_status is None
+    with pytest.raises(sc.ExecutorCrashed, match=r"^the executor crashed \(signal SIGABRT\)$") as caught:
+        crash.unwrap()
+    assert caught.value.outcome is crash
