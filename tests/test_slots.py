@@ -364,3 +364,47 @@ def test_async_map_yields_outcomes_in_request_order(config) -> None:
 
     outcomes = run(config, scenario)
     assert [o.values for o in outcomes] == [[], [55], [8]]
+
+
+# -- call: values or an exception, on both pools ---------------------------------------------------
+
+_CALLS = [
+    (("fibonacci", 10), None, [55]),
+    (("always_fail",), sc.TaskFailed, "ExecutionError: always_fail: intentional failure"),
+    (("sleep_ms", 5000), sc.TaskTimedOut, "the task did not finish within its hard timeout of 0.3s"),
+    (("always_panic",), sc.ExecutorCrashed, "the executor crashed (signal SIGABRT)"),
+]
+
+
+@pytest.mark.parametrize(("args", "error", "expected"), _CALLS)
+def test_sync_call_returns_values_or_raises_the_outcome_error(config, args, error, expected) -> None:
+    with sc.SyncProcessPool(config) as pool:
+        if error is None:
+            assert pool.call(PKG, *args, hard_timeout=0.3) == expected
+            return
+        with pytest.raises(error) as info:
+            pool.call(PKG, *args, hard_timeout=0.3)
+    assert str(info.value) == expected and isinstance(info.value, sc.OutcomeError)
+    assert isinstance(info.value.outcome, (sc.InTaskFailure, sc.Timeout, sc.ExecutorCrash))
+
+
+@pytest.mark.parametrize(("args", "error", "expected"), _CALLS)
+def test_async_call_returns_values_or_raises_the_outcome_error(config, args, error, expected) -> None:
+    async def scenario(pool):
+        try:
+            return await pool.call(PKG, *args, hard_timeout=0.3)
+        except sc.OutcomeError as e:
+            return e
+
+    got = run(config, scenario)
+    if error is None:
+        assert got == expected
+    else:
+        assert type(got) is error and str(got) == expected
+
+
+def test_call_uses_the_default_timeout(config) -> None:
+    with sc.SyncProcessPool(attrs.evolve(config, default_timeout=0.2)) as pool:
+        with pytest.raises(sc.TaskTimedOut, match="hard timeout of 0.2s"):
+            pool.call(PKG, "sleep_ms", 5000)
+        assert pool.call(PKG, "fibonacci", 12) == [144]
