@@ -68,19 +68,6 @@ ROUND_TRIPS: dict[str, Callable[[Any], Any]] = {
     "deepcopy": copy.deepcopy,
 }
 
-#: Why some round trips fail: spider_core.tdl's exceptions keep their formatted message in ``args``,
-#: which is not what their ``__init__`` takes, and pickle and copy rebuild them as ``cls(*args)``.
-TDL_ERROR = (
-    "spider_core.tdl: TdlError's args is ('ExecutionError: boom',) but __init__ takes (kind, message), so "
-    "unpickling or deep-copying a TdlError, or a TaskError or PackageInitError holding one, raises TypeError "
-    "(and TaskError's args is its message, so a rebuilt one would read 'task error: task error: ...')"
-)
-INCOMPATIBLE_VERSION = (
-    "spider_core.tdl: IncompatibleVersion's args is its message but __init__ takes (package, executor), so "
-    "rebuilding one raises TypeError"
-)
-
-
 # -- unwrap ---------------------------------------------------------------------------------
 
 
@@ -134,17 +121,9 @@ def test_raising_an_outcome_error_shows_the_message() -> None:
 # -- pickling and copying -------------------------------------------------------------------
 
 
-def _round_trips(cases: list[tuple[str, Any]], broken: dict[tuple[str, str], str]) -> list[Any]:
-    """Every (case, round trip) pair; those in ``broken`` xfail, for the reason given."""
-    return [
-        pytest.param(
-            value, how, id=f"{name}-{how}",
-            marks=[pytest.mark.xfail(strict=True, raises=TypeError, reason=broken[name, how])]
-            if (name, how) in broken else [],
-        )
-        for name, value in cases
-        for how in ROUND_TRIPS
-    ]
+def _round_trips(cases: list[tuple[str, Any]]) -> list[Any]:
+    """Every (case, round trip) pair."""
+    return [pytest.param(value, how, id=f"{name}-{how}") for name, value in cases for how in ROUND_TRIPS]
 
 
 EXCEPTIONS = [
@@ -159,14 +138,9 @@ EXCEPTIONS = [
     ("unnamed_signal", sc.ExecutorCrashed(UNNAMED_SIGNAL)),
     ("base", sc.OutcomeError(TIMEOUT)),
 ]
-# copy.copy shares the outcome, so only pickle and deepcopy rebuild tdl's exceptions.
-BROKEN_BY_TDL = {
-    **{(name, how): TDL_ERROR for name in ("task_error", "init_failed") for how in ("pickle", "deepcopy")},
-    **{("incompatible", how): INCOMPATIBLE_VERSION for how in ("pickle", "deepcopy")},
-}
 
 
-@pytest.mark.parametrize(("error", "how"), _round_trips(EXCEPTIONS, BROKEN_BY_TDL))
+@pytest.mark.parametrize(("error", "how"), _round_trips(EXCEPTIONS))
 def test_an_outcome_error_survives_a_round_trip(error: sc.OutcomeError, how: str) -> None:
     again = ROUND_TRIPS[how](error)
     assert type(again) is type(error)
@@ -189,13 +163,9 @@ OUTCOMES = [
     ("exit_3", EXIT_3),
     ("unnamed_signal", UNNAMED_SIGNAL),
 ]
-OUTCOMES_BROKEN_BY_TDL = {
-    **{("task_error", how): TDL_ERROR for how in ("pickle", "deepcopy")},
-    **{("incompatible", how): INCOMPATIBLE_VERSION for how in ("pickle", "deepcopy")},
-}
 
 
-@pytest.mark.parametrize(("outcome", "how"), _round_trips(OUTCOMES, OUTCOMES_BROKEN_BY_TDL))
+@pytest.mark.parametrize(("outcome", "how"), _round_trips(OUTCOMES))
 def test_an_outcome_survives_a_round_trip(outcome: Any, how: str) -> None:
     again = ROUND_TRIPS[how](outcome)
     assert type(again) is type(outcome)
@@ -206,13 +176,63 @@ def test_an_outcome_survives_a_round_trip(outcome: Any, how: str) -> None:
         assert str(again.error) == str(outcome.error)
 
 
-def test_only_tdl_error_keeps_a_task_failure_from_pickling(monkeypatch: pytest.MonkeyPatch) -> None:
-    # With TdlError rebuilt from (kind, message), TaskFailed and its outcome come back equal.
-    monkeypatch.setattr(TdlError, "__reduce__", lambda self: (TdlError, (self.kind, self.message)), raising=False)
-    error = sc.TaskFailed(BOOM)
-    for how in ("pickle", "deepcopy"):
+def _exception_classes() -> set[type[BaseException]]:
+    """Every exception class that spider-core and its default plugins define."""
+    import importlib
+    import pkgutil
+
+    import spider_core
+
+    found = set()
+    names = [m.name for m in pkgutil.walk_packages(spider_core.__path__, "spider_core.")]
+    for name in [*names, "spider_libso", "spider_msgpack", "spider_supervisor", "spider_pytasks"]:
+        if name.endswith("__main__") or name == "spider_core.pytest_plugin":
+            continue
+        module = importlib.import_module(name)
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, BaseException) and value.__module__ == name:
+                if not value.__name__.startswith("_"):  # private bases are never raised as such
+                    found.add(value)
+    return found
+
+
+def _samples() -> dict[type[BaseException], BaseException]:
+    from spider_core.batch import BatchError
+    from spider_core.bench import BenchError
+    from spider_core.build import BuildError, PackageSourceError
+    from spider_core.cli import CliError
+    from spider_core.demo import CacheError
+    from spider_core.plugin import FramingError, PluginError
+    from spider_core.protocol import ProtocolError
+    from spider_core.sdk.conform import Mismatch
+    from spider_core.tdl import EncodingError, InvalidPackageName, TdlErrorKind, Version, WireFormatError
+
+    samples: list[BaseException] = [
+        sc.InternalError("x"), sc.NotRunning("the pool is closed"), sc.ExecutorCreationFailure("no"),
+        sc.InvalidRequest("bad"), sc.EncodeTaskContext("ctx"), sc.EncodeTaskInputs("in"), sc.BuildTaskContext("b"),
+        sc.SoftTimeout(0.5), sc.OutcomeError(TIMEOUT), sc.TaskFailed(BOOM), sc.TaskTimedOut(TIMEOUT),
+        sc.ExecutorCrashed(SEGFAULT), TdlError(TdlErrorKind.Custom, "c"), sc.ExecutorError("e"),
+        sc.InvalidLibrary("lib"), sc.IncompatibleVersion(Version(0, 2, 0), Version(0, 1, 0)),
+        sc.DuplicatePackage("dup"), sc.InvalidUtf8("utf"), sc.TaskError(TdlError(TdlErrorKind.ExecutionError, "t")),
+        sc.PackageInitError(TdlError(TdlErrorKind.Custom, "i")), sc.ErrorPayloadDeserializationFailure("p"),
+        EncodingError("enc"), WireFormatError("wire"), InvalidPackageName("name"), ProtocolError("proto"),
+        FramingError("frame"), PluginError("plugin"), BuildError("build"), PackageSourceError("src"),
+        CacheError("cache"), BenchError("bench"), BatchError("batch", 5), CliError("cli", 4), Mismatch("m"),
+    ]
+    return {type(sample): sample for sample in samples}
+
+
+def test_every_exception_spider_core_defines_has_a_round_trip_sample() -> None:
+    missing = _exception_classes() - set(_samples())
+    assert not missing, f"add a sample of {sorted(c.__qualname__ for c in missing)} to _samples()"
+
+
+@pytest.mark.parametrize("how", ROUND_TRIPS)
+def test_every_exception_spider_core_defines_survives_pickle_and_copy(how: str) -> None:
+    for cls, error in _samples().items():
         again = ROUND_TRIPS[how](error)
-        assert type(again) is sc.TaskFailed and again.outcome == BOOM and str(again) == "ExecutionError: boom"
+        assert type(again) is cls and str(again) == str(error) and again.args == error.args, cls
+        assert vars(again) == vars(error), cls  # every attribute (exit codes, wrapped errors) too
 
 
 # -- ExecutorCrash.signal -------------------------------------------------------------------

@@ -73,6 +73,9 @@ class TdlError(Exception):
     def __repr__(self) -> str:
         return f"TdlError({self.kind.name!r}, {self.message!r})"
 
+    def __reduce__(self) -> tuple[Any, ...]:  # pickle and copy rebuild it from its fields
+        return type(self), (self.kind, self.message)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TdlError):
             return NotImplemented
@@ -155,6 +158,9 @@ class _MessageError(ExecutorError):
         self.message = message
         super().__init__(message)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.message,)
+
     def _value(self) -> str:
         return self.message
 
@@ -171,6 +177,9 @@ class _TdlErrorWrapper(ExecutorError):
     def __init__(self, error: TdlError) -> None:
         self.error = error
         super().__init__(f"{self.prefix}: {error}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.error,)
 
     def _value(self) -> dict[str, str]:
         return self.error.to_primitive()
@@ -194,6 +203,9 @@ class IncompatibleVersion(ExecutorError, index=1):
             f"package ABI version {package} is incompatible with executor ABI version "
             f"{executor}; rebuild the package against spider-tdl {executor.major}.{executor.minor}"
         )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.package, self.executor)
 
     def _value(self) -> list[int]:
         p, e = self.package, self.executor
