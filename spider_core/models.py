@@ -8,12 +8,12 @@ and return in :mod:`spider_core.plugin`.
 from __future__ import annotations
 
 import math
+from os import PathLike
 from pathlib import Path
 from signal import Signals
 from typing import Any, NoReturn
 
 from attrs import field, frozen
-from attrs.validators import ge, in_, instance_of
 
 from spider_core.errors import ExecutorCrashed, TaskFailed, TaskTimedOut
 from spider_core.tdl import ExecutorError, decode_values
@@ -21,27 +21,66 @@ from spider_core.tdl import ExecutorError, decode_values
 # -- the pool -------------------------------------------------------------------------------
 
 
-def _positive(instance: Any, attribute: Any, value: float | int | None) -> None:
-    if value is not None and not value > 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value!r}")
+class _Check:
+    """A field validator that says in one sentence which field, which value, what is expected."""
+
+    def __init__(self, expected: str, ok: Any, optional: bool = False) -> None:
+        self.expected = f"{expected} or None" if optional else expected
+        self.ok = ok
+        self.optional = optional
+
+    def __call__(self, instance: Any, attribute: Any, value: Any) -> None:
+        if value is None and self.optional:
+            return
+        try:
+            good = self.ok(value)
+        except Exception:
+            good = False
+        if not good:
+            raise ValueError(f"PoolConfig.{attribute.name} must be {self.expected}, got {value!r:.80}")
 
 
-def _count(instance: Any, attribute: Any, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{attribute.name} must be a whole number of at least 1, got {value!r}")
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _timeout(instance: Any, attribute: Any, value: Any) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{attribute.name} must be a positive, finite number of seconds or None, got {value!r}")
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _names(value: Any) -> tuple[str, ...]:
+def _seconds(optional: bool = False) -> _Check:
+    return _Check("a positive, finite number of seconds", lambda v: _number(v) and 0 < v < math.inf, optional)
+
+
+def _at_least(low: int, what: str = "a whole number", optional: bool = False) -> _Check:
+    return _Check(f"{what} of at least {low}", lambda v: _whole(v) and v >= low, optional)
+
+
+def _names(value: Any) -> Any:
+    """A tuple of names from one name or an iterable of them (anything else is left for the
+    validator to refuse)."""
     if isinstance(value, str):
         return (value,)
-    return tuple(value)
+    try:
+        return tuple(value)
+    except TypeError:
+        return value
+
+
+def _names_check(what: str) -> _Check:
+    return _Check(f"{what} (a string or a list of non-empty strings)",
+                  lambda v: isinstance(v, tuple) and all(isinstance(n, str) and n for n in v))
+
+
+def _path(value: Any) -> Any:
+    return Path(value) if isinstance(value, str | PathLike) else value
+
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _level(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
 
 
 @frozen(kw_only=True)
@@ -100,31 +139,41 @@ class PoolConfig:
         after every task; 0 (the default) never spins.
     """
 
-    package_dir: Path = field(converter=Path)
-    slots: int = field(default=1, validator=_count)
-    default_timeout: float | None = field(default=None, validator=_timeout)
-    log_dir: Path | None = field(default=None, converter=lambda v: None if v is None else Path(v))
-    em_id: str = field(default="em", validator=instance_of(str))
-    inherited_env: tuple[str, ...] = field(default=(), converter=_names)
-    max_log_line_bytes: int = field(default=64 * 1024, validator=[instance_of(int), _positive])
-    max_frame_size: int = field(default=64 * 1024 * 1024, validator=[instance_of(int), _positive])
-    executor_command: tuple[str, ...] | None = field(
-        default=None, converter=lambda v: None if v is None else _names(v)
+    package_dir: Path = field(converter=_path, validator=_Check("a path (a string or a Path)", lambda v: isinstance(v, Path)))
+    slots: int = field(default=1, validator=_at_least(1))
+    default_timeout: float | None = field(default=None, validator=_seconds(optional=True))
+    log_dir: Path | None = field(
+        default=None, converter=_path, validator=_Check("a path (a string or a Path)", lambda v: isinstance(v, Path), True)
     )
-    spawn_timeout: float = field(default=30.0, validator=_positive)
-    shutdown_grace: float = field(default=2.0, validator=_positive)
-    recycle_after: int | None = field(default=None, validator=_positive)
-    max_executor_rss: int | None = field(default=None, validator=lambda i, a, v: v is None or _count(i, a, v))
-    max_spawn_failures: int = field(default=5, validator=_positive)
-    backoff_initial: float = field(default=0.1, validator=_positive)
-    backoff_max: float = field(default=30.0, validator=_positive)
-    disabled_plugins: tuple[str, ...] = field(default=(), converter=_names)
-    plugin_autoload: bool | None = None
-    executor_spin_us: int = field(default=0, validator=[instance_of(int), ge(0)])
-    standby: bool = field(default=False, validator=instance_of(bool))
-    spin_us: int = field(default=0, validator=[instance_of(int), ge(0)])
+    em_id: str = field(default="em", validator=_Check("a non-empty string", lambda v: isinstance(v, str) and v))
+    inherited_env: tuple[str, ...] = field(default=(), converter=_names, validator=_names_check("variable names"))
+    max_log_line_bytes: int = field(default=64 * 1024, validator=_at_least(1, "a whole number of bytes"))
+    max_frame_size: int = field(default=64 * 1024 * 1024, validator=_at_least(1, "a whole number of bytes"))
+    executor_command: tuple[str, ...] | None = field(
+        default=None,
+        converter=lambda v: None if v is None else _names(v),
+        validator=_Check(
+            "a command (a string or a non-empty list of non-empty strings)",
+            lambda v: isinstance(v, tuple) and v and all(isinstance(n, str) and n for n in v),
+            optional=True,
+        ),
+    )
+    spawn_timeout: float = field(default=30.0, validator=_seconds())
+    shutdown_grace: float = field(default=2.0, validator=_seconds())
+    recycle_after: int | None = field(default=None, validator=_at_least(1, "a whole number of tasks", optional=True))
+    max_executor_rss: int | None = field(default=None, validator=_at_least(1, "a whole number of bytes", optional=True))
+    max_spawn_failures: int = field(default=5, validator=_at_least(1))
+    backoff_initial: float = field(default=0.1, validator=_seconds())
+    backoff_max: float = field(default=30.0, validator=_seconds())
+    disabled_plugins: tuple[str, ...] = field(default=(), converter=_names, validator=_names_check("plugin names"))
+    plugin_autoload: bool | None = field(default=None, validator=_Check("True or False", lambda v: isinstance(v, bool), True))
+    executor_spin_us: int = field(default=0, validator=_at_least(0, "a whole number of microseconds"))
+    standby: bool = field(default=False, validator=_Check("True or False", lambda v: isinstance(v, bool)))
+    spin_us: int = field(default=0, validator=_at_least(0, "a whole number of microseconds"))
     executor_log_level: str = field(
-        default="info", validator=in_(("debug", "info", "warning", "error")), converter=str.lower
+        default="info",
+        converter=_level,
+        validator=_Check(f"one of {', '.join(map(repr, _LOG_LEVELS))}", lambda v: v in _LOG_LEVELS),
     )
 
 

@@ -168,8 +168,3 @@ def test_an_executor_over_max_executor_rss_is_replaced_before_its_next_task(pack
     assert isinstance(small, sc.Success) and isinstance(big, sc.Success)  # the task that grew it keeps its result
     assert small.executor_id == big.executor_id == 1 and after.executor_id == 2 and after.values == [55]
     assert exits[0] == (1, "memory")
-
-
-def test_max_executor_rss_must_be_a_whole_number_of_bytes(package_dir: Path) -> None:
-    with pytest.raises(ValueError, match="max_executor_rss must be a whole number of at least 1, got 1.5"):
-        sc.PoolConfig(package_dir=package_dir, max_executor_rss=1.5)

@@ -280,23 +280,6 @@ def test_without_any_timeout_a_call_is_an_invalid_request(config) -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("field", "value", "message"),
-    [
-        ("slots", 0, "slots must be a whole number of at least 1, got 0"),
-        ("slots", True, "slots must be a whole number of at least 1, got True"),
-        ("slots", 1.5, "slots must be a whole number of at least 1, got 1.5"),
-        ("default_timeout", 0, "default_timeout must be a positive, finite number of seconds or None, got 0"),
-        ("default_timeout", float("inf"), "default_timeout must be a positive, finite number of seconds or None, got inf"),
-        ("default_timeout", "5", "default_timeout must be a positive, finite number of seconds or None, got '5'"),
-    ],
-)
-def test_bad_slots_or_default_timeout_is_one_sentence(package_dir: Path, field: str, value: object, message: str) -> None:
-    with pytest.raises(ValueError) as info:
-        sc.PoolConfig(package_dir=package_dir, **{field: value})
-    assert str(info.value) == message
-
-
 # -- the synchronous pool: submit, map ------------------------------------------------------------
 
 
