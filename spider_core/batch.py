@@ -349,53 +349,119 @@ async def _run(
     strict: bool,
     meter: Progress,
 ) -> int:
+    """Read the requests as the run goes and keep up to ``config.slots`` of them running, as
+    many again queued behind them (so a slot never waits for the next line to be parsed); each
+    request writes its line as soon as it completes, in completion order. With one slot the
+    next line is read only once the previous request's line is written: request order."""
+
     def write(record: dict[str, Any]) -> None:
         sink.write(to_json(record) + "\n")
-        sink.flush()  # one result per line, on disk before the next request starts
+        sink.flush()  # one result per line, on disk as soon as its request completes
 
     all_ok = True
     seen: dict[tuple[str, Any], int] = {}
+    running: set[asyncio.Task[None]] = set()
+    # With one slot, exactly one request at a time: the lines come out in request order,
+    # a malformed line's too.
+    limit = 1 if config.slots == 1 else 2 * config.slots
+    failed = asyncio.get_running_loop().create_future()  # a request's task raised: the run ends
+
+    async def run_one(pool: ProcessPool, request_id: Any, number: int, request: ExecuteRequest, timeout: float) -> None:
+        nonlocal all_ok
+        try:
+            record = outcome_record(await pool.execute(request, hard_timeout=timeout))
+        except (InvalidRequest, EncodeTaskInputs, BuildTaskContext) as e:
+            record = {"outcome": "invalid_request", "error": type(e).__name__, "message": str(e)}
+        except InternalError as e:
+            record = {"outcome": "internal_error", "error": type(e).__name__, "message": str(e)}
+        all_ok = all_ok and record["outcome"] == "success"
+        write({"id": request_id, "line": number, **record})  # on the loop's thread: whole lines
+        meter.count(record["outcome"])
+
+    def finished(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None and not failed.done():
+            failed.set_result(task)
+
+    def reap(done: set[asyncio.Task[None]]) -> None:
+        for task in done:
+            running.discard(task)
+            task.result()  # a write that failed (a full disk), a bug: the run ends with it
+
+    async def settle(at_most: int) -> None:
+        """Wait until at most ``at_most`` requests are running."""
+        while len(running) > at_most:
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            reap(done)
+
+    async def next_line() -> bytes | _Overlong:
+        if not lines.blocking or not running:
+            return await lines.next()
+        # Waiting for a slow producer: a request that fails meanwhile must still end the run.
+        reading = asyncio.ensure_future(lines.next())
+        try:
+            await asyncio.wait({reading, failed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not reading.done():
+                reading.cancel()  # takes no line: the reader thread keeps it for the next call
+        if failed.done():
+            failed.result().result()
+        return reading.result()
+
     async with ProcessPool(config) as pool:
-        number = 0
-        while raw := await lines.next():
-            number += 1
-            if isinstance(raw, bytes) and not raw.strip():
-                continue
-            try:
-                if raw is _OVERLONG:
-                    raise ValueError(f"longer than {MAX_LINE >> 20} MiB")
+        try:
+            number = 0
+            stop: str | None = None
+            while True:
                 try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise ValueError("not UTF-8 text") from None
-                request_id, request, timeout = parse_line(text, number, default_timeout)
-                key = request_key(request_id, number)
-                if key in seen:
-                    raise ValueError(f"duplicate id {request_id!r} (first on line {seen[key]})")
-                seen[key] = number
-            except ValueError as e:
-                all_ok = False
-                if ("malformed", number) in skip:
-                    print(f"spider batch: line {number}: still malformed: {e}", file=sys.stderr)
+                    raw = await next_line()
+                except BatchError:
+                    await settle(0)  # every request read so far still gets its line
+                    raise
+                if not raw:
+                    break
+                number += 1
+                if isinstance(raw, bytes) and not raw.strip():
+                    continue
+                try:
+                    if raw is _OVERLONG:
+                        raise ValueError(f"longer than {MAX_LINE >> 20} MiB")
+                    try:
+                        text = raw.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise ValueError("not UTF-8 text") from None
+                    request_id, request, timeout = parse_line(text, number, default_timeout)
+                    key = request_key(request_id, number)
+                    if key in seen:
+                        raise ValueError(f"duplicate id {request_id!r} (first on line {seen[key]})")
+                    seen[key] = number
+                except ValueError as e:
+                    all_ok = False
+                    if ("malformed", number) in skip:
+                        print(f"spider batch: line {number}: still malformed: {e}", file=sys.stderr)
+                        meter.count("skipped")
+                        continue
+                    print(f"spider batch: line {number}: {e}; skipped", file=sys.stderr)
+                    write({"id": None, "line": number, "outcome": "invalid_request", "malformed": True, "message": str(e)})
+                    meter.count("invalid_request")
+                    if strict:
+                        stop = f"line {number} is malformed and --strict is set; stopped"
+                        break
+                    continue
+                if key in skip:
+                    all_ok = all_ok and skip[key] == "success"
                     meter.count("skipped")
                     continue
-                print(f"spider batch: line {number}: {e}; skipped", file=sys.stderr)
-                write({"id": None, "line": number, "outcome": "invalid_request", "malformed": True, "message": str(e)})
-                meter.count("invalid_request")
-                if strict:
-                    raise BatchError(f"line {number} is malformed and --strict is set; stopped") from None
-                continue
-            if key in skip:
-                all_ok = all_ok and skip[key] == "success"
-                meter.count("skipped")
-                continue
-            try:
-                record = outcome_record(await pool.execute(request, hard_timeout=timeout))
-            except (InvalidRequest, EncodeTaskInputs, BuildTaskContext) as e:
-                record = {"outcome": "invalid_request", "error": type(e).__name__, "message": str(e)}
-            except InternalError as e:
-                record = {"outcome": "internal_error", "error": type(e).__name__, "message": str(e)}
-            all_ok = all_ok and record["outcome"] == "success"
-            write({"id": request_id, "line": number, **record})
-            meter.count(record["outcome"])
+                task = asyncio.ensure_future(run_one(pool, request_id, number, request, timeout))
+                task.add_done_callback(finished)
+                running.add(task)
+                await settle(limit - 1)
+            await settle(0)  # the requests already running finish and write their lines
+            if stop is not None:
+                raise BatchError(stop)
+        finally:
+            # Interrupted (or failed): the requests still running are cancelled, their
+            # executors killed, and none of them writes a line.
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
     return EXIT_OK if all_ok else EXIT_TASK_FAILURE

@@ -409,6 +409,116 @@ def test_batch_unreadable_requests(tmp_path: Path, package_dir: Path) -> None:
     assert done.returncode == 2 and "cannot read" in one_clear_line(done)
 
 
+
+@pytest.mark.slow
+def test_batch_slots_run_requests_at_once_and_write_them_as_they_complete(package_dir: Path, tmp_path: Path) -> None:
+    requests = write_requests(tmp_path / "r.jsonl", [call(str(i), "sleep_ms", 400) for i in range(4)])
+    out = tmp_path / "o.jsonl"
+    done = spider("batch", str(requests), "--out", str(out), "--package-dir", str(package_dir), "--slots", "2")
+    assert done.returncode == 0, done.stderr
+    records = results(out)
+    assert sorted(r["id"] for r in records) == ["0", "1", "2", "3"]
+    assert {r["executor_id"] for r in records} == {1, 2} and "4 ok" in done.stderr
+    # The quick request waits for the first free slot, then overtakes the long one.
+    requests = write_requests(tmp_path / "q.jsonl", [
+        call("long", "sleep_ms", 1000), call("short", "sleep_ms", 200), call("quick", "fibonacci", 10),
+    ])
+    out = tmp_path / "q-out.jsonl"
+    done = spider("batch", str(requests), "--out", str(out), "--package-dir", str(package_dir), "--slots", "2")
+    assert done.returncode == 0, done.stderr
+    assert [(r["id"], r["line"]) for r in results(out)] == [("short", 2), ("quick", 3), ("long", 1)]
+
+
+@pytest.mark.slow
+def test_killing_a_batch_runner_with_slots_then_resuming_runs_each_request_once(package_dir: Path, tmp_path: Path) -> None:
+    requests = write_requests(tmp_path / "r.jsonl", [call(str(i), "sleep_ms", 100) for i in range(60)])
+    out = tmp_path / "o.jsonl"
+    base = ["batch", str(requests), "--out", str(out), "--package-dir", str(package_dir), "--slots", "3"]
+    runner = subprocess.Popen([str(SPIDER), *base], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 7):
+        time.sleep(0.05)
+    runner.send_signal(signal.SIGKILL)  # with requests running in all three slots
+    runner.wait()
+    assert out.read_text().endswith("\n")
+    first = [r["id"] for r in results(out)]
+    assert 7 <= len(first) < 60 and len(set(first)) == len(first)
+    assert {r["executor_id"] for r in results(out)} == {1, 2, 3}
+    done = spider(*base, "--resume")
+    assert done.returncode == 0, done.stderr
+    assert f"{len(first)} skipped" in done.stderr
+    ids = [r["id"] for r in results(out)]
+    assert ids[: len(first)] == first and sorted(ids, key=int) == [str(i) for i in range(60)]
+
+
+@pytest.mark.parametrize("value, message", [("0", "'0' must be at least 1"), ("-3", "'-3' must be at least 1"),
+                                            ("x", "'x' is not a whole number"), ("1.5", "'1.5' is not a whole number")])
+def test_batch_bad_slots_is_a_usage_error(tmp_path: Path, value: str, message: str) -> None:
+    done = spider("batch", str(tmp_path / "r.jsonl"), "--out", str(tmp_path / "o"), "--slots", value)
+    assert done.returncode == 2
+    assert one_clear_line(done) == f"spider: error: batch: argument --slots: {message} (see `spider batch --help`)"
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_batch_slots_with_crashes_timeouts_and_failures_among_many(package_dir: Path, tmp_path: Path) -> None:
+    lines: list[object] = []
+    expected = {}
+    for i in range(24):
+        kind = i % 6
+        if kind == 1:
+            lines.append(call(str(i), "always_panic"))
+            expected[str(i)] = "crash"
+        elif kind == 3:
+            lines.append(call(str(i), "sleep_ms", 5000, timeout=0.3))
+            expected[str(i)] = "timeout"
+        elif kind == 4:
+            lines.append(call(str(i), "always_fail"))
+            expected[str(i)] = "task_failure"
+        else:
+            lines.append(call(str(i), "fibonacci", i))
+            expected[str(i)] = "success"
+    lines.insert(5, "not json")
+    lines.insert(9, call("0", "fibonacci", 1))  # a duplicate: the first "0" wins
+    requests = write_requests(tmp_path / "r.jsonl", lines)
+    out = tmp_path / "o.jsonl"
+    done = spider("batch", str(requests), "--out", str(out), "--package-dir", str(package_dir), "--slots", "3")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    records = results(out)
+    assert len(records) == 26
+    by_id = {r["id"]: r for r in records if r["id"] is not None}
+    assert len(by_id) == 24 and {k: r["outcome"] for k, r in by_id.items()} == expected
+    assert by_id["0"]["line"] == 1 and by_id["0"]["values"] == [0] and by_id["8"]["values"] == [21]
+    assert all(r["signal"] == "SIGABRT" for r in by_id.values() if r["outcome"] == "crash")
+    ids = [r["id"] for r in records]
+    assert ids.index("5") < ids.index("3")  # run in another slot while "3" ran into its timeout
+    malformed = sorted((r["line"], r["message"]) for r in records if r["id"] is None)
+    assert [line for line, _ in malformed] == [6, 10] and malformed[0][1].startswith("not valid JSON")
+    assert malformed[1][1] == "duplicate id '0' (first on line 1)"
+    assert "26 done" in done.stderr and "12 ok, 6 failed, 4 crashed, 4 timed out" in done.stderr
+
+
+@pytest.mark.slow
+def test_batch_slots_interrupted_cancels_the_running_requests(package_dir: Path, tmp_path: Path) -> None:
+    requests = write_requests(tmp_path / "r.jsonl", [
+        call("quick", "fibonacci", 5), call("long", "sleep_ms", 20000), call("longer", "sleep_ms", 20000),
+    ])
+    out = tmp_path / "o.jsonl"
+    runner = subprocess.Popen([str(SPIDER), "batch", str(requests), "--out", str(out), "--package-dir", str(package_dir),
+                               "--slots", "2"], stderr=subprocess.PIPE, text=True)
+    try:
+        assert [r["id"] for r in wait_for_results(out, 1)] == ["quick"]
+        time.sleep(0.2)  # both long requests hold a slot
+        runner.send_signal(signal.SIGINT)
+        assert runner.wait(10) == 130
+        assert "spider: interrupted" in runner.stderr.read()
+        assert [r["id"] for r in results(out)] == ["quick"]
+    finally:
+        runner.kill()
+        runner.wait()
+        runner.stderr.close()
+
+
 # -- spider packages, plugins, build-package ---------------------------------------------------
 
 
