@@ -443,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = command(
         "bench",
         "measure per-task overhead against other process pools",
-        "Run no-op and echo tasks through spider-core and, interleaved in the same run, through "
+        "Run no-op, echo and throughput tasks through spider-core and, interleaved in the same run, through "
         "ProcessPoolExecutor, multiprocessing.Pool, pebble, loky, billiard (pip install "
         "'spider-core[bench]') and a raw pipe ping-pong; write a markdown report with "
         "percentiles and ratios.",

@@ -1,8 +1,9 @@
-"""Benchmark: per-call latency of a ProcessPool against other Python process pools.
+"""Benchmark: per-call latency and throughput of a ProcessPool against other Python process pools.
 
-Every contender runs the same work with ONE worker and sequential calls. The contenders run
-side by side in one run, interleaved round-robin (one call through each in turn, the starting
-contender rotating every round), so machine noise hits all of them alike.
+For the latency workloads every contender runs the same work with ONE worker and sequential
+calls. The contenders run side by side in one run, interleaved round-robin (one call through
+each in turn, the starting contender rotating every round), so machine noise hits all of them
+alike.
 
 Contenders (``PEERS`` names the optional ones):
 
@@ -16,7 +17,13 @@ Contenders (``PEERS`` names the optional ones):
   with a note in the report (``pip install pebble loky billiard``).
 
 Workloads: ``noop`` (no inputs, no outputs) and ``echo`` (100 path-like strings in, slept on
-for a nominal 50 µs, the same strings out).
+for a nominal 50 µs, the same strings out), and ``throughput``: batches of no-op tasks, every
+task of a batch queued at once, through N workers (``slots``, default 2) per contender. Its
+contenders are spider-core with ``PoolConfig(slots=N)`` (``asyncio.gather`` over
+``execute``; ``spider-core-map``, the same through ``ProcessPool.map``; ``spider-core-slots1``,
+the gather with one slot, for reference) and the blocking peers with N workers. Each round runs
+one batch through every contender, in a shuffled order; the report gives tasks per second
+(median, min, max over the rounds) and ours / peer of the medians.
 
 For spider-core each call also records, in µs: the executor time (``Success.elapsed_us``,
 measured around the package call inside the executor), the executor internal time (executor
@@ -29,6 +36,7 @@ The package's modules, each with one job: :mod:`~spider_core.bench.stats` (perce
 :class:`Stats`), :mod:`~spider_core.bench.workloads` (what one call does),
 :mod:`~spider_core.bench.floor` (the raw pipe ping-pong and its child),
 :mod:`~spider_core.bench.contenders` (spider-core, the floors and the peers),
+:mod:`~spider_core.bench.throughput` (the throughput workload's contenders),
 :mod:`~spider_core.bench.runner` (:func:`run_benchmark`), :mod:`~spider_core.bench.environment`
 (memory and machine probes), :mod:`~spider_core.bench.report` (the results, as markdown and
 JSON) and :mod:`~spider_core.bench.cli` (the command line). This module re-exports their public
@@ -49,25 +57,35 @@ from spider_core.bench.contenders import (
 )
 from spider_core.bench.floor import floor_child_main
 from spider_core.bench.report import (
+    BatchResult,
     BenchReport,
     ContenderResult,
+    ThroughputResult,
     WorkloadResult,
     render_markdown,
     report_to_json,
 )
 from spider_core.bench.runner import (
+    DEFAULT_BATCH,
     DEFAULT_CALLS,
+    DEFAULT_ROUNDS,
+    DEFAULT_SLOTS,
     DEFAULT_START_SAMPLES,
     DEFAULT_WARMUP,
+    QUICK_BATCH,
     QUICK_CALLS,
+    QUICK_ROUNDS,
     QUICK_START_SAMPLES,
     QUICK_WARMUP,
     run_benchmark,
 )
 from spider_core.bench.stats import Stats, percentile
+from spider_core.bench.throughput import OURS_MAP, OURS_ONE_SLOT, BatchContender
 from spider_core.bench.workloads import (
     ECHO_SLEEP_S,
     ECHO_STRINGS,
+    LATENCY_WORKLOADS,
+    THROUGHPUT,
     WORKLOAD_SPECS,
     WORKLOADS,
     Workload,
@@ -76,27 +94,39 @@ from spider_core.bench.workloads import (
 )
 
 __all__ = [
+    "DEFAULT_BATCH",
     "DEFAULT_CALLS",
+    "DEFAULT_ROUNDS",
+    "DEFAULT_SLOTS",
     "DEFAULT_START_SAMPLES",
     "DEFAULT_WARMUP",
     "ECHO_SLEEP_S",
     "ECHO_STRINGS",
     "HARD_TIMEOUT",
+    "LATENCY_WORKLOADS",
     "OURS",
+    "OURS_MAP",
+    "OURS_ONE_SLOT",
     "OUR_METRICS",
     "OUR_VARIANTS",
     "PACKAGE",
     "PEERS",
+    "QUICK_BATCH",
     "QUICK_CALLS",
+    "QUICK_ROUNDS",
     "QUICK_START_SAMPLES",
     "QUICK_WARMUP",
+    "THROUGHPUT",
     "WORKLOADS",
     "WORKLOAD_SPECS",
+    "BatchContender",
+    "BatchResult",
     "BenchError",
     "BenchReport",
     "Contender",
     "ContenderResult",
     "Stats",
+    "ThroughputResult",
     "Workload",
     "WorkloadResult",
     "add_arguments",

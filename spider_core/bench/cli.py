@@ -13,7 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from spider_core.bench.contenders import PACKAGE, PEERS
-from spider_core.bench.runner import DEFAULT_CALLS, QUICK_CALLS, run_benchmark
+from spider_core.bench.runner import (
+    DEFAULT_BATCH,
+    DEFAULT_CALLS,
+    DEFAULT_ROUNDS,
+    DEFAULT_SLOTS,
+    QUICK_BATCH,
+    QUICK_CALLS,
+    QUICK_ROUNDS,
+    run_benchmark,
+)
 from spider_core.bench.workloads import WORKLOADS
 
 
@@ -45,9 +54,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--output", "--out", dest="out", type=Path, default=Path("bench-results"),
         help="report directory, created if missing (default: %(default)s)",
     )
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK_CALLS} calls per contender, not {DEFAULT_CALLS}")
+    parser.add_argument(
+        "--quick", action="store_true",
+        help=f"{QUICK_CALLS} calls per contender, not {DEFAULT_CALLS}; throughput: {QUICK_ROUNDS} batches of "
+        f"{QUICK_BATCH} tasks, not {DEFAULT_ROUNDS} of {DEFAULT_BATCH}",
+    )
     parser.add_argument("--calls", type=_positive_int, help="measured calls per contender and workload")
-    parser.add_argument("--workloads", type=_names, default=WORKLOADS, help=f"comma-separated ({','.join(WORKLOADS)})")
+    parser.add_argument(
+        "--workloads", type=_names, default=WORKLOADS, help=f"comma-separated (default: {','.join(WORKLOADS)})"
+    )
+    parser.add_argument(
+        "--slots", type=_positive_int, default=DEFAULT_SLOTS, metavar="N",
+        help="throughput: workers per contender, PoolConfig.slots for spider-core (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch", type=_positive_int, metavar="B",
+        help=f"throughput: tasks per batch, all queued at once (default: {DEFAULT_BATCH}, {QUICK_BATCH} with --quick)",
+    )
+    parser.add_argument(
+        "--rounds", type=_positive_int, metavar="R",
+        help=f"throughput: measured batches per contender (default: {DEFAULT_ROUNDS}, {QUICK_ROUNDS} with --quick)",
+    )
     parser.add_argument("--peers", type=_names, default=PEERS, help=f"comma-separated ({','.join(PEERS)})")
     parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress line (shown only on a terminal)"
@@ -57,8 +84,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def build_parser(prog: str = "spider bench") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Compare spider-core's per-call latency with other Python process pools, "
-        "interleaved in one run; writes report.md and report.json.",
+        description="Compare spider-core's per-call latency and its throughput with other Python process "
+        "pools, interleaved in one run; writes report.md and report.json.",
     )
     add_arguments(parser)
     return parser
@@ -91,6 +118,9 @@ def run_from_args(args: argparse.Namespace) -> int:
                 peers=args.peers,
                 progress=args.progress and sys.stderr.isatty(),
                 calls=args.calls,
+                slots=args.slots,
+                batch=args.batch,
+                rounds=args.rounds,
             )
         )
     except OSError as e:

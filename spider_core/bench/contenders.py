@@ -1,9 +1,11 @@
-"""The contenders, each behind the :class:`Contender` protocol (start, one timed call
+"""The latency contenders, each behind the :class:`Contender` protocol (start, one timed call
 returning its samples, one checked call, close): ``_Ours`` is spider-core's ProcessPool
 running the C test package (also its ``OUR_VARIANTS``), ``_SyncPipeFloor`` and
 ``_AsyncPipeFloor`` drive the floor child, and ``_BlockingPeer`` wraps the other Python process
 pools (concurrent.futures, multiprocessing, pebble, loky, billiard); ``_make_peer`` builds a
-contender from its name in ``PEERS``, or says why it is skipped.
+contender from its name in ``PEERS``, or says why it is skipped. ``BLOCKING_PEERS`` opens those
+pools with any number of workers, for one call at a time or a batch submitted at once (the
+throughput workload, :mod:`spider_core.bench.throughput`, opens them with N).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import msgpack
 
@@ -190,8 +192,14 @@ class _AsyncPipeFloor:
         self.proc.stdout.close()
 
 
-# A blocking peer is opened into a pair: run(fn, args) -> result, and close().
-_Opened = tuple[Callable[[Callable[..., Any], tuple[Any, ...]], Any], Callable[[], None]]
+class _Opened(NamedTuple):
+    """A blocking peer, opened with some number of workers."""
+
+    #: ``run(fn, args)``: one call, waited for; its result.
+    run: Callable[[Callable[..., Any], tuple[Any, ...]], Any]
+    #: ``run_many(fn, n)``: ``n`` calls of ``fn()`` submitted at once, then every result, in order.
+    run_many: Callable[[Callable[..., Any], int], list[Any]]
+    close: Callable[[], None]
 
 
 def _close_and_join(pool: Any) -> Callable[[], None]:
@@ -202,43 +210,61 @@ def _close_and_join(pool: Any) -> Callable[[], None]:
     return close
 
 
-def _open_futures() -> _Opened:
+def _with_futures(submit: Callable[..., Any], close: Callable[[], None]) -> _Opened:
+    """A pool whose ``submit(fn, *args)`` returns a future with ``result()``."""
+
+    def run_many(fn: Callable[..., Any], n: int) -> list[Any]:
+        pending = [submit(fn) for _ in range(n)]
+        return [future.result() for future in pending]
+
+    return _Opened(lambda fn, args: submit(fn, *args).result(), run_many, close)
+
+
+def _with_apply_async(pool: Any) -> _Opened:
+    """A ``multiprocessing.Pool``-like pool: ``apply``, ``apply_async(...).get()``, close and join."""
+
+    def run_many(fn: Callable[..., Any], n: int) -> list[Any]:
+        pending = [pool.apply_async(fn) for _ in range(n)]
+        return [result.get() for result in pending]
+
+    return _Opened(pool.apply, run_many, _close_and_join(pool))
+
+
+def _open_futures(workers: int) -> _Opened:
     from concurrent.futures import ProcessPoolExecutor
 
-    pool = ProcessPoolExecutor(max_workers=1)
-    return (lambda fn, args: pool.submit(fn, *args).result()), pool.shutdown
+    pool = ProcessPoolExecutor(max_workers=workers)
+    return _with_futures(pool.submit, pool.shutdown)
 
 
-def _open_multiprocessing() -> _Opened:
+def _open_multiprocessing(workers: int) -> _Opened:
     import multiprocessing
 
-    pool = multiprocessing.Pool(1)
-    return pool.apply, _close_and_join(pool)
+    return _with_apply_async(multiprocessing.Pool(workers))
 
 
-def _open_pebble() -> _Opened:
+def _open_pebble(workers: int) -> _Opened:
     import pebble
 
-    pool = pebble.ProcessPool(max_workers=1)
-    return (lambda fn, args: pool.schedule(fn, args=args).result()), _close_and_join(pool)
+    pool = pebble.ProcessPool(max_workers=workers)
+    return _with_futures(lambda fn, *args: pool.schedule(fn, args=args), _close_and_join(pool))
 
 
-def _open_loky() -> _Opened:
+def _open_loky(workers: int) -> _Opened:
     import loky
 
-    executor = loky.get_reusable_executor(max_workers=1)
-    return (lambda fn, args: executor.submit(fn, *args).result()), executor.shutdown
+    executor = loky.get_reusable_executor(max_workers=workers)
+    return _with_futures(executor.submit, executor.shutdown)
 
 
-def _open_billiard() -> _Opened:
+def _open_billiard(workers: int) -> _Opened:
     import billiard
 
-    pool = billiard.Pool(1)
-    return pool.apply, _close_and_join(pool)
+    return _with_apply_async(billiard.Pool(workers))
 
 
-#: name -> (module that must be importable, opener)
-_BLOCKING_PEERS: dict[str, tuple[str, Callable[[], _Opened]]] = {
+#: name -> (module that must be importable, opener taking the number of workers), in report order
+BLOCKING_PEERS: dict[str, tuple[str, Callable[[int], _Opened]]] = {
     "futures": ("concurrent.futures", _open_futures),
     "multiprocessing": ("multiprocessing", _open_multiprocessing),
     "pebble": ("pebble", _open_pebble),
@@ -247,17 +273,25 @@ _BLOCKING_PEERS: dict[str, tuple[str, Callable[[], _Opened]]] = {
 }
 
 
+def _missing(name: str) -> str | None:
+    """Why the blocking peer ``name`` is skipped, or None if it can run."""
+    module = BLOCKING_PEERS[name][0]
+    if importlib.util.find_spec(module) is None:
+        return f"{name}: skipped, not installed (pip install {module})"
+    return None
+
+
 class _BlockingPeer:
     """A process pool with a blocking API, called from the event loop (calls are sequential)."""
 
     metrics = ("e2e",)
 
-    def __init__(self, name: str, opener: Callable[[], _Opened]) -> None:
+    def __init__(self, name: str, opener: Callable[[int], _Opened]) -> None:
         self.name = name
         self._opener = opener
 
     async def start(self) -> None:
-        self._run, self._close = self._opener()
+        self._run, _, self._close = self._opener(1)
         self._run(peer_noop, ())  # some pools start their worker on the first call
 
     async def call(self, workload: Workload) -> tuple[float, ...]:
@@ -286,7 +320,7 @@ def _make_peer(name: str, package_dir: Path) -> Contender | str:
         return _AsyncPipeFloor()
     if name in OUR_VARIANTS:
         return _Ours(package_dir, name, **OUR_VARIANTS[name])
-    module, opener = _BLOCKING_PEERS[name]
-    if importlib.util.find_spec(module) is None:
-        return f"{name}: skipped, not installed (pip install {module})"
-    return _BlockingPeer(name, opener)
+    missing = _missing(name)
+    if missing is not None:
+        return missing
+    return _BlockingPeer(name, BLOCKING_PEERS[name][1])

@@ -1,28 +1,45 @@
-"""Running the benchmark: :func:`run_benchmark` times executor starts, starts the contenders,
-runs each workload through all of them interleaved round-robin (after one checked call and the
-warm-up calls each), then writes ``report.md`` and ``report.json``. The default and ``--quick``
-call counts live here, and ``_Progress``, the progress line on stderr.
+"""Running the benchmark: :func:`run_benchmark` times executor starts, starts the latency
+contenders, runs each latency workload through all of them interleaved round-robin (after one
+checked call and the warm-up calls each) and closes them; then, for the throughput workload,
+starts the throughput contenders and runs rounds of one batch each (after one warm-up batch
+each, in a shuffled order every round); then writes ``report.md`` and ``report.json``. The
+default and ``--quick`` counts live here, and ``_Progress``, the progress line on stderr.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from spider_core.bench.contenders import PEERS, Contender, _BlockingPeer, _make_peer, _Ours
 from spider_core.bench.environment import _environment, _idle_rss_kib
-from spider_core.bench.report import BenchReport, ContenderResult, WorkloadResult, render_markdown, report_to_json
-from spider_core.bench.workloads import WORKLOAD_SPECS, WORKLOADS, Workload
+from spider_core.bench.report import (
+    BatchResult,
+    BenchReport,
+    ContenderResult,
+    ThroughputResult,
+    WorkloadResult,
+    render_markdown,
+    report_to_json,
+)
+from spider_core.bench.throughput import BatchContender, _BlockingBatch, _OursBatch, _throughput_contenders
+from spider_core.bench.workloads import THROUGHPUT, WORKLOAD_SPECS, WORKLOADS, Workload
 from spider_core.models import PoolConfig
 from spider_core.pool import ProcessPool
 
 QUICK_CALLS, DEFAULT_CALLS = 300, 3000
 QUICK_WARMUP, DEFAULT_WARMUP = 50, 200
 QUICK_START_SAMPLES, DEFAULT_START_SAMPLES = 3, 10
+#: The throughput workload: tasks per batch, measured batches per contender, workers.
+QUICK_BATCH, DEFAULT_BATCH = 500, 2000
+QUICK_ROUNDS, DEFAULT_ROUNDS = 5, 15
+DEFAULT_SLOTS = 2
 
 _PROGRESS_INTERVAL = 0.2  # seconds between progress line updates
 
@@ -86,6 +103,99 @@ async def _run_workload(
     return WorkloadResult(workload=workload.name, contenders=tuple(results))
 
 
+async def _start_all(contenders: Sequence[Any]) -> list[Any]:
+    """Start ``contenders``, blocking peers first; return those started, in start order.
+
+    The blocking peers start first: they may fork, and their workers should not inherit the
+    pipes of our executors and of the floor children. If one fails to start, those already
+    started are closed.
+    """
+    started: list[Any] = []
+    try:
+        for contender in sorted(contenders, key=lambda c: not isinstance(c, _BlockingPeer | _BlockingBatch)):
+            await contender.start()
+            started.append(contender)
+    except BaseException:
+        await _close_all(started)
+        raise
+    return started
+
+
+async def _close_all(started: Sequence[Any]) -> None:
+    for contender in reversed(started):
+        await contender.close()
+
+
+async def _run_latency(
+    package_dir: Path,
+    workloads: Sequence[str],
+    peers: Sequence[str],
+    calls: int,
+    warmup: int,
+    progress: _Progress,
+    notes: list[str],
+) -> tuple[list[WorkloadResult], int | None]:
+    """Run the latency workloads; return their results and the idle executor's RSS after them."""
+    ours = _Ours(package_dir)
+    contenders: list[Contender] = [ours]  # in report order
+    for name in (name for name in PEERS if name in peers):
+        peer = _make_peer(name, package_dir)
+        if isinstance(peer, str):
+            notes.append(peer)
+        else:
+            contenders.append(peer)
+    started = await _start_all(contenders)
+    try:
+        results = []
+        for name in workloads:
+            results.append(await _run_workload(WORKLOAD_SPECS[name], contenders, calls, warmup, progress))
+        return results, _idle_rss_kib(ours.pool.pid)
+    finally:
+        await _close_all(started)
+
+
+async def _run_throughput(
+    package_dir: Path,
+    peers: Sequence[str],
+    slots: int,
+    batch: int,
+    rounds: int,
+    progress: _Progress,
+    notes: list[str],
+) -> tuple[ThroughputResult, int | None]:
+    """Run the throughput workload; return its result and the RSS of an idle executor after it."""
+    contenders: list[BatchContender]
+    contenders, skipped = _throughput_contenders(package_dir, slots, peers)
+    ours = contenders[0]
+    assert isinstance(ours, _OursBatch)
+    notes.extend(note for note in skipped if note not in notes)
+    started = await _start_all(contenders)
+    try:
+        for contender in contenders:
+            await contender.batch(batch)  # warm-up: checked, not measured
+        times: list[list[float]] = [[] for _ in contenders]
+        order = list(range(len(contenders)))
+        shuffle = random.Random(0).shuffle  # the same orders every run
+        for round_ in range(rounds):
+            shuffle(order)  # no contender always goes first, or always follows another
+            for index in order:
+                times[index].append(await contenders[index].batch(batch))
+            progress.show(THROUGHPUT, round_ + 1, rounds)
+        idle_rss = _idle_rss_kib(ours.pool.pid)
+    finally:
+        await _close_all(started)
+    result = ThroughputResult(
+        slots=slots,
+        batch=batch,
+        rounds=rounds,
+        contenders=tuple(
+            BatchResult(name=c.name, workers=c.workers, batch=batch, batch_s=tuple(t))
+            for c, t in zip(contenders, times, strict=True)
+        ),
+    )
+    return result, idle_rss
+
+
 async def run_benchmark(
     package_dir: str | os.PathLike,
     *,
@@ -97,23 +207,33 @@ async def run_benchmark(
     calls: int | None = None,
     warmup: int | None = None,
     start_samples: int | None = None,
+    slots: int = DEFAULT_SLOTS,
+    batch: int | None = None,
+    rounds: int | None = None,
 ) -> BenchReport:
     """Run the benchmark and write ``report.md`` and ``report.json`` to ``output_dir``.
 
     :param package_dir: Holds the built ``integration_test_tasks`` package.
     :param quick: Fewer calls (300 per contender and workload instead of 3000), warm-up
-        calls (50 instead of 200) and executor starts (3 instead of 10).
+        calls (50 instead of 200), executor starts (3 instead of 10) and, for throughput,
+        fewer and smaller batches (5 rounds of 500 tasks instead of 15 of 2000).
     :param output_dir: Created if missing.
-    :param workloads: Names from ``WORKLOADS``.
-    :param peers: Names from ``PEERS``; spider-core itself is always measured.
+    :param workloads: Names from ``WORKLOADS``: the latency workloads run in this order, the
+        throughput workload after them.
+    :param peers: Names from ``PEERS``; spider-core itself is always measured (for
+        throughput also through ``map`` and with one slot). The throughput workload takes
+        the blocking peers among them.
     :param progress: Show a progress line on stderr.
     :param calls: Measured calls per contender and workload, overriding ``quick``.
     :param warmup: Unmeasured calls per contender before each workload, overriding ``quick``.
     :param start_samples: Executor starts to time, overriding ``quick``.
+    :param slots: Throughput: workers of every contender (``PoolConfig.slots`` for spider-core).
+    :param batch: Throughput: tasks per batch, overriding ``quick``.
+    :param rounds: Throughput: measured batches per contender, overriding ``quick``.
     :raises ValueError: an unknown workload or peer name, or a count below 1.
     """
     for name in workloads:
-        if name not in WORKLOAD_SPECS:
+        if name not in WORKLOADS:
             raise ValueError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
     for name in peers:
         if name not in PEERS:
@@ -124,38 +244,33 @@ async def run_benchmark(
         warmup = QUICK_WARMUP if quick else DEFAULT_WARMUP
     if start_samples is None:
         start_samples = QUICK_START_SAMPLES if quick else DEFAULT_START_SAMPLES
+    if batch is None:
+        batch = QUICK_BATCH if quick else DEFAULT_BATCH
+    if rounds is None:
+        rounds = QUICK_ROUNDS if quick else DEFAULT_ROUNDS
     if calls < 1 or start_samples < 1 or warmup < 0:
         raise ValueError("calls and start_samples must be at least 1, warmup at least 0")
+    if slots < 1 or batch < 1 or rounds < 1:
+        raise ValueError("slots, batch and rounds must be at least 1")
     package_dir = Path(package_dir)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     bar = _Progress(progress)
 
-    start_us = await _measure_start(package_dir, start_samples, bar)
-    ours = _Ours(package_dir)
-    contenders: list[Contender] = [ours]  # in report order
-    notes = []
-    for name in (name for name in PEERS if name in peers):
-        peer = _make_peer(name, package_dir)
-        if isinstance(peer, str):
-            notes.append(peer)
-        else:
-            contenders.append(peer)
-    # The blocking peers start first: they may fork, and their workers should not inherit
-    # the pipes of our executor and of the floor children.
-    start_order = sorted(contenders, key=lambda c: not isinstance(c, _BlockingPeer))
-    started: list[Contender] = []
+    latency = [name for name in workloads if name in WORKLOAD_SPECS]
+    notes: list[str] = []
+    results: list[WorkloadResult] = []
+    throughput = None
+    idle_rss = None
     try:
-        for contender in start_order:
-            await contender.start()
-            started.append(contender)
-        results = []
-        for name in workloads:
-            results.append(await _run_workload(WORKLOAD_SPECS[name], contenders, calls, warmup, bar))
-        idle_rss = _idle_rss_kib(ours.pool.pid)
+        start_us = await _measure_start(package_dir, start_samples, bar)
+        if latency:
+            results, idle_rss = await _run_latency(package_dir, latency, peers, calls, warmup, bar, notes)
+        if THROUGHPUT in workloads:
+            throughput, rss = await _run_throughput(package_dir, peers, slots, batch, rounds, bar, notes)
+            if idle_rss is None:
+                idle_rss = rss
     finally:
-        for contender in reversed(started):
-            await contender.close()
         bar.done()
 
     report = BenchReport(
@@ -168,6 +283,7 @@ async def run_benchmark(
         environment=_environment(),
         markdown_path=output_dir / "report.md",
         json_path=output_dir / "report.json",
+        throughput=throughput,
     )
     report.markdown_path.write_text(render_markdown(report))
     report.json_path.write_text(json.dumps(report_to_json(report), indent=1) + "\n")

@@ -1,8 +1,11 @@
 """The workloads: what one call does, the same for every contender. :class:`Workload` names
 the task of ``integration_test_tasks`` spider-core runs, its arguments, the module-level
 function the peers run (:func:`peer_noop`, :func:`peer_echo`; their workers import it by this
-module's path) and the work it does by design; ``WORKLOAD_SPECS`` holds ``noop`` (nothing in,
-nothing out) and ``echo`` (100 path-like strings in, a nominal 50 µs sleep, the same out).
+module's path) and the work it does by design; ``WORKLOAD_SPECS`` holds the latency workloads
+``noop`` (nothing in, nothing out) and ``echo`` (100 path-like strings in, a nominal 50 µs sleep,
+the same out). ``THROUGHPUT`` names the throughput workload (batches of noop tasks queued at once
+through N workers; :mod:`spider_core.bench.throughput`). ``WORKLOADS`` lists them all, and is
+the default set.
 """
 
 from __future__ import annotations
@@ -13,7 +16,11 @@ from typing import Any
 
 from attrs import frozen
 
-WORKLOADS = ("noop", "echo")
+#: The latency workloads (one worker, sequential calls), each a ``WORKLOAD_SPECS`` entry.
+LATENCY_WORKLOADS = ("noop", "echo")
+THROUGHPUT = "throughput"
+#: Every workload, in report order; the default set.
+WORKLOADS = (*LATENCY_WORKLOADS, THROUGHPUT)
 
 ECHO_SLEEP_S = 50e-6
 #: The echo payload: 100 path-like strings.

@@ -1,0 +1,128 @@
+"""The throughput workload's contenders: each runs a batch of no-op tasks, all queued at once,
+through ``N`` workers and returns how long the batch took, from the first submission to the
+last result. ``_OursBatch`` is spider-core's ProcessPool with ``PoolConfig.slots=N`` (the
+batch queued with ``asyncio.gather`` over ``execute``, or fed through ``ProcessPool.map``),
+``_BlockingBatch`` wraps the blocking peers of :mod:`spider_core.bench.contenders`, opened the
+same way as for the latency workloads but with ``N`` workers; ``_throughput_contenders`` builds
+them in report order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from spider_core.bench.contenders import BLOCKING_PEERS, HARD_TIMEOUT, OURS, PACKAGE, _missing, _Opened
+from spider_core.bench.workloads import WORKLOAD_SPECS, peer_noop
+from spider_core.models import ExecuteRequest, PoolConfig, Success
+from spider_core.pool import ProcessPool
+
+#: The work of one task in a throughput batch.
+THROUGHPUT_TASK = WORKLOAD_SPECS["noop"]
+#: spider-core's extra throughput contenders: the same batch through ``ProcessPool.map``, and
+#: through a one-slot pool (the reference the N slots are compared with).
+OURS_MAP = f"{OURS}-map"
+OURS_ONE_SLOT = f"{OURS}-slots1"
+
+
+class BatchContender(Protocol):
+    name: str
+    #: Worker processes (executors, for spider-core).
+    workers: int
+
+    async def start(self) -> None: ...
+
+    async def batch(self, size: int) -> float:
+        """Run ``size`` no-op tasks queued at once; return the seconds from the first
+        submission to the last result.
+
+        :raises RuntimeError: a task did not return what the no-op returns.
+        """
+        ...
+
+    async def close(self) -> None: ...
+
+
+class _OursBatch:
+    """spider-core's ProcessPool with ``slots`` executors, a batch queued from the event loop."""
+
+    def __init__(self, package_dir: Path, name: str, slots: int, how: Literal["gather", "map"]) -> None:
+        self.name = name
+        self.workers = slots
+        self.how = how
+        self.pool = ProcessPool(PoolConfig(package_dir=package_dir, log_dir=None, slots=slots))
+        self._request = ExecuteRequest(package=PACKAGE, task=THROUGHPUT_TASK.task, inputs=THROUGHPUT_TASK.args)
+
+    async def start(self) -> None:
+        await self.pool.start()
+
+    async def batch(self, size: int) -> float:
+        pool, request = self.pool, self._request
+        start = time.perf_counter()
+        if self.how == "map":
+            outcomes = [outcome async for outcome in pool.map(itertools.repeat(request, size), HARD_TIMEOUT)]
+        else:
+            outcomes = await asyncio.gather(*[pool.execute(request, HARD_TIMEOUT) for _ in range(size)])
+        elapsed = time.perf_counter() - start
+        for outcome in outcomes:
+            if not isinstance(outcome, Success) or outcome.values != []:
+                raise RuntimeError(f"{self.name}: {THROUGHPUT_TASK.task} did not succeed: {outcome!r:.200}")
+        if len(outcomes) != size:
+            raise RuntimeError(f"{self.name}: {len(outcomes)} outcomes for {size} tasks")
+        return elapsed
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+class _BlockingBatch:
+    """A blocking peer with ``workers`` workers: every task submitted, then every result waited for."""
+
+    def __init__(self, name: str, opener: Callable[[int], _Opened], workers: int) -> None:
+        self.name = name
+        self.workers = workers
+        self._opener = opener
+
+    async def start(self) -> None:
+        self._run_many, self._close = self._opener(self.workers)[1:]
+        # Some pools start their workers on the first calls; have them all up before
+        # spider-core's executors start, so forked workers do not inherit their pipes.
+        self._run_many(peer_noop, 4 * self.workers)
+
+    async def batch(self, size: int) -> float:
+        run_many = self._run_many
+        start = time.perf_counter()
+        results = run_many(peer_noop, size)
+        elapsed = time.perf_counter() - start
+        if len(results) != size or any(result is not None for result in results):
+            raise RuntimeError(f"{self.name}: the no-op returned something else, or too few results")
+        return elapsed
+
+    async def close(self) -> None:
+        self._close()
+
+
+def _throughput_contenders(
+    package_dir: Path, slots: int, peers: Sequence[str]
+) -> tuple[list[BatchContender], list[str]]:
+    """The throughput contenders in report order (spider-core first), and notes on skipped peers."""
+    contenders: list[Any] = [
+        _OursBatch(package_dir, OURS, slots, "gather"),
+        _OursBatch(package_dir, OURS_MAP, slots, "map"),
+    ]
+    if slots > 1:
+        contenders.append(_OursBatch(package_dir, OURS_ONE_SLOT, 1, "gather"))
+    notes = []
+    for name, (_, opener) in BLOCKING_PEERS.items():
+        if name not in peers:
+            continue
+        missing = _missing(name)
+        if missing is not None:
+            notes.append(missing)
+        else:
+            contenders.append(_BlockingBatch(name, opener, slots))
+    return contenders, notes
