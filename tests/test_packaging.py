@@ -49,6 +49,8 @@ def test_wheel_top_level_packages(wheel: Path) -> None:
     assert "spider_core/include/spider_tdl.h" in names
     assert "spider_core/_bundled/task_packages/integration_test_tasks/integration_test_tasks.c" in names
     assert not any("__pycache__" in n for n in names)
+    # PEP 561: type checkers read the annotations of the package and of each default plugin
+    assert {f"{top}/py.typed" for top in tops} <= set(names)
 
 
 @pytest.mark.slow
