@@ -76,7 +76,7 @@ class OutcomeError(Exception):
 
     def __str__(self) -> str:
         try:
-            return _outcome_message(self.outcome)
+            return describe_outcome(self.outcome)
         except Exception:  # a message must never hide the exception it belongs to
             return repr(self.outcome)
 
@@ -95,12 +95,12 @@ class ExecutorCrashed(OutcomeError):
     ``exit_status`` says how)."""
 
 
-def _outcome_message(outcome: Any) -> str:
-    """One sentence for a non-success outcome, in the words of
-    ``spider_core.reporting.outcome_summary`` (a test holds them together)."""
+def describe_outcome(outcome: Any) -> str:
+    """One sentence for a non-success outcome: what ``OutcomeError``s say and what the CLI
+    prints."""
     kind = type(outcome).__name__
     if kind == "InTaskFailure":
-        return _error_message(outcome.error)
+        return describe_error(outcome.error)
     if kind == "Timeout":
         return f"the task did not finish within its hard timeout of {outcome.hard_timeout:g}s"
     if kind == "ExecutorCrash":
@@ -110,7 +110,9 @@ def _outcome_message(outcome: Any) -> str:
     return repr(outcome)
 
 
-def _error_message(error: Any) -> str:
+def describe_error(error: Any) -> str:
+    """One line for an ``ExecutorError``: a ``TaskError``'s own kind and message (its task name
+    for ``TaskNotFound``), else the variant and its message."""
     from spider_core.tdl import TaskError, TdlErrorKind
 
     if isinstance(error, TaskError):

@@ -8,6 +8,7 @@ import math
 import signal
 from typing import Any
 
+from spider_core.errors import describe_error, describe_outcome
 from spider_core.models import ExecutorCrash, InTaskFailure, Success, Timeout
 from spider_core.tdl import TaskError, TdlErrorKind, is_utf8
 
@@ -91,16 +92,6 @@ def signal_name(number: int | None) -> str | None:
         return f"signal {number}"
 
 
-def describe_error(error: Exception) -> str:
-    """One line for an ExecutorError (``TaskError(ExecutionError: boom)`` → its message)."""
-    if isinstance(error, TaskError):
-        tdl = error.error
-        if tdl.kind is TdlErrorKind.TaskNotFound:
-            return f"the package has no task named {tdl.message!r}"
-        return f"{tdl.kind.name}: {tdl.message}"
-    return f"{type(error).__name__}: {error}"
-
-
 def outcome_record(outcome: Any) -> dict[str, Any]:
     """A JSON-ready record of an outcome (what ``--json`` and ``batch`` write)."""
     if isinstance(outcome, Success):
@@ -148,17 +139,8 @@ def outcome_exit_code(outcome: Any) -> int:
 
 
 def outcome_summary(outcome: Any) -> str:
-    """A short human description of a non-success outcome."""
-    from spider_core.models import ExecutorCrash, InTaskFailure, Timeout
-
-    if isinstance(outcome, InTaskFailure):
-        return describe_error(outcome.error)
-    if isinstance(outcome, Timeout):
-        return f"the task did not finish within its hard timeout of {outcome.hard_timeout:g}s"
-    if isinstance(outcome, ExecutorCrash):
-        how = f"signal {signal_name(outcome.signal)}" if outcome.signal else f"exit status {outcome.exit_status}"
-        return f"the executor crashed ({how})"
-    return repr(outcome)
+    """A short human description of a non-success outcome (the words ``OutcomeError`` uses)."""
+    return describe_outcome(outcome)
 
 
 def print_table(rows: list[list[str]]) -> None:

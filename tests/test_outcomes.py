@@ -88,9 +88,7 @@ def test_unwrap_raises_the_outcomes_exception(outcome: Any, error_class: type, m
     assert not isinstance(error, sc.InternalError)
 
 
-# Not the unnamed signal: outcome_summary says "signal signal 32" there (reporting.signal_name
-# spells such a number "signal 32"), the exception "signal 32".
-@pytest.mark.parametrize(("outcome", "error_class", "message"), RAISED[:-1], ids=RAISED_IDS[:-1])
+@pytest.mark.parametrize(("outcome", "error_class", "message"), RAISED, ids=RAISED_IDS)
 def test_the_message_is_what_spider_run_says(outcome: Any, error_class: type, message: str) -> None:
     assert str(error_class(outcome)) == outcome_summary(outcome)
 
