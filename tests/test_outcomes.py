@@ -199,6 +199,7 @@ def _samples() -> dict[type[BaseException], BaseException]:
     from spider_core.bench import BenchError
     from spider_core.build import BuildError, PackageSourceError
     from spider_core.cli import CliError
+    from spider_core.dask import WorkerPoolError
     from spider_core.demo import CacheError
     from spider_core.plugin import FramingError, PluginError
     from spider_core.protocol import ProtocolError
@@ -216,6 +217,7 @@ def _samples() -> dict[type[BaseException], BaseException]:
         EncodingError("enc"), WireFormatError("wire"), InvalidPackageName("name"), ProtocolError("proto"),
         FramingError("frame"), PluginError("plugin"), BuildError("build"), PackageSourceError("src"),
         CacheError("cache"), BenchError("bench"), BatchError("batch", 5), CliError("cli", 4), Mismatch("m"),
+        WorkerPoolError("package_dir /x does not exist on Dask worker tcp://127.0.0.1:1"),
     ]
     return {type(sample): sample for sample in samples}
 

@@ -130,3 +130,15 @@ def test_readme_config_table_lists_every_field() -> None:
 
     for field in attrs.fields(sc.PoolConfig):
         assert f"`{field.name}`" in README, field.name
+
+
+@pytest.mark.slow
+def test_readme_dask(package_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = block("python", "spider_core.dask.SpiderWorkerPlugin(config)")
+    exec(code, {"__name__": "__main__", "sc": sc, "package_dir": package_dir})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "[[0], [1], [1], [2], [3], [5], [8], [13], [21], [34]]",
+        "ExecutorCrash SIGSEGV",
+        "[34]",
+    ]

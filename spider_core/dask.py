@@ -1,0 +1,310 @@
+"""Scale out on Dask: a supervised spider-core pool on every Dask worker.
+
+``pip install 'spider-core[dask]'`` brings ``distributed``; nothing else in spider-core imports
+it (``import spider_core`` and the executor stay free of Dask).
+
+- :class:`SpiderWorkerPlugin` is a ``distributed.WorkerPlugin``: registered with
+  ``client.register_plugin(SpiderWorkerPlugin(config))``, it opens one
+  :class:`~spider_core.SyncProcessPool` in every Dask worker process at setup (and in every
+  worker that joins later, or that the nanny restarts) and closes it at teardown.
+- :func:`submit` and :func:`map` send :class:`~spider_core.ExecuteRequest` s to the cluster;
+  each Dask future's result is the :data:`~spider_core.Outcome`, exactly as the local pool
+  returns it.
+
+How the two layers share the work:
+
+- **One pool per worker process.** Each Dask worker process owns one pool with
+  ``config.slots`` executors (plus one standby per slot with ``standby=True``); its executors
+  are children of the worker process and die with it (``PR_SET_PDEATHSIG``). Every other
+  ``PoolConfig`` field (``default_timeout``, ``recycle_after``, ``max_executor_rss``, ...)
+  applies per worker pool, as locally. ``inherited_env`` is copied from the worker's
+  environment, entry-point plugins are those installed on the worker, and with a ``log_dir``
+  each worker's pool logs as ``<em_id>-<worker name>`` so workers sharing a directory never
+  write to the same file.
+- **Threads and slots.** A Dask worker runs up to ``nthreads`` tasks at once, each in a thread
+  that blocks in ``pool.execute`` until the outcome is there. Give workers
+  ``nthreads >= slots``, or some slots stay idle (setup logs a warning); with more threads than
+  slots the extra tasks wait in the pool's first-come, first-served queue (their hard timeout
+  starts when they hold a slot).
+- **Outcomes, not errors.** A task failure, an executor crash or a hard timeout is an outcome
+  (the future's result), handled on the worker as locally: the Dask worker never notices. Only
+  an ``InternalError`` (a bad request, a pool that cannot start an executor) is raised, and so
+  becomes the Dask task's error. Dask retries a task only when the worker running it is lost
+  (within the scheduler's ``allowed_failures``), so a task may run twice: make tasks that can.
+  ``retries=`` additionally retries tasks that raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import logging
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import attrs
+from distributed import Client, Future, WorkerPlugin, get_worker
+
+from spider_core.errors import InternalError
+from spider_core.models import ExecuteRequest, Outcome, PoolConfig
+from spider_core.pool import SyncProcessPool
+
+# ``map`` is public too (``spider_core.dask.map``), but left out of ``__all__`` so that a star
+# import does not shadow the builtin.
+__all__ = ["PLUGIN_NAME", "SpiderWorkerPlugin", "WorkerPoolError", "submit", "worker_pool"]
+
+logger = logging.getLogger("spider_core.dask")
+
+#: The name the plugin registers under: one spider-core pool per worker. Registering another
+#: ``SpiderWorkerPlugin`` replaces the pool of every worker (Dask tears the old one down first).
+PLUGIN_NAME = "spider-core"
+
+#: Worker address -> its pool, or the one sentence saying why its setup failed (a module dict,
+#: not plugin state: in-process workers may share one plugin object). ``_OWNERS``: worker
+#: address -> ``id`` of the plugin whose setup made that entry; only its teardown removes it.
+_POOLS: dict[str, SyncProcessPool | str] = {}
+_OWNERS: dict[str, int] = {}
+
+_SUBMIT_KEYWORDS = frozenset(
+    {"key", "workers", "resources", "retries", "priority", "fifo_timeout", "allow_other_workers"}
+)
+_MAP_KEYWORDS = _SUBMIT_KEYWORDS | {"batch_size"}
+
+
+class WorkerPoolError(InternalError):
+    """A Dask worker has no spider-core pool to serve the call: its ``SpiderWorkerPlugin``
+    setup failed (the message says on which worker, and why) or no plugin is registered."""
+
+
+class SpiderWorkerPlugin(WorkerPlugin):
+    """Open a :class:`~spider_core.SyncProcessPool` on every Dask worker; close it at teardown.
+
+    ``client.register_plugin(SpiderWorkerPlugin(config))`` sets the pool up on every worker
+    (and on each worker that joins later) and raises the first worker's setup error, if any:
+    a ``package_dir`` missing on a worker is a :class:`WorkerPoolError` naming the worker and
+    the path. ``client.unregister_worker_plugin(PLUGIN_NAME)`` or closing the worker closes the
+    pool: the calls in progress finish, every executor is stopped and reaped.
+
+    :param config: The pool's configuration on every worker; ``package_dir`` must exist on
+        every worker (the same path everywhere), unless ``upload`` is given.
+    :param upload: A package directory on the client's machine to ship to the workers, for
+        clusters without a shared filesystem. It is archived when the plugin is made (sent to
+        the scheduler and to every worker with the plugin, so keep it small: built packages,
+        not sources), unpacked on each worker under its Dask ``local_directory`` (removed with
+        it) and used there instead of ``config.package_dir``.
+    """
+
+    name = PLUGIN_NAME
+    idempotent = False
+
+    def __init__(self, config: PoolConfig, *, upload: str | os.PathLike[str] | None = None) -> None:
+        if not isinstance(config, PoolConfig):
+            raise TypeError(f"config must be a PoolConfig, got {type(config).__name__}")
+        self.config = config
+        self.upload = None if upload is None else Path(upload)
+        self._archive = None if self.upload is None else _pack(self.upload)
+
+    async def setup(self, worker: Any) -> None:
+        address = worker.address
+        if worker.plugins.get(PLUGIN_NAME) is not self:
+            raise WorkerPoolError(
+                f"register SpiderWorkerPlugin under its own name {PLUGIN_NAME!r} (one pool per Dask worker), "
+                "not under another"
+            )
+        _OWNERS[address] = id(self)
+        try:
+            pool = await asyncio.to_thread(self._open, worker)
+        except WorkerPoolError as e:
+            _POOLS[address] = str(e)
+            raise
+        except Exception as e:
+            message = f"the spider-core pool on Dask worker {address} could not start: {type(e).__name__}: {e}"
+            _POOLS[address] = message
+            raise WorkerPoolError(message) from e
+        _POOLS[address] = pool
+
+    async def teardown(self, worker: Any) -> None:
+        if _OWNERS.get(worker.address) != id(self):
+            return  # its setup was refused: the pool there, if any, is another plugin's
+        del _OWNERS[worker.address]
+        pool = _POOLS.pop(worker.address, None)
+        if isinstance(pool, SyncProcessPool):
+            await asyncio.to_thread(pool.close)
+
+    def _open(self, worker: Any) -> SyncProcessPool:
+        """On the worker: check or unpack the packages, then start the pool (blocking)."""
+        config = self.config
+        if self._archive is not None:
+            config = attrs.evolve(config, package_dir=_unpack(self._archive, Path(worker.local_directory)))
+        elif not config.package_dir.is_dir():
+            raise WorkerPoolError(f"package_dir {config.package_dir} does not exist on Dask worker {worker.address}")
+        if config.log_dir is not None:
+            config = attrs.evolve(config, em_id=f"{config.em_id}-{_file_safe(str(worker.name))}")
+        nthreads = worker.state.nthreads
+        if nthreads < config.slots:
+            logger.warning(
+                "Dask worker %s runs %d task threads for %d spider-core slots: %d slots stay idle "
+                "(start the workers with nthreads >= slots)",
+                worker.address, nthreads, config.slots, config.slots - nthreads,
+            )
+        pool = SyncProcessPool(config)
+        try:
+            pool.start()
+        except BaseException:
+            pool.close()
+            raise
+        logger.info(
+            "spider-core pool on Dask worker %s: %d slots, package_dir %s", worker.address, config.slots, config.package_dir
+        )
+        return pool
+
+    def __repr__(self) -> str:
+        upload = "" if self.upload is None else f", upload={str(self.upload)!r}"
+        return f"SpiderWorkerPlugin(package_dir={str(self.config.package_dir)!r}, slots={self.config.slots}{upload})"
+
+
+def worker_pool(worker: Any = None) -> SyncProcessPool:
+    """The pool of ``worker`` (default: the worker running the current task), for tasks and
+    ``client.run`` functions that want it directly (its ``pids``, say).
+
+    :raises WorkerPoolError: the worker has no pool: its setup failed, or no
+        ``SpiderWorkerPlugin`` is registered.
+    """
+    if worker is None:
+        worker = get_worker()
+    pool = _POOLS.get(worker.address)
+    if isinstance(pool, SyncProcessPool):
+        return pool
+    if pool is None:
+        raise WorkerPoolError(
+            f"no spider-core pool on Dask worker {worker.address}: "
+            "register one with client.register_plugin(SpiderWorkerPlugin(config))"
+        )
+    raise WorkerPoolError(pool)
+
+
+def _execute(request: ExecuteRequest, hard_timeout: float | None, soft_timeout: float | None) -> Outcome:
+    """The Dask task: run ``request`` on this worker's pool and return its outcome."""
+    pool = _POOLS.get(get_worker().address)
+    if not isinstance(pool, SyncProcessPool):
+        pool = worker_pool()  # raises the clear error
+    return pool.execute(request, hard_timeout, soft_timeout=soft_timeout)
+
+
+def submit(
+    client: Client,
+    request: ExecuteRequest,
+    hard_timeout: float | None = None,
+    *,
+    soft_timeout: float | None = None,
+    **dask_kwargs: Any,
+) -> Future:
+    """Run ``request`` on the cluster; the returned Dask future's result is its ``Outcome``.
+
+    :param hard_timeout: As for ``SyncProcessPool.execute``; None: the workers'
+        ``PoolConfig.default_timeout``.
+    :param dask_kwargs: Passed to ``client.submit``: ``key``, ``workers``, ``resources``,
+        ``retries``, ``priority``, ``fifo_timeout``, ``allow_other_workers``. The task is
+        never pure (each call runs); its key is ``<package>.<task>-<uuid>`` unless ``key=``
+        is given.
+    """
+    _check_keywords("submit", dask_kwargs, _SUBMIT_KEYWORDS)
+    if not isinstance(request, ExecuteRequest):
+        raise TypeError(f"request must be an ExecuteRequest, got {type(request).__name__}")
+    dask_kwargs.setdefault("key", _key(request))
+    return client.submit(_execute, request, hard_timeout, soft_timeout, pure=False, **dask_kwargs)
+
+
+def map(
+    client: Client,
+    requests: Iterable[ExecuteRequest],
+    hard_timeout: float | None = None,
+    *,
+    soft_timeout: float | None = None,
+    **dask_kwargs: Any,
+) -> list[Future]:
+    """Run every request on the cluster: one Dask future per request, in request order, each
+    resolving to that request's ``Outcome`` (as :func:`submit`; ``batch_size`` is accepted too).
+    """
+    _check_keywords("map", dask_kwargs, _MAP_KEYWORDS)
+    requests = list(requests)
+    for request in requests:
+        if not isinstance(request, ExecuteRequest):
+            raise TypeError(f"every request must be an ExecuteRequest, got {type(request).__name__}")
+    if not requests:
+        return []
+    dask_kwargs.setdefault("key", [_key(request) for request in requests])
+    n = len(requests)
+    return client.map(_execute, requests, [hard_timeout] * n, [soft_timeout] * n, pure=False, **dask_kwargs)
+
+
+def _key(request: ExecuteRequest) -> str:
+    # The dashboard groups tasks by the part before the last "-<hex>": package.task.
+    return f"{request.package}.{request.task}-{uuid.uuid4().hex}"
+
+
+def _check_keywords(function: str, given: dict[str, Any], allowed: frozenset[str]) -> None:
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise TypeError(
+            f"spider_core.dask.{function}() got an unexpected keyword argument {unknown[0]!r} "
+            f"(Dask keywords it passes on: {', '.join(sorted(allowed))})"
+        )
+
+
+def _file_safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "worker"
+
+
+# -- upload -----------------------------------------------------------------------------------
+
+
+def _pack(directory: Path) -> bytes:
+    """``directory`` as a gzipped tar (without ``__pycache__``), reproducible for the same files."""
+    if not directory.is_dir():
+        what = "is not a directory" if directory.exists() else "does not exist"
+        raise FileNotFoundError(f"cannot upload the package directory {directory}: it {what}")
+
+    def clean(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        if "__pycache__" in Path(info.name).parts:
+            return None
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        return info
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as archive:
+        for path in sorted(directory.rglob("*")):
+            archive.add(path, arcname=path.relative_to(directory).as_posix(), recursive=False, filter=clean)
+    return buffer.getvalue()
+
+
+def _unpack(archive: bytes, local_directory: Path) -> Path:
+    """Unpack ``archive`` under the worker's local directory, once per content; its path."""
+    root = local_directory / "spider-core-packages"
+    target = root / hashlib.sha256(archive).hexdigest()[:16]
+    if target.is_dir():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=".unpacking-"))
+    try:
+        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+            if hasattr(tarfile, "data_filter"):  # Python 3.11.4+: refuse links and paths outside
+                tar.extractall(staging, filter="data")
+            else:  # pragma: no cover
+                tar.extractall(staging)
+        os.rename(staging, target)  # atomic: a directory under this name is always complete
+    except OSError:
+        if not target.is_dir():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
