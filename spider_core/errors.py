@@ -65,9 +65,8 @@ class SoftTimeout(Exception):
 class OutcomeError(Exception):
     """An outcome other than ``Success``, raised by its ``unwrap()``; ``outcome`` is the outcome.
 
-    ``args`` is ``(outcome,)``, so pickling and copying rebuild the same exception (as far as
-    the outcome itself survives them: a ``TdlError`` inside it does not yet); the message is
-    made from the outcome, in the words ``spider run`` uses.
+    ``args`` is ``(outcome,)``, so pickling and copying rebuild the same exception, outcome
+    and all; the message is made from the outcome, in the words ``spider run`` uses.
     """
 
     def __init__(self, outcome: Any) -> None:
