@@ -96,15 +96,19 @@ class PoolConfig:
         ``SPIDER_TDL_PACKAGE_DIR``.
     :param log_dir: Each executor's stderr goes to ``<log_dir>/<em_id>-<executor_id>.log``
         (created if missing, appended to); None forwards each line to the
-        ``spider_core.executor.log`` logger instead.
+        ``spider_core.executor.log`` logger instead, with an ``executor_id`` attribute. A log
+        file that cannot be opened falls back to that logger with a warning.
     :param em_id: The execution manager's id, in spider's terms the component that owns
         this pool; it names the pool's log files, so pools sharing a ``log_dir`` need
         different ones.
     :param inherited_env: Environment variables copied from the parent at each spawn (a
         missing one is skipped with a warning). The executor otherwise gets a clean
         environment: ``PATH`` plus spider-core's own settings.
-    :param max_log_line_bytes: Longer log lines are dropped with a warning.
-    :param max_frame_size: Largest protocol message either side may send.
+    :param max_log_line_bytes: Longer log lines are dropped with a warning (a notice takes
+        their place in the log); capture resumes at the next line.
+    :param max_frame_size: Largest protocol message, in bytes, either side may send (64 MiB by
+        default): larger inputs are an ``EncodeTaskInputs`` error, larger outputs the task's
+        ``SerializationError``.
     :param executor_command: The executor's argv; default ``python -m spider_core.executor``
         with this interpreter.
     :param spawn_timeout: Seconds a new executor has to send ``Ready``.

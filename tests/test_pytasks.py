@@ -841,19 +841,11 @@ def test_list_packages_without_a_directory(tmp_path: Path, monkeypatch) -> None:
     assert twice.error.startswith("installed more than once (twice_mod")
 
 
-# -- the README example --------------------------------------------------------------------
+# -- the documented example ----------------------------------------------------------------
 
 
-def readme_blocks() -> list[str]:
-    readme = REPO / "README.md"
-    text = readme.read_text() if readme.exists() else ""
-    match = re.search(r"^## Writing a Python task package\n(.*?)(?=^## |\Z)", text, re.S | re.M)
-    if match is None:
-        pytest.skip("README.md has no 'Writing a Python task package' section yet")
-    return re.findall(r"```python\n(.*?)```", match.group(1), re.S)
-
-
-def test_readme_package_example_is_task_packages_complex_number() -> None:
-    blocks = readme_blocks()
-    assert blocks, "the README section has no python example"
+def test_docs_package_example_is_task_packages_complex_number() -> None:
+    page = (REPO / "docs" / "python-packages.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", page, re.S)
+    assert blocks, "docs/python-packages.md has no python example"
     assert blocks[0] == (TASK_PACKAGES / "complex_number" / "__init__.py").read_text()

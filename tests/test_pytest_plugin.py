@@ -262,11 +262,7 @@ def test_importing_the_plugin_is_cheap() -> None:
     assert done.stdout.strip() == "['spider_core.pytest_plugin', 'spider_core.testing']"
 
 
-def test_readme_usage_example_is_tested_here() -> None:
-    readme = REPO / "README.md"
-    text = readme.read_text() if readme.exists() else ""
-    match = re.search(r"^## Writing a Python task package\n(.*?)(?=^## |\Z)", text, re.S | re.M)
-    if match is None:
-        pytest.skip("README.md has no 'Writing a Python task package' section yet")
-    blocks = re.findall(r"```python\n(.*?)```", match.group(1), re.S)
-    assert USAGE in blocks, "the README's pytest example differs from USAGE in this file"
+def test_docs_usage_example_is_tested_here() -> None:
+    page = (REPO / "docs" / "testing.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", page, re.S)
+    assert USAGE in blocks, "the pytest example of docs/testing.md differs from USAGE in this file"

@@ -228,8 +228,8 @@ def spider_task_finished(
     :param request: The :class:`spider_core.ExecuteRequest`.
     :param outcome: ``Success``, ``InTaskFailure``, ``Timeout`` or ``ExecutorCrash``.
     :param executor_id: The executor that ran it.
-    :param queue_wait: Seconds spent waiting for the pool's lock.
-    :param execution_time: Seconds from holding the lock to the outcome.
+    :param queue_wait: Seconds spent waiting for a free slot.
+    :param execution_time: Seconds from holding the slot to the outcome.
 
     All implementations are called. Default: none.
     """
