@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -104,6 +105,20 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+_BYTES = re.compile(r"([0-9]+)\s*(?:([KMG])(?:iB)?)?", re.IGNORECASE | re.ASCII)
+
+
+def byte_count(text: str) -> int:
+    """A size in bytes: a whole number, optionally with K, M or G (KiB, MiB, GiB: powers of 1024)."""
+    match = _BYTES.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes (such as 134217728, 128M or 1G)")
+    value = int(match[1]) << (10 * " KMG".index((match[2] or " ").upper()))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1 byte")
+    return value
+
+
 def plugin_failed(doing: str, error: Exception) -> CliError:
     """The error for a plugin hook that raised: an internal error, with how to get around it."""
     return CliError(
@@ -160,6 +175,8 @@ def log_dir_of(args: argparse.Namespace) -> Path | None:
 def make_config(args: argparse.Namespace, package_dir: Path, **extra: Any) -> Any:
     from spider_core.models import PoolConfig
 
+    if args.max_frame_size is not None:
+        extra["max_frame_size"] = args.max_frame_size
     return PoolConfig(package_dir=package_dir, log_dir=log_dir_of(args), em_id="spider-cli", **extra)
 
 
@@ -391,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"hard timeout per task (default: {DEFAULT_TIMEOUT:g})")
         p.add_argument("--log-dir", type=directory, metavar="DIR",
                        help="write each executor's log to DIR/spider-cli-<id>.log (default: discard)")
+        p.add_argument("--max-frame-size", type=byte_count, metavar="BYTES",
+                       help="largest message to or from an executor, such as 128M: larger inputs or outputs "
+                            "fail the request (default: 64M)")
 
     run = command("run", "run one task and print its outputs as a JSON array",
                   "Run TASK of PACKAGE with ARGs (each a JSON value: 10, '\"text\"', '[1,2]') and print "

@@ -519,6 +519,53 @@ def test_batch_slots_interrupted_cancels_the_running_requests(package_dir: Path,
         runner.stderr.close()
 
 
+
+# -- --max-frame-size --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_max_frame_size_sets_the_limit_and_the_error_says_how_to_raise_it(package_dir: Path, tmp_path: Path) -> None:
+    base = ["--package-dir", str(package_dir), "--max-frame-size", "1K"]
+    done = spider("run", *base, PKG, "big", "2000")
+    assert done.returncode == 1
+    assert re.fullmatch(  # the size varies with the encoded elapsed time
+        rf"spider: {PKG}/big: SerializationError: cannot send the task's outputs: message of 20\d\d bytes exceeds "
+        r"the maximum frame size of 1024 bytes \(raise max_frame_size to allow it: PoolConfig\(max_frame_size=\.\.\.\), "
+        r"or --max-frame-size of spider run and spider batch\)",
+        one_clear_line(done),
+    )
+    done = spider("run", *base, PKG, "big", "900")
+    assert (done.returncode, done.stdout) == (0, json.dumps(["x" * 900]) + "\n")
+    requests = write_requests(tmp_path / "r.jsonl", [
+        call("out", "big", 2000), call("in", "sleep_and_echo", ["y" * 2000]), call("ok", "big", 900),
+    ])
+    out = tmp_path / "o.jsonl"
+    done = spider("batch", str(requests), "--out", str(out), *base, "--quiet")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    records = {r["id"]: r for r in results(out)}
+    assert records["out"]["outcome"] == "task_failure" and "--max-frame-size" in records["out"]["message"]
+    assert (records["in"]["outcome"], records["in"]["error"]) == ("invalid_request", "EncodeTaskInputs")
+    assert "--max-frame-size" in records["in"]["message"]
+    assert records["ok"]["outcome"] == "success"
+    assert spider("batch", str(requests), "--out", str(tmp_path / "o2.jsonl"), "--package-dir", str(package_dir),
+                  "--max-frame-size", "3MiB", "--quiet").returncode == 0
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("0", "'0' must be at least 1 byte"),
+    ("1.5M", "'1.5M' is not a number of bytes (such as 134217728, 128M or 1G)"),
+    ("-1", "'-1' is not a number of bytes"),
+    ("12 parsecs", "'12 parsecs' is not a number of bytes"),
+])
+@pytest.mark.parametrize("command", ["run", "batch"])
+def test_bad_max_frame_size_is_a_usage_error(package_dir: Path, tmp_path: Path, command: str, value: str,
+                                             message: str) -> None:
+    args = [PKG, "fibonacci", "1"] if command == "run" else [str(tmp_path / "r.jsonl"), "--out", str(tmp_path / "o")]
+    done = spider(command, "--package-dir", str(package_dir), *args, f"--max-frame-size={value}")
+    assert done.returncode == 2
+    assert one_clear_line(done).startswith(f"spider: error: {command}: argument --max-frame-size: {message}")
+    assert not (tmp_path / "o").exists()
+
 # -- spider packages, plugins, build-package ---------------------------------------------------
 
 
