@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import re
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +40,11 @@ exit status:
   3  the task hit its hard timeout
   4  the executor crashed
   5  internal error (the pool could not serve the call)
+  129  ended by SIGHUP
+  130  ended by SIGINT (Ctrl-C)
+  143  ended by SIGTERM
+       (on these three the running tasks are cancelled and every executor is reaped; batch keeps
+       every line it wrote and writes none for the cancelled requests)
 """
 
 DEFAULT_TIMEOUT = 60.0
@@ -475,12 +481,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Signals:
+    """SIGTERM and SIGHUP end a command as SIGINT does: each is handed to SIGINT's handler
+    (``asyncio.run``'s cancels the main task, so the pool reaps its executors and a batch
+    cancels its running requests; Python's raises ``KeyboardInterrupt``), and :func:`main`
+    reports the signal that came. A signal ignored when spider starts (``nohup``) stays
+    ignored."""
+
+    HANDLED = (signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._saved: dict[int, Any] = {}
+
+    def __enter__(self) -> _Signals:
+        for signum in self.HANDLED:
+            try:
+                if signal.getsignal(signum) is signal.SIG_DFL:
+                    self._saved[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread: signals stay as they are
+                break
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._saved.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is None:
+            self.received = signum
+        on_interrupt = signal.getsignal(signal.SIGINT)
+        if not callable(on_interrupt):  # SIGINT is ignored, but this signal is not
+            raise KeyboardInterrupt
+        on_interrupt(signal.SIGINT, frame)
+
+    def exit_status(self) -> int:
+        """Print the one line for the interruption; its exit status (128 + the signal)."""
+        signum = self.received or signal.SIGINT
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            print("spider: interrupted" if signum == signal.SIGINT else "spider: terminated", file=sys.stderr)
+        return 128 + signum
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    with _Signals() as signals:
+        return _main(argv, signals)
+
+
+def _main(argv: Sequence[str] | None, signals: _Signals) -> int:
     try:
         args = build_parser().parse_args(argv)
     except KeyboardInterrupt:
-        print("spider: interrupted", file=sys.stderr)
-        return 130
+        return signals.exit_status()
     if sys.stdout is None and args.func is not cmd_batch:  # started with stdout closed (`>&-`)
         print("spider: error: cannot write output: standard output is closed", file=sys.stderr)
         return EXIT_INTERNAL
@@ -500,9 +552,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PluginError as e:  # a plugin that cannot load, or a required hook nobody provides
         print(f"spider: error: {e}", file=sys.stderr)
         return EXIT_INTERNAL
-    except KeyboardInterrupt:
-        print("spider: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt:  # SIGINT, SIGTERM or SIGHUP
+        return signals.exit_status()
     except OSError as e:  # writing our own output failed (a full disk, a closed stdout)
         with contextlib.suppress(OSError):
             print(f"spider: error: cannot write output: {_os_reason(e)}", file=sys.stderr)

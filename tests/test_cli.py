@@ -336,7 +336,13 @@ def test_batch_runs_each_piped_request_as_it_arrives(package_dir: Path, tmp_path
 
 
 @pytest.mark.slow
-def test_batch_interrupted_while_waiting_for_input_exits_at_once(package_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("signum", "status", "line"), [
+    pytest.param(signal.SIGINT, 130, "spider: interrupted", id="SIGINT"),
+    pytest.param(signal.SIGTERM, 143, "spider: terminated", id="SIGTERM"),
+    pytest.param(signal.SIGHUP, 129, "spider: terminated", id="SIGHUP"),
+])
+def test_batch_interrupted_while_waiting_for_input_exits_at_once(package_dir: Path, tmp_path: Path, signum: int,
+                                                                 status: int, line: str) -> None:
     out = tmp_path / "o.jsonl"
     runner = subprocess.Popen([str(SPIDER), "batch", "-", "--out", str(out), "--package-dir", str(package_dir)],
                               stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -344,15 +350,15 @@ def test_batch_interrupted_while_waiting_for_input_exits_at_once(package_dir: Pa
         runner.stdin.write(json.dumps(call("a", "fibonacci", 3)) + "\n")
         runner.stdin.flush()
         wait_for_results(out, 1)  # the run is under way and waits for the next line
-        # Only the main thread may take SIGINT: the reader thread blocked in read() blocks it.
+        # Only the main thread may take the signal: the reader thread blocked in read() blocks it.
         threads = [t for t in Path(f"/proc/{runner.pid}/task").iterdir() if t.name != str(runner.pid)]
         assert threads
         for thread in threads:
             blocked = int(re.search(r"^SigBlk:\s*([0-9a-f]+)$", (thread / "status").read_text(), re.M)[1], 16)
-            assert blocked & (1 << (signal.SIGINT - 1)), f"thread {thread.name} would take SIGINT"
-        runner.send_signal(signal.SIGINT)
-        assert runner.wait(10) == 130  # the open stdin does not keep it alive
-        assert "spider: interrupted" in runner.stderr.read() and results(out)[0]["values"] == [2]
+            assert blocked & (1 << (signum - 1)), f"thread {thread.name} would take signal {signum}"
+        runner.send_signal(signum)
+        assert runner.wait(10) == status  # the open stdin does not keep it alive
+        assert runner.stderr.read().splitlines()[-1] == line and results(out)[0]["values"] == [2]
     finally:
         runner.kill()
         runner.wait()
@@ -519,6 +525,96 @@ def test_batch_slots_interrupted_cancels_the_running_requests(package_dir: Path,
         runner.stderr.close()
 
 
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def wait_for_log(path: Path, event: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if path.exists() and f'"event": "{event}"' in path.read_text():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no {event!r} event in {path} after 30 s")
+
+
+SIGNALS = pytest.mark.parametrize(("signum", "status", "line"), [
+    pytest.param(signal.SIGTERM, 143, "spider: terminated", id="SIGTERM"),
+    pytest.param(signal.SIGHUP, 129, "spider: terminated", id="SIGHUP"),
+    pytest.param(signal.SIGINT, 130, "spider: interrupted", id="SIGINT"),
+])
+
+
+@pytest.mark.slow
+@SIGNALS
+def test_a_signal_ends_run_with_one_line_and_reaps_the_executor(package_dir: Path, tmp_path: Path, signum: int,
+                                                                 status: int, line: str) -> None:
+    runner = subprocess.Popen([str(SPIDER), "run", "--package-dir", str(package_dir), "--log-dir", str(tmp_path),
+                               PKG, "sleep_ms", "20000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_log(tmp_path / "spider-cli-1.log", "package loaded")  # the task is running
+        executors = children(runner.pid)
+        assert len(executors) == 1
+        runner.send_signal(signum)
+        assert runner.wait(10) == status
+        assert (runner.stdout.read(), runner.stderr.read()) == ("", line + "\n")
+        assert [pid for pid in executors if Path(f"/proc/{pid}").exists()] == []  # killed and reaped
+    finally:
+        runner.kill()
+        runner.communicate()
+
+
+@pytest.mark.slow
+@SIGNALS
+def test_a_signal_ends_batch_with_one_line_keeping_the_written_lines(package_dir: Path, tmp_path: Path, signum: int,
+                                                                     status: int, line: str) -> None:
+    requests = write_requests(tmp_path / "r.jsonl", [
+        call("quick", "fibonacci", 5), call("long", "sleep_ms", 20000), call("longer", "sleep_ms", 20000),
+    ])
+    out = tmp_path / "o.jsonl"
+    runner = subprocess.Popen([str(SPIDER), "batch", str(requests), "--out", str(out), "--package-dir", str(package_dir),
+                               "--slots", "2", "--quiet", "--log-dir", str(tmp_path / "logs")],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert [r["id"] for r in wait_for_results(out, 1)] == ["quick"]
+        for executor_id in (1, 2):  # both long requests hold a slot
+            wait_for_log(tmp_path / "logs" / f"spider-cli-{executor_id}.log", "package loaded")
+        executors = children(runner.pid)
+        assert len(executors) == 2
+        runner.send_signal(signum)
+        assert runner.wait(10) == status
+        assert runner.stderr.read() == line + "\n"
+        assert out.read_text().endswith("\n") and [r["id"] for r in results(out)] == ["quick"]
+        assert [pid for pid in executors if Path(f"/proc/{pid}").exists()] == []
+    finally:
+        runner.kill()
+        runner.wait()
+        runner.stderr.close()
+
+
+@pytest.mark.slow
+def test_a_hangup_ignored_by_nohup_stays_ignored(package_dir: Path, tmp_path: Path) -> None:
+    runner = subprocess.Popen([str(SPIDER), "run", "--package-dir", str(package_dir), "--log-dir", str(tmp_path),
+                               PKG, "sleep_ms", "300"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    try:
+        wait_for_log(tmp_path / "spider-cli-1.log", "package loaded")
+        runner.send_signal(signal.SIGHUP)
+        assert runner.wait(10) == 0 and runner.stdout.read() == "[]\n"
+    finally:
+        runner.kill()
+        runner.communicate()
 
 # -- --max-frame-size --------------------------------------------------------------------------
 
