@@ -332,8 +332,9 @@ def vars_of(obj: Any) -> dict[str, Any]:
 
 def cmd_plugins(args: argparse.Namespace) -> int:
     from spider_core.plugin import get_plugin_manager
+    from spider_core.plugin.manager import ENV_DISABLE
 
-    pm = get_plugin_manager()
+    pm = get_plugin_manager(tolerate_broken=True)  # the command that tells what is wrong must work
     infos = pm.plugin_infos()
     if args.json:
         for info in infos:
@@ -342,8 +343,13 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     rows = [["NAME", "DISTRIBUTION", "STATUS", "HOOKS"]]
     for info in infos:
         dist = f"{info.distribution} {info.version}" if info.distribution else "-"
-        rows.append([info.name, dist, info.status, ", ".join(info.hooks) or "-"])
+        status = f"broken: {info.error}" if info.status == "broken" else info.status
+        rows.append([info.name, dist, status, ", ".join(info.hooks) or "-"])
     print_table(rows)
+    broken = [info.name for info in infos if info.status == "broken"]
+    if broken:
+        print(f"\nthe other commands fail until each broken plugin is fixed or disabled: "
+              f"{ENV_DISABLE}={','.join(broken)}")
     return EXIT_OK
 
 
@@ -481,6 +487,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _LogFormatter(logging.Formatter):
+    """``spider: LEVEL: logger: message``, one line: a traceback attached to a record (a plugin's
+    hook that raised) is shown only with ``-v``."""
+
+    def __init__(self, verbose: bool) -> None:
+        super().__init__("spider: %(levelname)s: %(name)s: %(message)s")
+        self.verbose = verbose
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self.verbose:
+            return super().format(record)
+        return " ".join(self.formatMessage(_with_message(record)).splitlines())
+
+
+def _with_message(record: logging.LogRecord) -> logging.LogRecord:
+    record.message = record.getMessage()
+    return record
+
+
 class _Signals:
     """SIGTERM and SIGHUP end a command as SIGINT does: each is handed to SIGINT's handler
     (``asyncio.run``'s cancels the main task, so the pool reaps its executors and a batch
@@ -536,7 +561,9 @@ def _main(argv: Sequence[str] | None, signals: _Signals) -> int:
     if sys.stdout is None and args.func is not cmd_batch:  # started with stdout closed (`>&-`)
         print("spider: error: cannot write output: standard output is closed", file=sys.stderr)
         return EXIT_INTERNAL
-    logging.basicConfig(format="spider: %(levelname)s: %(name)s: %(message)s", level=logging.WARNING)
+    handler = logging.StreamHandler()
+    handler.setFormatter(_LogFormatter(verbose=args.verbose))
+    logging.basicConfig(handlers=[handler], level=logging.WARNING)
     if not args.verbose:
         # Crashes and timeouts are reported as outcomes; the pool's own warnings repeat them.
         logging.getLogger("spider_core.pool").setLevel(logging.ERROR)

@@ -745,19 +745,75 @@ def test_bench_quick_writes_a_report(package_dir: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_plugin_that_fails_to_import_is_one_line(package_dir: Path, tmp_path: Path) -> None:
+def test_a_plugin_that_fails_to_import_is_listed_as_broken_and_fails_the_other_commands_in_one_line(
+    package_dir: Path, tmp_path: Path
+) -> None:
     from helpers import make_distribution
 
     root = make_distribution(tmp_path / "site", "spider-broken", "brokenplugin", "raise RuntimeError('boom')\n", "broken")
-    env = {"PYTHONPATH": str(root)}
-    for args in (["plugins"], ["run", "--package-dir", str(package_dir), PKG, "fibonacci", "1"]):
+    typo = make_distribution(tmp_path / "typo", "spider-typo", "typoplugin",
+                             "from spider_core import hookimpl\n@hookimpl\ndef spider_no_such_hook():\n    pass\n", "typo")
+    env = {"PYTHONPATH": f"{root}:{typo}"}
+    done = spider("plugins", env=env)
+    assert (done.returncode, done.stderr) == (0, "")
+    rows = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
+    assert re.fullmatch(r"broken +spider-broken 1\.2\.3 +broken: RuntimeError: boom +-", rows["broken"])
+    assert "broken: PluginValidationError: unknown hook 'spider_no_such_hook'" in rows["typo"]
+    assert rows["spider_libso"].split()[3] == "default"
+    assert done.stdout.rstrip().endswith(
+        "the other commands fail until each broken plugin is fixed or disabled: SPIDER_DISABLE_PLUGINS=broken,typo"
+    )
+    records = {r["name"]: r for r in map(json.loads, spider("plugins", "--json", env=env).stdout.splitlines())}
+    assert (records["broken"]["status"], records["broken"]["error"]) == ("broken", "RuntimeError: boom")
+    assert records["spider_libso"]["error"] is None
+    for args in (["run", "--package-dir", str(package_dir), PKG, "fibonacci", "1"],
+                 ["packages", "--package-dir", str(package_dir)]):
         done = spider(*args, env=env)
         assert done.returncode == 5
         assert one_clear_line(done) == (
             "spider: error: plugin 'broken' (from spider-broken) failed to import: RuntimeError: boom; "
             "disable it with SPIDER_DISABLE_PLUGINS=broken"
         )
-    assert spider("plugins", env={**env, "SPIDER_DISABLE_PLUGINS": "broken"}).returncode == 0
+    done = spider("run", "--package-dir", str(package_dir), PKG, "fibonacci", "1", env={**env, "SPIDER_DISABLE_PLUGINS": "broken"})
+    assert done.returncode == 5
+    assert one_clear_line(done).startswith("spider: error: plugin 'typo' (from spider-typo) is invalid: ")
+    blocked = {**env, "SPIDER_DISABLE_PLUGINS": "broken,typo"}
+    done = spider("plugins", env=blocked)
+    assert done.returncode == 0 and "broken:" not in done.stdout and "fails until" not in done.stdout
+    assert spider("run", "--package-dir", str(package_dir), PKG, "fibonacci", "1", env=blocked).stdout == "[1]\n"
+
+
+FAILING_LIFECYCLE_HOOK = """
+from spider_core import hookimpl
+
+@hookimpl
+def spider_task_finished(request, outcome):
+    raise KeyError("metrics bug")
+"""
+
+
+@pytest.mark.slow
+def test_a_lifecycle_hook_that_raises_is_one_warning_line_and_a_traceback_only_with_v(
+    package_dir: Path, tmp_path: Path
+) -> None:
+    from helpers import make_distribution
+
+    root = make_distribution(tmp_path / "site", "spider-metrics", "metricsplugin", FAILING_LIFECYCLE_HOOK, "metrics")
+    env = {"PYTHONPATH": str(root)}
+    warning = (
+        "spider: WARNING: spider_core.plugins: a spider_task_finished hook failed (plugin 'metrics'; logged once "
+        "per pool; SPIDER_DISABLE_PLUGINS=metrics disables it): KeyError: 'metrics bug'"
+    )
+    done = spider("run", "--package-dir", str(package_dir), PKG, "fibonacci", "3", env=env)
+    assert (done.returncode, done.stdout) == (0, "[2]\n")
+    assert one_clear_line(done) == warning
+    requests = write_requests(tmp_path / "r.jsonl", [call(str(n), "fibonacci", n) for n in range(4)])
+    done = spider("batch", str(requests), "--out", str(tmp_path / "o"), "--package-dir", str(package_dir), env=env)
+    assert done.returncode == 0 and "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[0] == warning and done.stderr.count("hook failed") == 1  # once per pool
+    done = spider("-v", "run", "--package-dir", str(package_dir), PKG, "fibonacci", "3", env=env)
+    assert done.returncode == 0 and done.stderr.startswith(warning + "\nTraceback (most recent call last):\n")
+    assert done.stderr.rstrip().endswith("KeyError: 'metrics bug'")
 
 
 BUGGY_PLUGIN = """
