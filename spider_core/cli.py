@@ -36,7 +36,8 @@ EXIT_STATUSES = """\
 exit status:
   0  success
   1  the task failed (for build-package: the build failed; for batch: some request did not succeed)
-  2  usage error or bad input (bad JSON argument, bad package name, missing package, task or directory)
+  2  usage error or bad input (bad JSON argument, bad package name, missing package directory or task,
+     a package that is missing or cannot be loaded: an InTaskFailure with InvalidLibrary, as batch records it)
   3  the task hit its hard timeout
   4  the executor crashed
   5  internal error (the pool could not serve the call)
@@ -134,8 +135,11 @@ def plugin_failed(doing: str, error: Exception) -> CliError:
     )
 
 
-def check_package_exists(pm: Any, package: str, package_dir: Path) -> None:
-    """Resolve ``package`` in the parent first, so a typo is a usage error, not a task failure."""
+def check_package(pm: Any, package: str, package_dir: Path) -> None:
+    """Check ``package``'s name, and that the plugins can look for it (a resolver that raises
+    is a plugin's bug, exit 5), before starting the pool. Whether the package is there and
+    loads is the pool's answer: an ``InTaskFailure`` with ``InvalidLibrary`` (or another of
+    ``PACKAGE_ERRORS``), reported as ``spider batch`` and the API report it."""
     from spider_core.tdl import InvalidPackageName, validate_package_name
 
     try:
@@ -146,13 +150,11 @@ def check_package_exists(pm: Any, package: str, package_dir: Path) -> None:
 
     pm.require("spider_resolve_package")  # PluginError: every resolver is blocked (exit 5)
     try:
-        found = pm.hook.spider_resolve_package(package=package, package_dir=package_dir)
-    except (ExecutorError, OSError) as e:
-        raise CliError(f"cannot look for package {package!r}: {e}") from None
+        pm.hook.spider_resolve_package(package=package, package_dir=package_dir)
+    except (ExecutorError, OSError):
+        pass  # the executor meets it too, and its InvalidLibrary says why
     except Exception as e:  # a plugin's bug
         raise plugin_failed(f"looking for package {package!r}", e) from None
-    if found is None:
-        raise CliError(pm.no_such_package(package, package_dir))
 
 
 def _os_reason(e: BaseException) -> str:
@@ -207,7 +209,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def run() -> Any:
         pool = ProcessPool(config)
-        check_package_exists(pool.pm, args.package, package_dir)
+        check_package(pool.pm, args.package, package_dir)
         async with pool:
             return await pool.execute(
                 ExecuteRequest(package=args.package, task=args.task, inputs=inputs), hard_timeout=args.timeout

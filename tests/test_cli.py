@@ -113,6 +113,38 @@ def test_exit_2_bad_input(run, args: list[str], message: str) -> None:
     assert message in one_clear_line(done)
 
 
+
+@pytest.mark.slow
+def test_a_missing_or_unloadable_package_is_one_error_in_run_batch_and_the_api(package_dir: Path, tmp_path: Path) -> None:
+    import spider_core as sc
+    from spider_core.reporting import outcome_record
+
+    packages = tmp_path / "packages"
+    packages.mkdir()
+    (packages / PKG).symlink_to(package_dir / PKG)
+    (packages / "junk").mkdir()
+    (packages / "junk" / "libjunk.so").write_bytes(b"not a library")
+    names = ["absent", "junk"]
+    with sc.SyncProcessPool(sc.PoolConfig(package_dir=packages)) as pool:
+        api = {name: pool.execute(sc.ExecuteRequest(package=name, task="fibonacci", inputs=[3]), hard_timeout=10)
+               for name in names}
+    requests = write_requests(tmp_path / "r.jsonl", [{**call(name, "fibonacci", 3), "package": name} for name in names])
+    done = spider("batch", str(requests), "--out", str(tmp_path / "o.jsonl"), "--package-dir", str(packages), "--quiet")
+    assert done.returncode == 1
+    batch = {r["id"]: r for r in results(tmp_path / "o.jsonl")}
+    for name in names:
+        outcome = api[name]
+        assert isinstance(outcome, sc.InTaskFailure) and isinstance(outcome.error, sc.InvalidLibrary), outcome
+        expected = {key: outcome_record(outcome)[key] for key in ("outcome", "error", "message")}
+        done = spider("run", "--package-dir", str(packages), name, "fibonacci", "3", "--json")
+        assert done.returncode == 2, done.stderr
+        record = json.loads(done.stdout)
+        assert one_clear_line(done) == f"spider: {name}/fibonacci: {record['message']}"
+        for found in (record, batch[name]):
+            assert {key: found[key] for key in expected} == expected
+    assert "no task package named 'absent'" in batch["absent"]["message"]
+    assert "cannot load" in batch["junk"]["message"]
+
 @pytest.mark.slow
 def test_exit_2_missing_package_dir(tmp_path: Path) -> None:
     done = spider("run", "--package-dir", str(tmp_path / "nope"), PKG, "fibonacci", "1")

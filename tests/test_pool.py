@@ -722,6 +722,18 @@ def test_recycle_reason(package_dir: Path) -> None:
     assert reasons == ["recycle", "shutdown"]
 
 
+
+@pytest.mark.parametrize(("make", "problem"), [(None, "does not exist"), ("file", "is not a directory")])
+def test_start_refuses_a_package_dir_that_is_not_a_directory(tmp_path: Path, make: str | None, problem: str) -> None:
+    path = tmp_path / "packages"
+    if make == "file":
+        path.write_text("")
+    pool = sc.ProcessPool(sc.PoolConfig(package_dir=path, plugin_autoload=False, log_dir=tmp_path / "logs"))
+    with pytest.raises(sc.ExecutorCreationFailure) as info:
+        run(pool.start())
+    assert str(info.value) == f"cannot start the pool: its package_dir {path} {problem}"
+    assert pool.pids == () and not (tmp_path / "logs").exists()  # no executor was spawned
+
 def test_a_failing_hook_does_not_break_execute(config, caplog) -> None:
     class Broken:
         @sc.hookimpl
