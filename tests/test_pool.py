@@ -754,9 +754,8 @@ def test_a_failing_hook_does_not_break_execute(config, caplog) -> None:
     assert {r.name for r in failures} == {"spider_core.plugins"}
     name = pm.get_name(next(p for p in pm.get_plugins() if isinstance(p, Broken)))
     assert failures[0].getMessage() == (
-        f"a spider_task_finished hook failed (plugin {name!r}; logged once per pool; "
-        f"SPIDER_DISABLE_PLUGINS={name} disables it): RuntimeError: plugin bug"
-    )
+        f"a spider_task_finished hook failed (plugin {name!r}; logged once per pool): RuntimeError: plugin bug"
+    )  # registered by the program, not an installed plugin SPIDER_DISABLE_PLUGINS could block
     assert failures[0].exc_info is not None  # for a handler that shows it (spider -v does)
     assert all(r.exc_info is None for r in failures[1:])
 

@@ -61,13 +61,23 @@ class Events:
             logger.debug("a %s hook failed again%s: %s", hook, f" (plugin {plugin!r})" if plugin else "", reason)
             return
         self._failed.add(hook)
-        if plugin:
+        if plugin is None:
+            logger.warning("a %s hook failed (logged once per pool): %s", hook, reason, exc_info=error)
+        elif plugin in self._installed():
             logger.warning(
                 "a %s hook failed (plugin %r; logged once per pool; SPIDER_DISABLE_PLUGINS=%s disables it): %s",
                 hook, plugin, plugin, reason, exc_info=error,
             )
-        else:
-            logger.warning("a %s hook failed (logged once per pool): %s", hook, reason, exc_info=error)
+        else:  # registered by the program itself
+            logger.warning("a %s hook failed (plugin %r; logged once per pool): %s", hook, plugin, reason, exc_info=error)
+
+    def _installed(self) -> set[str]:
+        """The names of the default and entry-point plugins (``SPIDER_DISABLE_PLUGINS`` can
+        block those, not one the program registered itself)."""
+        try:
+            return {info.name for info in self.pm.plugin_infos()}
+        except Exception:  # a manager of another kind: no names to offer
+            return set()
 
     def _culprit(self, hook: str, error: Exception) -> str | None:
         """The name of the plugin whose implementation of ``hook`` raised ``error``, if its
