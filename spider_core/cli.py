@@ -36,8 +36,9 @@ EXIT_STATUSES = """\
 exit status:
   0  success
   1  the task failed (for build-package: the build failed; for batch: some request did not succeed)
-  2  usage error or bad input (bad JSON argument, bad package name, missing package directory or task,
-     a package that is missing or cannot be loaded: an InTaskFailure with InvalidLibrary, as batch records it)
+  2  usage error or bad input (bad JSON argument, bad package name, missing package directory or
+     task, a package that is missing or cannot be loaded: the InTaskFailure with InvalidLibrary
+     that batch records as a task_failure)
   3  the task hit its hard timeout
   4  the executor crashed
   5  internal error (the pool could not serve the call)
