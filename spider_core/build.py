@@ -66,7 +66,9 @@ def build_package(
     """Build the C package in ``src`` and return the path of the library.
 
     The package name is the source directory's name. The library is compiled to a temporary
-    file and moved into place, so a running executor never sees a half-written one.
+    file and moved into place, so a running executor never sees a half-written one. A failed
+    build removes the directories it created, and its message names the target library, not
+    the temporary file.
 
     :param cc: The compiler command; defaults to ``$CC``, then ``cc``.
     :param cflags: Extra compiler flags, after ``$CFLAGS``.
@@ -91,32 +93,70 @@ def build_package(
     target_dir = Path(out) / name
     target = target_dir / f"lib{name}.so"
     env_cflags = _split(os.environ.get("CFLAGS", ""), "$CFLAGS")
-    try:
-        target_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".lib{name}.", suffix=".so.tmp", dir=target_dir)
-    except OSError as e:
-        raise PackageSourceError(f"cannot write to output directory {target_dir}: {e.strerror}") from None
-    os.close(fd)
-    argv = [*command, *BASE_CFLAGS, f"-I{get_include()}", *env_cflags, *cflags, *map(str, sources), "-o", tmp]
+    created = _missing_directories(target_dir)
+    built = False
+    tmp: str | None = None
     try:
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True)
+            target_dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".lib{name}.", suffix=".so.tmp", dir=target_dir)
         except OSError as e:
-            raise BuildError(f"cannot run C compiler {command[0]!r}: {e.strerror}") from None
-        if proc.returncode != 0:
-            message = (proc.stderr or proc.stdout).strip() or "(the compiler printed nothing)"
-            raise BuildError(
-                f"compiling package {name!r} from {src} failed "
-                f"(compiler exit status {proc.returncode}):\n{message}"
-            )
-        if check:
-            _check_library(tmp, name)
+            raise PackageSourceError(f"cannot write to output directory {target_dir}: {e.strerror}") from None
+        os.close(fd)
+        argv = [*command, *BASE_CFLAGS, f"-I{get_include()}", *env_cflags, *cflags, *map(str, sources), "-o", tmp]
+        try:
+            _compile(argv, command[0], name, src)
+            if check:
+                _check_library(tmp, name)
+        except BuildError as e:
+            # The library is built under a temporary name; messages name the one it was for.
+            raise BuildError(_named(str(e), tmp, target)) from None
         os.chmod(tmp, 0o755 & ~_umask())  # as the compiler would make it, not mkstemp's 0600
         os.replace(tmp, target)
+        built = True
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if not built:
+            _remove_empty(created)  # a failed build leaves no directory it made
     return target
+
+
+def _compile(argv: list[str], compiler: str, name: str, src: Path) -> None:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True)
+    except OSError as e:
+        raise BuildError(f"cannot run C compiler {compiler!r}: {e.strerror}") from None
+    if proc.returncode != 0:
+        message = (proc.stderr or proc.stdout).strip() or "(the compiler printed nothing)"
+        raise BuildError(
+            f"compiling package {name!r} from {src} failed (compiler exit status {proc.returncode}):\n{message}"
+        )
+
+
+def _named(message: str, tmp: str, target: Path) -> str:
+    """``message`` with the temporary library's name replaced by the target's."""
+    return message.replace(tmp, str(target)).replace(os.path.basename(tmp), target.name)
+
+
+def _missing_directories(path: Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _remove_empty(directories: list[Path]) -> None:
+    """Remove each of ``directories`` (deepest first) that is empty; keep the others."""
+    for directory in directories:
+        try:
+            directory.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:  # not empty: someone else wrote there, and so into its parents
+            return
 
 
 def _check_library(path: str, name: str) -> None:

@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,10 +36,17 @@ EXIT_STATUSES = """\
 exit status:
   0  success
   1  the task failed (for build-package: the build failed; for batch: some request did not succeed)
-  2  usage error or bad input (bad JSON argument, bad package name, missing package, task or directory)
+  2  usage error or bad input (bad JSON argument, bad package name, missing package directory or
+     task, a package that is missing or cannot be loaded: the InTaskFailure with InvalidLibrary
+     that batch records as a task_failure)
   3  the task hit its hard timeout
   4  the executor crashed
   5  internal error (the pool could not serve the call)
+  129  ended by SIGHUP
+  130  ended by SIGINT (Ctrl-C)
+  143  ended by SIGTERM
+       (on these three the running tasks are cancelled and every executor is reaped; batch keeps
+       every line it wrote and writes none for the cancelled requests)
 """
 
 DEFAULT_TIMEOUT = 60.0
@@ -104,6 +113,20 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+_BYTES = re.compile(r"([0-9]+)\s*(?:([KMG])(?:iB)?)?", re.IGNORECASE | re.ASCII)
+
+
+def byte_count(text: str) -> int:
+    """A size in bytes: a whole number, optionally with K, M or G (KiB, MiB, GiB: powers of 1024)."""
+    match = _BYTES.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes (such as 134217728, 128M or 1G)")
+    value = int(match[1]) << (10 * " KMG".index((match[2] or " ").upper()))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1 byte")
+    return value
+
+
 def plugin_failed(doing: str, error: Exception) -> CliError:
     """The error for a plugin hook that raised: an internal error, with how to get around it."""
     return CliError(
@@ -113,8 +136,11 @@ def plugin_failed(doing: str, error: Exception) -> CliError:
     )
 
 
-def check_package_exists(pm: Any, package: str, package_dir: Path) -> None:
-    """Resolve ``package`` in the parent first, so a typo is a usage error, not a task failure."""
+def check_package(pm: Any, package: str, package_dir: Path) -> None:
+    """Check ``package``'s name, and that the plugins can look for it (a resolver that raises
+    is a plugin's bug, exit 5), before starting the pool. Whether the package is there and
+    loads is the pool's answer: an ``InTaskFailure`` with ``InvalidLibrary`` (or another of
+    ``PACKAGE_ERRORS``), reported as ``spider batch`` and the API report it."""
     from spider_core.tdl import InvalidPackageName, validate_package_name
 
     try:
@@ -125,13 +151,11 @@ def check_package_exists(pm: Any, package: str, package_dir: Path) -> None:
 
     pm.require("spider_resolve_package")  # PluginError: every resolver is blocked (exit 5)
     try:
-        found = pm.hook.spider_resolve_package(package=package, package_dir=package_dir)
-    except (ExecutorError, OSError) as e:
-        raise CliError(f"cannot look for package {package!r}: {e}") from None
+        pm.hook.spider_resolve_package(package=package, package_dir=package_dir)
+    except (ExecutorError, OSError):
+        pass  # the executor meets it too, and its InvalidLibrary says why
     except Exception as e:  # a plugin's bug
         raise plugin_failed(f"looking for package {package!r}", e) from None
-    if found is None:
-        raise CliError(pm.no_such_package(package, package_dir))
 
 
 def _os_reason(e: BaseException) -> str:
@@ -160,6 +184,8 @@ def log_dir_of(args: argparse.Namespace) -> Path | None:
 def make_config(args: argparse.Namespace, package_dir: Path, **extra: Any) -> Any:
     from spider_core.models import PoolConfig
 
+    if args.max_frame_size is not None:
+        extra["max_frame_size"] = args.max_frame_size
     return PoolConfig(package_dir=package_dir, log_dir=log_dir_of(args), em_id="spider-cli", **extra)
 
 
@@ -184,7 +210,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def run() -> Any:
         pool = ProcessPool(config)
-        check_package_exists(pool.pm, args.package, package_dir)
+        check_package(pool.pm, args.package, package_dir)
         async with pool:
             return await pool.execute(
                 ExecuteRequest(package=args.package, task=args.task, inputs=inputs), hard_timeout=args.timeout
@@ -309,8 +335,9 @@ def vars_of(obj: Any) -> dict[str, Any]:
 
 def cmd_plugins(args: argparse.Namespace) -> int:
     from spider_core.plugin import get_plugin_manager
+    from spider_core.plugin.manager import ENV_DISABLE
 
-    pm = get_plugin_manager()
+    pm = get_plugin_manager(tolerate_broken=True)  # the command that tells what is wrong must work
     infos = pm.plugin_infos()
     if args.json:
         for info in infos:
@@ -319,8 +346,13 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     rows = [["NAME", "DISTRIBUTION", "STATUS", "HOOKS"]]
     for info in infos:
         dist = f"{info.distribution} {info.version}" if info.distribution else "-"
-        rows.append([info.name, dist, info.status, ", ".join(info.hooks) or "-"])
+        status = f"broken: {info.error}" if info.status == "broken" else info.status
+        rows.append([info.name, dist, status, ", ".join(info.hooks) or "-"])
     print_table(rows)
+    broken = [info.name for info in infos if info.status == "broken"]
+    if broken:
+        print(f"\nthe other commands fail until each broken plugin is fixed or disabled: "
+              f"{ENV_DISABLE}={','.join(broken)}")
     return EXIT_OK
 
 
@@ -391,6 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"hard timeout per task (default: {DEFAULT_TIMEOUT:g})")
         p.add_argument("--log-dir", type=directory, metavar="DIR",
                        help="write each executor's log to DIR/spider-cli-<id>.log (default: discard)")
+        p.add_argument("--max-frame-size", type=byte_count, metavar="BYTES",
+                       help="largest message to or from an executor, such as 128M: larger inputs or outputs "
+                            "fail the request (default: 64M)")
 
     run = command("run", "run one task and print its outputs as a JSON array",
                   "Run TASK of PACKAGE with ARGs (each a JSON value: 10, '\"text\"', '[1,2]') and print "
@@ -455,16 +490,83 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _LogFormatter(logging.Formatter):
+    """``spider: LEVEL: logger: message``, one line: a traceback attached to a record (a plugin's
+    hook that raised) is shown only with ``-v``."""
+
+    def __init__(self, verbose: bool) -> None:
+        super().__init__("spider: %(levelname)s: %(name)s: %(message)s")
+        self.verbose = verbose
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self.verbose:
+            return super().format(record)
+        return " ".join(self.formatMessage(_with_message(record)).splitlines())
+
+
+def _with_message(record: logging.LogRecord) -> logging.LogRecord:
+    record.message = record.getMessage()
+    return record
+
+
+class _Signals:
+    """SIGTERM and SIGHUP end a command as SIGINT does: each is handed to SIGINT's handler
+    (``asyncio.run``'s cancels the main task, so the pool reaps its executors and a batch
+    cancels its running requests; Python's raises ``KeyboardInterrupt``), and :func:`main`
+    reports the signal that came. A signal ignored when spider starts (``nohup``) stays
+    ignored."""
+
+    HANDLED = (signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._saved: dict[int, Any] = {}
+
+    def __enter__(self) -> _Signals:
+        for signum in self.HANDLED:
+            try:
+                if signal.getsignal(signum) is signal.SIG_DFL:
+                    self._saved[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread: signals stay as they are
+                break
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._saved.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is None:
+            self.received = signum
+        on_interrupt = signal.getsignal(signal.SIGINT)
+        if not callable(on_interrupt):  # SIGINT is ignored, but this signal is not
+            raise KeyboardInterrupt
+        on_interrupt(signal.SIGINT, frame)
+
+    def exit_status(self) -> int:
+        """Print the one line for the interruption; its exit status (128 + the signal)."""
+        signum = self.received or signal.SIGINT
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            print("spider: interrupted" if signum == signal.SIGINT else "spider: terminated", file=sys.stderr)
+        return 128 + signum
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    with _Signals() as signals:
+        return _main(argv, signals)
+
+
+def _main(argv: Sequence[str] | None, signals: _Signals) -> int:
     try:
         args = build_parser().parse_args(argv)
     except KeyboardInterrupt:
-        print("spider: interrupted", file=sys.stderr)
-        return 130
+        return signals.exit_status()
     if sys.stdout is None and args.func is not cmd_batch:  # started with stdout closed (`>&-`)
         print("spider: error: cannot write output: standard output is closed", file=sys.stderr)
         return EXIT_INTERNAL
-    logging.basicConfig(format="spider: %(levelname)s: %(name)s: %(message)s", level=logging.WARNING)
+    handler = logging.StreamHandler()
+    handler.setFormatter(_LogFormatter(verbose=args.verbose))
+    logging.basicConfig(handlers=[handler], level=logging.WARNING)
     if not args.verbose:
         # Crashes and timeouts are reported as outcomes; the pool's own warnings repeat them.
         logging.getLogger("spider_core.pool").setLevel(logging.ERROR)
@@ -480,9 +582,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PluginError as e:  # a plugin that cannot load, or a required hook nobody provides
         print(f"spider: error: {e}", file=sys.stderr)
         return EXIT_INTERNAL
-    except KeyboardInterrupt:
-        print("spider: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt:  # SIGINT, SIGTERM or SIGHUP
+        return signals.exit_status()
     except OSError as e:  # writing our own output failed (a full disk, a closed stdout)
         with contextlib.suppress(OSError):
             print(f"spider: error: cannot write output: {_os_reason(e)}", file=sys.stderr)

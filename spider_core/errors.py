@@ -24,7 +24,8 @@ class NotRunning(InternalError):
 
 
 class ExecutorCreationFailure(InternalError):
-    """An executor process could not be started or never became ready."""
+    """An executor process could not be started or never became ready; also raised by
+    ``start()`` when ``PoolConfig.package_dir`` is not a directory."""
 
 
 class InvalidRequest(InternalError):

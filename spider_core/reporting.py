@@ -10,7 +10,15 @@ from typing import Any
 
 from spider_core.errors import describe_error, describe_outcome
 from spider_core.models import ExecutorCrash, InTaskFailure, Success, Timeout
-from spider_core.tdl import TaskError, TdlErrorKind, is_utf8
+from spider_core.tdl import (
+    DuplicatePackage,
+    IncompatibleVersion,
+    InvalidLibrary,
+    InvalidUtf8,
+    TaskError,
+    TdlErrorKind,
+    is_utf8,
+)
 
 EXIT_OK = 0
 EXIT_TASK_FAILURE = 1
@@ -18,6 +26,12 @@ EXIT_USAGE = 2
 EXIT_TIMEOUT = 3
 EXIT_CRASH = 4
 EXIT_INTERNAL = 5
+
+#: The errors of an ``InTaskFailure`` that say the package is missing or cannot be loaded: the
+#: request named something unusable, so ``spider run`` exits with ``EXIT_USAGE`` for them, as
+#: for a task the package does not have. (``PackageInitError`` is not one: the package loaded
+#: and its own init code failed, a task failure.)
+PACKAGE_ERRORS = (InvalidLibrary, IncompatibleVersion, DuplicatePackage, InvalidUtf8)
 
 
 def json_default(value: Any) -> Any:
@@ -128,6 +142,8 @@ def outcome_exit_code(outcome: Any) -> int:
         return EXIT_OK
     if isinstance(outcome, InTaskFailure):
         error = outcome.error
+        if isinstance(error, PACKAGE_ERRORS):  # no such package, or one that cannot be loaded
+            return EXIT_USAGE
         if isinstance(error, TaskError) and error.error.kind is TdlErrorKind.TaskNotFound:
             return EXIT_USAGE
         return EXIT_TASK_FAILURE

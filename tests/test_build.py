@@ -132,6 +132,26 @@ def test_a_library_without_the_symbols_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "noexport" / "libnoexport.so").exists()
 
 
+
+@pytest.mark.slow
+def test_a_failed_build_leaves_no_directory_it_made_and_names_no_temporary_file(tmp_path: Path) -> None:
+    noexport = write_c_package(tmp_path, "noexport", "int foo(void) { return 1; }\n")
+    broken = write_c_package(tmp_path, "broken", "int main(void) { return nope; }\n")
+    out = tmp_path / "out" / "deeper"
+    done = spider("build-package", str(noexport), "--out", str(out))
+    assert_one_clear_line(done, 1, f"not a spider-tdl package: {out / 'noexport' / 'libnoexport.so'}: undefined symbol")
+    assert ".tmp" not in done.stderr and ".libnoexport." not in done.stderr
+    assert not (tmp_path / "out").exists()  # neither <out>/<name>/ nor the <out> it made
+    assert_one_clear_line(spider("build-package", str(broken), "--out", str(out)), 1, "compiling package 'broken'")
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "mine").mkdir()  # a directory the build did not make is kept, only what it made goes
+    assert spider("build-package", str(noexport), "--out", str(tmp_path / "mine")).returncode == 1
+    assert list((tmp_path / "mine").iterdir()) == []
+    with pytest.raises(BuildError) as info:
+        build_package(noexport, out)
+    assert ".tmp" not in str(info.value) and str(out / "noexport" / "libnoexport.so") in str(info.value)
+    assert not (tmp_path / "out").exists()
+
 @pytest.mark.slow
 def test_a_package_built_under_another_name_is_refused(tmp_path: Path) -> None:
     import shutil

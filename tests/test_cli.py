@@ -113,6 +113,38 @@ def test_exit_2_bad_input(run, args: list[str], message: str) -> None:
     assert message in one_clear_line(done)
 
 
+
+@pytest.mark.slow
+def test_a_missing_or_unloadable_package_is_one_error_in_run_batch_and_the_api(package_dir: Path, tmp_path: Path) -> None:
+    import spider_core as sc
+    from spider_core.reporting import outcome_record
+
+    packages = tmp_path / "packages"
+    packages.mkdir()
+    (packages / PKG).symlink_to(package_dir / PKG)
+    (packages / "junk").mkdir()
+    (packages / "junk" / "libjunk.so").write_bytes(b"not a library")
+    names = ["absent", "junk"]
+    with sc.SyncProcessPool(sc.PoolConfig(package_dir=packages)) as pool:
+        api = {name: pool.execute(sc.ExecuteRequest(package=name, task="fibonacci", inputs=[3]), hard_timeout=10)
+               for name in names}
+    requests = write_requests(tmp_path / "r.jsonl", [{**call(name, "fibonacci", 3), "package": name} for name in names])
+    done = spider("batch", str(requests), "--out", str(tmp_path / "o.jsonl"), "--package-dir", str(packages), "--quiet")
+    assert done.returncode == 1
+    batch = {r["id"]: r for r in results(tmp_path / "o.jsonl")}
+    for name in names:
+        outcome = api[name]
+        assert isinstance(outcome, sc.InTaskFailure) and isinstance(outcome.error, sc.InvalidLibrary), outcome
+        expected = {key: outcome_record(outcome)[key] for key in ("outcome", "error", "message")}
+        done = spider("run", "--package-dir", str(packages), name, "fibonacci", "3", "--json")
+        assert done.returncode == 2, done.stderr
+        record = json.loads(done.stdout)
+        assert one_clear_line(done) == f"spider: {name}/fibonacci: {record['message']}"
+        for found in (record, batch[name]):
+            assert {key: found[key] for key in expected} == expected
+    assert "no task package named 'absent'" in batch["absent"]["message"]
+    assert "cannot load" in batch["junk"]["message"]
+
 @pytest.mark.slow
 def test_exit_2_missing_package_dir(tmp_path: Path) -> None:
     done = spider("run", "--package-dir", str(tmp_path / "nope"), PKG, "fibonacci", "1")
@@ -336,7 +368,13 @@ def test_batch_runs_each_piped_request_as_it_arrives(package_dir: Path, tmp_path
 
 
 @pytest.mark.slow
-def test_batch_interrupted_while_waiting_for_input_exits_at_once(package_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("signum", "status", "line"), [
+    pytest.param(signal.SIGINT, 130, "spider: interrupted", id="SIGINT"),
+    pytest.param(signal.SIGTERM, 143, "spider: terminated", id="SIGTERM"),
+    pytest.param(signal.SIGHUP, 129, "spider: terminated", id="SIGHUP"),
+])
+def test_batch_interrupted_while_waiting_for_input_exits_at_once(package_dir: Path, tmp_path: Path, signum: int,
+                                                                 status: int, line: str) -> None:
     out = tmp_path / "o.jsonl"
     runner = subprocess.Popen([str(SPIDER), "batch", "-", "--out", str(out), "--package-dir", str(package_dir)],
                               stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -344,15 +382,15 @@ def test_batch_interrupted_while_waiting_for_input_exits_at_once(package_dir: Pa
         runner.stdin.write(json.dumps(call("a", "fibonacci", 3)) + "\n")
         runner.stdin.flush()
         wait_for_results(out, 1)  # the run is under way and waits for the next line
-        # Only the main thread may take SIGINT: the reader thread blocked in read() blocks it.
+        # Only the main thread may take the signal: the reader thread blocked in read() blocks it.
         threads = [t for t in Path(f"/proc/{runner.pid}/task").iterdir() if t.name != str(runner.pid)]
         assert threads
         for thread in threads:
             blocked = int(re.search(r"^SigBlk:\s*([0-9a-f]+)$", (thread / "status").read_text(), re.M)[1], 16)
-            assert blocked & (1 << (signal.SIGINT - 1)), f"thread {thread.name} would take SIGINT"
-        runner.send_signal(signal.SIGINT)
-        assert runner.wait(10) == 130  # the open stdin does not keep it alive
-        assert "spider: interrupted" in runner.stderr.read() and results(out)[0]["values"] == [2]
+            assert blocked & (1 << (signum - 1)), f"thread {thread.name} would take signal {signum}"
+        runner.send_signal(signum)
+        assert runner.wait(10) == status  # the open stdin does not keep it alive
+        assert runner.stderr.read().splitlines()[-1] == line and results(out)[0]["values"] == [2]
     finally:
         runner.kill()
         runner.wait()
@@ -519,6 +557,143 @@ def test_batch_slots_interrupted_cancels_the_running_requests(package_dir: Path,
         runner.stderr.close()
 
 
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def wait_for_log(path: Path, event: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if path.exists() and f'"event": "{event}"' in path.read_text():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no {event!r} event in {path} after 30 s")
+
+
+SIGNALS = pytest.mark.parametrize(("signum", "status", "line"), [
+    pytest.param(signal.SIGTERM, 143, "spider: terminated", id="SIGTERM"),
+    pytest.param(signal.SIGHUP, 129, "spider: terminated", id="SIGHUP"),
+    pytest.param(signal.SIGINT, 130, "spider: interrupted", id="SIGINT"),
+])
+
+
+@pytest.mark.slow
+@SIGNALS
+def test_a_signal_ends_run_with_one_line_and_reaps_the_executor(package_dir: Path, tmp_path: Path, signum: int,
+                                                                 status: int, line: str) -> None:
+    runner = subprocess.Popen([str(SPIDER), "run", "--package-dir", str(package_dir), "--log-dir", str(tmp_path),
+                               PKG, "sleep_ms", "20000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_log(tmp_path / "spider-cli-1.log", "package loaded")  # the task is running
+        executors = children(runner.pid)
+        assert len(executors) == 1
+        runner.send_signal(signum)
+        assert runner.wait(10) == status
+        assert (runner.stdout.read(), runner.stderr.read()) == ("", line + "\n")
+        assert [pid for pid in executors if Path(f"/proc/{pid}").exists()] == []  # killed and reaped
+    finally:
+        runner.kill()
+        runner.communicate()
+
+
+@pytest.mark.slow
+@SIGNALS
+def test_a_signal_ends_batch_with_one_line_keeping_the_written_lines(package_dir: Path, tmp_path: Path, signum: int,
+                                                                     status: int, line: str) -> None:
+    requests = write_requests(tmp_path / "r.jsonl", [
+        call("quick", "fibonacci", 5), call("long", "sleep_ms", 20000), call("longer", "sleep_ms", 20000),
+    ])
+    out = tmp_path / "o.jsonl"
+    runner = subprocess.Popen([str(SPIDER), "batch", str(requests), "--out", str(out), "--package-dir", str(package_dir),
+                               "--slots", "2", "--quiet", "--log-dir", str(tmp_path / "logs")],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert [r["id"] for r in wait_for_results(out, 1)] == ["quick"]
+        for executor_id in (1, 2):  # both long requests hold a slot
+            wait_for_log(tmp_path / "logs" / f"spider-cli-{executor_id}.log", "package loaded")
+        executors = children(runner.pid)
+        assert len(executors) == 2
+        runner.send_signal(signum)
+        assert runner.wait(10) == status
+        assert runner.stderr.read() == line + "\n"
+        assert out.read_text().endswith("\n") and [r["id"] for r in results(out)] == ["quick"]
+        assert [pid for pid in executors if Path(f"/proc/{pid}").exists()] == []
+    finally:
+        runner.kill()
+        runner.wait()
+        runner.stderr.close()
+
+
+@pytest.mark.slow
+def test_a_hangup_ignored_by_nohup_stays_ignored(package_dir: Path, tmp_path: Path) -> None:
+    runner = subprocess.Popen([str(SPIDER), "run", "--package-dir", str(package_dir), "--log-dir", str(tmp_path),
+                               PKG, "sleep_ms", "300"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    try:
+        wait_for_log(tmp_path / "spider-cli-1.log", "package loaded")
+        runner.send_signal(signal.SIGHUP)
+        assert runner.wait(10) == 0 and runner.stdout.read() == "[]\n"
+    finally:
+        runner.kill()
+        runner.communicate()
+
+# -- --max-frame-size --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_max_frame_size_sets_the_limit_and_the_error_says_how_to_raise_it(package_dir: Path, tmp_path: Path) -> None:
+    base = ["--package-dir", str(package_dir), "--max-frame-size", "1K"]
+    done = spider("run", *base, PKG, "big", "2000")
+    assert done.returncode == 1
+    assert re.fullmatch(  # the size varies with the encoded elapsed time
+        rf"spider: {PKG}/big: SerializationError: cannot send the task's outputs: message of 20\d\d bytes exceeds "
+        r"the maximum frame size of 1024 bytes \(raise max_frame_size to allow it: PoolConfig\(max_frame_size=\.\.\.\), "
+        r"or --max-frame-size of spider run and spider batch\)",
+        one_clear_line(done),
+    )
+    done = spider("run", *base, PKG, "big", "900")
+    assert (done.returncode, done.stdout) == (0, json.dumps(["x" * 900]) + "\n")
+    requests = write_requests(tmp_path / "r.jsonl", [
+        call("out", "big", 2000), call("in", "sleep_and_echo", ["y" * 2000]), call("ok", "big", 900),
+    ])
+    out = tmp_path / "o.jsonl"
+    done = spider("batch", str(requests), "--out", str(out), *base, "--quiet")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    records = {r["id"]: r for r in results(out)}
+    assert records["out"]["outcome"] == "task_failure" and "--max-frame-size" in records["out"]["message"]
+    assert (records["in"]["outcome"], records["in"]["error"]) == ("invalid_request", "EncodeTaskInputs")
+    assert "--max-frame-size" in records["in"]["message"]
+    assert records["ok"]["outcome"] == "success"
+    assert spider("batch", str(requests), "--out", str(tmp_path / "o2.jsonl"), "--package-dir", str(package_dir),
+                  "--max-frame-size", "3MiB", "--quiet").returncode == 0
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("0", "'0' must be at least 1 byte"),
+    ("1.5M", "'1.5M' is not a number of bytes (such as 134217728, 128M or 1G)"),
+    ("-1", "'-1' is not a number of bytes"),
+    ("12 parsecs", "'12 parsecs' is not a number of bytes"),
+])
+@pytest.mark.parametrize("command", ["run", "batch"])
+def test_bad_max_frame_size_is_a_usage_error(package_dir: Path, tmp_path: Path, command: str, value: str,
+                                             message: str) -> None:
+    args = [PKG, "fibonacci", "1"] if command == "run" else [str(tmp_path / "r.jsonl"), "--out", str(tmp_path / "o")]
+    done = spider(command, "--package-dir", str(package_dir), *args, f"--max-frame-size={value}")
+    assert done.returncode == 2
+    assert one_clear_line(done).startswith(f"spider: error: {command}: argument --max-frame-size: {message}")
+    assert not (tmp_path / "o").exists()
+
 # -- spider packages, plugins, build-package ---------------------------------------------------
 
 
@@ -602,19 +777,75 @@ def test_bench_quick_writes_a_report(package_dir: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_plugin_that_fails_to_import_is_one_line(package_dir: Path, tmp_path: Path) -> None:
+def test_a_plugin_that_fails_to_import_is_listed_as_broken_and_fails_the_other_commands_in_one_line(
+    package_dir: Path, tmp_path: Path
+) -> None:
     from helpers import make_distribution
 
     root = make_distribution(tmp_path / "site", "spider-broken", "brokenplugin", "raise RuntimeError('boom')\n", "broken")
-    env = {"PYTHONPATH": str(root)}
-    for args in (["plugins"], ["run", "--package-dir", str(package_dir), PKG, "fibonacci", "1"]):
+    typo = make_distribution(tmp_path / "typo", "spider-typo", "typoplugin",
+                             "from spider_core import hookimpl\n@hookimpl\ndef spider_no_such_hook():\n    pass\n", "typo")
+    env = {"PYTHONPATH": f"{root}:{typo}"}
+    done = spider("plugins", env=env)
+    assert (done.returncode, done.stderr) == (0, "")
+    rows = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
+    assert re.fullmatch(r"broken +spider-broken 1\.2\.3 +broken: RuntimeError: boom +-", rows["broken"])
+    assert "broken: PluginValidationError: unknown hook 'spider_no_such_hook'" in rows["typo"]
+    assert rows["spider_libso"].split()[3] == "default"
+    assert done.stdout.rstrip().endswith(
+        "the other commands fail until each broken plugin is fixed or disabled: SPIDER_DISABLE_PLUGINS=broken,typo"
+    )
+    records = {r["name"]: r for r in map(json.loads, spider("plugins", "--json", env=env).stdout.splitlines())}
+    assert (records["broken"]["status"], records["broken"]["error"]) == ("broken", "RuntimeError: boom")
+    assert records["spider_libso"]["error"] is None
+    for args in (["run", "--package-dir", str(package_dir), PKG, "fibonacci", "1"],
+                 ["packages", "--package-dir", str(package_dir)]):
         done = spider(*args, env=env)
         assert done.returncode == 5
         assert one_clear_line(done) == (
             "spider: error: plugin 'broken' (from spider-broken) failed to import: RuntimeError: boom; "
             "disable it with SPIDER_DISABLE_PLUGINS=broken"
         )
-    assert spider("plugins", env={**env, "SPIDER_DISABLE_PLUGINS": "broken"}).returncode == 0
+    done = spider("run", "--package-dir", str(package_dir), PKG, "fibonacci", "1", env={**env, "SPIDER_DISABLE_PLUGINS": "broken"})
+    assert done.returncode == 5
+    assert one_clear_line(done).startswith("spider: error: plugin 'typo' (from spider-typo) is invalid: ")
+    blocked = {**env, "SPIDER_DISABLE_PLUGINS": "broken,typo"}
+    done = spider("plugins", env=blocked)
+    assert done.returncode == 0 and "broken:" not in done.stdout and "fails until" not in done.stdout
+    assert spider("run", "--package-dir", str(package_dir), PKG, "fibonacci", "1", env=blocked).stdout == "[1]\n"
+
+
+FAILING_LIFECYCLE_HOOK = """
+from spider_core import hookimpl
+
+@hookimpl
+def spider_task_finished(request, outcome):
+    raise KeyError("metrics bug")
+"""
+
+
+@pytest.mark.slow
+def test_a_lifecycle_hook_that_raises_is_one_warning_line_and_a_traceback_only_with_v(
+    package_dir: Path, tmp_path: Path
+) -> None:
+    from helpers import make_distribution
+
+    root = make_distribution(tmp_path / "site", "spider-metrics", "metricsplugin", FAILING_LIFECYCLE_HOOK, "metrics")
+    env = {"PYTHONPATH": str(root)}
+    warning = (
+        "spider: WARNING: spider_core.plugins: a spider_task_finished hook failed (plugin 'metrics'; logged once "
+        "per pool; SPIDER_DISABLE_PLUGINS=metrics disables it): KeyError: 'metrics bug'"
+    )
+    done = spider("run", "--package-dir", str(package_dir), PKG, "fibonacci", "3", env=env)
+    assert (done.returncode, done.stdout) == (0, "[2]\n")
+    assert one_clear_line(done) == warning
+    requests = write_requests(tmp_path / "r.jsonl", [call(str(n), "fibonacci", n) for n in range(4)])
+    done = spider("batch", str(requests), "--out", str(tmp_path / "o"), "--package-dir", str(package_dir), env=env)
+    assert done.returncode == 0 and "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[0] == warning and done.stderr.count("hook failed") == 1  # once per pool
+    done = spider("-v", "run", "--package-dir", str(package_dir), PKG, "fibonacci", "3", env=env)
+    assert done.returncode == 0 and done.stderr.startswith(warning + "\nTraceback (most recent call last):\n")
+    assert done.stderr.rstrip().endswith("KeyError: 'metrics bug'")
 
 
 BUGGY_PLUGIN = """

@@ -206,6 +206,52 @@ def test_plugin_that_fails_to_import(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert get_plugin_manager(PluginSettings(blocked={"broken"})).get_plugin("broken") is None
 
 
+
+HALF_VALID = """
+    from spider_core import hookimpl
+
+
+    @hookimpl
+    def spider_executor_started(executor_id):
+        pass
+
+
+    @hookimpl
+    def spider_task_finished(request, no_such_argument):
+        pass
+"""
+
+
+def test_broken_plugins_are_listed_when_tolerated_and_refused_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for dist, module, source, name in [
+        ("spider-broken", "brokenplugin", "raise RuntimeError('boom\\nsecond line')\n", "broken"),
+        ("spider-halfvalid", "halfvalid", HALF_VALID, "halfvalid"),
+        ("spider-typo", "typoplugin", "from spider_core import hookimpl\n@hookimpl\ndef spider_no_such_hook():\n    pass\n",
+         "typo"),
+    ]:
+        monkeypatch.syspath_prepend(str(make_distribution(tmp_path / name, dist, module, source, name)))
+    pm = get_plugin_manager(PluginSettings(), tolerate_broken=True)
+    infos = {i.name: i for i in pm.plugin_infos()}
+    assert (infos["broken"].status, infos["broken"].error) == ("broken", "RuntimeError: boom second line")
+    assert infos["halfvalid"].status == "broken" and "no_such_argument" in infos["halfvalid"].error
+    assert infos["typo"].status == "broken" and "unknown hook 'spider_no_such_hook'" in infos["typo"].error
+    assert all("\n" not in i.error for i in infos.values() if i.error)
+    assert infos["spider_libso"].status == "default" and infos["spider_libso"].error is None
+    # Nothing of a broken plugin stays registered, not even the hooks it got right.
+    assert [pm.get_plugin(n) for n in ("broken", "halfvalid", "typo")] == [None, None, None]
+    assert pm.implementers("spider_executor_started") == []
+    with pytest.raises(PluginError, match=r"^plugin 'broken' \(from spider-broken\) failed to import: RuntimeError: boom"):
+        get_plugin_manager(PluginSettings(blocked={"halfvalid", "typo"}))
+    with pytest.raises(PluginError, match=r"^plugin 'halfvalid' \(from spider-halfvalid\) is invalid: .*no_such_argument"):
+        get_plugin_manager(PluginSettings(blocked={"broken", "typo"}))
+    with pytest.raises(PluginError, match=r"^plugin 'typo' \(from spider-typo\) is invalid: PluginValidationError: "
+                                          r"unknown hook 'spider_no_such_hook'.*; disable it with SPIDER_DISABLE_PLUGINS=typo$"):
+        get_plugin_manager(PluginSettings(blocked={"broken", "halfvalid"}))
+    pm = get_plugin_manager(PluginSettings(blocked={"broken", "halfvalid", "typo"}))
+    assert {i.name: i.status for i in pm.plugin_infos()}["halfvalid"] == "blocked"
+
 def test_trace_hooks_logs_calls(caplog: pytest.LogCaptureFixture, package_dir: Path) -> None:
     pm = get_plugin_manager(PluginSettings(autoload=False, trace=True))
     with caplog.at_level(logging.INFO, logger="spider_core.plugins"):

@@ -722,6 +722,18 @@ def test_recycle_reason(package_dir: Path) -> None:
     assert reasons == ["recycle", "shutdown"]
 
 
+
+@pytest.mark.parametrize(("make", "problem"), [(None, "does not exist"), ("file", "is not a directory")])
+def test_start_refuses_a_package_dir_that_is_not_a_directory(tmp_path: Path, make: str | None, problem: str) -> None:
+    path = tmp_path / "packages"
+    if make == "file":
+        path.write_text("")
+    pool = sc.ProcessPool(sc.PoolConfig(package_dir=path, plugin_autoload=False, log_dir=tmp_path / "logs"))
+    with pytest.raises(sc.ExecutorCreationFailure) as info:
+        run(pool.start())
+    assert str(info.value) == f"cannot start the pool: its package_dir {path} {problem}"
+    assert pool.pids == () and not (tmp_path / "logs").exists()  # no executor was spawned
+
 def test_a_failing_hook_does_not_break_execute(config, caplog) -> None:
     class Broken:
         @sc.hookimpl
@@ -735,11 +747,16 @@ def test_a_failing_hook_does_not_break_execute(config, caplog) -> None:
         async with sc.ProcessPool(config, plugin_manager=pm) as pool:
             return [await pool.execute(req("fibonacci", 10), 5) for _ in range(3)]
 
-    caplog.set_level(logging.DEBUG, logger="spider_core.pool")
+    caplog.set_level(logging.DEBUG, logger="spider_core.plugins")
     assert [outcome.values for outcome in run(main())] == [[55]] * 3
     failures = [r for r in caplog.records if "spider_task_finished hook failed" in r.getMessage()]
-    assert [r.levelno for r in failures] == [logging.ERROR, logging.DEBUG, logging.DEBUG]
-    assert failures[0].exc_info is not None and "RuntimeError: plugin bug" in failures[0].getMessage()
+    assert [r.levelno for r in failures] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+    assert {r.name for r in failures} == {"spider_core.plugins"}
+    name = pm.get_name(next(p for p in pm.get_plugins() if isinstance(p, Broken)))
+    assert failures[0].getMessage() == (
+        f"a spider_task_finished hook failed (plugin {name!r}; logged once per pool): RuntimeError: plugin bug"
+    )  # registered by the program, not an installed plugin SPIDER_DISABLE_PLUGINS could block
+    assert failures[0].exc_info is not None  # for a handler that shows it (spider -v does)
     assert all(r.exc_info is None for r in failures[1:])
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import subprocess
 import sys
 import types
@@ -118,11 +119,15 @@ def test_readme_plugin_examples_import_only_the_plugin_api() -> None:
 
 def test_readme_exit_status_table_matches_the_cli() -> None:
     from spider_core import reporting
+    from spider_core.cli import EXIT_STATUSES
 
     for code, name in [(0, "EXIT_OK"), (1, "EXIT_TASK_FAILURE"), (2, "EXIT_USAGE"), (3, "EXIT_TIMEOUT"),
                        (4, "EXIT_CRASH"), (5, "EXIT_INTERNAL")]:
         assert getattr(reporting, name) == code
         assert f"\n| {code} | " in README
+    for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):  # 128 + the signal that ended it
+        assert f"\n| {128 + signum} | ended by {signum.name}" in README
+        assert f"\n  {128 + signum}  ended by {signum.name}" in EXIT_STATUSES
 
 
 def test_readme_config_table_lists_every_field() -> None:

@@ -17,7 +17,16 @@ from spider_core.reporting import (
     signal_name,
     to_json,
 )
-from spider_core.tdl import InvalidLibrary, PackageInitError, TaskError, TdlError, TdlErrorKind, encode_values
+from spider_core.tdl import (
+    IncompatibleVersion,
+    InvalidLibrary,
+    PackageInitError,
+    TaskError,
+    TdlError,
+    TdlErrorKind,
+    Version,
+    encode_values,
+)
 
 SUCCESS = sc.Success(outputs=encode_values([55]), elapsed_us=12, executor_id=3)
 BOOM = sc.InTaskFailure(error=TaskError(TdlError(TdlErrorKind.ExecutionError, "boom")), elapsed_us=7, executor_id=2)
@@ -183,7 +192,9 @@ def test_outcome_record_refuses_what_is_not_an_outcome() -> None:
 
 @pytest.mark.parametrize(
     ("outcome", "code"),
-    [(SUCCESS, 0), (BOOM, 1), (NO_LIBRARY, 1), (NO_TASK, 2), (TIMEOUT, 3), (SEGFAULT, 4), (EXIT_3, 4), ("done", 5)],
+    [(SUCCESS, 0), (BOOM, 1), (NO_LIBRARY, 2), (NO_TASK, 2), (TIMEOUT, 3), (SEGFAULT, 4), (EXIT_3, 4), ("done", 5),
+     (sc.InTaskFailure(error=IncompatibleVersion(Version(0, 2, 0), Version(0, 1, 0)), elapsed_us=0), 2),
+     (sc.InTaskFailure(error=PackageInitError(TdlError(TdlErrorKind.ExecutionError, "init")), elapsed_us=0), 1)],
 )
 def test_outcome_exit_code(outcome: object, code: int) -> None:
     assert outcome_exit_code(outcome) == code

@@ -80,7 +80,8 @@ class MsgpackFraming:
         if len(body) > self.max_frame_size:
             raise FramingError(
                 f"message of {len(body)} bytes exceeds the maximum frame size of "
-                f"{self.max_frame_size} bytes (raise PoolConfig.max_frame_size to allow it)"
+                f"{self.max_frame_size} bytes (raise max_frame_size to allow it: PoolConfig(max_frame_size=...), "
+                "or --max-frame-size of spider run and spider batch)"
             )
         return _HEADER.pack(len(body)) + body
 

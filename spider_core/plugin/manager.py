@@ -92,10 +92,18 @@ class PluginInfo:
     """What ``spider plugins`` lists about one plugin."""
 
     name: str
-    status: str  # "default", "third-party" or "blocked"
+    status: str  # "default", "third-party", "blocked" or "broken"
     distribution: str | None = None
     version: str | None = None
     hooks: tuple[str, ...] = ()
+    #: Why a broken plugin could not be loaded, in one line.
+    error: str | None = None
+
+
+def _one_line(error: BaseException) -> str:
+    """``Type: message`` of ``error`` on one line."""
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 class SpiderPluginManager(pluggy.PluginManager):
@@ -105,26 +113,57 @@ class SpiderPluginManager(pluggy.PluginManager):
         super().__init__(spec.PROJECT_NAME)
         self.settings = settings
         self._origins: dict[str, tuple[str, str | None, str | None]] = {}
+        self._broken: dict[str, str] = {}
 
     def record_origin(self, name: str, status: str, dist: str | None, version: str | None) -> None:
         self._origins[name] = (status, dist, version)
 
     def plugin_infos(self) -> list[PluginInfo]:
-        """Every default and entry-point plugin, registered or blocked."""
+        """Every default and entry-point plugin, registered, blocked or broken."""
         infos = []
         for name, (status, dist, version) in self._origins.items():
             plugin = self.get_plugin(name)
             hooks = tuple(sorted(h.name for h in self.get_hookcallers(plugin) or ())) if plugin else ()
+            if self.is_blocked(name):
+                status = "blocked"
+            elif name in self._broken:
+                status = "broken"
             infos.append(
                 PluginInfo(
                     name=name,
-                    status="blocked" if self.is_blocked(name) else status,
+                    status=status,
                     distribution=dist,
                     version=version,
                     hooks=hooks,
+                    error=self._broken.get(name),
                 )
             )
         return infos
+
+    def _broken_plugin(self, name: str, problem: str, error: BaseException, tolerate: bool) -> None:
+        """Plugin ``name`` cannot be used: a :class:`PluginError` naming it and how to disable
+        it, or (``tolerate``) a note that ``plugin_infos`` lists it as broken."""
+        if tolerate:
+            self._broken[name] = _one_line(error)
+            return
+        status, dist, _ = self._origins.get(name, ("third-party", None, None))
+        if status == "default":
+            raise PluginError(
+                f"default plugin {name!r} {problem}: {_one_line(error)}; reinstall spider-core, or disable "
+                f"it with {ENV_DISABLE}={name}"
+            ) from error
+        raise PluginError(
+            f"plugin {name!r} (from {dist or 'an unknown distribution'}) {problem}: {_one_line(error)}; "
+            f"disable it with {ENV_DISABLE}={name}"
+        ) from error
+
+    def _register_checked(self, plugin: Any, name: str, tolerate: bool) -> None:
+        try:
+            self.register(plugin, name=name)
+        except Exception as e:  # a hookimpl that does not match its spec, a plugin registered twice
+            if self.get_plugin(name) is plugin:  # pluggy keeps what it registered before the bad hookimpl
+                self.unregister(plugin)
+            self._broken_plugin(name, "is invalid", e, tolerate)
 
     def implementers(self, hook_name: str) -> list[str]:
         caller = getattr(self.hook, hook_name)
@@ -162,7 +201,7 @@ class SpiderPluginManager(pluggy.PluginManager):
         return result
 
 
-def _load_entry_points(pm: SpiderPluginManager) -> None:
+def _load_entry_points(pm: SpiderPluginManager, tolerate: bool) -> None:
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist.name if ep.dist else None
         version = ep.dist.version if ep.dist else None
@@ -172,11 +211,21 @@ def _load_entry_points(pm: SpiderPluginManager) -> None:
         try:
             plugin = ep.load()
         except Exception as e:
-            raise PluginError(
-                f"plugin {ep.name!r} (from {dist or 'an unknown distribution'}) failed to import: "
-                f"{type(e).__name__}: {e}; disable it with {ENV_DISABLE}={ep.name}"
-            ) from e
-        pm.register(plugin, name=ep.name)
+            pm._broken_plugin(ep.name, "failed to import", e, tolerate)
+            continue
+        pm._register_checked(plugin, ep.name, tolerate)
+
+
+def _check_pending(pm: SpiderPluginManager, tolerate: bool) -> None:
+    """Refuse (or set aside as broken) each plugin implementing a hook nobody specified."""
+    while True:
+        try:
+            pm.check_pending()
+            return
+        except pluggy.PluginValidationError as e:
+            name = pm.get_name(e.plugin) or repr(e.plugin)
+            pm._broken_plugin(name, "is invalid", e, tolerate)
+            pm.unregister(e.plugin)
 
 
 def get_plugin_manager(
@@ -184,12 +233,18 @@ def get_plugin_manager(
     *,
     blocked: Iterable[str] = (),
     autoload: bool | None = None,
+    tolerate_broken: bool = False,
 ) -> SpiderPluginManager:
     """A fresh plugin manager: specs, defaults, entry points, then validation.
 
     :param settings: Defaults to :meth:`PluginSettings.from_env`.
     :param blocked: More plugin names to block.
     :param autoload: Override whether entry-point plugins load.
+    :param tolerate_broken: Leave out a plugin that fails to import or does not match the hook
+        specs, listing it as ``broken`` in :meth:`~SpiderPluginManager.plugin_infos` (what
+        ``spider plugins`` does), instead of raising :class:`PluginError`.
+    :raises PluginError: a plugin fails to import or does not match the hook specs (unless
+        ``tolerate_broken``).
     """
     settings = settings or PluginSettings.from_env()
     if blocked:
@@ -207,18 +262,16 @@ def get_plugin_manager(
             continue
         try:
             module = importlib.import_module(module_name)
-        except ImportError as e:
-            raise PluginError(
-                f"default plugin {name!r} failed to import: {type(e).__name__}: {e}; reinstall "
-                f"spider-core, or disable it with {ENV_DISABLE}={name}"
-            ) from e
-        pm.register(module, name=name)
+        except Exception as e:
+            pm._broken_plugin(name, "failed to import", e, tolerate_broken)
+            continue
+        pm._register_checked(module, name, tolerate_broken)
     if settings.autoload:
-        _load_entry_points(pm)
+        _load_entry_points(pm, tolerate_broken)
     unknown = sorted(settings.blocked - set(pm._origins))
     if unknown and settings.autoload:  # without autoload, entry-point names are not known
         logger.warning("%s names no installed plugin: %s", ENV_DISABLE, ", ".join(unknown))
-    pm.check_pending()
+    _check_pending(pm, tolerate_broken)
     if settings.trace:
         pm.trace.root.setwriter(lambda message: logger.info("hook %s", message.rstrip()))
         pm.enable_tracing()

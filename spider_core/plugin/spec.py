@@ -185,8 +185,9 @@ def spider_respawn_decision(config: PoolConfig, state: RespawnState) -> RespawnD
 # -------------------------------------------------------------------------------------------
 # lifecycle events (called in the pool; notifications only)
 #
-# If an implementation raises, the pool logs the error (with its traceback the first time per
-# pool and hook, then at debug level) and carries on: a metrics plugin never breaks a call.
+# If an implementation raises, the pool logs it as a warning of the ``spider_core.plugins``
+# logger naming the plugin (with the traceback attached, the first time per pool and hook; then
+# at debug level) and carries on: a metrics plugin never breaks a call.
 # -------------------------------------------------------------------------------------------
 
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import signal
+import stat
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
@@ -35,6 +37,19 @@ from spider_core.protocol import EXECUTE_SEQ, FramingError, ProtocolError, decod
 from spider_core.tdl import EncodingError, ExecutorError
 
 logger = logging.getLogger("spider_core.pool")
+
+
+def _check_package_dir(path: Path) -> None:
+    """:raises ExecutorCreationFailure: ``path`` is not a directory the pool can use."""
+    try:
+        if stat.S_ISDIR(os.stat(path).st_mode):
+            return
+        problem = "is not a directory"
+    except FileNotFoundError:
+        problem = "does not exist"
+    except OSError as e:
+        problem = f"cannot be read ({e.strerror})"
+    raise ExecutorCreationFailure(f"cannot start the pool: its package_dir {path} {problem}")
 
 
 class _Deadline:
@@ -158,12 +173,14 @@ class ProcessPool:
         """Spawn an executor per slot and wait until they are ready. A slot that cannot
         start is logged and retried as the respawn policy allows, while the others serve.
 
-        :raises ExecutorCreationFailure: no slot could start an executor.
+        :raises ExecutorCreationFailure: ``PoolConfig.package_dir`` is not a directory (no
+            executor is spawned), or no slot could start an executor.
         """
         if self._closed:
             raise NotRunning("the pool is closed")
         if self._started:
             return
+        _check_package_dir(self.config.package_dir)
         self._loop = loop = asyncio.get_running_loop()
         try:
             framings = [

@@ -1,6 +1,7 @@
 """Lifecycle events: the pool's calls of the broadcast hooks (executor started and exited,
-task finished). A failing plugin is logged, never fatal: a metrics plugin must not break a
-call."""
+task finished). A failing plugin is logged as a warning of the ``spider_core.plugins`` logger
+(with the traceback attached, for handlers that show it), never fatal: a metrics plugin must
+not break a call."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from spider_core.models import ExecuteRequest, Outcome
 if TYPE_CHECKING:
     from spider_core.plugin import ExitReason, SpiderPluginManager
 
-logger = logging.getLogger("spider_core.pool")
+logger = logging.getLogger("spider_core.plugins")
 
 
 class Events:
@@ -51,12 +52,44 @@ class Events:
             self._failed_hook("spider_task_finished", e)
 
     def _failed_hook(self, hook: str, error: Exception) -> None:
-        """Log a failing lifecycle hook: with its traceback the first time, then at debug level
-        (a metrics plugin that fails on every task must not flood the log)."""
+        """Log a failing lifecycle hook: a warning naming the plugin, with the traceback attached,
+        the first time, then at debug level (a metrics plugin that fails on every task must not
+        flood the log)."""
+        reason = " ".join(f"{type(error).__name__}: {error}".split("\n"))
+        plugin = self._culprit(hook, error)
         if hook in self._failed:
-            logger.debug("a %s hook failed again: %s: %s", hook, type(error).__name__, error)
+            logger.debug("a %s hook failed again%s: %s", hook, f" (plugin {plugin!r})" if plugin else "", reason)
             return
         self._failed.add(hook)
-        logger.error(
-            "a %s hook failed (logged once per pool): %s: %s", hook, type(error).__name__, error, exc_info=error
-        )
+        if plugin is None:
+            logger.warning("a %s hook failed (logged once per pool): %s", hook, reason, exc_info=error)
+        elif plugin in self._installed():
+            logger.warning(
+                "a %s hook failed (plugin %r; logged once per pool; SPIDER_DISABLE_PLUGINS=%s disables it): %s",
+                hook, plugin, plugin, reason, exc_info=error,
+            )
+        else:  # registered by the program itself
+            logger.warning("a %s hook failed (plugin %r; logged once per pool): %s", hook, plugin, reason, exc_info=error)
+
+    def _installed(self) -> set[str]:
+        """The names of the default and entry-point plugins (``SPIDER_DISABLE_PLUGINS`` can
+        block those, not one the program registered itself)."""
+        try:
+            return {info.name for info in self.pm.plugin_infos()}
+        except Exception:  # a manager of another kind: no names to offer
+            return set()
+
+    def _culprit(self, hook: str, error: Exception) -> str | None:
+        """The name of the plugin whose implementation of ``hook`` raised ``error``, if its
+        function is in the traceback."""
+        plugins = {}
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            code = getattr(impl.function, "__code__", None)
+            if code is not None:
+                plugins[code] = impl.plugin_name
+        tb = error.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code in plugins:
+                return plugins[tb.tb_frame.f_code]
+            tb = tb.tb_next
+        return None
