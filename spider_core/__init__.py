@@ -10,49 +10,59 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from spider_core.build import BuildError, build_package, get_include
+    # `X as X` re-exports each name for type checkers, which cannot compute __all__ below
+    # (tests/test_packaging.py checks it against _EXPORTS). Out of ruff's isort, which would
+    # give each `as` import a statement of its own.
+    # isort: off
+    from spider_core.build import BuildError as BuildError, build_package as build_package, get_include as get_include
     from spider_core.errors import (
-        BuildTaskContext,
-        EncodeTaskContext,
-        EncodeTaskInputs,
-        ExecutorCrashed,
-        ExecutorCreationFailure,
-        InternalError,
-        InvalidRequest,
-        NotRunning,
-        OutcomeError,
-        SoftTimeout,
-        TaskFailed,
-        TaskTimedOut,
+        BuildTaskContext as BuildTaskContext,
+        EncodeTaskContext as EncodeTaskContext,
+        EncodeTaskInputs as EncodeTaskInputs,
+        ExecutorCrashed as ExecutorCrashed,
+        ExecutorCreationFailure as ExecutorCreationFailure,
+        InternalError as InternalError,
+        InvalidRequest as InvalidRequest,
+        NotRunning as NotRunning,
+        OutcomeError as OutcomeError,
+        SoftTimeout as SoftTimeout,
+        TaskFailed as TaskFailed,
+        TaskTimedOut as TaskTimedOut,
     )
     from spider_core.models import (
-        ExecuteRequest,
-        ExecutorCrash,
-        InTaskFailure,
-        Outcome,
-        PoolConfig,
-        Success,
-        Timeout,
+        ExecuteRequest as ExecuteRequest,
+        ExecutorCrash as ExecutorCrash,
+        InTaskFailure as InTaskFailure,
+        Outcome as Outcome,
+        PoolConfig as PoolConfig,
+        Success as Success,
+        Timeout as Timeout,
     )
-    from spider_core.plugin import PluginError, PluginSettings, get_plugin_manager, hookimpl
-    from spider_core.pool import ProcessPool, SyncProcessPool
+    from spider_core.plugin import (
+        PluginError as PluginError,
+        PluginSettings as PluginSettings,
+        get_plugin_manager as get_plugin_manager,
+        hookimpl as hookimpl,
+    )
+    from spider_core.pool import ProcessPool as ProcessPool, SyncProcessPool as SyncProcessPool
     from spider_core.tdl import (
-        HOST_VERSION,
-        DuplicatePackage,
-        ErrorPayloadDeserializationFailure,
-        ExecutorError,
-        IncompatibleVersion,
-        InvalidLibrary,
-        InvalidUtf8,
-        PackageInitError,
-        SerializedTaskOutputs,
-        TaskContext,
-        TaskError,
-        TaskId,
-        TdlError,
-        TdlErrorKind,
-        Version,
+        HOST_VERSION as HOST_VERSION,
+        DuplicatePackage as DuplicatePackage,
+        ErrorPayloadDeserializationFailure as ErrorPayloadDeserializationFailure,
+        ExecutorError as ExecutorError,
+        IncompatibleVersion as IncompatibleVersion,
+        InvalidLibrary as InvalidLibrary,
+        InvalidUtf8 as InvalidUtf8,
+        PackageInitError as PackageInitError,
+        SerializedTaskOutputs as SerializedTaskOutputs,
+        TaskContext as TaskContext,
+        TaskError as TaskError,
+        TaskId as TaskId,
+        TdlError as TdlError,
+        TdlErrorKind as TdlErrorKind,
+        Version as Version,
     )
+    # isort: on
 
 _EXPORTS = {
     "BuildError": "spider_core.build",

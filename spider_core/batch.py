@@ -235,7 +235,7 @@ class _Lines:
             self.blocking = False
         self._ahead: queue.Queue[_Line] = queue.Queue(maxsize=_READ_AHEAD)
         self._lock = threading.Lock()
-        self._waiter: asyncio.Future | None = None
+        self._waiter: asyncio.Future[None] | None = None
         self._reader: threading.Thread | None = None
 
     async def next(self) -> bytes | _Overlong:
@@ -300,7 +300,7 @@ class _Lines:
                 return  # the end, or a failure
 
 
-def _wake(waiter: asyncio.Future) -> None:
+def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
 
@@ -426,7 +426,7 @@ async def _run(
                     if raw is _OVERLONG:
                         raise ValueError(f"longer than {MAX_LINE >> 20} MiB")
                     try:
-                        text = raw.decode("utf-8")
+                        text = raw.decode("utf-8")  # type: ignore[union-attr]  # not _OVERLONG (above)
                     except UnicodeDecodeError:
                         raise ValueError("not UTF-8 text") from None
                     request_id, request, timeout = parse_line(text, number, default_timeout)

@@ -571,7 +571,8 @@ def _main(argv: Sequence[str] | None, signals: _Signals) -> int:
         # Crashes and timeouts are reported as outcomes; the pool's own warnings repeat them.
         logging.getLogger("spider_core.pool").setLevel(logging.ERROR)
     try:
-        return args.func(args)
+        status: int = args.func(args)
+        return status
     except BrokenPipeError:  # `spider run ... | head`: the reader left; nothing more to say
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

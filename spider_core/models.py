@@ -8,6 +8,7 @@ and return in :mod:`spider_core.plugin`.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from os import PathLike
 from pathlib import Path
 from signal import Signals
@@ -65,6 +66,10 @@ def _names(value: Any) -> Any:
         return tuple(value)
     except TypeError:
         return value
+
+
+def _command(value: Any) -> Any:
+    return None if value is None else _names(value)
 
 
 def _names_check(what: str) -> _Check:
@@ -155,7 +160,7 @@ class PoolConfig:
     max_frame_size: int = field(default=64 * 1024 * 1024, validator=_at_least(1, "a whole number of bytes"))
     executor_command: tuple[str, ...] | None = field(
         default=None,
-        converter=lambda v: None if v is None else _names(v),
+        converter=_command,
         validator=_Check(
             "a command (a string or a non-empty list of non-empty strings)",
             lambda v: isinstance(v, tuple) and v and all(isinstance(n, str) and n for n in v),
@@ -181,6 +186,10 @@ class PoolConfig:
     )
 
 
+def _tuple(values: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(values)
+
+
 @frozen(kw_only=True)
 class ExecuteRequest:
     """One task to run.
@@ -199,7 +208,7 @@ class ExecuteRequest:
 
     package: str
     task: str
-    inputs: tuple[Any, ...] = field(default=(), converter=tuple)
+    inputs: tuple[Any, ...] = field(default=(), converter=_tuple)
     raw_inputs: bytes | None = None
     job_id: int = 0
     task_id: Any = None  # TaskId; None means TaskId.of(0)
@@ -256,7 +265,7 @@ class Timeout:
         raise TaskTimedOut(self)
 
 
-def _to_signal(value: Any) -> Signals | int | None:
+def _to_signal(value: Signals | int | None) -> Signals | int | None:
     """A signal number as its ``signal.Signals`` member; a number with no member (a real-time
     signal above ``SIGRTMIN``, say) stays as it is."""
     if value is None or isinstance(value, Signals):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 import attrs
 from attrs import frozen
@@ -172,7 +172,10 @@ def result_fields(primitive: Any) -> tuple[int, bool, bytes, int] | None:
     return None
 
 
-def _decode_as(primitive: Any, expected: type | tuple[type, ...], invalid: str, unexpected: str) -> Message:
+_M = TypeVar("_M")
+
+
+def _decode_as(primitive: Any, expected: type[_M] | tuple[type[_M], ...], invalid: str, unexpected: str) -> _M:
     """The message of an expected class that ``primitive`` stands for.
 
     :raises ProtocolError: ``invalid: <reason>`` for a malformed message, ``unexpected`` (with
@@ -195,7 +198,8 @@ def decode_request(primitive: Any) -> tuple[int, str, str, bytes, bytes, int] | 
     fields = execute_fields(primitive)
     if fields is not None:
         return fields
-    request = _decode_as(primitive, (Execute, Shutdown), "not a protocol message", "unexpected {name} message")
+    # a tuple of classes infers their join (object) for _M: name the union
+    request = cast(Request, _decode_as(primitive, (Execute, Shutdown), "not a protocol message", "unexpected {name} message"))
     if isinstance(request, Execute):
         return request.seq, request.package, request.task, request.raw_ctx, request.raw_inputs, request.soft_timeout_us
     return request

@@ -112,8 +112,8 @@ def test_parse_json_refuses_non_finite_numbers(text: str, message: str) -> None:
 
 def test_parse_json_reports_a_syntax_error_with_its_position() -> None:
     with pytest.raises(ValueError) as info:
-        parse_json('{"a": 1,}')
-    assert str(info.value) == "not valid JSON: Expecting property name enclosed in double quotes (at character 8)"
+        parse_json('{"a" 1}')  # json words this the same on 3.11-3.13 (not so a trailing comma)
+    assert str(info.value) == "not valid JSON: Expecting ':' delimiter (at character 5)"
 
 
 def test_parse_json_refuses_input_nested_too_deeply() -> None:

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from spider_core.plugin import PackageInfo, PackageSource, hookimpl
 from spider_core.tdl import HOST_VERSION, InvalidLibrary, Version, library_path
@@ -38,7 +39,7 @@ def spider_load_package(source: PackageSource) -> NativePackage | None:
     return load_native_package(source.location, expected_name=source.package)
 
 
-def _inspect(libraries: list[Path]) -> tuple[dict[str, dict], int]:
+def _inspect(libraries: list[Path]) -> tuple[dict[str, dict[str, Any]], int]:
     """What :mod:`spider_libso.inspect` reads from each library, in a child process (a library
     may crash when opened): records by path, and the child's exit status."""
     done = subprocess.run(

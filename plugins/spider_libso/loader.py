@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spider_core.tdl import (
     HOST_VERSION,
@@ -24,6 +25,9 @@ from spider_core.tdl import (
     TdlError,
     Version,
 )
+
+if TYPE_CHECKING:
+    from _ctypes import CFuncPtr  # ctypes._CFuncPtr at runtime; typeshed does not export that name
 
 GET_VERSION = "__spider_tdl_package_get_version"
 GET_NAME = "__spider_tdl_package_get_name"
@@ -83,7 +87,7 @@ class NativePackage:
 
     kind = "native"
 
-    def __init__(self, path: Path, name: str, version: Version, execute: ctypes._CFuncPtr) -> None:
+    def __init__(self, path: Path, name: str, version: Version, execute: CFuncPtr) -> None:
         self.path = path
         self.name = name
         self.version = version
@@ -108,7 +112,7 @@ class NativePackage:
         return data
 
 
-def _symbol(lib: ctypes.CDLL, name: str) -> ctypes._CFuncPtr | None:
+def _symbol(lib: ctypes.CDLL, name: str) -> CFuncPtr | None:
     try:
         return lib[name]  # by string: `lib.__x` inside a class would be name-mangled
     except AttributeError:

@@ -36,7 +36,8 @@ class MsgpackDecoder:
         buffer = self._buffer
         if len(buffer) < _HEADER_SIZE:
             return _HEADER_SIZE - len(buffer)
-        return _HEADER_SIZE + _unpack_header(buffer)[0] - len(buffer)
+        size: int = _unpack_header(buffer)[0]
+        return _HEADER_SIZE + size - len(buffer)
 
     def next_message(self) -> Any | None:
         buffer = self._buffer
@@ -72,7 +73,7 @@ class MsgpackFraming:
 
     def encode(self, message: Any) -> bytes:
         try:
-            body = self._packer.pack(message)  # the packer resets itself, also on errors
+            body: bytes = self._packer.pack(message)  # the packer resets itself, also on errors
         except (TypeError, ValueError, OverflowError) as e:
             raise FramingError(f"cannot encode message as msgpack: {e}") from None
         if len(body) > _KEEP_PACKER_BELOW:

@@ -47,7 +47,7 @@ def inspect_candidate(candidate: dict[str, str]) -> dict[str, Any]:
             directory = Path(candidate["directory"])
             mod_name = module_name(name, "@inspect")
             try:
-                module = import_directory(directory, mod_name)
+                module: ModuleType | None = import_directory(directory, mod_name)
                 tasks = _signatures(module, str(directory / "__init__.py"), name)
             finally:
                 forget_module(mod_name)

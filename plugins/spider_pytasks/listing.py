@@ -82,7 +82,7 @@ def _candidates(root: Path | None, installed: bool) -> tuple[list[dict[str, str]
 
 
 def _dist_location(ep: importlib.metadata.EntryPoint) -> Path:
-    return Path(ep.dist.locate_file("")) if ep.dist is not None else Path(".")
+    return Path(ep.dist.locate_file("")) if ep.dist is not None else Path(".")  # type: ignore[arg-type]  # a Path for an installed distribution; typeshed says SimplePath
 
 
 def _run_child(
@@ -103,10 +103,10 @@ def _run_child(
     )
     answers: dict[int, dict[str, Any]] = {}
     failure = ""
-    try:
-        proc.stdin.write(json.dumps(candidates).encode())
-        proc.stdin.close()
-        fd = proc.stdout.fileno()
+    try:  # stdin and stdout are pipes (the ignores)
+        proc.stdin.write(json.dumps(candidates).encode())  # type: ignore[union-attr]
+        proc.stdin.close()  # type: ignore[union-attr]
+        fd = proc.stdout.fileno()  # type: ignore[union-attr]
         pending = b""
         last_answer = time.monotonic()
         with selectors.DefaultSelector() as selector:
@@ -137,7 +137,7 @@ def _run_child(
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        proc.stdout.close()
+        proc.stdout.close()  # type: ignore[union-attr]  # a pipe
     return answers, failure
 
 

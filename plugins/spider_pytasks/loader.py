@@ -212,7 +212,7 @@ def find_entry_point(package: str) -> tuple[Path, EntryPointRef] | None:
             f"{'; '.join(ref.describe() for ref in refs)}; uninstall all but one"
         )
     (ep,) = found.values()
-    location = Path(ep.dist.locate_file("")) if ep.dist is not None else Path(".")
+    location = Path(ep.dist.locate_file("")) if ep.dist is not None else Path(".")  # type: ignore[arg-type]  # a Path for an installed distribution; typeshed says SimplePath
     return location, refs[0]
 
 

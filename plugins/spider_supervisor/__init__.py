@@ -20,7 +20,8 @@ def backoff(config: PoolConfig, failures: int) -> float:
     if failures >= config.max_spawn_failures:
         return config.backoff_max
     doublings = min(failures - 1, 62)  # past that the cap applies anyway; 2.0 ** 1024 overflows
-    return min(config.backoff_initial * 2**doublings, config.backoff_max)
+    delay: float = min(config.backoff_initial * 2**doublings, config.backoff_max)  # int ** int is Any to mypy
+    return delay
 
 
 @hookimpl(trylast=True)

@@ -70,7 +70,7 @@ class _Ours:
     """spider-core's ProcessPool running the C test package."""
 
     name = OURS
-    metrics = OUR_METRICS
+    metrics: tuple[str, ...] = OUR_METRICS
 
     def __init__(self, package_dir: Path, name: str = OURS, **config: Any) -> None:
         self.name = name
@@ -108,12 +108,12 @@ class _SyncPipeFloor:
     """The floor driven with blocking reads and writes."""
 
     name = "pipe-sync"
-    metrics = ("e2e",)
+    metrics: tuple[str, ...] = ("e2e",)
 
     async def start(self) -> None:
-        self.proc = _spawn_floor_child()
-        self._out = self.proc.stdin.fileno()
-        self._in = self.proc.stdout.fileno()
+        self.proc = _spawn_floor_child()  # stdin and stdout are pipes (the ignores here and in close)
+        self._out = self.proc.stdin.fileno()  # type: ignore[union-attr]
+        self._in = self.proc.stdout.fileno()  # type: ignore[union-attr]
         self._buffer = bytearray()
 
     def _roundtrip(self, frame: bytes) -> Any:
@@ -134,24 +134,24 @@ class _SyncPipeFloor:
 
     async def close(self) -> None:
         _write_all(self._out, _frame(["stop", None]))
-        self.proc.stdin.close()
+        self.proc.stdin.close()  # type: ignore[union-attr]
         self.proc.wait()
-        self.proc.stdout.close()
+        self.proc.stdout.close()  # type: ignore[union-attr]
 
 
 class _AsyncPipeFloor:
     """The floor driven from the event loop: one write, one reader callback, one future."""
 
     name = "pipe-asyncio"
-    metrics = ("e2e",)
+    metrics: tuple[str, ...] = ("e2e",)
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self.proc = _spawn_floor_child()
-        self._out = self.proc.stdin.fileno()
-        self._in = self.proc.stdout.fileno()
+        self.proc = _spawn_floor_child()  # stdin and stdout are pipes (the ignores here and in close)
+        self._out = self.proc.stdin.fileno()  # type: ignore[union-attr]
+        self._in = self.proc.stdout.fileno()  # type: ignore[union-attr]
         self._buffer = bytearray()
-        self._waiter: asyncio.Future | None = None
+        self._waiter: asyncio.Future[Any] | None = None
         os.set_blocking(self._in, False)
         self.loop.add_reader(self._in, self._on_readable)
 
@@ -168,7 +168,7 @@ class _AsyncPipeFloor:
         self._buffer += data
         body = _take_frame(self._buffer)
         if body is not None:
-            self._waiter.set_result(msgpack.unpackb(body))
+            self._waiter.set_result(msgpack.unpackb(body))  # type: ignore[union-attr]  # set by _roundtrip()
 
     async def _roundtrip(self, frame: bytes) -> Any:
         self._waiter = self.loop.create_future()
@@ -187,9 +187,9 @@ class _AsyncPipeFloor:
     async def close(self) -> None:
         self.loop.remove_reader(self._in)
         _write_all(self._out, _frame(["stop", None]))
-        self.proc.stdin.close()
+        self.proc.stdin.close()  # type: ignore[union-attr]
         self.proc.wait()
-        self.proc.stdout.close()
+        self.proc.stdout.close()  # type: ignore[union-attr]
 
 
 class _Opened(NamedTuple):
@@ -284,7 +284,7 @@ def _missing(name: str) -> str | None:
 class _BlockingPeer:
     """A process pool with a blocking API, called from the event loop (calls are sequential)."""
 
-    metrics = ("e2e",)
+    metrics: tuple[str, ...] = ("e2e",)
 
     def __init__(self, name: str, opener: Callable[[int], _Opened]) -> None:
         self.name = name

@@ -23,7 +23,7 @@ _READ_SIZE = 64 * 1024
 
 
 def _frame(message: Any) -> bytes:
-    body = msgpack.packb(message)
+    body: bytes = msgpack.packb(message)
     return _HEADER.pack(len(body)) + body
 
 
@@ -74,7 +74,7 @@ def floor_child_main() -> None:
         _write_all(1, _frame(reply))
 
 
-def _spawn_floor_child() -> subprocess.Popen:
+def _spawn_floor_child() -> subprocess.Popen[bytes]:
     code = "from spider_core.bench.floor import floor_child_main; floor_child_main()"
     return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 

@@ -42,7 +42,8 @@ class WorkloadResult:
 
     def ratio(self, peer: ContenderResult, field: str) -> float:
         """Ours / peer for an E2E statistic (``"p50"``, ...): below 1 means spider-core is faster."""
-        return getattr(self.ours.stats(), field) / getattr(peer.stats(), field)
+        ratio: float = getattr(self.ours.stats(), field) / getattr(peer.stats(), field)
+        return ratio
 
 
 @frozen(kw_only=True)

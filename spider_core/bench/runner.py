@@ -197,10 +197,10 @@ async def _run_throughput(
 
 
 async def run_benchmark(
-    package_dir: str | os.PathLike,
+    package_dir: str | os.PathLike[str],
     *,
     quick: bool,
-    output_dir: str | os.PathLike,
+    output_dir: str | os.PathLike[str],
     workloads: Sequence[str] = WORKLOADS,
     peers: Sequence[str] = PEERS,
     progress: bool = True,

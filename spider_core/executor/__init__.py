@@ -42,6 +42,7 @@ from spider_core.protocol import (
     EXIT_OK,
     EXIT_PROTOCOL_ERROR,
     EXIT_SETUP_ERROR,
+    Framing,
     FramingError,
     ProtocolError,
     Ready,
@@ -113,7 +114,7 @@ def _take_protocol_fds() -> tuple[int, int]:
     os.dup2(devnull, 0)
     os.close(devnull)
     os.dup2(2, 1)
-    sys.stdout.reconfigure(line_buffering=True)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # a TextIOWrapper; typeshed says TextIO
     return in_fd, out_fd
 
 
@@ -258,7 +259,7 @@ class Executor:
             if isinstance(source, Path):
                 source = PackageSource(package=name, kind="native", location=source)
             self.pm.require("spider_load_package")
-            package = self.pm.hook.spider_load_package(source=source)
+            package: TaskPackage | None = self.pm.hook.spider_load_package(source=source)
         except (ExecutorError, PluginError) as e:
             if isinstance(e, PluginError):
                 raise InvalidLibrary(str(e)) from None
@@ -326,7 +327,7 @@ def _since(start_ns: int) -> int:
     return (time.perf_counter_ns() - start_ns) // 1000 if start_ns else 0
 
 
-def _encode_result(framing: Any, seq: int, ok: bool, payload: bytes, elapsed_us: int) -> bytes:
+def _encode_result(framing: Framing, seq: int, ok: bool, payload: bytes, elapsed_us: int) -> bytes:
     try:
         return framing.encode(result_primitive(seq, ok, payload, elapsed_us))
     except FramingError as e:
@@ -335,7 +336,7 @@ def _encode_result(framing: Any, seq: int, ok: bool, payload: bytes, elapsed_us:
         return framing.encode(result_primitive(seq, False, error.encode(), elapsed_us))
 
 
-def serve(channel: _Input, out_fd: int, executor: Executor, framing: Any, guard: _Channel) -> int:
+def serve(channel: _Input, out_fd: int, executor: Executor, framing: Framing, guard: _Channel) -> int:
     """Answer requests until ``Shutdown`` or end of input; return the exit status."""
     decoder = framing.decoder()
     ready = Ready(pid=os.getpid(), abi_version=str(HOST_VERSION))
@@ -365,7 +366,8 @@ def serve(channel: _Input, out_fd: int, executor: Executor, framing: Any, guard:
         if request.__class__ is Shutdown:
             _log("exit", reason="shutdown")
             return EXIT_OK
-        seq, package, task, raw_ctx, raw_inputs, soft_timeout_us = request
+        # not Shutdown: the fields of an Execute (mypy does not narrow on __class__)
+        seq, package, task, raw_ctx, raw_inputs, soft_timeout_us = request  # type: ignore[misc]
         ok, payload, elapsed_us = executor.execute(package, task, raw_ctx, raw_inputs, soft_timeout_us)
         problem = guard.problem()
         if problem is not None:

@@ -55,6 +55,10 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
+def _frozen(names: Iterable[str]) -> frozenset[str]:
+    return frozenset(names)
+
+
 def _names(value: str | None) -> frozenset[str]:
     return frozenset(n.strip() for n in (value or "").split(",") if n.strip())
 
@@ -63,7 +67,7 @@ def _names(value: str | None) -> frozenset[str]:
 class PluginSettings:
     """Which plugins load: the same settings build the pool's manager and the executor's."""
 
-    blocked: frozenset[str] = field(default=frozenset(), converter=frozenset)
+    blocked: frozenset[str] = field(default=frozenset(), converter=_frozen)
     autoload: bool = True
     trace: bool = False
 

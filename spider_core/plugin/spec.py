@@ -79,7 +79,7 @@ def spider_load_package(source: PackageSource) -> TaskPackage | None:
 
 
 @hookspec
-def spider_list_packages(package_dir: Path) -> list[PackageInfo]:
+def spider_list_packages(package_dir: Path) -> list[PackageInfo] | None:
     """List the packages of this plugin's kind found in ``package_dir`` (``spider packages``).
 
     :param package_dir: Root directory of installed task packages.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -14,7 +15,7 @@ from attrs.validators import in_, instance_of
 #: found no executor after failed spawns), ``"standby"`` (the idle executor of ``PoolConfig.standby``),
 #: ``"memory"`` (it held more than ``max_executor_rss``).
 SpawnReason = Literal["start", "timeout", "crash", "cancelled", "recycle", "retry", "standby", "memory"]
-SPAWN_REASONS: tuple[str, ...] = SpawnReason.__args__  # type: ignore[attr-defined]
+SPAWN_REASONS: tuple[str, ...] = SpawnReason.__args__  # type: ignore[attr-defined]  # not in typeshed
 
 #: Why an executor went away, as ``spider_executor_exited`` reports it: ``"timeout"`` (killed at
 #: its hard timeout), ``"crash"`` (it died or broke the protocol, also while idle or as a
@@ -22,7 +23,7 @@ SPAWN_REASONS: tuple[str, ...] = SpawnReason.__args__  # type: ignore[attr-defin
 #: (replaced after ``recycle_after`` tasks), ``"memory"`` (replaced because it held more than
 #: ``max_executor_rss`` after a task), ``"shutdown"`` (the pool closed).
 ExitReason = Literal["timeout", "crash", "cancelled", "recycle", "memory", "shutdown"]
-EXIT_REASONS: tuple[str, ...] = ExitReason.__args__  # type: ignore[attr-defined]
+EXIT_REASONS: tuple[str, ...] = ExitReason.__args__  # type: ignore[attr-defined]  # not in typeshed
 
 
 # -- task packages --------------------------------------------------------------------------
@@ -83,11 +84,15 @@ class PackageInfo:
 # -- spawn and respawn policy ---------------------------------------------------------------
 
 
+def _argv(value: str | Iterable[str]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
 @frozen(kw_only=True)
 class LaunchSpec:
     """How to start one executor: what ``spider_launcher`` returns."""
 
-    argv: tuple[str, ...] = field(converter=lambda v: (v,) if isinstance(v, str) else tuple(v))
+    argv: tuple[str, ...] = field(converter=_argv)
     env: dict[str, str]
     cwd: Path | None = None
 

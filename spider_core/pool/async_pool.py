@@ -63,11 +63,11 @@ class _Deadline:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.waiter: asyncio.Future | None = None
+        self.waiter: asyncio.Future[Any] | None = None
         self.deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
-    def arm(self, waiter: asyncio.Future, deadline: float) -> None:
+    def arm(self, waiter: asyncio.Future[Any], deadline: float) -> None:
         self.waiter = waiter
         self.deadline = deadline
         timer = self._timer
@@ -108,7 +108,7 @@ class ProcessPool:
         self._slots: Slots | None = None  # made by start(), on the running loop
         self._events: Events | None = None
         self._requests = RequestEncoder()
-        self._close_task: asyncio.Future | None = None
+        self._close_task: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._seq = 0
         self._started = False
@@ -268,7 +268,7 @@ class ProcessPool:
             raise NotRunning("the pool is closed" if self._closed else "the pool is not started; use `async with` or start()")
         slot = slots.take_now()
         if slot is not None:
-            executor = slot.current
+            executor: ExecutorProcess = slot.current  # type: ignore[assignment]  # take_now(): healthy slots only
         else:
             slot, executor = await slots.take()
         try:
@@ -280,7 +280,7 @@ class ProcessPool:
             except FramingError as e:
                 raise EncodeTaskInputs(f"cannot send the request: {e}") from None
             waiter = executor.expect()
-            deadline = self._loop.time() + hard_timeout
+            deadline = self._loop.time() + hard_timeout  # type: ignore[union-attr]  # set by start()
             executor.send(frame)
             if self._spin_ns and executor.poll(min(self._spin_ns, int(min(hard_timeout, 1.0) * 1e9))):
                 reply = waiter.result()  # answered while we spun: no timer, no loop iteration
@@ -303,7 +303,7 @@ class ProcessPool:
                 outcome = await self._outcome(slot, executor, seq, reply, hard_timeout)
         finally:
             slots.release(slot)
-        events = self._events
+        events: Events = self._events  # type: ignore[assignment]  # set by start(), like self._slots
         if events.wants_task_finished:
             events.task_finished(request, outcome, executor.id, locked - queued, time.perf_counter() - locked)
         return outcome

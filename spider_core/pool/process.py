@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+from typing import Any
 
 from spider_core.pool.logsink import LogSink
 from spider_core.protocol import Framing, FramingError
@@ -41,7 +42,7 @@ class ExecutorProcess:
         self,
         loop: asyncio.AbstractEventLoop,
         executor_id: int,
-        proc: subprocess.Popen,
+        proc: subprocess.Popen[bytes],
         framing: Framing,
         sink: LogSink,
     ) -> None:
@@ -54,12 +55,13 @@ class ExecutorProcess:
         self.decoder = framing.decoder()
         self.tasks_run = 0
         self.recycle_after: int | None = None
-        self.waiter: asyncio.Future | None = None
+        self.waiter: asyncio.Future[Any] | None = None
         self.lost: str | None = None
         self.exited = loop.create_future()
-        self._out = proc.stdin.fileno()
-        self._in = proc.stdout.fileno()
-        self._err = proc.stderr.fileno()
+        # the supervisor starts the process with stdin, stdout and stderr as pipes
+        self._out = proc.stdin.fileno()  # type: ignore[union-attr]
+        self._in = proc.stdout.fileno()  # type: ignore[union-attr]
+        self._err = proc.stderr.fileno()  # type: ignore[union-attr]
         self._pending: memoryview | None = None
         self._closed = False
         for fd in (self._out, self._in, self._err):
@@ -73,7 +75,7 @@ class ExecutorProcess:
     def alive(self) -> bool:
         return self.lost is None and not self.exited.done()
 
-    def expect(self) -> asyncio.Future:
+    def expect(self) -> asyncio.Future[Any]:
         """A future for the next message (or :class:`Lost`)."""
         waiter = self.waiter = self.loop.create_future()
         if self.lost is not None:
@@ -126,7 +128,7 @@ class ExecutorProcess:
 
     def poll(self, budget_ns: int) -> bool:
         """Read the answer without the event loop for up to ``budget_ns``; whether it came."""
-        waiter = self.waiter
+        waiter: asyncio.Future[Any] = self.waiter  # type: ignore[assignment]  # called after expect()
         deadline = time.perf_counter_ns() + budget_ns
         while not waiter.done() and self._pending is None and time.perf_counter_ns() < deadline:
             if not self._on_readable():
@@ -148,14 +150,15 @@ class ExecutorProcess:
             self.loop.add_writer(self._out, self._on_writable)
 
     def _on_writable(self) -> None:
+        # registered by send() while a frame is pending, removed (by _stop_writing) with it
         try:
-            written = os.write(self._out, self._pending)
+            written = os.write(self._out, self._pending)  # type: ignore[arg-type]
         except BlockingIOError:
             return
         except OSError as e:
             self._lose(f"writing to the executor failed: {e.strerror}")
             return
-        self._pending = self._pending[written:]
+        self._pending = self._pending[written:]  # type: ignore[index]
         if not self._pending:
             self._stop_writing()
 
@@ -244,7 +247,7 @@ class ExecutorProcess:
         os.close(self._pidfd)
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             with contextlib.suppress(OSError):
-                stream.close()
+                stream.close()  # type: ignore[union-attr]  # all three are pipes
         self.sink.close()
 
     def _drain_stderr(self) -> None:

@@ -34,7 +34,7 @@ class Slots:
         self._busy = 0
         self._all_free: asyncio.Future[None] | None = None
         self._timers: dict[int, asyncio.TimerHandle] = {}
-        self._recoveries: set[asyncio.Task] = set()
+        self._recoveries: set[asyncio.Task[None]] = set()
         self.closed = False
 
     # -- taking and giving back
@@ -67,7 +67,7 @@ class Slots:
             if slot is None:
                 slot = await self._wait(front)
             if slot.healthy:
-                return slot, slot.current
+                return slot, slot.current  # type: ignore[return-value]  # healthy: it has an executor
             try:
                 return slot, await slot.replace_dead()
             except InternalError:
@@ -126,7 +126,7 @@ class Slots:
         return slot
 
     async def _wait(self, front: bool) -> Supervisor:
-        waiter = self.loop.create_future()
+        waiter: asyncio.Future[Supervisor] = self.loop.create_future()
         if front:
             self._waiters.appendleft(waiter)
         else:

@@ -49,7 +49,7 @@ logger = logging.getLogger("spider_core.pool")
 TIMED_OUT = object()
 
 
-def expire(waiter: asyncio.Future) -> None:
+def expire(waiter: asyncio.Future[Any]) -> None:
     if not waiter.done():
         waiter.set_result(TIMED_OUT)
 
@@ -87,7 +87,7 @@ class Supervisor:
         #: Whether the last attempt to start an executor here failed or was refused by the
         #: respawn policy (then callers prefer other slots).
         self.failed = False
-        self._standby_task: asyncio.Task | None = None
+        self._standby_task: asyncio.Task[None] | None = None
         self._ids = ids if ids is not None else itertools.count(1)
         self._failures = 0
         self._last_failure: float | None = None
@@ -126,7 +126,7 @@ class Supervisor:
         self.events.executor_exited(executor.id, executor.pid, reason, status, signum)
         return status, signum
 
-    async def replace(self, executor: ExecutorProcess, reason: ExitReason) -> None:
+    async def replace(self, executor: ExecutorProcess, reason: Literal["timeout", "crash", "cancelled"]) -> None:
         """Kill and reap ``executor``, then spawn its successor (per policy)."""
         await self.retire(executor, reason)
         await self.respawn(reason)
@@ -224,7 +224,8 @@ class Supervisor:
             now=time.monotonic(),
         )
         try:
-            return self.pm.call_required("spider_respawn_decision", config=self.config, state=state)
+            decision: RespawnDecision = self.pm.call_required("spider_respawn_decision", config=self.config, state=state)
+            return decision
         except PluginError as e:
             raise NotRunning(str(e)) from None
         except Exception as e:  # a plugin's bug
@@ -273,7 +274,7 @@ class Supervisor:
             proc.kill()
             proc.wait()
             for stream in (proc.stdin, proc.stdout, proc.stderr):
-                stream.close()
+                stream.close()  # type: ignore[union-attr]  # all three are pipes
             sink.close()
             raise self._spawn_failed(f"cannot supervise executor {executor_id}: {e}", counted) from None
         waiter = executor.expect()

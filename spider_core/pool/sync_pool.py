@@ -11,14 +11,16 @@ import asyncio
 import concurrent.futures
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Coroutine, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from spider_core.errors import NotRunning
 from spider_core.models import ExecuteRequest, Outcome, PoolConfig
 from spider_core.plugin import SpiderPluginManager
 from spider_core.pool.async_pool import ProcessPool
+
+_T = TypeVar("_T")
 
 
 class SyncProcessPool:
@@ -135,7 +137,7 @@ class SyncProcessPool:
             self._thread.join()
             self._loop.close()
 
-    def _run(self, coro: Any) -> Any:
+    def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
         if self._closed:
             coro.close()
             raise NotRunning("the pool is closed")

@@ -72,7 +72,8 @@ def converter() -> MsgpackConverter:
     built.register_structure_hook(bool, _strict("bool", (bool,)))
     built.register_structure_hook(str, _strict("str", (str,)))
     built.register_structure_hook(bytes, _strict("bytes", (bytes,)))  # not bytes(0) == b""
-    built.register_structure_hook_factory(lambda tp: typing.get_origin(tp) is typing.Literal, _literal)
+    # get_origin(Any) matches typeshed's first overload (-> ParamSpec), hence the ignore
+    built.register_structure_hook_factory(lambda tp: typing.get_origin(tp) is typing.Literal, _literal)  # type: ignore[comparison-overlap]
     built.register_structure_hook_factory(lambda tp: isinstance(tp, type) and issubclass(tp, enum.Enum), _enum)
     return built
 

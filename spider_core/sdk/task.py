@@ -52,7 +52,8 @@ class Task:
             raise TypeError(f"task {name or function.__name__!r}: async functions cannot be tasks; define it with def")
         functools.update_wrapper(self, function, updated=())  # __name__, __doc__, ... for tools
         self.function = function
-        self.function_name: str = getattr(function, "__name__", None) or type(function).__name__
+        # mypy reads type(function).__name__ as MethodType's __name__ property, not type.__name__
+        self.function_name: str = getattr(function, "__name__", None) or type(function).__name__  # type: ignore[assignment]
         self.name: str = name if name is not None else self.function_name
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"a task name must be a non-empty string, got {self.name!r}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, ClassVar
 
 import msgpack
 from attrs import Attribute, field, frozen
@@ -12,7 +12,7 @@ from attrs.validators import instance_of, optional
 from spider_core.tdl.errors import EncodingError
 
 
-def _u64(instance: Any, attribute: Attribute, value: Any) -> None:
+def _u64(instance: Any, attribute: Attribute[int], value: Any) -> None:
     """An attrs validator: a u64, as rmp-serde reads one (so not a bool, not a float)."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
         raise ValueError(f"{attribute.name} must be an unsigned 64-bit integer, got {value!r:.40}")
@@ -33,6 +33,10 @@ class TaskId:
     kind: TaskIdKind
     index: int | None = field(default=None, validator=optional(_u64))
 
+    #: Set below the class.
+    COMMIT: ClassVar[TaskId]
+    CLEANUP: ClassVar[TaskId]
+
     def __attrs_post_init__(self) -> None:
         if (self.kind is TaskIdKind.Index) != (self.index is not None):
             raise ValueError("a TaskId has an index exactly when its kind is Index")
@@ -45,7 +49,7 @@ class TaskId:
     def is_commit(self) -> bool:
         return self.kind is TaskIdKind.Commit
 
-    def to_primitive(self) -> dict[str, int] | str:
+    def to_primitive(self) -> dict[str, int | None] | str:
         if self.kind is TaskIdKind.Index:
             return {"Index": self.index}
         return self.kind.name

@@ -88,7 +88,8 @@ class TdlError(Exception):
         return {self.kind.name: self.message}
 
     def encode(self) -> bytes:
-        return msgpack.packb(self.to_primitive())
+        encoded: bytes = msgpack.packb(self.to_primitive())
+        return encoded
 
     @classmethod
     def from_primitive(cls, obj: Any) -> TdlError:
@@ -127,7 +128,8 @@ class ExecutorError(Exception):
         return {type(self).__name__: self._value()}
 
     def encode(self) -> bytes:
-        return msgpack.packb(self.to_primitive())
+        encoded: bytes = msgpack.packb(self.to_primitive())
+        return encoded
 
     @classmethod
     def from_primitive(cls, obj: Any) -> ExecutorError:

@@ -62,7 +62,8 @@ class SerializedTaskOutputs:
         if self.option is OutputsOption.Wire:
             return self.raw[1:]
         try:
-            return _zstandard().ZstdDecompressor().decompressobj().decompress(self.raw[1:])
+            frame: bytes = _zstandard().ZstdDecompressor().decompressobj().decompress(self.raw[1:])
+            return frame
         except EncodingError:
             raise
         except Exception as e:

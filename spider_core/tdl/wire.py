@@ -72,7 +72,8 @@ def unframe_payloads(buffer: bytes) -> list[bytes]:
 def encode_value(value: Any) -> bytes:
     """Encode one value as rmp-serde would (see docs/abi.md §3.2 for the Python shapes)."""
     try:
-        return msgpack.packb(value)
+        encoded: bytes = msgpack.packb(value)
+        return encoded
     except (TypeError, ValueError, OverflowError) as e:
         raise WireFormatError(
             f"cannot encode {type(value).__name__} value {value!r:.80} as msgpack: {e}"
