@@ -206,7 +206,7 @@ def submit(
     *,
     soft_timeout: float | None = None,
     **dask_kwargs: Any,
-) -> Future:
+) -> Future[Outcome]:
     """Run ``request`` on the cluster; the returned Dask future's result is its ``Outcome``.
 
     :param hard_timeout: As for ``SyncProcessPool.execute``; None: the workers'
@@ -230,7 +230,7 @@ def map(
     *,
     soft_timeout: float | None = None,
     **dask_kwargs: Any,
-) -> list[Future]:
+) -> list[Future[Outcome]]:
     """Run every request on the cluster: one Dask future per request, in request order, each
     resolving to that request's ``Outcome`` (as :func:`submit`; ``batch_size`` is accepted too).
     """

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from spider_core.models import ExecuteRequest, Outcome
 
@@ -82,7 +82,7 @@ class Events:
     def _culprit(self, hook: str, error: Exception) -> str | None:
         """The name of the plugin whose implementation of ``hook`` raised ``error``, if its
         function is in the traceback."""
-        plugins = {}
+        plugins: dict[Any, str] = {}
         for impl in getattr(self.pm.hook, hook).get_hookimpls():
             code = getattr(impl.function, "__code__", None)
             if code is not None:
