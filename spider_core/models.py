@@ -98,7 +98,8 @@ class PoolConfig:
     :param default_timeout: The hard timeout, in seconds, of a call that passes none (None:
         every call must pass ``hard_timeout``).
     :param package_dir: Task packages live here; exported to the executor as
-        ``SPIDER_TDL_PACKAGE_DIR``.
+        ``SPIDER_TDL_PACKAGE_DIR``. It must be a directory when the pool starts: else
+        ``start()`` raises ``ExecutorCreationFailure`` naming it, before spawning anything.
     :param log_dir: Each executor's stderr goes to ``<log_dir>/<em_id>-<executor_id>.log``
         (created if missing, appended to); None forwards each line to the
         ``spider_core.executor.log`` logger instead, with an ``executor_id`` attribute. A log
@@ -113,7 +114,8 @@ class PoolConfig:
         their place in the log); capture resumes at the next line.
     :param max_frame_size: Largest protocol message, in bytes, either side may send (64 MiB by
         default): larger inputs are an ``EncodeTaskInputs`` error, larger outputs the task's
-        ``SerializationError``.
+        ``SerializationError``, each saying how to raise the limit (``--max-frame-size`` of
+        ``spider run`` and ``spider batch``).
     :param executor_command: The executor's argv; default ``python -m spider_core.executor``
         with this interpreter.
     :param spawn_timeout: Seconds a new executor has to send ``Ready``.

@@ -7,7 +7,9 @@ package:
   package files (blocks whose first line is ``# packages/<name>/...``) are written, with
   ``sc``, ``package_dir`` and ``Path`` defined;
 - the blocks listed in :data:`CHECKED` by a test of their own, which also checks what they
-  print or do (their marker must appear in exactly one block);
+  print or do (their marker must appear in exactly one block); a block with an
+  ``if __name__ == "__main__":`` guard (the Dask example) must be one of them, since run as a
+  module it would do nothing;
 - a block preceded by ``<!-- not-run: reason -->`` by nothing (there is none today).
 
 C blocks are compiled (the package is built and run, the ABI's declarations are checked for
@@ -33,9 +35,6 @@ import spider_core as sc
 from helpers import REPO, SPIDER, TASK_PACKAGES
 
 pytest_plugins = ["pytester"]
-
-#: An editable install of spider-core (this checkout) warns in every pytest run; a wheel does not.
-EDITABLE_WARNING = "ignore:Module already imported so cannot be rewritten; _editable_impl_spider_core:pytest.PytestAssertRewriteWarning"
 
 DOCS = REPO / "docs"
 PAGES = sorted(DOCS.glob("*.md"))
@@ -95,6 +94,7 @@ CHECKED = {
     "square(x: i64)": "test_c_package",
     'sc.build_package("hello"': "test_c_package",
     "typedef struct spider_tdl_version": "test_abi_declarations_have_the_documented_layout",
+    "spider_core.dask.SpiderWorkerPlugin(config)": "test_dask_example",
 }
 
 
@@ -186,6 +186,9 @@ def test_every_block_is_run_or_says_why_not() -> None:
         elif b.language == "c":
             assert checked(b), f"{b.id}: no test compiles this C block"
     assert not any(b.not_run is not None and checked(b) for b in BLOCKS)
+    for b in BLOCKS:
+        if b.language == "python" and re.search(r"^if __name__ == .__main__.:", b.code, flags=re.M):
+            assert checked(b), f"{b.id}: run as a module, this block would skip its __main__ part"
 
 
 @pytest.mark.parametrize("example", GENERIC, ids=lambda b: b.id)
@@ -283,8 +286,8 @@ def test_pytest_examples(pytester: pytest.Pytester) -> None:
         (pytester.path / path).parent.mkdir(parents=True, exist_ok=True)
         (pytester.path / path).write_text(text)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--strict-markers", "-W",
-                                           "error::pytest.PytestWarning", "-W", EDITABLE_WARNING, "tests")
-    result.assert_outcomes(passed=3)
+                                           "error::pytest.PytestWarning", "tests")
+    result.assert_outcomes(passed=3, warnings=0)  # an editable install of spider-core adds none either
 
 
 def test_python_package_example(tmp_path: Path) -> None:
@@ -304,7 +307,25 @@ def test_first_task_transcript(tmp_path: Path) -> None:
 
 def test_cli_page_run_transcript(package_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "packages").symlink_to(package_dir)
-    replay(block("console", "integration_test_tasks no_such_task"), tmp_path)
+    replay(block("console", "integration_test_tasks no_such_task"), tmp_path,
+           {str(tmp_path.resolve()): "/home/me", str(tmp_path): "/home/me"})
+
+
+@pytest.mark.slow
+def test_dask_example(package_dir: Path, tmp_path: Path) -> None:
+    """The scaling page's LocalCluster example, run as the script a user saves it as: Dask's
+    worker processes import that script again, and its ``__main__`` guard keeps them from
+    starting clusters of their own."""
+    example = block("python", "spider_core.dask.SpiderWorkerPlugin(config)")
+    script = tmp_path / "dask_example.py"
+    script.write_text(f"from pathlib import Path\n\npackage_dir = Path({str(package_dir)!r})\n\n{example.code}")
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "[[0], [1], [1], [2], [3], [5], [8], [13], [21], [34]]",
+        "ExecutorCrash SIGSEGV",
+        "[34]",
+    ], done.stderr
 
 
 @pytest.mark.slow
@@ -356,6 +377,15 @@ def test_configuration_reference_lists_every_field() -> None:
         assert f":param {field.name}:" in sc.PoolConfig.__doc__, field.name
 
 
+def test_dask_reference_lists_every_public_name() -> None:
+    from spider_core import dask
+
+    page = (DOCS / "api.md").read_text()
+    assert ".. automodule:: spider_core.dask\n" in page
+    for name in [*dask.__all__, "map"]:  # map is public, but kept out of __all__ (the builtin)
+        assert re.search(rf"^\.\. auto\w+:: spider_core\.dask\.{name}\n", page, flags=re.M), name
+
+
 def test_hook_reference_lists_every_hook() -> None:
     import inspect
 
@@ -373,14 +403,19 @@ def test_hook_reference_lists_every_hook() -> None:
 
 
 def test_cli_page_covers_every_command_and_exit_status() -> None:
+    import signal
+
     from spider_core import reporting
-    from spider_core.cli import build_parser
+    from spider_core.cli import EXIT_STATUSES, build_parser
 
     page = (DOCS / "cli.md").read_text()
     for code, name in [(0, "EXIT_OK"), (1, "EXIT_TASK_FAILURE"), (2, "EXIT_USAGE"), (3, "EXIT_TIMEOUT"),
                        (4, "EXIT_CRASH"), (5, "EXIT_INTERNAL")]:
         assert getattr(reporting, name) == code
         assert f"\n| {code} | " in page
+    for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):  # 128 + the signal that ended it
+        assert f"\n| {128 + signum} | ended by {signum.name}" in page
+        assert f"\n  {128 + signum}  ended by {signum.name}" in EXIT_STATUSES
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     assert commands.choices
     for command in commands.choices:
@@ -404,6 +439,7 @@ def test_the_site_builds_without_warnings(tmp_path: Path) -> None:
     plugins = (out / "plugins.html").read_text()
     assert plugins.count('<dt class="sig sig-object py" id="spider_core.plugin.spec.spider_') == 10
     assert "usage: spider run [-h]" in (out / "cli.html").read_text()
+    assert 'id="spider_core.dask.SpiderWorkerPlugin"' in (out / "api.html").read_text()
     assert (out / "abi.html").is_file()
 
 
