@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from spider_core.argtypes import whole_number
 from spider_core.plugin import PluginError
 from spider_core.reporting import (
     EXIT_INTERNAL,
@@ -243,17 +244,6 @@ def _is_bad_arguments(outcome: Any) -> bool:
     return isinstance(error, TaskError) and error.error.kind is TdlErrorKind.DeserializationError
 
 
-def slot_count(text: str) -> int:
-    """``--slots``: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
 def cmd_batch(args: argparse.Namespace) -> int:
     from spider_core.batch import BatchError, run_batch
     from spider_core.errors import InternalError
@@ -445,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--out", type=path, required=True, metavar="RESULTS.jsonl")
     pool_options(batch)
     batch.add_argument("--resume", action="store_true", help="skip requests whose id already has a result in --out")
-    batch.add_argument("--slots", type=slot_count, default=1, metavar="N",
+    batch.add_argument("--slots", type=whole_number, default=1, metavar="N",
                        help="run up to N requests at once, each in its own executor; their result lines "
                             "come in completion order (default: 1, in request order)")
     batch.add_argument("--strict", action="store_true", help="stop at the first malformed line")

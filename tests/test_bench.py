@@ -169,7 +169,7 @@ def test_throughput_options() -> None:
 def test_throughput_option_below_one_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--slots", "0"])
-    assert "argument --slots: must be at least 1, got 0" in capsys.readouterr().err
+    assert "argument --slots: '0' must be at least 1" in capsys.readouterr().err
 
 
 def throughput_report(tmp_path: Path, result: ThroughputResult) -> BenchReport:

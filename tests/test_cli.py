@@ -161,7 +161,7 @@ def test_exit_2_missing_package_dir(tmp_path: Path) -> None:
         (["frobnicate"], "spider: error: argument COMMAND: invalid choice: 'frobnicate'"),
         (["batch", "r.jsonl", "--out", ""], "spider: error: batch: argument --out: an empty path names no file"),
         (["build-package", "", "--out", "x"], "spider: error: build-package: argument SRC: an empty path names no file"),
-        (["bench", "--calls", "0"], "spider: error: bench: argument --calls: must be at least 1, got 0"),
+        (["bench", "--calls", "0"], "spider: error: bench: argument --calls: '0' must be at least 1"),
         (["bench", "--calls", "x"], "spider: error: bench: argument --calls: 'x' is not a whole number"),
     ],
 )

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from spider_core.argtypes import whole_number
 from spider_core.bench.contenders import PACKAGE, PEERS
 from spider_core.bench.runner import (
     DEFAULT_BATCH,
@@ -28,16 +29,6 @@ from spider_core.bench.workloads import WORKLOADS
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 class BenchError(Exception):
@@ -59,20 +50,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"{QUICK_CALLS} calls per contender, not {DEFAULT_CALLS}; throughput: {QUICK_ROUNDS} batches of "
         f"{QUICK_BATCH} tasks, not {DEFAULT_ROUNDS} of {DEFAULT_BATCH}",
     )
-    parser.add_argument("--calls", type=_positive_int, help="measured calls per contender and workload")
+    parser.add_argument("--calls", type=whole_number, help="measured calls per contender and workload")
     parser.add_argument(
         "--workloads", type=_names, default=WORKLOADS, help=f"comma-separated (default: {','.join(WORKLOADS)})"
     )
     parser.add_argument(
-        "--slots", type=_positive_int, default=DEFAULT_SLOTS, metavar="N",
+        "--slots", type=whole_number, default=DEFAULT_SLOTS, metavar="N",
         help="throughput: workers per contender, PoolConfig.slots for spider-core (default: %(default)s)",
     )
     parser.add_argument(
-        "--batch", type=_positive_int, metavar="B",
+        "--batch", type=whole_number, metavar="B",
         help=f"throughput: tasks per batch, all queued at once (default: {DEFAULT_BATCH}, {QUICK_BATCH} with --quick)",
     )
     parser.add_argument(
-        "--rounds", type=_positive_int, metavar="R",
+        "--rounds", type=whole_number, metavar="R",
         help=f"throughput: measured batches per contender (default: {DEFAULT_ROUNDS}, {QUICK_ROUNDS} with --quick)",
     )
     parser.add_argument("--peers", type=_names, default=PEERS, help=f"comma-separated ({','.join(PEERS)})")
