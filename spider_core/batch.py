@@ -1,4 +1,5 @@
-"""``spider batch``: run a JSON-lines file (or standard input) of requests through one pool.
+"""``spider batch``: run a JSON-lines file (or standard input) of requests through one pool,
+or (``--dask``) through the pools of a Dask cluster's workers.
 
 Each result line is appended and flushed as soon as its request completes, so a runner that
 dies loses nothing it finished; ``--resume`` skips the ids already in the output.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import os
 import queue
@@ -20,10 +22,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
+import attrs
+
 from spider_core.errors import BuildTaskContext, EncodeTaskInputs, InternalError, InvalidRequest
-from spider_core.models import ExecuteRequest, PoolConfig
+from spider_core.models import ExecuteRequest, Outcome, PoolConfig
 from spider_core.pool import ProcessPool
 from spider_core.reporting import (
+    EXIT_INTERNAL,
     EXIT_OK,
     EXIT_TASK_FAILURE,
     EXIT_USAGE,
@@ -182,9 +187,15 @@ def run_batch(
     resume: bool = False,
     strict: bool = False,
     progress: bool = True,
+    dask: str | None = None,
 ) -> int:
     """Run every request of ``requests`` (the string ``"-"``: standard input; ``Path("-")``
-    is a file), reading it as the run goes; return the exit status (0 only if all succeeded)."""
+    is a file), reading it as the run goes; return the exit status (0 only if all succeeded).
+
+    :param dask: Run the requests on a Dask cluster instead of a local pool (see
+        :class:`DaskCluster`): a scheduler address, or ``local:N``.
+    """
+    cluster = None if dask is None else DaskCluster(config, dask)  # a bad address: before any file is touched
     from_stdin = isinstance(requests, str) and requests == STDIN
     requests = Path(requests)
     if from_stdin and sys.stdin is None:
@@ -206,7 +217,7 @@ def run_batch(
         except OSError as e:
             raise BatchError(f"cannot write {out}: {e.strerror}") from None
         meter = Progress(progress)
-        code = asyncio.run(_run(_Lines(stream), sink, config, default_timeout, skip, strict, meter))
+        code = asyncio.run(_run(_Lines(stream), sink, config, default_timeout, skip, strict, meter, cluster=cluster))
     meter.summary()
     return code
 
@@ -348,11 +359,15 @@ async def _run(
     skip: dict[tuple[str, Any], str],
     strict: bool,
     meter: Progress,
+    *,
+    cluster: DaskCluster | None = None,
 ) -> int:
     """Read the requests as the run goes and keep up to ``config.slots`` of them running, as
     many again queued behind them (so a slot never waits for the next line to be parsed); each
     request writes its line as soon as it completes, in completion order. With one slot the
-    next line is read only once the previous request's line is written: request order."""
+    next line is read only once the previous request's line is written: request order.
+
+    With a ``cluster`` the requests run there, as many at once as its workers have slots."""
 
     def write(record: dict[str, Any]) -> None:
         sink.write(to_json(record) + "\n")
@@ -361,12 +376,16 @@ async def _run(
     all_ok = True
     seen: dict[tuple[str, Any], int] = {}
     running: set[asyncio.Task[None]] = set()
-    # With one slot, exactly one request at a time: the lines come out in request order,
-    # a malformed line's too.
-    limit = 1 if config.slots == 1 else 2 * config.slots
+
+    def limit() -> int:
+        # With one slot, exactly one request at a time: the lines come out in request order,
+        # a malformed line's too.
+        slots = config.slots if cluster is None else cluster.slots
+        return 1 if slots == 1 else 2 * slots
+
     failed = asyncio.get_running_loop().create_future()  # a request's task raised: the run ends
 
-    async def run_one(pool: ProcessPool, request_id: Any, number: int, request: ExecuteRequest, timeout: float) -> None:
+    async def run_one(pool: ProcessPool | DaskCluster, request_id: Any, number: int, request: ExecuteRequest, timeout: float) -> None:
         nonlocal all_ok
         try:
             record = outcome_record(await pool.execute(request, hard_timeout=timeout))
@@ -407,7 +426,7 @@ async def _run(
             failed.result().result()
         return reading.result()
 
-    async with ProcessPool(config) as pool:
+    async with ProcessPool(config) if cluster is None else cluster as pool:
         try:
             number = 0
             stop: str | None = None
@@ -454,7 +473,7 @@ async def _run(
                 task = asyncio.ensure_future(run_one(pool, request_id, number, request, timeout))
                 task.add_done_callback(finished)
                 running.add(task)
-                await settle(limit - 1)
+                await settle(limit() - 1)
             await settle(0)  # the requests already running finish and write their lines
             if stop is not None:
                 raise BatchError(stop)
@@ -465,3 +484,208 @@ async def _run(
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
     return EXIT_OK if all_ok else EXIT_TASK_FAILURE
+
+
+# -- --dask --------------------------------------------------------------------------------------
+
+#: Seconds to reach a Dask scheduler before giving up.
+DASK_CONNECT_TIMEOUT = 10.0
+#: The most worker processes ``--dask local:N`` starts.
+MAX_LOCAL_WORKERS = 256
+_LOCAL = "local:"
+_WORKER_LOGGERS = ("spider_core", "spider_core.pool", "spider_core.dask")
+_WORKER_LOG_FORMAT = "spider: %(levelname)s: %(name)s: %(message)s"
+
+
+def parse_dask_address(text: str) -> tuple[str | None, int | None]:
+    """``(scheduler address, None)`` or ``(None, N)`` for ``local:N``.
+
+    :raises ValueError: with the reason, in words for a usage error.
+    """
+    text = text.strip()
+    if text == "local" or text.startswith(_LOCAL):
+        count = text[len(_LOCAL):]
+        if not count.isascii() or not count.isdigit() or not 1 <= int(count) <= MAX_LOCAL_WORKERS:
+            raise ValueError(
+                f"{text!r}: local:N takes a number of worker processes N from 1 to {MAX_LOCAL_WORKERS}"
+            )
+        return None, int(count)
+    if not text or any(c.isspace() for c in text):
+        raise ValueError(f"{text!r} is not a Dask scheduler address (such as tcp://host:8786) or local:N")
+    return text, None
+
+
+class ClusterError(InternalError):
+    """The Dask cluster did not run the request: the workers running it were lost too many
+    times (``KilledWorker``), say."""
+
+
+class DaskCluster:
+    """Where ``spider batch --dask`` runs its requests: a Dask cluster with a
+    :class:`~spider_core.dask.SpiderWorkerPlugin` of ``config`` on every worker (``--slots``
+    per worker), through an asynchronous client on the batch's event loop.
+
+    ``local:N`` starts a ``LocalCluster`` of N worker processes (each with ``config.slots``
+    threads) and closes it at the end; an address connects to a running scheduler, registers
+    the plugin and unregisters it at the end (the workers' pools close, every executor is
+    reaped). Either way an interrupted run cancels its requests still running on the workers:
+    their executors are killed.
+    """
+
+    def __init__(self, config: PoolConfig, address: str) -> None:
+        try:
+            self.address, self.workers = parse_dask_address(address)
+        except ValueError as e:
+            raise BatchError(f"--dask {e}") from None
+        if self.workers is not None:
+            # The same machine: the workers see the package directory at the same path.
+            config = attrs.evolve(config, package_dir=Path(config.package_dir).absolute())
+        self.config = config
+        self.client: Any = None
+        self.cluster: Any = None
+        self._registering: asyncio.Future[Any] | None = None
+
+    @property
+    def where(self) -> str:
+        if self.address is None:
+            return f"a local Dask cluster of {self.workers} worker processes"
+        return f"the Dask scheduler at {self.address}"
+
+    @property
+    def slots(self) -> int:
+        """How many requests the cluster runs at once: a slot per worker thread, at most
+        ``config.slots`` per worker (at least 1, for a cluster that has no worker yet)."""
+        info = self.client.scheduler_info() if self.client is not None else {}
+        workers = info.get("n_workers") or 0
+        threads = info.get("total_threads") or 0
+        if not workers and self.workers is not None:
+            workers, threads = self.workers, self.workers * self.config.slots
+        return max(1, min(threads, workers * self.config.slots))
+
+    async def __aenter__(self) -> DaskCluster:
+        try:
+            from distributed import Client, LocalCluster
+
+            from spider_core.dask import SpiderWorkerPlugin, WorkerPoolError, _LocalWorker
+        except ImportError as e:
+            raise BatchError(dask_import_error(e)) from None
+        try:
+            if self.address is None:
+                _start_resource_tracker()
+                self.cluster = await LocalCluster(  # type: ignore[no-untyped-call]  # distributed is untyped
+                    n_workers=self.workers,
+                    threads_per_worker=self.config.slots,
+                    processes=True,
+                    dashboard_address=None,
+                    # Its HTTP server (health, metrics) on any free port: not 8787, which
+                    # another cluster (another batch) may hold.
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                    # The workers log as this process does: at least warnings, unless the
+                    # CLI quieted Dask (without -v).
+                    silence_logs=max(logging.WARNING, logging.getLogger("distributed").getEffectiveLevel()),
+                    asynchronous=True,
+                )
+                self.client = Client(self.cluster, asynchronous=True, set_as_default=False)  # type: ignore[no-untyped-call]  # distributed is untyped
+                await self.client
+                # The workers share this terminal: their pools report as this process's would.
+                levels = {name: logging.getLogger(name).getEffectiveLevel() for name in _WORKER_LOGGERS}
+                await self.client.register_plugin(_LocalWorker(levels, _WORKER_LOG_FORMAT))
+            else:
+                # Kept before it connects, so that a failure closes it.
+                self.client = Client(self.address, asynchronous=True, timeout=DASK_CONNECT_TIMEOUT,  # type: ignore[no-untyped-call]  # distributed is untyped
+                                     set_as_default=False)
+                await self.client
+            # Shielded, and awaited at the end if the run is interrupted meanwhile: the plugin
+            # is unregistered only once every worker has it (Dask could otherwise deliver the
+            # removal to a worker before the plugin, whose pool would then stay).
+            self._registering = asyncio.ensure_future(self.client.register_plugin(SpiderWorkerPlugin(self.config)))
+            await asyncio.shield(self._registering)
+        except BaseException as e:
+            await self._close()
+            if isinstance(e, WorkerPoolError):  # a worker without the package directory, say
+                raise BatchError(str(e)) from None
+            if isinstance(e, OSError) and str(e).startswith("Timed out"):
+                raise BatchError(f"cannot reach {self.where}: no answer within {DASK_CONNECT_TIMEOUT:g} s") from None
+            if isinstance(e, OSError | ValueError | TypeError):  # a refused handshake, a bad address
+                raise BatchError(f"cannot use {self.where}: {_one_line(e)}") from None
+            if isinstance(e, Exception):  # a worker process that does not start, say
+                raise BatchError(f"cannot start {self.where}: {type(e).__name__}: {_one_line(e)}",
+                                 EXIT_INTERNAL) from None
+            raise  # interrupted
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._close()
+
+    async def execute(self, request: ExecuteRequest, hard_timeout: float) -> Outcome:
+        from distributed.utils import CancelledError  # type: ignore[attr-defined]  # distributed re-exports it untyped
+
+        from spider_core.dask import submit
+
+        future = submit(self.client, request, hard_timeout)
+        try:
+            outcome: Outcome = await future
+            return outcome
+        except asyncio.CancelledError:
+            future.release()  # type: ignore[no-untyped-call]  # distributed is untyped; the worker running it kills its executor
+            raise
+        except InternalError:
+            raise
+        except CancelledError as e:  # not by this run: the scheduler is lost, say; the run ends
+            reason = getattr(e, "reason", None) or _one_line(e)
+            raise BatchError(
+                f"the requests on {self.where} were cancelled ({reason}); --resume runs those without a result",
+                EXIT_INTERNAL,
+            ) from None
+        except Exception as e:  # KilledWorker: lost with its workers too many times
+            raise ClusterError(f"{type(e).__name__}: {_one_line(e)}") from None
+
+    async def _close(self) -> None:
+        """Unregister the plugin (a running scheduler) or close the cluster (``local:N``)."""
+        client, cluster, registering = self.client, self.cluster, self._registering
+        try:
+            if registering is not None and cluster is None and client.status == "running":
+                from spider_core.dask import PLUGIN_NAME
+
+                # Even if its setup failed on a worker: the scheduler keeps a plugin it was given.
+                await asyncio.wait({registering}, timeout=DASK_CONNECT_TIMEOUT)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.unregister_worker_plugin(PLUGIN_NAME), DASK_CONNECT_TIMEOUT)
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.close()
+        finally:
+            self.client = self.cluster = self._registering = None
+            if registering is not None:
+                if not registering.done():
+                    registering.cancel()
+                elif not registering.cancelled():
+                    registering.exception()  # retrieved (raised in __aenter__ if it was awaited)
+            if cluster is not None:
+                with contextlib.suppress(Exception):  # its workers exit with this process anyway
+                    await cluster.close()
+
+
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (which the cluster's worker processes use)
+    with SIGHUP blocked, as it blocks SIGINT and SIGTERM itself: a hangup of the terminal is
+    for ``spider``, which closes the cluster, not for the tracker, which would die of it and
+    leave the cluster's semaphores behind. A SIGHUP meanwhile waits for the unblock."""
+    from multiprocessing import resource_tracker
+
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def dask_import_error(e: ImportError) -> str:
+    """The one line for ``--dask`` without a working ``distributed``."""
+    if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in ("dask", "distributed"):
+        return "--dask needs Dask's distributed: pip install 'spider-core[dask]'"
+    return f"--dask cannot import Dask's distributed: {_one_line(e)}"
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__

@@ -66,13 +66,14 @@ class CliError(Exception):
 # -------------------------------------------------------------------------------------------
 
 
-def package_dir_of(args: argparse.Namespace) -> Path:
-    """``--package-dir``, else ``$SPIDER_TDL_PACKAGE_DIR``; it must be a directory."""
+def package_dir_of(args: argparse.Namespace, *, here: bool = True) -> Path:
+    """``--package-dir``, else ``$SPIDER_TDL_PACKAGE_DIR``; it must be a directory (``here``:
+    on this machine; otherwise it is the path on the Dask workers, which check it)."""
     value = args.package_dir or os.environ.get("SPIDER_TDL_PACKAGE_DIR")
     if not value:
         raise CliError("no package directory: pass --package-dir DIR or set SPIDER_TDL_PACKAGE_DIR")
     path = Path(value)
-    if not path.is_dir():
+    if here and not path.is_dir():
         raise CliError(f"package directory {path} does not exist or is not a directory")
     return path
 
@@ -244,11 +245,26 @@ def _is_bad_arguments(outcome: Any) -> bool:
     return isinstance(error, TaskError) and error.error.kind is TdlErrorKind.DeserializationError
 
 
+def dask_address(text: str) -> str:
+    """``--dask``: a scheduler address, or ``local:N``."""
+    from spider_core.batch import parse_dask_address
+
+    try:
+        parse_dask_address(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def cmd_batch(args: argparse.Namespace) -> int:
-    from spider_core.batch import BatchError, run_batch
+    from spider_core.batch import BatchError, parse_dask_address, run_batch
     from spider_core.errors import InternalError
 
-    package_dir = package_dir_of(args)
+    # With a running Dask scheduler, the package directory is the workers' (each checks it).
+    remote = args.dask is not None and parse_dask_address(args.dask)[0] is not None
+    package_dir = package_dir_of(args, here=not remote)
+    if args.dask is not None:
+        _import_dask(args.verbose)
     try:
         return run_batch(
             requests=args.requests,
@@ -258,11 +274,30 @@ def cmd_batch(args: argparse.Namespace) -> int:
             resume=args.resume,
             strict=args.strict,
             progress=not args.quiet,
+            dask=args.dask,
         )
     except BatchError as e:
         raise CliError(str(e), e.exit_code) from None
     except InternalError as e:
         raise CliError(str(e), EXIT_INTERNAL) from None
+
+
+def _import_dask(verbose: bool) -> None:
+    """Import Dask's ``distributed`` for ``--dask`` (a one-line error if it is missing) and
+    keep its log lines (a worker it restarts, a connection it retries) to ``-v``: what matters
+    to the run is in its results and its one-line errors. With ``-v`` Dask's warnings show."""
+    from spider_core.batch import dask_import_error
+
+    try:
+        import distributed  # noqa: F401  (configures Dask's loggers, which are set here after it)
+    except ImportError as e:
+        raise CliError(dask_import_error(e)) from None
+    families = ("distributed", "dask", "tornado")  # tornado: Dask's event loop library
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and name.split(".")[0] in families:
+            logger.setLevel(logging.NOTSET)  # Dask gives some their own level (distributed.client)
+    for name in families:
+        logging.getLogger(name).setLevel(logging.WARNING if verbose else logging.CRITICAL)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -438,6 +473,10 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--slots", type=whole_number, default=1, metavar="N",
                        help="run up to N requests at once, each in its own executor; their result lines "
                             "come in completion order (default: 1, in request order)")
+    batch.add_argument("--dask", type=dask_address, metavar="ADDRESS",
+                       help="run the requests on a Dask cluster: the scheduler's ADDRESS (tcp://host:8786), or "
+                            "local:N to start N local worker processes; --slots is then per worker, and "
+                            "--package-dir must exist on every worker (pip install 'spider-core[dask]')")
     batch.add_argument("--strict", action="store_true", help="stop at the first malformed line")
     batch.add_argument("--quiet", action="store_true", help="no progress on stderr")
     batch.set_defaults(func=cmd_batch)

@@ -32,19 +32,26 @@ How the two layers share the work:
   becomes the Dask task's error. Dask retries a task only when the worker running it is lost
   (within the scheduler's ``allowed_failures``), so a task may run twice: make tasks that can.
   ``retries=`` additionally retries tasks that raised.
+- **Cancelling.** Cancelling a future (``future.cancel()``, ``client.cancel``), releasing the
+  last reference to it, or closing its client cancels the call on the worker: a task still
+  waiting for a slot never runs, a running one has its executor killed (within a tenth of a
+  second), as for a cancelled call of a local pool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import io
 import logging
 import os
 import re
 import shutil
+import signal
 import tarfile
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -72,11 +79,15 @@ PLUGIN_NAME = "spider-core"
 #: address -> ``id`` of the plugin whose setup made that entry; only its teardown removes it.
 _POOLS: dict[str, SyncProcessPool | str] = {}
 _OWNERS: dict[str, int] = {}
+#: Worker address -> a future done when the setup running there ends.
+_STARTING: dict[str, asyncio.Future[None]] = {}
 
 _SUBMIT_KEYWORDS = frozenset(
     {"key", "workers", "resources", "retries", "priority", "fifo_timeout", "allow_other_workers"}
 )
 _MAP_KEYWORDS = _SUBMIT_KEYWORDS | {"batch_size"}
+#: Seconds between a running task's looks at whether Dask cancelled it.
+_CANCEL_POLL = 0.1
 
 
 class WorkerPoolError(InternalError):
@@ -120,6 +131,7 @@ class SpiderWorkerPlugin(WorkerPlugin):
                 "not under another"
             )
         _OWNERS[address] = id(self)
+        starting = _STARTING[address] = asyncio.get_running_loop().create_future()
         try:
             pool = await asyncio.to_thread(self._open, worker)
         except WorkerPoolError as e:
@@ -129,9 +141,17 @@ class SpiderWorkerPlugin(WorkerPlugin):
             message = f"the spider-core pool on Dask worker {address} could not start: {type(e).__name__}: {e}"
             _POOLS[address] = message
             raise WorkerPoolError(message) from e
-        _POOLS[address] = pool
+        else:
+            _POOLS[address] = pool
+        finally:
+            if _STARTING.get(address) is starting:
+                del _STARTING[address]
+            starting.set_result(None)
 
     async def teardown(self, worker: Any) -> None:
+        starting = _STARTING.get(worker.address)
+        if starting is not None:  # Dask may remove a plugin while its setup runs: let it finish
+            await asyncio.shield(starting)
         if _OWNERS.get(worker.address) != id(self):
             return  # its setup was refused: the pool there, if any, is another plugin's
         del _OWNERS[worker.address]
@@ -171,6 +191,32 @@ class SpiderWorkerPlugin(WorkerPlugin):
         return f"SpiderWorkerPlugin(package_dir={str(self.config.package_dir)!r}, slots={self.config.slots}{upload})"
 
 
+class _LocalWorker(WorkerPlugin):
+    """For the workers of ``spider batch --dask local:N``, children of the ``spider`` process
+    on its terminal: they report (or keep quiet) as ``spider`` does, with ``levels`` for some
+    loggers and, if a worker's root logger has no handler, one writing ``fmt`` lines to stderr;
+    and they ignore the terminal's SIGINT and SIGHUP, which ``spider`` handles for them (it
+    closes the cluster; a worker whose parent is gone exits)."""
+
+    name = "spider-core-local-worker"
+
+    def __init__(self, levels: dict[str, int], fmt: str) -> None:
+        self.levels = levels
+        self.fmt = fmt
+
+    def setup(self, worker: Any) -> None:
+        for name, level in self.levels.items():
+            logging.getLogger(name).setLevel(level)
+        root = logging.getLogger()
+        if not root.handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter(self.fmt))
+            root.addHandler(handler)
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGHUP):
+                signal.signal(signum, signal.SIG_IGN)
+
+
 def worker_pool(worker: Any = None) -> SyncProcessPool:
     """The pool of ``worker`` (default: the worker running the current task), for tasks and
     ``client.run`` functions that want it directly (its ``pids``, say).
@@ -192,11 +238,39 @@ def worker_pool(worker: Any = None) -> SyncProcessPool:
 
 
 def _execute(request: ExecuteRequest, hard_timeout: float | None, soft_timeout: float | None) -> Outcome:
-    """The Dask task: run ``request`` on this worker's pool and return its outcome."""
-    pool = _POOLS.get(get_worker().address)
+    """The Dask task: run ``request`` on this worker's pool and return its outcome.
+
+    Dask cannot stop a task's thread; this one stops itself: while it waits for the outcome it
+    looks every ``_CANCEL_POLL`` seconds whether Dask cancelled the task (its future cancelled
+    or released by every client, its client gone), and then cancels the call, which kills the
+    executor running it, as cancelling a ``SyncProcessPool.submit`` future does.
+    """
+    worker = get_worker()
+    pool = _POOLS.get(worker.address)
     if not isinstance(pool, SyncProcessPool):
-        pool = worker_pool()  # raises the clear error
-    return pool.execute(request, hard_timeout, soft_timeout=soft_timeout)
+        pool = worker_pool(worker)  # raises the clear error
+    call = pool.submit(request, hard_timeout, soft_timeout=soft_timeout)
+    try:
+        key = worker.get_current_task()
+    except KeyError:  # pragma: no cover - not in one of the worker's task threads
+        key = None
+    try:
+        while True:
+            try:
+                return call.result(timeout=_CANCEL_POLL if key is not None else None)
+            except concurrent.futures.TimeoutError:
+                if _cancelled(worker, key):
+                    call.cancel()
+                    raise concurrent.futures.CancelledError(f"Dask cancelled task {key!r}; its call was cancelled") from None
+    except BaseException:
+        call.cancel()  # done already: a no-op
+        raise
+
+
+def _cancelled(worker: Any, key: Any) -> bool:
+    """Whether the worker no longer wants the result of its task ``key``."""
+    task = worker.state.tasks.get(key)
+    return task is None or task.state == "cancelled"
 
 
 def submit(

@@ -239,3 +239,25 @@ def test_a_write_that_fails_while_waiting_for_the_producer_ends_the_run(fake_poo
         assert fake_pool[0].cancelled == ["b"] and lines.more.cancelled()
 
     asyncio.run(scenario())
+
+
+def test_a_cluster_runs_as_many_requests_as_its_workers_have_slots(fake_pool) -> None:
+    class FakeCluster(FakePool):
+        slots = 3  # workers x slots per worker, as the cluster says
+
+    async def scenario() -> None:
+        cluster = FakeCluster(None)
+        lines, sink = FakeLines([req(str(i)) for i in range(10)]), io.StringIO()
+        meter = batch.Progress(False, io.StringIO())
+        config = PoolConfig(package_dir=".", slots=1)  # one slot per worker
+        run = asyncio.ensure_future(batch._run(lines, sink, config, 5.0, {}, False, meter, cluster=cluster))
+        await until(lambda: len(cluster.started) == 6)
+        await asyncio.sleep(0.01)
+        assert lines.taken == 6 and fake_pool == []  # no local pool
+        cluster.slots = 1  # a worker left: one request at a time from now on
+        for i in range(10):
+            cluster.gate(str(i)).set_result(None)
+        assert await asyncio.wait_for(run, 5) == batch.EXIT_OK
+        assert sorted(i for i, _ in written(sink)) == sorted(str(i) for i in range(10))
+
+    asyncio.run(scenario())

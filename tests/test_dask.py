@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -259,6 +260,37 @@ def test_a_killed_worker_loses_no_request_and_leaves_no_executor(spider: Client)
 
 
 @pytest.mark.slow
+def test_cancelling_a_running_task_kills_its_executor(spider: Client) -> None:
+    future = sd.submit(spider, req("sleep_ms", 30000), 60)
+    deadline = time.monotonic() + 30
+    while not (worker := next((w for w, keys in spider.processing().items() if future.key in keys), None)):
+        assert time.monotonic() < deadline, "the task never ran"
+        time.sleep(0.01)
+    time.sleep(0.3)  # its executor is in the task now
+    worker_pid = spider.run(os.getpid, workers=[worker])[worker]
+    executors = executors_of(worker_pid)
+    assert len(executors) == 2
+
+    started = time.monotonic()
+    future.cancel()
+    deadline = started + 5
+    while len(left := [pid for pid, start in executors.items() if alive(pid, start)]) == 2:
+        assert time.monotonic() < deadline, "no executor was killed"
+        time.sleep(0.01)
+    assert len(left) == 1 and time.monotonic() - started < 2  # the other slot's executor lives on
+    # The pool replaced the killed executor and serves the next request there.
+    again = [sd.submit(spider, req("fibonacci", 10 + i), 5, workers=[worker]) for i in range(2)]
+    assert [f.result(timeout=60).values for f in again] == [[55], [89]]
+    deadline = time.monotonic() + 30
+    while True:  # settled: both slots with a ready executor, for the tests after this one
+        _, pids, _ = spider.run(_pool_state, workers=[worker])[worker]
+        if None not in pids and set(executors_of(worker_pid)) == set(pids):
+            break
+        assert time.monotonic() < deadline, (pids, executors_of(worker_pid))
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
 def test_unregistering_the_plugin_reaps_every_executor(spider: Client) -> None:
     executors: dict[int, int] = {}
     for worker_pid, pids, _ in spider.run(_pool_state).values():
@@ -274,6 +306,22 @@ def test_unregistering_the_plugin_reaps_every_executor(spider: Client) -> None:
     with pytest.raises(sd.WorkerPoolError, match=r"^no spider-core pool on Dask worker tcp://127\.0\.0\.1:\d+: "
                                                  r"register one with client\.register_plugin\(SpiderWorkerPlugin\(config\)\)$"):
         future.result(timeout=60)
+
+
+@pytest.mark.slow
+def test_unregistering_while_the_pools_start_leaves_no_pool(spider: Client, config: sc.PoolConfig) -> None:
+    spider.unregister_worker_plugin(sd.PLUGIN_NAME)
+    worker_pids = list(spider.run(os.getpid).values())
+    registering = threading.Thread(target=spider.register_plugin, args=(sd.SpiderWorkerPlugin(config),))
+    registering.start()
+    deadline = time.monotonic() + 30
+    while not any(executors_of(pid) for pid in worker_pids):  # a pool is starting
+        assert time.monotonic() < deadline, "no pool started"
+        time.sleep(0.002)
+    spider.unregister_worker_plugin(sd.PLUGIN_NAME)  # its teardown waits for the setup to end
+    registering.join(60)
+    assert set(spider.run(_pool_state).values()) == {None}
+    assert [executors_of(pid) for pid in worker_pids] == [{}, {}]
 
 
 @pytest.mark.slow

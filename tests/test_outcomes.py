@@ -195,7 +195,7 @@ def _exception_classes() -> set[type[BaseException]]:
 
 
 def _samples() -> dict[type[BaseException], BaseException]:
-    from spider_core.batch import BatchError
+    from spider_core.batch import BatchError, ClusterError
     from spider_core.bench import BenchError
     from spider_core.build import BuildError, PackageSourceError
     from spider_core.cli import CliError
@@ -218,6 +218,7 @@ def _samples() -> dict[type[BaseException], BaseException]:
         FramingError("frame"), PluginError("plugin"), BuildError("build"), PackageSourceError("src"),
         CacheError("cache"), BenchError("bench"), BatchError("batch", 5), CliError("cli", 4), Mismatch("m"),
         WorkerPoolError("package_dir /x does not exist on Dask worker tcp://127.0.0.1:1"),
+        ClusterError("KilledWorker: attempted to run task 'x' on 4 different workers"),
     ]
     return {type(sample): sample for sample in samples}
 
