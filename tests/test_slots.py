@@ -396,3 +396,28 @@ def test_call_uses_the_default_timeout(config) -> None:
         with pytest.raises(sc.TaskTimedOut, match="hard timeout of 0.2s"):
             pool.call(PKG, "sleep_ms", 5000)
         assert pool.call(PKG, "fibonacci", 12) == [144]
+
+
+def test_close_while_starting_leaves_no_executor(config) -> None:
+    started = []
+
+    class Recorder:
+        @sc.hookimpl
+        def spider_executor_started(self, pid):
+            started.append(pid)
+
+    pm = sc.get_plugin_manager(sc.PluginSettings(autoload=False))
+    pm.register(Recorder())
+
+    async def main():
+        pool = sc.ProcessPool(attrs.evolve(config, slots=2), plugin_manager=pm)
+        starting = asyncio.create_task(pool.start())
+        await asyncio.sleep(0.02)  # the executors are being spawned
+        await pool.close()
+        with pytest.raises(sc.NotRunning, match="closed while it started"):
+            await starting
+        with pytest.raises(sc.NotRunning, match="the pool is closed"):
+            await pool.execute(req("fibonacci", 3), 5)
+
+    asyncio.run(main())
+    assert len(started) == 2 and all(not Path(f"/proc/{pid}").exists() for pid in started)

@@ -109,6 +109,7 @@ class ProcessPool:
         self._events: Events | None = None
         self._requests = RequestEncoder()
         self._close_task: asyncio.Future[None] | None = None
+        self._starting: asyncio.Future[None] | None = None  # while start() spawns the executors
         self._loop: asyncio.AbstractEventLoop | None = None
         self._seq = 0
         self._started = False
@@ -201,7 +202,15 @@ class ProcessPool:
         ]
         for supervisor in supervisors:
             supervisor.deadline = _Deadline(loop)
-        results = await asyncio.gather(*(s.spawn("start") for s in supervisors), return_exceptions=True)
+        self._starting = loop.create_future()
+        try:
+            results = await asyncio.gather(*(s.spawn("start") for s in supervisors), return_exceptions=True)
+            if self._closed:  # close() came while the executors started: it waits for this
+                await asyncio.gather(*(s.cancel_standby() for s in supervisors))
+                await asyncio.gather(*(s.stop_all() for s in supervisors))
+                raise NotRunning("the pool was closed while it started")
+        finally:
+            self._starting.set_result(None)
         failures = []
         for supervisor, result in zip(supervisors, results, strict=True):
             if isinstance(result, BaseException):
@@ -232,6 +241,8 @@ class ProcessPool:
         await asyncio.shield(self._close_task)
 
     async def _shutdown(self) -> None:
+        if self._starting is not None:
+            await asyncio.shield(self._starting)  # start() stops what it spawned
         slots = self._slots
         if slots is None:
             return
