@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 from pathlib import Path
@@ -11,6 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 TASK_PACKAGES = REPO / "task_packages"
 #: The installed ``spider`` console script of the interpreter running the tests.
 SPIDER = Path(sys.executable).with_name("spider")
+PKG = "integration_test_tasks"
 
 
 def make_distribution(root: Path, dist: str, module: str, source: str, entry_name: str) -> Path:
@@ -108,3 +110,22 @@ class ExecutorProcess:
         self.proc.wait()
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             stream.close()
+
+
+# -- spider batch files ------------------------------------------------------------------------
+
+
+def write_requests(path: Path, lines: list[object]) -> Path:
+    """A requests file: each line a JSON object, or a string written as it is."""
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
+    return path
+
+
+def results(path: Path) -> list[dict]:
+    """The records of a results file."""
+    return [json.loads(line) for line in path.read_text().split("\n") if line]
+
+
+def call(id_: str, task: str, *inputs: object, **extra: object) -> dict:
+    """A request line for the bundled package."""
+    return {"id": id_, "package": PKG, "task": task, "inputs": list(inputs), **extra}

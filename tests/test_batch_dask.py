@@ -8,7 +8,6 @@ two); the tests of a running scheduler share one module-scoped ``LocalCluster`` 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 from distributed import Client, LocalCluster
 
-from helpers import SPIDER
+from helpers import SPIDER, call, results, write_requests
 from spider_core import dask as sd
 
 PKG = "integration_test_tasks"
@@ -39,19 +38,6 @@ def one_clear_line(done: subprocess.CompletedProcess) -> str:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     return lines[0]
-
-
-def write_requests(path: Path, lines: list[object]) -> Path:
-    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
-    return path
-
-
-def results(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().split("\n") if line]
-
-
-def call(id_: str, task: str, *inputs: object, **extra: object) -> dict:
-    return {"id": id_, "package": PKG, "task": task, "inputs": list(inputs), **extra}
 
 
 # -- processes ---------------------------------------------------------------------------------

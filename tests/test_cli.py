@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SPIDER
+from helpers import SPIDER, call, results, write_requests
 
 PKG = "integration_test_tasks"
 
@@ -232,19 +232,6 @@ def test_python_m_spider_core(package_dir: Path) -> None:
 
 
 # -- spider batch ------------------------------------------------------------------------------
-
-
-def write_requests(path: Path, lines: list[object]) -> Path:
-    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
-    return path
-
-
-def results(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().split("\n") if line]
-
-
-def call(id_: str, task: str, *inputs: object, **extra: object) -> dict:
-    return {"id": id_, "package": PKG, "task": task, "inputs": list(inputs), **extra}
 
 
 @pytest.mark.slow
