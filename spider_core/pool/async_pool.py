@@ -29,10 +29,10 @@ from spider_core.errors import EncodeTaskInputs, ExecutorCreationFailure, Invali
 from spider_core.models import ExecuteRequest, ExecutorCrash, InTaskFailure, Outcome, PoolConfig, Success, Timeout
 from spider_core.plugin import PluginError, PluginSettings, SpiderPluginManager, get_plugin_manager
 from spider_core.pool.events import Events
-from spider_core.pool.process import EXIT_GRACE, ExecutorProcess, Lost
+from spider_core.pool.process import EXIT_GRACE, TIMED_OUT, ExecutorProcess, Lost
 from spider_core.pool.requests import RequestEncoder
 from spider_core.pool.slots import Slots
-from spider_core.pool.supervisor import TIMED_OUT, Supervisor
+from spider_core.pool.supervisor import Supervisor
 from spider_core.protocol import EXECUTE_SEQ, FramingError, ProtocolError, decode_result, result_fields
 from spider_core.tdl import EncodingError, ExecutorError
 
@@ -111,7 +111,10 @@ class ProcessPool:
         self._close_task: asyncio.Future[None] | None = None
         self._starting: asyncio.Future[None] | None = None  # while start() spawns the executors
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._seq = 0
+        self._seqs = itertools.count(1)  # next() is atomic: the sync pool's threads share it
+        #: Whether callers drive the executors' channels from their own threads (set by
+        #: SyncProcessPool before start()).
+        self._direct = False
         self._started = False
         self._closed = False
         self._spin_ns = config.spin_us * 1000
@@ -197,7 +200,7 @@ class ProcessPool:
         self._events = Events(self.pm)
         ids = itertools.count(1)  # executor ids are unique across the pool's slots
         supervisors = [
-            Supervisor(self.config, self.pm, loop, framing, self._events, ids, index)
+            Supervisor(self.config, self.pm, loop, framing, self._events, ids, index, direct=self._direct)
             for index, framing in enumerate(framings)
         ]
         for supervisor in supervisors:
@@ -267,25 +270,19 @@ class ProcessPool:
             ``EncodeTaskContext``, ``BuildTaskContext``).
         """
         queued = time.perf_counter()
-        if hard_timeout is None:
-            hard_timeout = self.config.default_timeout
-            if hard_timeout is None:
-                raise InvalidRequest(
-                    "no hard timeout: pass hard_timeout= to the call or set PoolConfig.default_timeout"
-                )
+        hard_timeout = self._hard_timeout(hard_timeout)
         message = self._requests.prepare(request, hard_timeout, soft_timeout)
-        slots = self._slots
-        if self._closed or slots is None:
-            raise NotRunning("the pool is closed" if self._closed else "the pool is not started; use `async with` or start()")
+        slots = self._running_slots()
         slot = slots.take_now()
         if slot is not None:
             executor: ExecutorProcess = slot.current  # type: ignore[assignment]  # take_now(): healthy slots only
         else:
             slot, executor = await slots.take()
         try:
+            if self._direct and not executor.quiet():  # between calls, no reader noticed
+                executor = await slot.replace_dead()
             locked = time.perf_counter()
-            self._seq += 1
-            message[EXECUTE_SEQ] = seq = self._seq
+            message[EXECUTE_SEQ] = seq = next(self._seqs)
             try:
                 frame = executor.encode(message)
             except FramingError as e:
@@ -313,11 +310,29 @@ class ProcessPool:
             else:
                 outcome = await self._outcome(slot, executor, seq, reply, hard_timeout)
         finally:
+            if self._direct:
+                executor.detach()  # back to the callers' threads
             slots.release(slot)
         events: Events = self._events  # type: ignore[assignment]  # set by start(), like self._slots
         if events.wants_task_finished:
             events.task_finished(request, outcome, executor.id, locked - queued, time.perf_counter() - locked)
         return outcome
+
+    def _hard_timeout(self, hard_timeout: float | None) -> float:
+        if hard_timeout is None:
+            hard_timeout = self.config.default_timeout
+            if hard_timeout is None:
+                raise InvalidRequest(
+                    "no hard timeout: pass hard_timeout= to the call or set PoolConfig.default_timeout"
+                )
+        return hard_timeout
+
+    def _running_slots(self) -> Slots:
+        """:raises NotRunning: the pool is not started, or closed."""
+        slots = self._slots
+        if self._closed or slots is None:
+            raise NotRunning("the pool is closed" if self._closed else "the pool is not started; use `async with` or start()")
+        return slots
 
     async def call(
         self, package: str, task: str, *inputs: Any, hard_timeout: float | None = None, soft_timeout: float | None = None

@@ -1,7 +1,9 @@
 """One executor process as the pool sees it: its pipes and pidfd on the event loop, its log.
 
 The hot path is one frame written, one reader callback, one future: the pipes and a pidfd are
-registered with the loop once per spawn. What travels on the pipes is the framing's business
+registered with the loop once per spawn. The sync pool drives the protocol channel from the
+calling thread instead (:meth:`ExecutorProcess.exchange`, after :meth:`~ExecutorProcess.detach`),
+while the loop keeps the log and the exit. What travels on the pipes is the framing's business
 (:mod:`spider_core.protocol`); this handle only moves frames and notices when the process or
 its channel is gone.
 """
@@ -10,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
+import select
 import signal
 import subprocess
 import time
@@ -24,6 +28,9 @@ _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 #: Seconds a dying executor gets to exit by itself before SIGKILL.
 EXIT_GRACE = 1.0
+
+#: What a waiter gets when its deadline passes first.
+TIMED_OUT = object()
 
 
 class Lost:
@@ -67,6 +74,8 @@ class ExecutorProcess:
         for fd in (self._out, self._in, self._err):
             os.set_blocking(fd, False)
         self._pidfd = os.pidfd_open(self.pid)
+        self._poller: select.poll | None = None  # made by detach()
+        self._reading = True  # whether the loop reads the protocol channel
         loop.add_reader(self._in, self._on_readable)
         loop.add_reader(self._err, self._on_stderr)
         loop.add_reader(self._pidfd, self._on_exit)
@@ -76,10 +85,13 @@ class ExecutorProcess:
         return self.lost is None and not self.exited.done()
 
     def expect(self) -> asyncio.Future[Any]:
-        """A future for the next message (or :class:`Lost`)."""
+        """A future for the next message (or :class:`Lost`). On the loop's thread only."""
         waiter = self.waiter = self.loop.create_future()
         if self.lost is not None:
             waiter.set_result(Lost(self.lost))
+        elif not self._reading:
+            self._reading = True
+            self.loop.add_reader(self._in, self._on_readable)
         return waiter
 
     # -- protocol channel
@@ -87,7 +99,9 @@ class ExecutorProcess:
     def _lose(self, reason: str) -> None:
         if self.lost is None:
             self.lost = reason
-            self.loop.remove_reader(self._in)
+            if self._reading:
+                self._reading = False
+                self.loop.remove_reader(self._in)
             self._stop_writing()
         waiter = self.waiter
         if waiter is not None and not waiter.done():
@@ -167,6 +181,101 @@ class ExecutorProcess:
             self.loop.remove_writer(self._out)
             self._pending = None
 
+    # -- the protocol channel driven by a thread (the sync pool)
+
+    def detach(self) -> None:
+        """Stop reading the protocol channel on the loop, so that the slot's holder can drive it
+        from its own thread with :meth:`exchange`. On the loop's thread; undone by :meth:`expect`."""
+        if self._closed or self.lost is not None:
+            return
+        if self._poller is None:
+            self._poller = select.poll()
+            self._poller.register(self._in, select.POLLIN)
+        if self._reading:
+            self._reading = False
+            self.loop.remove_reader(self._in)
+
+    def quiet(self) -> bool:
+        """Whether the detached channel is as it should be between calls: nothing arrived that
+        nobody asked for, and it is open. If not, the channel is lost (the executor is then
+        not ``alive``)."""
+        if self.lost is not None:
+            return False
+        if self.decoder.pending():
+            self._lose("the executor sent a message nobody asked for")
+            return False
+        if self._poller.poll(0):  # type: ignore[union-attr]  # detached
+            try:
+                data = os.read(self._in, 1)
+            except BlockingIOError:
+                return True
+            except OSError as e:
+                self._lose(f"reading from the executor failed: {e.strerror}")
+                return False
+            self._lose("the executor sent a message nobody asked for" if data else "the executor closed its protocol channel")
+            return False
+        return True
+
+    def exchange(self, frame: bytes, deadline: float, spin_ns: int = 0) -> Any:
+        """Send ``frame`` and wait for the answer, in the calling thread: the message,
+        :class:`Lost`, or :data:`TIMED_OUT` once ``deadline`` (``time.monotonic()``) passes.
+        Polls for the answer without blocking for up to ``spin_ns`` first. The channel must be
+        detached, and the caller must hold the slot."""
+        try:
+            view = memoryview(frame)
+            while True:
+                try:
+                    view = view[os.write(self._out, view) :]
+                except BlockingIOError:
+                    pass
+                if not view:
+                    break
+                if not self._wait_for(select.POLLOUT, self._out, deadline):
+                    return TIMED_OUT
+        except OSError as e:
+            self._lose(f"writing to the executor failed: {e.strerror}")
+            return Lost(self.lost)  # type: ignore[arg-type]  # set by _lose
+        decoder = self.decoder
+        spin_until = time.perf_counter_ns() + spin_ns if spin_ns else 0
+        poller: select.poll = self._poller  # type: ignore[assignment]  # detached
+        while True:
+            try:
+                data = os.read(self._in, max(_READ_SIZE, decoder.wanted()))
+            except BlockingIOError:
+                if spin_until and time.perf_counter_ns() < spin_until:
+                    os.sched_yield()  # the executor may be waiting for this very CPU
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return TIMED_OUT
+                poller.poll(math.ceil(remaining * 1000))
+                continue
+            except OSError as e:
+                self._lose(f"reading from the executor failed: {e.strerror}")
+                return Lost(self.lost)  # type: ignore[arg-type]
+            if not data:
+                self._lose("the executor closed its protocol channel")
+                return Lost(self.lost)  # type: ignore[arg-type]
+            decoder.feed(data)
+            try:
+                message = decoder.next_message()
+            except FramingError as e:
+                self._lose(f"the executor sent an undecodable frame: {e}")
+                return Lost(self.lost)  # type: ignore[arg-type]
+            if message is not None:
+                return message  # more after it is a message nobody asked for: quiet() says so
+
+    def _wait_for(self, event: int, fd: int, deadline: float) -> bool:
+        """Wait until ``fd`` is ready for ``event`` (or broken); False once ``deadline`` passes."""
+        poller = select.poll()
+        poller.register(fd, event)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if poller.poll(math.ceil(remaining * 1000)):
+                return True
+
     # -- log and exit
 
     def _on_stderr(self) -> None:
@@ -183,9 +292,11 @@ class ExecutorProcess:
 
     def _on_exit(self) -> None:
         self.loop.remove_reader(self._pidfd)
-        while self.lost is None and self._on_readable():
-            pass  # a response written just before exiting still counts
-        self._lose("the executor exited")
+        if self._reading:
+            while self.lost is None and self._on_readable():
+                pass  # a response written just before exiting still counts
+            self._lose("the executor exited")
+        # else a thread drives the channel: it reads what is left, then EOF
         if not self.exited.done():
             self.exited.set_result(None)
 

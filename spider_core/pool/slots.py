@@ -7,12 +7,18 @@ respawn policy refused) is not handed to callers while another slot is alive: it
 the background when the policy's ``retry_at`` comes, and callers are served by the others. Only
 when no slot is alive does a caller drive a failed slot itself, so the policy answers it (with
 ``NotRunning`` while it backs off), exactly as in a single-slot pool.
+
+The sync pool's callers take and give back slots from their own threads
+(:meth:`Slots.take_now`, :meth:`Slots.release_threadsafe`); everything else happens on the
+loop's thread. A lock, never held across an ``await``, keeps the free slots and the queue
+consistent between them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import deque
 
@@ -35,21 +41,24 @@ class Slots:
         self._all_free: asyncio.Future[None] | None = None
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._recoveries: set[asyncio.Task[None]] = set()
+        self._lock = threading.Lock()
         self.closed = False
 
     # -- taking and giving back
 
     def take_now(self) -> Supervisor | None:
-        """A free slot with a live executor, if one is ready and nobody is waiting (the fast path)."""
-        idle = self._idle
-        if self._waiters or not idle:
-            return None
-        slot = idle[-1]
-        if slot.healthy:
-            idle.pop()
-            slot.busy = True
-            self._busy += 1
-            return slot
+        """A free slot with a live executor, if one is ready and nobody is waiting (the fast
+        path). From any thread."""
+        with self._lock:
+            idle = self._idle
+            if self._waiters or not idle or self.closed:
+                return None
+            slot = idle[-1]
+            if slot.healthy:
+                idle.pop()
+                slot.busy = True
+                self._busy += 1
+                return slot
         return None
 
     async def take(self) -> tuple[Supervisor, ExecutorProcess]:
@@ -61,19 +70,25 @@ class Slots:
         """
         if self.closed:
             raise NotRunning("the pool is closed")
-        slot = None if self._waiters else self._pick()
-        front = False
+        with self._lock:
+            slot = None if self._waiters else self._pick()
+            waiter = self._enqueue(False) if slot is None else None
         while True:
-            if slot is None:
-                slot = await self._wait(front)
+            if waiter is not None:
+                slot = await self._wait(waiter)
+                waiter = None
+            assert slot is not None
             if slot.healthy:
                 return slot, slot.current  # type: ignore[return-value]  # healthy: it has an executor
             try:
                 return slot, await slot.replace_dead()
             except InternalError:
                 if slot.failed and self._others_alive(slot):
-                    self._park(slot)  # the others serve; this one recovers in the background
-                    slot, front = None, True
+                    with self._lock:
+                        slot.busy = False
+                        self._busy -= 1
+                        self._park(slot)  # the others serve; this one recovers in the background
+                        waiter = self._enqueue(True)
                     continue
                 self.release(slot)
                 raise
@@ -82,26 +97,37 @@ class Slots:
                 raise
 
     def release(self, slot: Supervisor) -> None:
-        """Give ``slot`` back: to the first caller waiting, or to the free slots."""
-        slot.busy = False
-        self._busy -= 1
-        if self.closed:
-            self._idle.append(slot)
-            if not self._busy and self._all_free is not None and not self._all_free.done():
-                self._all_free.set_result(None)
-            return
-        if slot.failed and not slot.healthy and self._others_alive(slot):
-            self._park(slot)
-            return
-        waiters = self._waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                slot.busy = True
-                self._busy += 1
-                waiter.set_result(slot)
+        """Give ``slot`` back: to the first caller waiting, or to the free slots. On the
+        loop's thread."""
+        with self._lock:
+            slot.busy = False
+            self._busy -= 1
+            if self.closed:
+                self._idle.append(slot)
+                if not self._busy and self._all_free is not None and not self._all_free.done():
+                    self._all_free.set_result(None)
                 return
-        self._park(slot)
+            if not (slot.failed and not slot.healthy and self._others_alive(slot)):
+                waiters = self._waiters
+                while waiters:
+                    waiter = waiters.popleft()
+                    if not waiter.done():
+                        slot.busy = True
+                        self._busy += 1
+                        waiter.set_result(slot)
+                        return
+            self._park(slot)
+
+    def release_threadsafe(self, slot: Supervisor) -> None:
+        """:meth:`release` from any thread: at once if ``slot`` simply goes back to the free
+        ones, else on the loop's thread."""
+        with self._lock:
+            if not (self.closed or self._waiters) and slot.healthy:
+                slot.busy = False
+                self._busy -= 1
+                self._idle.append(slot)
+                return
+        self.loop.call_soon_threadsafe(self.release, slot)
 
     def _pick(self) -> Supervisor | None:
         """A free slot for a caller nobody is ahead of: one with a live executor, else one that
@@ -125,22 +151,27 @@ class Slots:
         self._busy += 1
         return slot
 
-    async def _wait(self, front: bool) -> Supervisor:
+    def _enqueue(self, front: bool) -> asyncio.Future[Supervisor]:
+        """A place in the queue (under the lock)."""
         waiter: asyncio.Future[Supervisor] = self.loop.create_future()
         if front:
             self._waiters.appendleft(waiter)
         else:
             self._waiters.append(waiter)
+        return waiter
+
+    async def _wait(self, waiter: asyncio.Future[Supervisor]) -> Supervisor:
         try:
             return await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.release(waiter.result())  # handed a slot as it was cancelled: pass it on
             else:
-                try:
-                    self._waiters.remove(waiter)
-                except ValueError:
-                    pass
+                with self._lock:
+                    try:
+                        self._waiters.remove(waiter)
+                    except ValueError:
+                        pass
             raise
 
     def _others_alive(self, slot: Supervisor | None) -> bool:
@@ -173,11 +204,12 @@ class Slots:
 
     def _recover(self, slot: Supervisor) -> None:
         del self._timers[slot.index]
-        if self.closed or slot.busy or slot.healthy or slot not in self._idle:
-            return
-        self._idle.remove(slot)
-        slot.busy = True
-        self._busy += 1
+        with self._lock:
+            if self.closed or slot.busy or slot.healthy or slot not in self._idle:
+                return
+            self._idle.remove(slot)
+            slot.busy = True
+            self._busy += 1
         task = self.loop.create_task(self._respawn(slot))
         self._recoveries.add(task)
         task.add_done_callback(self._recoveries.discard)
@@ -194,7 +226,8 @@ class Slots:
 
     def close(self) -> None:
         """Refuse new callers, fail the waiting ones, stop recovering slots."""
-        self.closed = True
+        with self._lock:
+            self.closed = True
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
@@ -207,6 +240,8 @@ class Slots:
 
     async def wait_all_free(self) -> None:
         """Wait until no caller holds a slot."""
-        if self._busy:
-            self._all_free = self.loop.create_future()
-            await self._all_free
+        with self._lock:
+            if not self._busy:
+                return
+            all_free = self._all_free = self.loop.create_future()
+        await all_free

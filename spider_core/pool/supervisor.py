@@ -34,7 +34,7 @@ from spider_core.plugin import (
 )
 from spider_core.pool.events import Events
 from spider_core.pool.logsink import LogSink
-from spider_core.pool.process import EXIT_GRACE, ExecutorProcess, Lost
+from spider_core.pool.process import EXIT_GRACE, TIMED_OUT, ExecutorProcess, Lost
 from spider_core.protocol import (
     ProtocolError,
     Shutdown,
@@ -44,10 +44,6 @@ from spider_core.protocol import (
 )
 
 logger = logging.getLogger("spider_core.pool")
-
-#: What a waiter gets when its deadline passes first.
-TIMED_OUT = object()
-
 
 def expire(waiter: asyncio.Future[Any]) -> None:
     if not waiter.done():
@@ -66,6 +62,7 @@ class Supervisor:
         events: Events,
         ids: Iterator[int] | None = None,
         index: int = 0,
+        direct: bool = False,
     ) -> None:
         self.config = config
         self.pm = pm
@@ -82,6 +79,9 @@ class Supervisor:
         self.deadline: Any = None
         #: This slot's number in the pool, from 0.
         self.index = index
+        #: Whether callers drive the executors' protocol channel from their own threads (the
+        #: sync pool): each is detached from the loop once ready.
+        self.direct = direct
         #: Whether a caller holds this slot.
         self.busy = False
         #: Whether the last attempt to start an executor here failed or was refused by the
@@ -297,6 +297,8 @@ class Supervisor:
             self._failures = 0
             self._last_failure = None
         executor.recycle_after = decision.recycle_after
+        if self.direct:
+            executor.detach()
         self.events.executor_started(executor.id, executor.pid, executor.sink.path)
         return executor
 

@@ -1,24 +1,35 @@
 """``SyncProcessPool``: the pool for callers without an event loop.
 
 The pool runs its event loop in a thread of its own, which lives until ``close()``: it
-notices an executor that dies between calls, and every executor is spawned from that one
-thread (``PR_SET_PDEATHSIG`` is tied to the thread that spawned the child).
+notices an executor that dies between calls, logs what executors write, and spawns every
+executor (``PR_SET_PDEATHSIG`` is tied to the thread that spawned the child). A call does not
+cross to that thread when all goes well: the calling thread takes a free slot, writes the
+request and waits for the answer on the executor's pipe itself, so a round trip costs no
+thread wake-up. Queueing for a busy slot, spawning, and everything after a fault (kill, reap,
+respawn) happen on the pool's thread, and the caller waits for them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import signal
 import threading
+import time
 from collections import deque
 from collections.abc import Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from spider_core.errors import NotRunning
-from spider_core.models import ExecuteRequest, Outcome, PoolConfig
+from spider_core.errors import EncodeTaskInputs, NotRunning
+from spider_core.models import ExecuteRequest, Outcome, PoolConfig, Success
 from spider_core.plugin import SpiderPluginManager
 from spider_core.pool.async_pool import ProcessPool
+from spider_core.pool.events import Events
+from spider_core.pool.process import TIMED_OUT
+from spider_core.pool.slots import Slots
+from spider_core.pool.supervisor import Supervisor
+from spider_core.protocol import EXECUTE_SEQ, FramingError, result_fields
 
 _T = TypeVar("_T")
 
@@ -36,6 +47,7 @@ class SyncProcessPool:
 
     def __init__(self, config: PoolConfig, *, plugin_manager: SpiderPluginManager | None = None) -> None:
         self._pool = ProcessPool(config, plugin_manager=plugin_manager)
+        self._pool._direct = True
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="spider-core-pool", daemon=True)
         self._thread.start()
@@ -78,15 +90,62 @@ class SyncProcessPool:
     def execute(
         self, request: ExecuteRequest, hard_timeout: float | None = None, *, soft_timeout: float | None = None
     ) -> Outcome:
-        """Run one task and wait for its outcome (see :meth:`ProcessPool.execute`)."""
-        return self._run(self._pool.execute(request, hard_timeout, soft_timeout=soft_timeout))
+        """Run one task and wait for its outcome (see :meth:`ProcessPool.execute`).
+
+        A ``KeyboardInterrupt`` (or any exception) raised in the caller while the task runs
+        kills and replaces the task's executor before it propagates, as cancelling an async
+        caller does.
+        """
+        pool = self._pool
+        queued = time.perf_counter()
+        hard_timeout = pool._hard_timeout(hard_timeout)
+        message = pool._requests.prepare(request, hard_timeout, soft_timeout)
+        if self._closed:
+            raise NotRunning("the pool is closed")
+        slots = pool._running_slots()
+        slot = slots.take_now()
+        if slot is not None and not slot.current.quiet():  # type: ignore[union-attr]  # take_now(): healthy
+            slots.release_threadsafe(slot)  # it died while idle: the pool's thread replaces it
+            slot = None
+        if slot is None:
+            slot = self._take(slots)
+        executor = slot.current
+        assert executor is not None  # a slot handed out has a live executor
+        try:
+            locked = time.perf_counter()
+            message[EXECUTE_SEQ] = seq = next(pool._seqs)
+            try:
+                frame = executor.encode(message)
+            except FramingError as e:
+                raise EncodeTaskInputs(f"cannot send the request: {e}") from None
+            try:
+                reply = executor.exchange(frame, time.monotonic() + hard_timeout, pool._spin_ns)
+            except BaseException:
+                executor.signal(signal.SIGKILL)  # before anything else: its answer is void
+                self._settle(slot.replace(executor, "cancelled"))
+                raise
+            if reply is TIMED_OUT:
+                executor.signal(signal.SIGKILL)  # the deadline is now, not when the pool's thread wakes
+            fields = result_fields(reply)
+            if fields is not None and fields[0] == seq and fields[1] and executor.recycle_after is None and not pool._max_rss:
+                executor.tasks_run += 1
+                outcome: Outcome = Success(outputs=fields[2], elapsed_us=fields[3], executor_id=executor.id)
+            else:
+                outcome = self._settle(pool._outcome(slot, executor, seq, reply, hard_timeout))
+        finally:
+            slots.release_threadsafe(slot)
+        events: Events = pool._events  # type: ignore[assignment]  # set by start()
+        if events.wants_task_finished:
+            events.task_finished(request, outcome, executor.id, locked - queued, time.perf_counter() - locked)
+        return outcome
 
     def call(
         self, package: str, task: str, *inputs: Any, hard_timeout: float | None = None, soft_timeout: float | None = None
     ) -> list[Any]:
         """Run ``task`` of ``package`` on ``inputs`` and return its output values, or raise
         the outcome's ``OutcomeError`` (see :meth:`ProcessPool.call`)."""
-        return self._run(self._pool.call(package, task, *inputs, hard_timeout=hard_timeout, soft_timeout=soft_timeout))
+        request = ExecuteRequest(package=package, task=task, inputs=inputs)
+        return self.execute(request, hard_timeout, soft_timeout=soft_timeout).unwrap()
 
     def submit(
         self, request: ExecuteRequest, hard_timeout: float | None = None, *, soft_timeout: float | None = None
@@ -147,3 +206,46 @@ class SyncProcessPool:
         except BaseException:  # KeyboardInterrupt: cancel the call, as a cancelled coroutine would
             future.cancel()
             raise
+
+    def _take(self, slots: Slots) -> Supervisor:
+        """Queue for a slot on the pool's thread (which also spawns its executor if needed).
+        A caller interrupted while it waits leaves the queue, and gives back a slot handed to it
+        meanwhile."""
+        lock = threading.Lock()
+        handed: list[Supervisor] = []
+        abandoned = False
+
+        async def take() -> None:
+            slot, _ = await slots.take()
+            with lock:
+                if not abandoned:
+                    handed.append(slot)
+                    return
+            slots.release(slot)
+
+        future = asyncio.run_coroutine_threadsafe(take(), self._loop)
+        try:
+            future.result()
+        except BaseException:
+            with lock:
+                abandoned = True
+            future.cancel()
+            if handed:
+                slots.release_threadsafe(handed[0])
+            raise
+        return handed[0]
+
+    def _settle(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run ``coro`` on the pool's thread and wait for it to finish, even through a
+        ``KeyboardInterrupt`` (raised once it has finished): a fault is always cleaned up."""
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        interrupted: BaseException | None = None
+        while True:
+            try:
+                result = future.result()
+                break
+            except (KeyboardInterrupt, SystemExit) as e:
+                interrupted = interrupted or e
+        if interrupted is not None:
+            raise interrupted
+        return result
