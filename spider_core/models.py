@@ -137,17 +137,21 @@ class PoolConfig:
         crash or recycle the next call is served at once instead of after a process start
         (about 150 ms here). It costs one idle process per slot; ``inherited_env`` is copied when the standby
         is spawned, not when it takes over.
-    :param spin_us: After sending a request, the pool polls for the answer for up to this
-        many microseconds before it waits on the event loop, yielding the CPU after each empty
-        read (the executor may be waiting for that CPU). Short tasks then return without a
-        wake-up (much of a round trip on virtual machines), but the event loop runs nothing
-        else meanwhile; 0 (the default) never spins.
+    :param spin_us: After sending a request, the caller polls for the answer for up to this
+        many microseconds before it blocks, yielding the CPU after each empty read (the
+        executor may be waiting for that CPU). Short tasks then return without a wake-up (much
+        of a round trip on virtual machines). The spin adapts: after a poll that was not
+        answered in time, the next 1, 2, 4, ... 64 calls block at once, so long tasks cost
+        little spinning. The async pool polls only while one call is in flight (its event loop
+        runs nothing else meanwhile); 0 (the default) never spins.
     :param executor_log_level: What the executor logs: ``"info"`` (start, packages loaded,
         errors, exit), ``"debug"`` (also one line per task), ``"warning"``, ``"error"``.
     :param executor_spin_us: After answering, the executor polls for the next request for
-        this many microseconds before it blocks. For callers that send tasks back to back
-        this cuts the round trip sharply on virtual machines, at the price of that much CPU
-        after every task; 0 (the default) never spins.
+        up to this many microseconds before it blocks. For callers that send tasks back to
+        back this cuts the round trip sharply on virtual machines. It adapts as ``spin_us``
+        does: a poll that goes unanswered makes the next 1, 2, 4, ... 64 waits block at once,
+        so an idle pool or a caller that pauses between tasks costs at most one window of CPU
+        now and then; 0 (the default) never spins.
     """
 
     package_dir: Path = field(converter=_path, validator=_Check("a path (a string or a Path)", lambda v: isinstance(v, Path)))

@@ -231,3 +231,37 @@ def test_keyboard_interrupt_while_queued_leaves_the_queue_and_the_running_call_a
             assert running.result(timeout=10) == []
         assert pool.call(PKG, "fibonacci", 10) == [55]  # the slot came back
         assert pool.pid == pid
+
+
+# -- spinning ---------------------------------------------------------------------------------
+
+
+def test_adaptive_spin_backs_off_after_misses_and_resets_on_a_hit() -> None:
+    from spider_core.protocol import AdaptiveSpin
+
+    spin = AdaptiveSpin(300)
+    assert [spin.budget() for _ in range(3)] == [300_000] * 3  # polls answered: the whole window
+    budgets = []
+    for _ in range(7):  # every poll missed: 1, 2, 4, ... waits block at once in between
+        budget = spin.budget()
+        budgets.append(budget)
+        if budget:
+            spin.answered(False)
+    assert budgets == [300_000, 0, 300_000, 0, 0, 300_000, 0]
+    for _ in range(20):
+        if spin.budget():
+            spin.answered(False)
+    assert max(spin._skip, spin._backoff) <= AdaptiveSpin.MAX_BACKOFF
+    while not spin.budget():
+        pass
+    spin.answered(True)
+    assert [spin.budget() for _ in range(3)] == [300_000] * 3
+    assert AdaptiveSpin(0).budget() == 0
+
+
+def test_a_spinning_sync_pool_answers_and_still_times_out(config) -> None:
+    with sc.SyncProcessPool(attrs.evolve(config, spin_us=500, executor_spin_us=500)) as pool:
+        assert [pool.call(PKG, "fibonacci", i % 20) for i in range(200)] == [[FIB[i % 20]] for i in range(200)]
+        assert pool.call(PKG, "sleep_ms", 5) == []  # longer than the window: blocks after it
+        assert isinstance(pool.execute(req("sleep_ms", 2000), hard_timeout=0.0003), sc.Timeout)
+        assert pool.call(PKG, "fibonacci", 11) == [89]

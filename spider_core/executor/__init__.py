@@ -42,6 +42,7 @@ from spider_core.protocol import (
     EXIT_OK,
     EXIT_PROTOCOL_ERROR,
     EXIT_SETUP_ERROR,
+    AdaptiveSpin,
     Framing,
     FramingError,
     ProtocolError,
@@ -162,30 +163,39 @@ _REPLACED = "a task closed or replaced the executor's protocol descriptors"
 
 
 class _Input:
-    """The request channel. With ``spin_us``, a read first polls for that long before it
-    blocks: a pool that answers quickly then finds the executor awake (a cross-CPU wake-up
-    costs far more than the spin on some virtual machines). Each empty poll yields the CPU,
-    which the pool may be waiting for when the scheduler put both on one CPU."""
+    """The request channel. With ``spin_us``, a read first polls for up to that long before
+    it blocks, as an :class:`~spider_core.protocol.AdaptiveSpin` allows: a pool that sends
+    calls back to back then finds the executor awake (a cross-CPU wake-up costs far more than
+    the spin on some virtual machines), and one that pauses costs no spinning. Each empty
+    poll yields the CPU, which the pool may be waiting for when the scheduler put both on one
+    CPU."""
 
     def __init__(self, fd: int, spin_us: int) -> None:
         self.fd = fd
-        self.spin_ns = spin_us * 1000
-        if self.spin_ns:
+        self.spin = AdaptiveSpin(spin_us) if spin_us else None
+        if self.spin is not None:
             os.set_blocking(fd, False)
             self._poller = select.poll()
             self._poller.register(fd, select.POLLIN)
 
     def read(self, size: int) -> bytes:
-        if not self.spin_ns:
+        spin = self.spin
+        if spin is None:
             return os.read(self.fd, size)
-        deadline = time.perf_counter_ns() + self.spin_ns
-        while True:
-            try:
-                return os.read(self.fd, size)
-            except BlockingIOError:
-                if time.perf_counter_ns() > deadline:
-                    break
-                os.sched_yield()
+        budget = spin.budget()
+        if budget:
+            deadline = time.perf_counter_ns() + budget
+            while True:
+                try:
+                    data = os.read(self.fd, size)
+                except BlockingIOError:
+                    if time.perf_counter_ns() > deadline:
+                        spin.answered(False)
+                        break
+                    os.sched_yield()
+                    continue
+                spin.answered(True)
+                return data
         while True:
             self._poller.poll()
             try:

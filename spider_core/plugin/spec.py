@@ -232,5 +232,8 @@ def spider_task_finished(
     :param queue_wait: Seconds spent waiting for a free slot.
     :param execution_time: Seconds from holding the slot to the outcome.
 
-    All implementations are called. Default: none.
+    All implementations are called, on the async pool in its event loop, on the sync pool
+    in the thread that made the call (``submit`` and ``map``: the pool's thread), so
+    implementations used with a sync pool called from several threads must be thread-safe.
+    Default: none.
     """

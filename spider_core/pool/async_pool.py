@@ -117,7 +117,6 @@ class ProcessPool:
         self._direct = False
         self._started = False
         self._closed = False
-        self._spin_ns = config.spin_us * 1000
         self._max_rss = config.max_executor_rss
 
     # -- introspection
@@ -290,7 +289,11 @@ class ProcessPool:
             waiter = executor.expect()
             deadline = self._loop.time() + hard_timeout  # type: ignore[union-attr]  # set by start()
             executor.send(frame)
-            if self._spin_ns and executor.poll(min(self._spin_ns, int(min(hard_timeout, 1.0) * 1e9))):
+            # Poll only while this is the one call in flight: the loop runs nothing else meanwhile.
+            spin = slot.spin.budget() if slots.alone else 0
+            if spin:
+                slot.spin.answered(executor.poll(min(spin, int(min(hard_timeout, 1.0) * 1e9))))
+            if waiter.done():
                 reply = waiter.result()  # answered while we spun: no timer, no loop iteration
             else:
                 clock = slot.deadline

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from spider_core.pool.logsink import LogSink
-from spider_core.protocol import Framing, FramingError
+from spider_core.protocol import AdaptiveSpin, Framing, FramingError
 
 _READ_SIZE = 64 * 1024
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -216,10 +216,10 @@ class ExecutorProcess:
             return False
         return True
 
-    def exchange(self, frame: bytes, deadline: float, spin_ns: int = 0) -> Any:
+    def exchange(self, frame: bytes, deadline: float, spin: AdaptiveSpin) -> Any:
         """Send ``frame`` and wait for the answer, in the calling thread: the message,
         :class:`Lost`, or :data:`TIMED_OUT` once ``deadline`` (``time.monotonic()``) passes.
-        Polls for the answer without blocking for up to ``spin_ns`` first. The channel must be
+        Polls for the answer without blocking first, as ``spin`` allows. The channel must be
         detached, and the caller must hold the slot."""
         try:
             view = memoryview(frame)
@@ -236,15 +236,19 @@ class ExecutorProcess:
             self._lose(f"writing to the executor failed: {e.strerror}")
             return Lost(self.lost)  # type: ignore[arg-type]  # set by _lose
         decoder = self.decoder
-        spin_until = time.perf_counter_ns() + spin_ns if spin_ns else 0
+        budget = spin.budget()
+        spin_until = time.perf_counter_ns() + budget if budget else 0
         poller: select.poll = self._poller  # type: ignore[assignment]  # detached
         while True:
             try:
                 data = os.read(self._in, max(_READ_SIZE, decoder.wanted()))
             except BlockingIOError:
-                if spin_until and time.perf_counter_ns() < spin_until:
-                    os.sched_yield()  # the executor may be waiting for this very CPU
-                    continue
+                if spin_until:
+                    if time.perf_counter_ns() < spin_until:
+                        os.sched_yield()  # the executor may be waiting for this very CPU
+                        continue
+                    spin.answered(False)
+                    spin_until = 0
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return TIMED_OUT
@@ -253,6 +257,9 @@ class ExecutorProcess:
             except OSError as e:
                 self._lose(f"reading from the executor failed: {e.strerror}")
                 return Lost(self.lost)  # type: ignore[arg-type]
+            if spin_until:
+                spin.answered(True)
+                spin_until = 0
             if not data:
                 self._lose("the executor closed its protocol channel")
                 return Lost(self.lost)  # type: ignore[arg-type]

@@ -44,6 +44,11 @@ class Slots:
         self._lock = threading.Lock()
         self.closed = False
 
+    @property
+    def alone(self) -> bool:
+        """Whether exactly one caller holds a slot."""
+        return self._busy == 1
+
     # -- taking and giving back
 
     def take_now(self) -> Supervisor | None:

@@ -36,6 +36,7 @@ from spider_core.pool.events import Events
 from spider_core.pool.logsink import LogSink
 from spider_core.pool.process import EXIT_GRACE, TIMED_OUT, ExecutorProcess, Lost
 from spider_core.protocol import (
+    AdaptiveSpin,
     ProtocolError,
     Shutdown,
     decode_ready,
@@ -82,6 +83,8 @@ class Supervisor:
         #: Whether callers drive the executors' protocol channel from their own threads (the
         #: sync pool): each is detached from the loop once ready.
         self.direct = direct
+        #: How long callers poll for an answer before they block (``PoolConfig.spin_us``).
+        self.spin = AdaptiveSpin(config.spin_us)
         #: Whether a caller holds this slot.
         self.busy = False
         #: Whether the last attempt to start an executor here failed or was refused by the

@@ -119,7 +119,7 @@ class SyncProcessPool:
             except FramingError as e:
                 raise EncodeTaskInputs(f"cannot send the request: {e}") from None
             try:
-                reply = executor.exchange(frame, time.monotonic() + hard_timeout, pool._spin_ns)
+                reply = executor.exchange(frame, time.monotonic() + hard_timeout, slot.spin)
             except BaseException:
                 executor.signal(signal.SIGKILL)  # before anything else: its answer is void
                 self._settle(slot.replace(executor, "cancelled"))
