@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import signal
 import sys
 import time
 from pathlib import Path
@@ -225,6 +226,38 @@ def test_a_failed_slot_recovers_when_the_policy_allows(config) -> None:
     quick, slow_done, slow = run(config, scenario, plugin_manager=pm)
     assert quick.values == [55] and not slow_done and isinstance(slow, sc.Success)
     assert {quick.executor_id, slow.executor_id} == {1, 3}
+
+
+def test_a_slot_whose_respawn_fails_under_a_caller_is_given_back_and_recovers(config) -> None:
+    """Slot 0's executor dies while idle and its replacement cannot start, while slot 1 is
+    busy: the caller that found slot 0 waits for slot 1 instead, slot 0 recovers in the
+    background once spawning works again, and close() does not wait for slot 0 forever."""
+    pm = sc.get_plugin_manager(sc.PluginSettings(autoload=False))
+    launcher = _FailsForExecutor({3})
+    pm.register(launcher)
+    config = attrs.evolve(config, backoff_initial=0.2)
+
+    async def scenario(pool):
+        slow = asyncio.create_task(pool.execute(req("sleep_ms", 500), 10))
+        await until(lambda: pool._slots.all[0].busy or pool._slots.all[1].busy, "a slot is busy")
+        idle = next(s for s in pool._slots.all if not s.busy)
+        idle.current.signal(signal.SIGKILL)
+        await until(lambda: not idle.healthy, "the idle executor is dead")
+        quick = await pool.execute(req("fibonacci", 9), 10)  # slot of executor 3 fails; waits for the other
+        await until(lambda: None not in pool.executor_ids and 3 not in pool.executor_ids, "the failed slot recovered")
+        return quick, await slow
+
+    async def main():
+        pool = sc.ProcessPool(config, plugin_manager=pm)
+        await pool.start()
+        try:
+            return await scenario(pool)
+        finally:
+            await asyncio.wait_for(pool.close(), 30)
+
+    quick, slow = asyncio.run(main())
+    assert quick.values == [34] and isinstance(slow, sc.Success)
+    assert quick.executor_id != 3  # served by the busy slot once free, or by slot 0 recovered
 
 
 def test_when_no_slot_can_spawn_calls_get_not_running(config) -> None:
