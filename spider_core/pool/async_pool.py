@@ -20,7 +20,6 @@ import os
 import signal
 import stat
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from spider_core.errors import EncodeTaskInputs, ExecutorCreationFailure, Invali
 from spider_core.models import ExecuteRequest, ExecutorCrash, InTaskFailure, Outcome, PoolConfig, Success, Timeout
 from spider_core.plugin import PluginError, PluginSettings, SpiderPluginManager, get_plugin_manager
 from spider_core.pool.events import Events
+from spider_core.pool.mapping import DEPTH, pipelined_map
 from spider_core.pool.process import EXIT_GRACE, TIMED_OUT, ExecutorProcess, Lost
 from spider_core.pool.requests import RequestEncoder
 from spider_core.pool.slots import Slots
@@ -355,20 +355,16 @@ class ProcessPool:
         """The outcomes of ``requests``, in request order, running up to ``slots`` at once.
 
         Requests are read as the iteration goes; an ``InternalError`` of one request is
-        raised at its place. Leaving the loop early cancels the requests still running.
+        raised at its place. Each slot's executor gets several requests in one write and runs
+        them in order; a request's hard timeout counts from when the executor starts it, and
+        the requests an executor had not started when it timed out or crashed run on its
+        successor (:mod:`spider_core.pool.mapping`). Leaving the loop early cancels the
+        requests still running.
         """
-        window: deque[asyncio.Future[Outcome]] = deque()
-        limit = 2 * self.config.slots  # a call queued behind each running one keeps slots busy
-        try:
-            for request in requests:
-                window.append(asyncio.ensure_future(self.execute(request, hard_timeout, soft_timeout=soft_timeout)))
-                if len(window) >= limit:
-                    yield await window.popleft()
-            while window:
-                yield await window.popleft()
-        finally:
-            for future in window:
-                future.cancel()
+        hard_timeout = self._hard_timeout(hard_timeout)
+        depth = 1 if self._max_rss else DEPTH  # the memory check comes after each task
+        async for outcome in pipelined_map(self, requests, hard_timeout, soft_timeout, depth):
+            yield outcome
 
     async def _outcome(
         self, slot: Supervisor, executor: ExecutorProcess, seq: int, reply: Any, hard_timeout: float

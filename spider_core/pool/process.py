@@ -18,6 +18,7 @@ import select
 import signal
 import subprocess
 import time
+from collections import deque
 from typing import Any
 
 from spider_core.pool.logsink import LogSink
@@ -63,6 +64,10 @@ class ExecutorProcess:
         self.tasks_run = 0
         self.recycle_after: int | None = None
         self.waiter: asyncio.Future[Any] | None = None
+        #: Messages the executor owes: ``Ready``, then one answer per request sent.
+        self.owed = 1
+        #: Answers that came before anyone waited for them (requests sent together).
+        self.inbox: deque[Any] = deque()
         self.lost: str | None = None
         self.exited = loop.create_future()
         # the supervisor starts the process with stdin, stdout and stderr as pipes
@@ -86,6 +91,10 @@ class ExecutorProcess:
 
     def expect(self) -> asyncio.Future[Any]:
         """A future for the next message (or :class:`Lost`). On the loop's thread only."""
+        if self.inbox:
+            waiter = self.loop.create_future()
+            waiter.set_result(self.inbox.popleft())
+            return waiter
         waiter = self.waiter = self.loop.create_future()
         if self.lost is not None:
             waiter.set_result(Lost(self.lost))
@@ -129,15 +138,19 @@ class ExecutorProcess:
                 break
             if message is None:
                 break
-            waiter = self.waiter
-            if waiter is None or waiter.done():
+            if not self.owed:
                 self._lose("the executor sent a message nobody asked for")
                 break
             if self._pending is not None:
                 self._lose("the executor answered before it had read the whole request")
                 break
-            self.waiter = None
-            waiter.set_result(message)
+            self.owed -= 1
+            waiter = self.waiter
+            if waiter is None or waiter.done():
+                self.inbox.append(message)
+            else:
+                self.waiter = None
+                waiter.set_result(message)
         return True
 
     def poll(self, budget_ns: int) -> bool:
@@ -149,9 +162,12 @@ class ExecutorProcess:
                 os.sched_yield()  # the executor may be waiting for this very CPU
         return waiter.done()
 
-    def send(self, frame: bytes) -> None:
+    def send(self, frame: bytes, replies: int = 1) -> None:
+        """Write ``frame`` (one or more requests, owing ``replies`` answers) without blocking;
+        what the pipe does not take now is written as it drains."""
         if self.lost is not None:
             return
+        self.owed += replies
         try:
             written = os.write(self._out, frame)
         except BlockingIOError:

@@ -137,7 +137,7 @@ class Supervisor:
     async def recycle(self, executor: ExecutorProcess, reason: Literal["recycle", "memory"] = "recycle") -> None:
         """Ask ``executor`` to exit (it ran its share of tasks, or holds too much memory) and
         spawn its successor."""
-        executor.send(executor.encode(message_to_primitive(Shutdown())))
+        executor.send(executor.encode(message_to_primitive(Shutdown())), replies=0)
         await self.retire(executor, reason, self.config.shutdown_grace)
         await self.respawn(reason)
 
@@ -146,7 +146,7 @@ class Supervisor:
         ``shutdown_grace`` seconds."""
         grace = self.config.shutdown_grace
         if executor.alive:
-            executor.send(executor.encode(message_to_primitive(Shutdown())))
+            executor.send(executor.encode(message_to_primitive(Shutdown())), replies=0)
             if not await executor.wait_exit(grace):
                 executor.signal(signal.SIGTERM)
                 await executor.wait_exit(grace)

@@ -16,8 +16,7 @@ import concurrent.futures
 import signal
 import threading
 import time
-from collections import deque
-from collections.abc import Coroutine, Iterable, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -165,24 +164,27 @@ class SyncProcessPool:
     def map(
         self, requests: Iterable[ExecuteRequest], hard_timeout: float | None = None, *, soft_timeout: float | None = None
     ) -> Iterator[Outcome]:
-        """The outcomes of ``requests``, in request order, running up to ``slots`` at once.
+        """The outcomes of ``requests``, in request order, running up to ``slots`` at once
+        (see :meth:`ProcessPool.map`: it runs on the pool's thread and hands the outcomes
+        over as they come).
 
-        Requests are read as the iteration goes, so an endless iterable is fine; an
-        ``InternalError`` of one request is raised at its place. Leaving the loop early cancels
-        the requests still running.
+        Requests are read as the iteration goes (on the pool's thread), so an endless iterable
+        is fine; an ``InternalError`` of one request is raised at its place. Leaving the loop
+        early cancels the requests still running.
         """
-        window: deque[concurrent.futures.Future[Outcome]] = deque()
-        limit = 2 * self.config.slots  # a call queued behind each running one keeps slots busy
+        if self._closed:
+            raise NotRunning("the pool is closed")
+        handoff = _Handoff(self._loop, limit=64 * self.config.slots)
+        feed = self._pool.map(requests, hard_timeout, soft_timeout=soft_timeout)
+        future = asyncio.run_coroutine_threadsafe(handoff.fill(feed), self._loop)
         try:
-            for request in requests:
-                window.append(self.submit(request, hard_timeout, soft_timeout=soft_timeout))
-                if len(window) >= limit:
-                    yield window.popleft().result()
-            while window:
-                yield window.popleft().result()
+            while True:
+                outcomes = handoff.take()
+                if not outcomes:
+                    return
+                yield from outcomes
         finally:
-            for future in window:
-                future.cancel()
+            future.cancel()
 
     def close(self) -> None:
         """Stop the executor and the pool's thread. Idempotent."""
@@ -249,3 +251,59 @@ class SyncProcessPool:
         if interrupted is not None:
             raise interrupted
         return result
+
+
+class _Handoff:
+    """Outcomes going from the pool's thread to the thread iterating ``map``: a buffer of up
+    to ``limit`` outcomes, so that an endless map reads no further ahead than its caller."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
+        self.loop = loop
+        self.limit = limit
+        self._ready = threading.Condition(threading.Lock())
+        self._outcomes: list[Outcome] = []
+        self._error: BaseException | None = None
+        self._ended = False
+        self._room: asyncio.Event | None = None  # the pool's thread waits on it when full
+
+    async def fill(self, outcomes: AsyncIterator[Outcome]) -> None:
+        """On the pool's thread: pass every outcome on, then the end or the error."""
+        room = self._room = asyncio.Event()
+        try:
+            async for outcome in outcomes:
+                with self._ready:
+                    self._outcomes.append(outcome)
+                    full = len(self._outcomes) >= self.limit
+                    if full:
+                        room.clear()
+                    self._ready.notify()
+                if full:
+                    await room.wait()
+        except BaseException as e:
+            with self._ready:
+                self._error = e if not isinstance(e, asyncio.CancelledError) else None
+                self._ended = True
+                self._ready.notify()
+            raise
+        finally:
+            await outcomes.aclose()  # type: ignore[attr-defined]  # an async generator
+        with self._ready:
+            self._ended = True
+            self._ready.notify()
+
+    def take(self) -> list[Outcome]:
+        """In the caller's thread: the outcomes so far (waiting for one); [] at the end.
+
+        :raises: what the map raised."""
+        with self._ready:
+            while not self._outcomes and not self._ended:
+                self._ready.wait()
+            outcomes, self._outcomes = self._outcomes, []
+            error, self._error = (self._error, None) if not outcomes else (None, self._error)
+        if outcomes:
+            if self._room is not None and not self._room.is_set():
+                self.loop.call_soon_threadsafe(self._room.set)
+            return outcomes
+        if error is not None:
+            raise error
+        return []

@@ -1,0 +1,193 @@
+"""``ProcessPool.map``: many requests through every slot, several to an executor at a time.
+
+A call of ``execute`` sends one request and waits for its answer: each task costs the pool a
+write, a wake-up and a coroutine. ``map`` knows what comes next, so it keeps a lane per slot:
+a lane holds its slot for one batch of up to :data:`DEPTH` requests, sends them in one write,
+and reads the answers as they come. The executor still runs one task at a time, in order; a
+request's hard-timeout clock starts when the answer before it arrives (when the executor
+starts it). After a timeout, a crash or a lost channel the executor is replaced as for any
+call, and the requests of the batch it had not started go back to the front of the queue:
+they never ran, so they run once, on the next executor. Between batches the slot goes back
+to the pool, so callers of ``execute`` keep their place in the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any
+
+from spider_core.errors import EncodeTaskInputs, InternalError
+from spider_core.models import ExecuteRequest, Outcome, Success
+from spider_core.protocol import EXECUTE_SEQ, FramingError, result_fields
+
+if TYPE_CHECKING:
+    from spider_core.pool.async_pool import ProcessPool
+    from spider_core.pool.process import ExecutorProcess
+    from spider_core.pool.supervisor import Supervisor
+
+#: Requests sent to one executor in one write, at most...
+DEPTH = 16
+#: ... and at most this many bytes (but always one request), so that the write never waits
+#: for the executor to read: a pipe holds 64 KiB, and an answer must then follow the whole
+#: request it answers.
+BATCH_BYTES = 32 * 1024
+
+# (index in the map, the request, its Execute message, when it was read)
+_Item = tuple[int, ExecuteRequest, list[Any], float]
+_Done = tuple[int, "Outcome | BaseException"]
+
+
+class _Mapper:
+    """One ``map`` call: the requests read and not yet sent, and one lane task per slot."""
+
+    def __init__(self, pool: ProcessPool, hard_timeout: float, depth: int) -> None:
+        self.pool = pool
+        self.slots = pool._running_slots()
+        self.hard_timeout = hard_timeout
+        self.depth = depth
+        self.pending: deque[_Item] = deque()
+        self.lanes: set[asyncio.Task[tuple[list[_Done], list[_Item]]]] = set()
+
+    def start_lanes(self) -> None:
+        while self.pending and len(self.lanes) < len(self.slots.all):
+            self.lanes.add(asyncio.ensure_future(self.lane()))
+
+    async def lane(self) -> tuple[list[_Done], list[_Item]]:
+        """Take a slot, run one batch on it; the outcomes, and the requests to run again."""
+        slots = self.slots
+        slot = slots.take_now()
+        if slot is None:
+            slot, _ = await slots.take()
+        executor: ExecutorProcess = slot.current  # type: ignore[assignment]  # taken: healthy
+        try:
+            if self.pool._direct and not executor.quiet():
+                executor = await slot.replace_dead()
+            return await self.run(slot, executor, self.batch(executor))
+        finally:
+            if self.pool._direct and slot.current is not None:
+                slot.current.detach()  # back to the callers' threads
+            slots.release(slot)
+
+    def batch(self, executor: ExecutorProcess) -> list[_Item]:
+        limit = self.depth
+        if executor.recycle_after is not None:  # never past the recycle: it must come last
+            limit = max(1, min(limit, executor.recycle_after - executor.tasks_run))
+        pending = self.pending
+        items: list[_Item] = []
+        size = 0
+        while pending and len(items) < limit:
+            size += len(pending[0][2][3]) + len(pending[0][2][4])  # context and inputs
+            if items and size > BATCH_BYTES:
+                break
+            items.append(pending.popleft())
+        return items
+
+    async def run(self, slot: Supervisor, executor: ExecutorProcess, items: list[_Item]) -> tuple[list[_Done], list[_Item]]:
+        pool = self.pool
+        done: list[_Done] = []
+        sent: list[tuple[_Item, int]] = []
+        frames = []
+        for item in items:
+            message = item[2]
+            message[EXECUTE_SEQ] = seq = next(pool._seqs)
+            try:
+                frames.append(executor.encode(message))
+            except FramingError as e:
+                done.append((item[0], EncodeTaskInputs(f"cannot send the request: {e}")))
+                continue
+            sent.append((item, seq))
+        if not sent:
+            return done, []
+        loop = pool._loop
+        clock = slot.deadline
+        fast = executor.recycle_after is None and not pool._max_rss
+        events = pool._events
+        started = time.perf_counter()
+        executor.send(b"".join(frames), replies=len(sent))
+        for position, (item, seq) in enumerate(sent):
+            waiter = executor.expect()
+            if waiter.done():
+                reply = waiter.result()  # it came with the answer before
+            else:
+                clock.arm(waiter, loop.time() + self.hard_timeout)  # type: ignore[union-attr]  # started
+                try:
+                    reply = await waiter
+                except asyncio.CancelledError:
+                    clock.disarm()
+                    executor.signal(signal.SIGKILL)  # before anything else: its answers are void
+                    await slot.replace(executor, "cancelled")
+                    raise
+                clock.disarm()
+            fields = result_fields(reply)
+            if fast and fields is not None and fields[0] == seq and fields[1]:
+                executor.tasks_run += 1
+                outcome: Outcome = Success(outputs=fields[2], elapsed_us=fields[3], executor_id=executor.id)
+            else:
+                outcome = await pool._outcome(slot, executor, seq, reply, self.hard_timeout)
+            done.append((item[0], outcome))
+            finished = time.perf_counter()
+            if events is not None and events.wants_task_finished:
+                events.task_finished(item[1], outcome, executor.id, started - item[3], finished - started)
+            started = finished
+            if slot.current is not executor or not executor.alive:  # it was replaced
+                return done, [later for later, _ in sent[position + 1 :]]
+        return done, []
+
+
+async def pipelined_map(
+    pool: ProcessPool, requests: Iterable[ExecuteRequest], hard_timeout: float, soft_timeout: float | None, depth: int
+) -> AsyncIterator[Outcome]:
+    """The outcomes of ``requests`` in request order (see :meth:`ProcessPool.map`)."""
+    mapper = _Mapper(pool, hard_timeout, depth)
+    window = 2 * depth * len(mapper.slots.all)
+    source = iter(requests)
+    results: dict[int, Outcome | BaseException] = {}
+    read = 0  # requests read from the iterable
+    given = 0  # outcomes yielded
+    exhausted = False
+    try:
+        while True:
+            while not exhausted and read - given < window:
+                try:
+                    request = next(source)
+                except StopIteration:
+                    exhausted = True
+                    break
+                try:
+                    message = pool._requests.prepare(request, hard_timeout, soft_timeout)
+                except InternalError as e:
+                    results[read] = e  # raised at its place
+                else:
+                    mapper.pending.append((read, request, message, time.perf_counter()))
+                read += 1
+            mapper.start_lanes()
+            while given in results:
+                result = results.pop(given)
+                given += 1
+                if isinstance(result, BaseException):
+                    raise result
+                yield result
+            if exhausted and given == read:
+                return
+            if not mapper.lanes:
+                continue
+            finished, _ = await asyncio.wait(mapper.lanes, return_when=asyncio.FIRST_COMPLETED)
+            for lane in finished:
+                mapper.lanes.discard(lane)
+                try:
+                    outcomes, again = lane.result()
+                except InternalError as e:  # no slot could serve: the next request gets the error
+                    if mapper.pending:
+                        results[mapper.pending.popleft()[0]] = e
+                    continue
+                for index, outcome in outcomes:
+                    results[index] = outcome
+                if again:
+                    mapper.pending = deque(sorted([*again, *mapper.pending], key=lambda item: item[0]))
+    finally:
+        for lane in mapper.lanes:
+            lane.cancel()
