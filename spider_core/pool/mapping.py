@@ -157,6 +157,11 @@ async def pipelined_map(
                 except StopIteration:
                     exhausted = True
                     break
+                except Exception as e:  # the iterable's own error, raised at its place
+                    results[read] = e
+                    read += 1
+                    exhausted = True
+                    break
                 try:
                     message = pool._requests.prepare(request, hard_timeout, soft_timeout)
                 except InternalError as e:

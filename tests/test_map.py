@@ -1,0 +1,193 @@
+"""``map`` sends several requests to an executor at a time: the guarantees of single calls hold
+for each request (real executor, real C package)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from pathlib import Path
+
+import attrs
+import pytest
+
+import spider_core as sc
+from spider_core.plugin import hookimpl
+from spider_core.pool.mapping import DEPTH
+
+PKG = "integration_test_tasks"
+
+
+def req(task: str, *inputs: object) -> sc.ExecuteRequest:
+    return sc.ExecuteRequest(package=PKG, task=task, inputs=inputs)
+
+
+def echo(token: str) -> sc.ExecuteRequest:
+    return req("sleep_and_echo", [token])
+
+
+@pytest.fixture
+def config(package_dir: Path, tmp_path: Path) -> sc.PoolConfig:
+    return sc.PoolConfig(
+        package_dir=package_dir, log_dir=tmp_path / "logs", slots=2, plugin_autoload=False,
+        default_timeout=10, executor_log_level="debug",
+    )
+
+
+def amap(config: sc.PoolConfig, requests, hard_timeout=None, plugin=None) -> list[sc.Outcome]:
+    async def main():
+        pm = None
+        if plugin is not None:
+            pm = sc.get_plugin_manager(autoload=False)
+            pm.register(plugin)
+        async with sc.ProcessPool(config, plugin_manager=pm) as pool:
+            return [o async for o in pool.map(requests, hard_timeout)]
+
+    return asyncio.run(main())
+
+
+def tasks_run(log_dir: Path, task: str) -> int:
+    """How many ``task`` calls the executors answered, from their debug logs."""
+    count = 0
+    for log in log_dir.glob("*.log"):
+        for line in log.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            count += event.get("event") == "task done" and event.get("task") == task
+    return count
+
+
+@pytest.mark.parametrize("fault", ["segfault", "always_panic", "exit_with"])
+def test_a_crash_in_a_batch_replaces_the_executor_and_the_rest_run_once(config, fault) -> None:
+    tokens = [f"token-{i}" for i in range(3 * DEPTH)]
+    requests = [echo(t) for t in tokens]
+    requests[5] = req(fault, 1) if fault == "exit_with" else req(fault)
+    outcomes = amap(config, requests)
+    assert isinstance(outcomes[5], sc.ExecutorCrash)
+    assert [o.values for i, o in enumerate(outcomes) if i != 5] == [[[t]] for i, t in enumerate(tokens) if i != 5]
+    assert tasks_run(config.log_dir, "sleep_and_echo") == len(tokens) - 1  # none ran twice
+
+
+def test_a_timeout_in_a_batch_kills_the_executor_and_the_rest_run_once(config) -> None:
+    tokens = [f"t{i}" for i in range(2 * DEPTH)]
+    requests = [echo(t) for t in tokens]
+    requests[3] = req("sleep_ms", 5000)
+    outcomes = amap(config, requests, hard_timeout=0.5)
+    assert isinstance(outcomes[3], sc.Timeout) and outcomes[3].hard_timeout == 0.5
+    assert [o.values for i, o in enumerate(outcomes) if i != 3] == [[[t]] for i, t in enumerate(tokens) if i != 3]
+    assert tasks_run(config.log_dir, "sleep_and_echo") == len(tokens) - 1
+
+
+def test_each_request_s_hard_timeout_starts_when_the_executor_starts_it(config) -> None:
+    """Eight 150 ms tasks queued on one executor take 1.2 s together; none of them times out
+    at 0.5 s, since each one's clock starts when the one before it ends."""
+    outcomes = amap(attrs.evolve(config, slots=1), [req("sleep_ms", 150)] * 8, hard_timeout=0.5)
+    assert all(isinstance(o, sc.Success) for o in outcomes), outcomes
+
+
+def test_task_failures_stay_in_the_batch(config) -> None:
+    requests = [req("always_fail") if i % 3 == 0 else req("fibonacci", i) for i in range(40)]
+    outcomes = amap(config, requests)
+    assert [type(o) for o in outcomes] == [sc.InTaskFailure if i % 3 == 0 else sc.Success for i in range(40)]
+    assert len({o.executor_id for o in outcomes}) == 2  # both slots, no executor replaced
+
+
+def test_recycling_comes_between_batches(config) -> None:
+    exits = []
+
+    class Exits:
+        @hookimpl
+        def spider_executor_exited(self, executor_id, reason):
+            exits.append(reason)
+
+    outcomes = amap(attrs.evolve(config, slots=1, recycle_after=5), [echo(str(i)) for i in range(23)], plugin=Exits())
+    assert [o.values for o in outcomes] == [[[str(i)]] for i in range(23)]
+    assert exits[:4] == ["recycle"] * 4
+    assert tasks_run(config.log_dir, "sleep_and_echo") == 23
+
+
+def test_task_finished_fires_once_per_request(config) -> None:
+    seen = []
+
+    class Finished:
+        @hookimpl
+        def spider_task_finished(self, request, outcome, queue_wait, execution_time):
+            seen.append((request.inputs[0][0], queue_wait >= 0, execution_time >= 0))
+
+    amap(config, [echo(str(i)) for i in range(50)], plugin=Finished())
+    assert sorted(seen) == sorted((str(i), True, True) for i in range(50))
+
+
+def test_a_caller_of_execute_keeps_its_place_while_a_long_map_runs(config) -> None:
+    async def main():
+        async with sc.ProcessPool(attrs.evolve(config, slots=1, executor_log_level="info")) as pool:
+            yielded = 0
+
+            async def consume():
+                nonlocal yielded
+                async for _ in pool.map(req("noop") for _ in range(3000)):
+                    yielded += 1
+
+            mapping = asyncio.create_task(consume())
+            await asyncio.sleep(0.05)
+            alone = await pool.execute(req("fibonacci", 10))
+            at = yielded
+            await mapping
+            return alone, at, yielded
+
+    alone, at, total = asyncio.run(main())
+    assert alone.values == [55] and at < total == 3000
+
+
+def test_leaving_an_async_map_early_kills_what_runs_and_the_pool_goes_on(config) -> None:
+    async def main():
+        async with sc.ProcessPool(config) as pool:
+            first = []
+            async for outcome in pool.map(req("sleep_ms", 200) for _ in range(100)):
+                first.append(outcome)
+                break
+            await asyncio.sleep(0.3)  # the cancelled lanes kill their executors
+            return first, await pool.execute(req("fibonacci", 12)), pool.executor_ids
+
+    first, after, ids = asyncio.run(main())
+    assert isinstance(first[0], sc.Success) and after.values == [144]
+    assert all(i is not None and i > 2 for i in ids)  # both executors were replaced
+
+
+def test_sync_map_reads_no_further_ahead_than_its_window(config) -> None:
+    read = 0
+
+    def endless():
+        nonlocal read
+        while True:
+            read += 1
+            yield req("noop")
+
+    with sc.SyncProcessPool(config) as pool:
+        outcomes = pool.map(endless())
+        next(outcomes)
+        threading.Event().wait(0.3)  # the pool's thread fills what it may
+        ahead = read
+        outcomes.close()
+        assert pool.call(PKG, "fibonacci", 7) == [13]
+    # the lanes' window, the handoff's buffer, and the chunk the caller took
+    window = 2 * DEPTH * config.slots + 2 * 64 * config.slots
+    assert 1 < ahead <= window + 1
+
+
+def test_sync_map_raises_a_bad_request_at_its_place_and_an_iterable_s_error(config) -> None:
+    def broken():
+        yield req("fibonacci", 3)
+        raise ValueError("no more requests")
+
+    with sc.SyncProcessPool(config) as pool:
+        outcomes = pool.map([req("fibonacci", 3), sc.ExecuteRequest(package="../x", task="t")])
+        assert next(outcomes).values == [2]
+        with pytest.raises(sc.InvalidRequest, match="invalid package name"):
+            next(outcomes)
+        got = pool.map(broken())
+        assert next(got).values == [2]
+        with pytest.raises(ValueError, match="no more requests"):
+            next(got)
