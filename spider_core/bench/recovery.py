@@ -10,9 +10,9 @@ faulting task: until the pool reported the fault (``fault``), and until the no-o
 came back (``recovered``, the figure the targets are about).
 
 The contenders (:class:`RecoveryContender`): spider-core's ProcessPool with
-``PoolConfig(standby=True)`` (``spider-core-standby``; before each of its rounds the benchmark
-waits, untimed, until its standby executor is ready, as it would be in a service between
-faults) and without (``spider-core``), pebble and billiard. ``NOT_KILLABLE`` names the peers
+``PoolConfig(standby=True)`` (``spider-core-standby``; after each of its rounds the benchmark
+waits, untimed, until its new standby executor is ready, as it would be in a service between
+faults, and before the next contender's round, whose measure that spawn would disturb) and without (``spider-core``), pebble and billiard. ``NOT_KILLABLE`` names the peers
 that cannot do this at all, and why; the report lists them.
 """
 
@@ -229,8 +229,12 @@ def recovery_contenders(package_dir: Path, peers: Sequence[str]) -> tuple[list[R
 def quiet_pool_warnings() -> Iterator[None]:
     """Hold back the pool's warnings about the crashes and timeouts the workload causes on
     purpose (they would interleave with the report; errors still show), and billiard's error
-    line about each worker it lost."""
-    quieter = {"spider_core.pool": logging.ERROR, "spider_core.executor.log": logging.ERROR, "billiard": logging.CRITICAL}
+    line about each worker it lost (billiard logs as ``multiprocessing``)."""
+    quieter = {
+        "spider_core.pool": logging.ERROR,
+        "spider_core.executor.log": logging.ERROR,
+        "multiprocessing": logging.CRITICAL,
+    }
     loggers = [logging.getLogger(name) for name in quieter]
     levels = [logger.level for logger in loggers]
     for logger, level in zip(loggers, quieter.values(), strict=True):

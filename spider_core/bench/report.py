@@ -456,8 +456,9 @@ def render_markdown(report: BenchReport) -> str:
             f"{RECOVERY_TIMEOUT_S * 1000:.0f} ms hard timeout (`execute(..., hard_timeout=0.2)`, pebble's "
             "`schedule(timeout=0.2)`, billiard's `apply_async(timeout=0.2)` in a pool with `enable_timeouts`). "
             "**reported**: submit until the pool reported the fault; **recovered**: submit until the no-op "
-            "submitted after that returned. spider-core-standby is `PoolConfig(standby=True)`; before each of "
-            "its rounds the benchmark waits, untimed, until its standby executor is ready. No warm-up rounds.",
+            "submitted after that returned. spider-core-standby is `PoolConfig(standby=True)`; after each of "
+            "its rounds the benchmark waits, untimed, until its new standby executor is ready (before the next "
+            "contender's round, which that spawn would slow down). No warm-up rounds.",
         ]
     lines.append("")
     if report.notes:

@@ -271,7 +271,8 @@ async def _run_recovery(
     package_dir: Path, peers: Sequence[str], rounds: int, progress: _Progress, notes: list[str]
 ) -> RecoveryResult:
     """Run the recovery workload: each round, a crash through every contender, then a timeout,
-    the starting contender rotating every round."""
+    the starting contender rotating every round; after each fault the contender settles
+    (untimed) before the next one's round."""
     contenders: list[RecoveryContender]
     contenders, skipped = recovery_contenders(package_dir, peers)
     notes.extend(skipped)
@@ -281,12 +282,16 @@ async def _run_recovery(
     with quiet_pool_warnings():
         started = await _start_all(contenders)
         try:
+            for contender in contenders:
+                await contender.settle()
             for round_ in range(rounds):
                 shift = round_ % len(order)
                 for kind in FAULTS:
                     for index in order[shift:] + order[:shift]:
-                        await contenders[index].settle()
                         reported, recovered = await contenders[index].fault(kind)
+                        # Untimed: the standby this fault used up is replaced before the next
+                        # contender's round, so that spawn does not compete with its measure.
+                        await contenders[index].settle()
                         fault_us[index][kind].append(reported)
                         recovered_us[index][kind].append(recovered)
                 progress.show(RECOVERY, round_ + 1, rounds)
