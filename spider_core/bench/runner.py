@@ -123,7 +123,10 @@ async def _measure_start(package_dir: Path, samples: int, progress: _Progress) -
                 await pool.close()
             else:
                 start = time.perf_counter()
-                subprocess.run(START_FLOOR_ARGV, check=True, stdin=subprocess.DEVNULL, timeout=60)
+                try:
+                    subprocess.run(START_FLOOR_ARGV, check=True, stdin=subprocess.DEVNULL, timeout=60)
+                except subprocess.SubprocessError as e:
+                    raise RuntimeError(f"the executor start's floor, {' '.join(START_FLOOR_ARGV)}, failed: {e}") from None
                 floor.append((time.perf_counter() - start) * 1e6)
         progress.show("executor start", i + 1, samples)
     return durations, floor
