@@ -1,29 +1,44 @@
-"""The benchmark's statistics, and one tiny run against the real executor (no timing asserted)."""
+"""The benchmark's statistics, its targets and plot, and tiny runs against the real executor and
+the real C package (no timing asserted)."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
 import json
+import re
+import sys
 from pathlib import Path
 
 import pytest
 
 from spider_core.bench import (
     DEFAULT_BATCH,
+    DEFAULT_RECOVERY_ROUNDS,
     DEFAULT_ROUNDS,
     DEFAULT_SLOTS,
+    DEFAULT_WORKLOADS,
+    NO_MATPLOTLIB,
+    NOT_KILLABLE,
     OUR_METRICS,
+    PLOT_NAME,
+    QUICK_RECOVERY_ROUNDS,
     WORKLOADS,
     BatchResult,
     BenchReport,
+    ContenderResult,
+    RecoveryResult,
+    RecoverySamples,
     Stats,
     ThroughputResult,
+    WorkloadResult,
     build_parser,
     percentile,
     render_markdown,
     report_to_json,
     run_benchmark,
+    targets,
+    write_plot,
 )
 
 # -- percentile and Stats: hand-computed nearest-rank values ----------------------------------
@@ -62,11 +77,11 @@ def test_percentile_out_of_range(p: float) -> None:
 
 def test_stats_sorts_and_summarises() -> None:
     stats = Stats.of([10, 3, 7, 1, 9, 2, 8, 4, 6, 5])
-    assert stats == Stats(count=10, avg=5.5, p50=5, p95=10, p99=10, min=1, max=10)
+    assert stats == Stats(count=10, avg=5.5, p50=5, p90=9, p95=10, p99=10, min=1, max=10)
 
 
 def test_stats_single_sample() -> None:
-    assert Stats.of([3.0]) == Stats(count=1, avg=3.0, p50=3.0, p95=3.0, p99=3.0, min=3.0, max=3.0)
+    assert Stats.of([3.0]) == Stats(count=1, avg=3.0, p50=3.0, p90=3.0, p95=3.0, p99=3.0, min=3.0, max=3.0)
 
 
 def test_stats_of_nothing_is_an_error() -> None:
@@ -144,7 +159,7 @@ def test_unknown_peer_is_refused(package_dir: Path, tmp_path: Path) -> None:
 
 
 def test_unknown_workload_is_refused(package_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown workload 'bogus'; choose from noop, echo, throughput"):
+    with pytest.raises(ValueError, match="unknown workload 'bogus'; choose from noop, echo, throughput, sync, recovery"):
         asyncio.run(run_benchmark(package_dir, quick=True, output_dir=tmp_path, workloads=("bogus",), progress=False))
 
 
@@ -159,7 +174,8 @@ def test_throughput_counts_below_one_are_refused(package_dir: Path, tmp_path: Pa
 
 def test_throughput_options() -> None:
     args = build_parser().parse_args([])
-    assert args.workloads == WORKLOADS and "throughput" in WORKLOADS
+    assert args.workloads == DEFAULT_WORKLOADS == ("noop", "echo", "throughput", "sync")
+    assert WORKLOADS == (*DEFAULT_WORKLOADS, "recovery")
     assert (args.slots, args.batch, args.rounds) == (DEFAULT_SLOTS, None, None) == (2, None, None)
     args = build_parser().parse_args(["--workloads", "throughput", "--slots", "3", "--batch", "50", "--rounds", "4"])
     assert (args.workloads, args.slots, args.batch, args.rounds) == (("throughput",), 3, 50, 4)
@@ -287,3 +303,219 @@ def test_throughput_with_one_slot_has_no_reference_line(package_dir: Path, tmp_p
         ("spider-core-map", 1),
         ("multiprocessing", 1),
     ]
+
+
+# -- the sync and recovery workloads, the targets and the plot ---------------------------------
+
+TARGET_LINE = re.compile(r"^- target: (.+); measured: (.+); (met|unmet)$")
+ENVIRONMENT = {"date": "d", "python": "3", "platform": "p", "cpus": 2, "affinity": [0, 1]}
+
+
+def target_lines(markdown: str) -> list[tuple[str, str, str]]:
+    """The ``## Targets`` section's lines, as (target, measured, met or unmet)."""
+    found = []
+    inside = False
+    for line in markdown.splitlines():
+        if line.startswith("## "):
+            inside = line == "## Targets"
+        elif inside and line.startswith("- "):
+            match = TARGET_LINE.match(line)
+            assert match, f"not a target line: {line!r}"
+            found.append((match[1], match[2], match[3]))
+    return found
+
+
+def hand_made_report(tmp_path: Path, **fields: object) -> BenchReport:
+    values: dict[str, object] = {
+        "workloads": (),
+        "start_us": (100_000.0, 120_000.0, 140_000.0),
+        "start_floor_us": (20_000.0, 20_000.0, 30_000.0),
+        "idle_rss_kib": None,
+        "calls": 3,
+        "warmup": 0,
+        "notes": (),
+        "environment": ENVIRONMENT,
+        "markdown_path": tmp_path / "report.md",
+        "json_path": tmp_path / "report.json",
+    }
+    values.update(fields)
+    return BenchReport(**values)  # type: ignore[arg-type]
+
+
+def sync_result(async_us: float, sync_us: float, futures_us: float) -> WorkloadResult:
+    def samples(p50: float) -> tuple[float, ...]:
+        return (p50 / 2, p50, p50 * 2)
+
+    return WorkloadResult(
+        workload="sync",
+        contenders=(
+            ContenderResult(name="spider-core", samples={"e2e": samples(async_us)}),
+            ContenderResult(name="spider-core-sync", samples={"e2e": samples(sync_us)}),
+            ContenderResult(name="spider-core-sync-call", samples={"e2e": samples(sync_us + 5)}),
+            ContenderResult(name="futures", samples={"e2e": samples(futures_us)}),
+        ),
+    )
+
+
+def recovery_result(standby_crash_us: float, standby_timeout_us: float, plain_crash_us: float) -> RecoveryResult:
+    def contender(name: str, crash: float, timeout: float) -> RecoverySamples:
+        return RecoverySamples(
+            name=name,
+            fault_us={"crash": (crash / 2,), "timeout": (timeout - 1000,)},
+            recovered_us={"crash": (crash,), "timeout": (timeout,)},
+        )
+
+    return RecoveryResult(
+        rounds=1,
+        contenders=(
+            contender("spider-core-standby", standby_crash_us, standby_timeout_us),
+            contender("spider-core", plain_crash_us, 400_000),
+            contender("pebble", 60_000, 260_000),
+        ),
+        unable=dict(NOT_KILLABLE),
+    )
+
+
+def test_targets_met_and_unmet_from_hand_made_samples(tmp_path: Path) -> None:
+    # Start p50 120 ms against a floor of 20 ms: 6x, unmet. Sync: ProcessPool 30 µs, SyncProcessPool
+    # 33 µs, futures 300 µs: 0.11x, 1.10x, 0.10x, 0.11x, all met. Recovery: standby crash 4 ms (met),
+    # timeout 210 ms (unmet); without standby 125 ms against start 120 + 10 ms (met).
+    report = hand_made_report(
+        tmp_path, sync=sync_result(30, 33, 300), recovery=recovery_result(4_000, 210_000, 125_000)
+    )
+    checked = {t.target: t for t in targets(report)}
+    assert [t.met for t in checked.values()] == [False, True, True, True, True, True, False, True]
+    assert checked['executor start (`ProcessPool.start()`) p50 ≤ 1.5x the floor (a fresh `python -c "import msgpack"`)'].measured == (
+        '6.00x (start 120.0 ms, the floor (a fresh `python -c "import msgpack"`) 20.0 ms)'
+    )
+    assert checked["SyncProcessPool no-op p50 ≤ 1.2x ProcessPool"].measured.startswith("1.10x")
+    assert checked["with standby, crash → next success p50 ≤ 5 ms"].measured == "4.0 ms"
+    assert checked["without standby, crash → next success p50 ≤ executor start p50 + 10 ms"].measured == (
+        "125.0 ms (start 120.0 ms, so the limit is 130.0 ms)"
+    )
+    markdown = render_markdown(report)
+    lines = target_lines(markdown)
+    assert [(target, met) for target, _, met in lines] == [
+        (t.target, "met" if t.met else "unmet") for t in checked.values()
+    ]
+    sync_rows = table_rows(markdown, "sync")
+    assert sync_rows["spider-core-sync"][3:] == ["33.0", "66.0", "66.0", "0.11", "1.10"]
+    assert sync_rows["futures"][-2:] == ["1.00", "10.00"]
+    recovery_rows = table_rows(markdown, "recovery")
+    assert recovery_rows["spider-core-standby"] == ["crash", "1", "2.0", "4.0", "4.0", "4.0", "4.0"]
+    for name in NOT_KILLABLE:
+        assert f"- {name}: " in markdown
+    data = report_to_json(report)
+    assert [t["met"] for t in data["targets"]] == [t.met for t in checked.values()]
+    assert data["recovery"]["contenders"]["spider-core"]["crash"]["recovered"]["p50"] == 125_000
+    assert data["workloads"]["sync"]["futures"]["stats"]["e2e"]["p90"] == 600
+    assert data["start_floor_us"]["stats"]["p50"] == 20_000
+
+
+def test_a_report_without_sync_or_recovery_checks_only_the_start(tmp_path: Path) -> None:
+    assert [t.target.split(" p50")[0] for t in targets(hand_made_report(tmp_path))] == [
+        "executor start (`ProcessPool.start()`)"
+    ]
+    assert len(target_lines(render_markdown(hand_made_report(tmp_path)))) == 1
+
+
+def test_plot_of_hand_made_samples(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    report = hand_made_report(tmp_path, sync=sync_result(30, 33, 300), recovery=recovery_result(4_000, 210_000, 125_000))
+    plot, note = write_plot(report, tmp_path / PLOT_NAME)
+    assert (plot, note) == (tmp_path / PLOT_NAME, None)
+    assert plot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_nothing_to_plot_for_throughput_alone(tmp_path: Path) -> None:
+    report = hand_made_report(tmp_path, start_floor_us=())
+    assert write_plot(report, tmp_path / PLOT_NAME) == (None, None)
+    assert not (tmp_path / PLOT_NAME).exists()
+
+
+def hide_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every import of matplotlib fail, as if it were not installed."""
+    for name in [n for n in sys.modules if n == "matplotlib" or n.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, name, None)  # None in sys.modules: ImportError
+
+
+def test_without_matplotlib_the_report_says_how_to_get_the_plot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hide_matplotlib(monkeypatch)
+    report = hand_made_report(tmp_path, sync=sync_result(30, 33, 300))
+    assert write_plot(report, tmp_path / PLOT_NAME) == (None, NO_MATPLOTLIB)
+    assert "pip install 'spider-core[bench]'" in NO_MATPLOTLIB
+    assert not (tmp_path / PLOT_NAME).exists()
+
+
+@pytest.mark.slow
+def test_sync_run_without_matplotlib_still_writes_the_report(
+    package_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hide_matplotlib(monkeypatch)
+    report = asyncio.run(
+        run_benchmark(
+            package_dir, quick=True, output_dir=tmp_path, workloads=("sync",), progress=False,
+            calls=3, warmup=0, start_samples=1,
+        )
+    )
+    markdown = report.markdown_path.read_text()
+    assert report.plot is None and report.plot_note == NO_MATPLOTLIB
+    assert NO_MATPLOTLIB in markdown and PLOT_NAME + "](" not in markdown
+    assert not (tmp_path / PLOT_NAME).exists()
+    assert "## sync" in markdown and len(target_lines(markdown)) == 5
+    assert json.loads(report.json_path.read_text())["plot"] is None
+
+
+@pytest.mark.slow
+def test_sync_and_recovery_run_with_the_real_executor(package_dir: Path, tmp_path: Path) -> None:
+    peers = ("pebble",)  # billiard notices a crash only after 10 s
+    report = asyncio.run(
+        run_benchmark(
+            package_dir, quick=True, output_dir=tmp_path, workloads=("sync", "recovery"), peers=peers,
+            progress=False, calls=4, warmup=1, start_samples=1, recovery_rounds=1,
+        )
+    )
+    assert report.workloads == () and report.throughput is None
+    sync, recovery = report.sync, report.recovery
+    assert sync is not None and recovery is not None
+    assert [c.name for c in sync.contenders] == ["spider-core", "spider-core-sync", "spider-core-sync-call", "futures"]
+    assert all(len(c.samples["e2e"]) == 4 for c in sync.contenders)
+    pebble = importlib.util.find_spec("pebble") is not None
+    expected = ["spider-core-standby", "spider-core"] + (["pebble"] if pebble else [])
+    assert [c.name for c in recovery.contenders] == expected
+    assert len(report.notes) == (0 if pebble else 1)
+    for contender in recovery.contenders:
+        for fault in ("crash", "timeout"):
+            (reported,), (recovered,) = contender.fault_us[fault], contender.recovered_us[fault]
+            assert 0 < reported <= recovered
+        assert contender.recovered_us["timeout"][0] >= 200_000  # the hard timeout is a lower bound
+    assert len(report.start_us) == len(report.start_floor_us) == 1
+
+    markdown = report.markdown_path.read_text()
+    assert "## sync" in markdown and "## recovery" in markdown
+    assert len(target_lines(markdown)) == 8
+    assert set(table_rows(markdown, "recovery")) == {"contender", "---", *expected}
+    data = json.loads(report.json_path.read_text())
+    assert list(data["workloads"]) == ["sync"] and data["recovery"]["rounds"] == 1
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert report.plot == tmp_path / PLOT_NAME and report.plot.read_bytes().startswith(b"\x89PNG")
+        assert f"[{PLOT_NAME}]({PLOT_NAME})" in markdown and data["plot"] == PLOT_NAME
+    else:
+        assert report.plot is None and NO_MATPLOTLIB in markdown
+
+
+def test_recovery_options() -> None:
+    args = build_parser().parse_args(["--workloads", "sync,recovery", "--recovery-rounds", "4"])
+    assert (args.workloads, args.recovery_rounds) == (("sync", "recovery"), 4)
+    assert build_parser().parse_args([]).recovery_rounds is None
+    assert (QUICK_RECOVERY_ROUNDS, DEFAULT_RECOVERY_ROUNDS) == (3, 10)
+
+
+def test_recovery_rounds_below_one(package_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--recovery-rounds", "0"])
+    assert "argument --recovery-rounds: '0' must be at least 1" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="recovery_rounds must be at least 1"):
+        asyncio.run(run_benchmark(package_dir, quick=True, output_dir=tmp_path, progress=False, recovery_rounds=0))

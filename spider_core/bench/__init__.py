@@ -25,6 +25,16 @@ the gather with one slot, for reference) and the blocking peers with N workers. 
 one batch through every contender, in a shuffled order; the report gives tasks per second
 (median, min, max over the rounds) and ours / peer of the medians.
 
+Workload ``sync``: the no-op through ``SyncProcessPool`` (``execute`` and ``call``) beside
+``ProcessPool`` and ProcessPoolExecutor (fork), interleaved like the latency workloads, with the
+ratios the issue's targets are about. Workload ``recovery`` (not in the default set: it takes
+minutes): from submitting a task that crashes its worker, or outlives a 200 ms hard timeout,
+until the next no-op returns, for spider-core with and without a standby executor, pebble and
+billiard (:mod:`~spider_core.bench.recovery`). Every run times executor starts beside their
+floor, a fresh ``python -c "import msgpack"``; the report checks the issue's targets (one line
+each: met or unmet) and links ``latency.png``, the CDF of every contender's samples per
+workload (:mod:`~spider_core.bench.plot`, with matplotlib from the ``bench`` extra).
+
 For spider-core each call also records, in µs: the executor time (``Success.elapsed_us``,
 measured around the package call inside the executor), the executor internal time (executor
 time minus the workload's nominal work: 50 µs for echo, 0 for noop) and the IPC overhead (E2E
@@ -37,6 +47,8 @@ The package's modules, each with one job: :mod:`~spider_core.bench.stats` (perce
 :mod:`~spider_core.bench.floor` (the raw pipe ping-pong and its child),
 :mod:`~spider_core.bench.contenders` (spider-core, the floors and the peers),
 :mod:`~spider_core.bench.throughput` (the throughput workload's contenders),
+:mod:`~spider_core.bench.recovery` (the recovery workload's contenders),
+:mod:`~spider_core.bench.plot` (the latency plot),
 :mod:`~spider_core.bench.runner` (:func:`run_benchmark`), :mod:`~spider_core.bench.environment`
 (memory and machine probes), :mod:`~spider_core.bench.report` (the results, as markdown and
 JSON) and :mod:`~spider_core.bench.cli` (the command line). This module re-exports their public
@@ -51,29 +63,39 @@ from spider_core.bench.contenders import (
     OUR_METRICS,
     OUR_VARIANTS,
     OURS,
+    OURS_SYNC,
+    OURS_SYNC_CALL,
     PACKAGE,
     PEERS,
     Contender,
 )
 from spider_core.bench.floor import floor_child_main
+from spider_core.bench.plot import NO_MATPLOTLIB, PLOT_NAME, write_plot
+from spider_core.bench.recovery import FAULTS, NOT_KILLABLE, OURS_STANDBY, RECOVERY_PEERS, RECOVERY_TIMEOUT_S
 from spider_core.bench.report import (
     BatchResult,
     BenchReport,
     ContenderResult,
+    RecoveryResult,
+    RecoverySamples,
+    Target,
     ThroughputResult,
     WorkloadResult,
     render_markdown,
     report_to_json,
+    targets,
 )
 from spider_core.bench.runner import (
     DEFAULT_BATCH,
     DEFAULT_CALLS,
+    DEFAULT_RECOVERY_ROUNDS,
     DEFAULT_ROUNDS,
     DEFAULT_SLOTS,
     DEFAULT_START_SAMPLES,
     DEFAULT_WARMUP,
     QUICK_BATCH,
     QUICK_CALLS,
+    QUICK_RECOVERY_ROUNDS,
     QUICK_ROUNDS,
     QUICK_START_SAMPLES,
     QUICK_WARMUP,
@@ -82,40 +104,61 @@ from spider_core.bench.runner import (
 from spider_core.bench.stats import Stats, percentile
 from spider_core.bench.throughput import OURS_MAP, OURS_ONE_SLOT, BatchContender
 from spider_core.bench.workloads import (
+    DEFAULT_WORKLOADS,
     ECHO_SLEEP_S,
     ECHO_STRINGS,
     LATENCY_WORKLOADS,
+    RECOVERY,
+    SYNC,
+    SYNC_WORKLOAD,
     THROUGHPUT,
     WORKLOAD_SPECS,
     WORKLOADS,
     Workload,
+    peer_crash,
     peer_echo,
     peer_noop,
+    peer_sleep,
 )
 
 __all__ = [
     "DEFAULT_BATCH",
     "DEFAULT_CALLS",
+    "DEFAULT_RECOVERY_ROUNDS",
     "DEFAULT_ROUNDS",
     "DEFAULT_SLOTS",
     "DEFAULT_START_SAMPLES",
     "DEFAULT_WARMUP",
+    "DEFAULT_WORKLOADS",
     "ECHO_SLEEP_S",
     "ECHO_STRINGS",
+    "FAULTS",
     "HARD_TIMEOUT",
     "LATENCY_WORKLOADS",
+    "NOT_KILLABLE",
+    "NO_MATPLOTLIB",
     "OURS",
     "OURS_MAP",
     "OURS_ONE_SLOT",
+    "OURS_STANDBY",
+    "OURS_SYNC",
+    "OURS_SYNC_CALL",
     "OUR_METRICS",
     "OUR_VARIANTS",
     "PACKAGE",
     "PEERS",
+    "PLOT_NAME",
     "QUICK_BATCH",
     "QUICK_CALLS",
+    "QUICK_RECOVERY_ROUNDS",
     "QUICK_ROUNDS",
     "QUICK_START_SAMPLES",
     "QUICK_WARMUP",
+    "RECOVERY",
+    "RECOVERY_PEERS",
+    "RECOVERY_TIMEOUT_S",
+    "SYNC",
+    "SYNC_WORKLOAD",
     "THROUGHPUT",
     "WORKLOADS",
     "WORKLOAD_SPECS",
@@ -125,7 +168,10 @@ __all__ = [
     "BenchReport",
     "Contender",
     "ContenderResult",
+    "RecoveryResult",
+    "RecoverySamples",
     "Stats",
+    "Target",
     "ThroughputResult",
     "Workload",
     "WorkloadResult",
@@ -133,11 +179,15 @@ __all__ = [
     "build_parser",
     "floor_child_main",
     "main",
+    "peer_crash",
     "peer_echo",
     "peer_noop",
+    "peer_sleep",
     "percentile",
     "render_markdown",
     "report_to_json",
     "run_benchmark",
     "run_from_args",
+    "targets",
+    "write_plot",
 ]

@@ -17,14 +17,16 @@ from spider_core.bench.contenders import PACKAGE, PEERS
 from spider_core.bench.runner import (
     DEFAULT_BATCH,
     DEFAULT_CALLS,
+    DEFAULT_RECOVERY_ROUNDS,
     DEFAULT_ROUNDS,
     DEFAULT_SLOTS,
     QUICK_BATCH,
     QUICK_CALLS,
+    QUICK_RECOVERY_ROUNDS,
     QUICK_ROUNDS,
     run_benchmark,
 )
-from spider_core.bench.workloads import WORKLOADS
+from spider_core.bench.workloads import DEFAULT_WORKLOADS, WORKLOADS
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -48,11 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick", action="store_true",
         help=f"{QUICK_CALLS} calls per contender, not {DEFAULT_CALLS}; throughput: {QUICK_ROUNDS} batches of "
-        f"{QUICK_BATCH} tasks, not {DEFAULT_ROUNDS} of {DEFAULT_BATCH}",
+        f"{QUICK_BATCH} tasks, not {DEFAULT_ROUNDS} of {DEFAULT_BATCH}; recovery: {QUICK_RECOVERY_ROUNDS} rounds, "
+        f"not {DEFAULT_RECOVERY_ROUNDS}",
     )
     parser.add_argument("--calls", type=whole_number, help="measured calls per contender and workload")
     parser.add_argument(
-        "--workloads", type=_names, default=WORKLOADS, help=f"comma-separated (default: {','.join(WORKLOADS)})"
+        "--workloads", type=_names, default=DEFAULT_WORKLOADS,
+        help=f"comma-separated, from {','.join(WORKLOADS)} (default: {','.join(DEFAULT_WORKLOADS)}; recovery "
+        "takes minutes, so it runs when named)",
     )
     parser.add_argument(
         "--slots", type=whole_number, default=DEFAULT_SLOTS, metavar="N",
@@ -66,6 +71,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rounds", type=whole_number, metavar="R",
         help=f"throughput: measured batches per contender (default: {DEFAULT_ROUNDS}, {QUICK_ROUNDS} with --quick)",
     )
+    parser.add_argument(
+        "--recovery-rounds", type=whole_number, metavar="R",
+        help=f"recovery: rounds of one crash and one timeout per contender (default: {DEFAULT_RECOVERY_ROUNDS}, "
+        f"{QUICK_RECOVERY_ROUNDS} with --quick)",
+    )
     parser.add_argument("--peers", type=_names, default=PEERS, help=f"comma-separated ({','.join(PEERS)})")
     parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress line (shown only on a terminal)"
@@ -75,8 +85,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def build_parser(prog: str = "spider bench") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Compare spider-core's per-call latency and its throughput with other Python process "
-        "pools, interleaved in one run; writes report.md and report.json.",
+        description="Compare spider-core's per-call latency, throughput and recovery from crashes and "
+        "timeouts with other Python process pools, interleaved in one run; writes report.md, report.json "
+        "and latency.png.",
     )
     add_arguments(parser)
     return parser
@@ -112,6 +123,7 @@ def run_from_args(args: argparse.Namespace) -> int:
                 slots=args.slots,
                 batch=args.batch,
                 rounds=args.rounds,
+                recovery_rounds=args.recovery_rounds,
             )
         )
     except OSError as e:
@@ -120,7 +132,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError) as e:
         raise BenchError(str(e)) from None
     print(report.markdown_path.read_text())
-    print(f"written: {report.markdown_path}, {report.json_path}", file=sys.stderr)
+    written = [report.markdown_path, report.json_path, *([report.plot] if report.plot is not None else [])]
+    print(f"written: {', '.join(map(str, written))}", file=sys.stderr)
     return 0
 
 

@@ -1,6 +1,7 @@
 """The latency contenders, each behind the :class:`Contender` protocol (start, one timed call
 returning its samples, one checked call, close): ``_Ours`` is spider-core's ProcessPool
-running the C test package (also its ``OUR_VARIANTS``), ``_SyncPipeFloor`` and
+running the C test package (also its ``OUR_VARIANTS``), ``_OursSync`` its
+``SyncProcessPool`` (the sync workload's ``SYNC_CONTENDERS``), ``_SyncPipeFloor`` and
 ``_AsyncPipeFloor`` drive the floor child, and ``_BlockingPeer`` wraps the other Python process
 pools (concurrent.futures, multiprocessing, pebble, loky, billiard); ``_make_peer`` builds a
 contender from its name in ``PEERS``, or says why it is skipped. ``BLOCKING_PEERS`` opens those
@@ -29,9 +30,9 @@ from spider_core.bench.floor import (
     _take_frame,
     _write_all,
 )
-from spider_core.bench.workloads import WORKLOAD_SPECS, Workload, peer_noop
+from spider_core.bench.workloads import SYNC_WORKLOAD, WORKLOAD_SPECS, Workload, peer_noop
 from spider_core.models import ExecuteRequest, PoolConfig, Success
-from spider_core.pool import ProcessPool
+from spider_core.pool import ProcessPool, SyncProcessPool
 
 PACKAGE = "integration_test_tasks"
 OURS = "spider-core"
@@ -40,6 +41,10 @@ OURS = "spider-core"
 OUR_VARIANTS: dict[str, dict[str, Any]] = {"spider-core-spin": {"spin_us": 300}}
 PEERS = ("pipe-sync", "pipe-asyncio", "futures", "multiprocessing", "pebble", "loky", "billiard", *OUR_VARIANTS)
 HARD_TIMEOUT = 60.0
+#: The sync workload's contenders beside ``spider-core`` (the async pool) and ``futures``:
+#: ``SyncProcessPool.execute`` and ``SyncProcessPool.call``.
+OURS_SYNC = f"{OURS}-sync"
+OURS_SYNC_CALL = f"{OURS}-sync-call"
 
 
 class Contender(Protocol):
@@ -76,7 +81,8 @@ class _Ours:
         self.name = name
         self.pool = ProcessPool(PoolConfig(package_dir=package_dir, log_dir=None, **config))
         self._requests = {
-            w.name: ExecuteRequest(package=PACKAGE, task=w.task, inputs=w.args) for w in WORKLOAD_SPECS.values()
+            w.name: ExecuteRequest(package=PACKAGE, task=w.task, inputs=w.args)
+            for w in (*WORKLOAD_SPECS.values(), SYNC_WORKLOAD)
         }
 
     async def start(self) -> None:
@@ -102,6 +108,47 @@ class _Ours:
 
     async def close(self) -> None:
         await self.pool.close()
+
+
+class _OursSync:
+    """spider-core's SyncProcessPool (its event loop in a thread of its own) running the C test
+    package, called from the benchmark's thread: ``execute``, or ``call`` (values, or an
+    exception)."""
+
+    metrics: tuple[str, ...] = ("e2e",)
+
+    def __init__(self, package_dir: Path, name: str) -> None:
+        self.name = name
+        self._use_call = name == OURS_SYNC_CALL
+        self._config = PoolConfig(package_dir=package_dir, log_dir=None)
+        self._requests = {
+            w.name: ExecuteRequest(package=PACKAGE, task=w.task, inputs=w.args)
+            for w in (*WORKLOAD_SPECS.values(), SYNC_WORKLOAD)
+        }
+
+    async def start(self) -> None:
+        self.pool = SyncProcessPool(self._config)
+        self.pool.start()
+
+    def _run(self, workload: Workload) -> Any:
+        if self._use_call:
+            return self.pool.call(PACKAGE, workload.task, *workload.args, hard_timeout=HARD_TIMEOUT)
+        outcome = self.pool.execute(self._requests[workload.name], hard_timeout=HARD_TIMEOUT)
+        if not isinstance(outcome, Success):
+            raise RuntimeError(f"{self.name}: {workload.task} did not succeed: {outcome!r}")
+        return outcome
+
+    async def call(self, workload: Workload) -> tuple[float, ...]:
+        start = time.perf_counter()
+        self._run(workload)
+        return ((time.perf_counter() - start) * 1e6,)
+
+    async def check(self, workload: Workload) -> None:
+        got = self._run(workload)
+        _check(self.name, workload, got if self._use_call else got.values, list(workload.args))
+
+    async def close(self) -> None:
+        self.pool.close()
 
 
 class _SyncPipeFloor:
@@ -231,9 +278,11 @@ def _with_apply_async(pool: Any) -> _Opened:
 
 
 def _open_futures(workers: int) -> _Opened:
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    pool = ProcessPoolExecutor(max_workers=workers)
+    # fork, named: the default until Python 3.14 (forkserver since), and what the targets quote.
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
     return _with_futures(pool.submit, pool.shutdown)
 
 

@@ -1,9 +1,11 @@
 """The results of a run and their rendering: :class:`ContenderResult`, :class:`WorkloadResult`
-(the latency workloads), :class:`BatchResult`, :class:`ThroughputResult` (the throughput
+(the latency workloads and the sync workload), :class:`BatchResult`, :class:`ThroughputResult`
+(the throughput workload), :class:`RecoverySamples`, :class:`RecoveryResult` (the recovery
 workload) and :class:`BenchReport` hold what was measured (every sample, in call or round
-order) and where it was written; :func:`render_markdown` turns a report into the markdown tables that are printed and
-written to ``report.md``, :func:`report_to_json` into the data written to ``report.json``
-(statistics, ratios and every sample).
+order) and where it was written; :func:`targets` checks the issue's targets against a report
+(:class:`Target`); :func:`render_markdown` turns a report into the markdown tables that are
+printed and written to ``report.md``, :func:`report_to_json` into the data written to
+``report.json`` (statistics, ratios, targets and every sample).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 
 from attrs import frozen
 
-from spider_core.bench.contenders import OUR_METRICS
+from spider_core.bench.contenders import OUR_METRICS, OURS, OURS_SYNC, OURS_SYNC_CALL
+from spider_core.bench.recovery import FAULTS, OURS_STANDBY, RECOVERY_TIMEOUT_S
 from spider_core.bench.stats import Stats
 from spider_core.bench.workloads import WORKLOAD_SPECS
 
@@ -88,6 +91,36 @@ class ThroughputResult:
 
 
 @frozen(kw_only=True)
+class RecoverySamples:
+    """One contender's recovery rounds, in µs from submitting the faulting task, per fault
+    (``"crash"``, ``"timeout"``), in round order."""
+
+    name: str
+    #: Until the pool reported the fault (crash, or timeout).
+    fault_us: dict[str, tuple[float, ...]]
+    #: Until the no-op submitted after it returned: the time to recover.
+    recovered_us: dict[str, tuple[float, ...]]
+
+    def stats(self, fault: str) -> Stats:
+        """The time to recover from ``fault``."""
+        return Stats.of(self.recovered_us[fault])
+
+
+@frozen(kw_only=True)
+class RecoveryResult:
+    """The recovery workload: crash or hard timeout, then the next no-op."""
+
+    rounds: int
+    #: spider-core with a standby, without, then the peers.
+    contenders: tuple[RecoverySamples, ...]
+    #: The peers that cannot take part: name -> why.
+    unable: dict[str, str]
+
+    def contender(self, name: str) -> RecoverySamples | None:
+        return next((c for c in self.contenders if c.name == name), None)
+
+
+@frozen(kw_only=True)
 class BenchReport:
     """Everything one run measured, and where it was written."""
 
@@ -105,6 +138,16 @@ class BenchReport:
     json_path: Path
     #: The throughput workload, if it was run.
     throughput: ThroughputResult | None = None
+    #: The floor of an executor start, µs: a fresh ``python -c "import msgpack"``, spawn to exit.
+    start_floor_us: tuple[float, ...] = ()
+    #: The sync workload, if it was run: spider-core (the async pool) first.
+    sync: WorkloadResult | None = None
+    #: The recovery workload, if it was run.
+    recovery: RecoveryResult | None = None
+    #: The latency plot, if one was drawn.
+    plot: Path | None = None
+    #: Why there is no plot, when there could have been one.
+    plot_note: str | None = None
 
     def workload(self, name: str) -> WorkloadResult:
         return next(w for w in self.workloads if w.workload == name)
@@ -183,6 +226,142 @@ def _throughput_markdown(result: ThroughputResult) -> list[str]:
     return lines + [""]
 
 
+@frozen(kw_only=True)
+class Target:
+    """One of the issue's targets, checked against one run."""
+
+    target: str
+    measured: str
+    met: bool
+
+    def line(self) -> str:
+        return f"target: {self.target}; measured: {self.measured}; {'met' if self.met else 'unmet'}"
+
+
+def _ms(us: float) -> str:
+    return f"{us / 1000:.1f} ms"
+
+
+def _ratio_target(
+    name: str, ours: str, ours_p50: float, peer: str, peer_p50: float, limit: float, in_ms: bool = False
+) -> Target:
+    ratio = ours_p50 / peer_p50
+    unit = _ms if in_ms else lambda us: f"{_us(us)} µs"
+    return Target(
+        target=f"{name} p50 ≤ {limit:g}x {peer}",
+        measured=f"{ratio:.2f}x ({ours} {unit(ours_p50)}, {peer} {unit(peer_p50)})",
+        met=ratio <= limit,
+    )
+
+
+def targets(report: BenchReport) -> list[Target]:
+    """The issue's targets that this run measured, each checked against its p50s."""
+    found = []
+    start, floor = report.start_us, report.start_floor_us
+    if start and floor:
+        found.append(
+            _ratio_target(
+                "executor start (`ProcessPool.start()`)",
+                "start",
+                Stats.of(start).p50,
+                "the floor (a fresh `python -c \"import msgpack\"`)",
+                Stats.of(floor).p50,
+                1.5,
+                in_ms=True,
+            )
+        )
+    if report.sync is not None:
+        p50 = {c.name: c.stats().p50 for c in report.sync.contenders}
+        if OURS_SYNC in p50 and "futures" in p50:
+            pool, sync, futures = p50[OURS], p50[OURS_SYNC], p50["futures"]
+            sync_label, futures_label = "SyncProcessPool no-op", "ProcessPoolExecutor (fork)"
+            found += [
+                _ratio_target(sync_label, OURS_SYNC, sync, futures_label, futures, 0.35),
+                _ratio_target(sync_label, OURS_SYNC, sync, "ProcessPool", pool, 1.2),
+                _ratio_target("ProcessPool no-op", OURS, pool, futures_label, futures, 0.15),
+                _ratio_target(sync_label, OURS_SYNC, sync, futures_label, futures, 0.15),
+            ]
+    recovery = report.recovery
+    if recovery is not None:
+        standby, plain = recovery.contender(OURS_STANDBY), recovery.contender(OURS)
+        timeout_ms = f"{RECOVERY_TIMEOUT_S * 1000:.0f} ms"
+        if standby is not None:
+            crash, timeout = standby.stats("crash").p50, standby.stats("timeout").p50
+            found += [
+                Target(target="with standby, crash → next success p50 ≤ 5 ms", measured=_ms(crash), met=crash <= 5000),
+                Target(
+                    target=f"with standby, {timeout_ms} timeout → next success p50 ≤ 205 ms",
+                    measured=_ms(timeout),
+                    met=timeout <= 205_000,
+                ),
+            ]
+        if plain is not None and start:
+            crash, start_p50 = plain.stats("crash").p50, Stats.of(start).p50
+            found.append(
+                Target(
+                    target="without standby, crash → next success p50 ≤ executor start p50 + 10 ms",
+                    measured=f"{_ms(crash)} (start {_ms(start_p50)}, so the limit is {_ms(start_p50 + 10_000)})",
+                    met=crash <= start_p50 + 10_000,
+                )
+            )
+    return found
+
+
+_SYNC_LABELS = {
+    OURS: "`await ProcessPool.execute(...)`",
+    OURS_SYNC: "`SyncProcessPool.execute(...)`",
+    OURS_SYNC_CALL: "`SyncProcessPool.call(...)`",
+    "futures": "`ProcessPoolExecutor(1, fork).submit(...).result()`",
+}
+
+
+def _sync_markdown(result: WorkloadResult) -> list[str]:
+    by_name = {c.name: c for c in result.contenders}
+    futures = by_name.get("futures")
+    lines = [
+        "## sync: `noop()` through SyncProcessPool, ProcessPool and ProcessPoolExecutor (fork)",
+        "",
+        "Per-call round trip (E2E), µs, one worker each, interleaved round-robin. Ratios are **contender / "
+        "reference** of the p50: below 1 means the contender is faster.",
+        "",
+        _row(["contender", "call", "count", "avg", "p50", "p90", "p99", "p50 / futures", "p50 / spider-core"]),
+        _row(["---", "---"] + ["---:"] * 7),
+    ]
+    ours_p50 = result.ours.stats().p50
+    for contender in result.contenders:
+        s = contender.stats()
+        vs_futures = f"{s.p50 / futures.stats().p50:.2f}" if futures is not None else ""
+        vs_ours = f"{s.p50 / ours_p50:.2f}"
+        label = _SYNC_LABELS.get(contender.name, "")
+        values = [_us(v) for v in (s.avg, s.p50, s.p90, s.p99)]
+        lines.append(_row([contender.name, label, s.count, *values, vs_futures, vs_ours]))
+    return lines + [""]
+
+
+def _recovery_markdown(result: RecoveryResult) -> list[str]:
+    timeout_ms = f"{RECOVERY_TIMEOUT_S * 1000:.0f} ms"
+    lines = [
+        f"## recovery: a crash, or a {timeout_ms} hard timeout, then the next no-op",
+        "",
+        f"{result.rounds} rounds; each round runs a crash, then a timeout, through every contender, the starting "
+        "contender rotating every round. Both columns are timed from submitting the faulting task: until the pool "
+        "reported the fault, and until the no-op submitted right after it returned (**recovered**). ms.",
+        "",
+        _row(["contender", "fault", "rounds", "reported p50", "recovered p50", "recovered p90", "min", "max"]),
+        _row(["---", "---"] + ["---:"] * 6),
+    ]
+    for contender in result.contenders:
+        for fault in FAULTS:
+            reported = Stats.of(contender.fault_us[fault])
+            s = contender.stats(fault)
+            values = [f"{v / 1000:.1f}" for v in (reported.p50, s.p50, s.p90, s.min, s.max)]
+            lines.append(_row([contender.name, fault, s.count, *values]))
+    if result.unable:
+        lines += ["", "Not measured, because they cannot recover this way:", ""]
+        lines += [f"- {name}: {why}." for name, why in result.unable.items()]
+    return lines + [""]
+
+
 def render_markdown(report: BenchReport) -> str:
     """The report as markdown."""
     env = report.environment
@@ -204,10 +383,21 @@ def render_markdown(report: BenchReport) -> str:
             f"warm-up batch each; {t.slots} workers, every task of a batch queued at once."
         )
     lines.append("")
+    checked = targets(report)
+    if checked:
+        lines += ["## Targets", ""] + [f"- {target.line()}" for target in checked] + [""]
+    if report.plot is not None:
+        lines += [f"Latency distributions (CDF, log scale): [{report.plot.name}]({report.plot.name})", ""]
+    elif report.plot_note is not None:
+        lines += [report.plot_note, ""]
     for result in report.workloads:
         lines += _workload_markdown(result)
     if report.throughput is not None:
         lines += _throughput_markdown(report.throughput)
+    if report.sync is not None:
+        lines += _sync_markdown(report.sync)
+    if report.recovery is not None:
+        lines += _recovery_markdown(report.recovery)
     start = Stats.of(report.start_us)
     start_ms = [f"{v / 1000:.1f}" for v in (start.p50, start.min, start.max)]
     rss = f"{report.idle_rss_kib / 1024:.1f} MiB" if report.idle_rss_kib is not None else "unknown"
@@ -216,7 +406,13 @@ def render_markdown(report: BenchReport) -> str:
         "",
         _row(["measure", "count", "p50", "min", "max"]),
         _row(["---", "---:", "---:", "---:", "---:"]),
-        _row(["start (spawn until Ready), ms", start.count, *start_ms]),
+        _row(["start (`ProcessPool.start()`: spawn until Ready), ms", start.count, *start_ms]),
+    ]
+    if report.start_floor_us:
+        floor = Stats.of(report.start_floor_us)
+        floor_ms = [f"{v / 1000:.1f}" for v in (floor.p50, floor.min, floor.max)]
+        lines.append(_row(['floor: `python -c "import msgpack"` (spawn until exit), ms', floor.count, *floor_ms]))
+    lines += [
         "",
         f"Idle RSS of the executor after the run (VmRSS): {rss}.",
         "",
@@ -246,6 +442,24 @@ def render_markdown(report: BenchReport) -> str:
             "`schedule` (pebble) or `apply_async` (multiprocessing, billiard) for every task, then every result, "
             "with N workers. The floors and spider-core-spin take no part.",
         ]
+    if report.sync is not None:
+        lines += [
+            "- **sync**: the no-op through `ProcessPool` (spider-core, on the benchmark's event loop), "
+            "`SyncProcessPool` (its own event loop in a thread; called from the benchmark's thread, as a "
+            "caller without an event loop would) with `execute` and with `call`, and "
+            "`ProcessPoolExecutor(max_workers=1)` with the fork start method.",
+        ]
+    if report.recovery is not None:
+        lines += [
+            "- **recovery**: the crash is a task killing its own worker with SIGSEGV (the C package's `segfault`; "
+            "`os.kill(os.getpid(), SIGSEGV)` for the peers); the timeout a task sleeping 10 s under a "
+            f"{RECOVERY_TIMEOUT_S * 1000:.0f} ms hard timeout (`execute(..., hard_timeout=0.2)`, pebble's "
+            "`schedule(timeout=0.2)`, billiard's `apply_async(timeout=0.2)` in a pool with `enable_timeouts`). "
+            "**reported**: submit until the pool reported the fault; **recovered**: submit until the no-op "
+            "submitted after that returned. spider-core-standby is `PoolConfig(standby=True)`; after each of "
+            "its rounds the benchmark waits, untimed, until its new standby executor is ready (before the next "
+            "contender's round, which that spawn would slow down). No warm-up rounds.",
+        ]
     lines.append("")
     if report.notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in report.notes] + [""]
@@ -253,7 +467,7 @@ def render_markdown(report: BenchReport) -> str:
 
 
 def _stats_dict(stats: Stats) -> dict[str, float]:
-    return {name: getattr(stats, name) for name in ("count", "avg", "p50", "p95", "p99", "min", "max")}
+    return {name: getattr(stats, name) for name in ("count", "avg", "p50", "p90", "p95", "p99", "min", "max")}
 
 
 def _throughput_json(result: ThroughputResult) -> dict[str, Any]:
@@ -273,10 +487,27 @@ def _throughput_json(result: ThroughputResult) -> dict[str, Any]:
     return {"slots": result.slots, "batch": result.batch, "rounds": result.rounds, "contenders": contenders}
 
 
+def _recovery_json(result: RecoveryResult) -> dict[str, Any]:
+    contenders = {}
+    for contender in result.contenders:
+        contenders[contender.name] = {
+            fault: {
+                "reported": _stats_dict(Stats.of(contender.fault_us[fault])),
+                "recovered": _stats_dict(contender.stats(fault)),
+                "samples": {
+                    "reported": [round(v, 3) for v in contender.fault_us[fault]],
+                    "recovered": [round(v, 3) for v in contender.recovered_us[fault]],
+                },
+            }
+            for fault in FAULTS
+        }
+    return {"rounds": result.rounds, "contenders": contenders, "unable": dict(result.unable)}
+
+
 def report_to_json(report: BenchReport) -> dict[str, Any]:
-    """The report as JSON-able data: statistics, ratios and every sample (µs)."""
+    """The report as JSON-able data: statistics, ratios, targets and every sample (µs)."""
     workloads = {}
-    for result in report.workloads:
+    for result in (*report.workloads, *([report.sync] if report.sync is not None else [])):
         contenders = {}
         for contender in result.contenders:
             entry: dict[str, Any] = {
@@ -293,7 +524,15 @@ def report_to_json(report: BenchReport) -> dict[str, Any]:
         "warmup": report.warmup,
         "workloads": workloads,
         "throughput": None if report.throughput is None else _throughput_json(report.throughput),
+        "recovery": None if report.recovery is None else _recovery_json(report.recovery),
         "executor_start_us": {"stats": _stats_dict(Stats.of(report.start_us)), "samples": list(report.start_us)},
+        "start_floor_us": (
+            {"stats": _stats_dict(Stats.of(report.start_floor_us)), "samples": list(report.start_floor_us)}
+            if report.start_floor_us
+            else None
+        ),
+        "targets": [{"target": t.target, "measured": t.measured, "met": t.met} for t in targets(report)],
+        "plot": None if report.plot is None else report.plot.name,
         "idle_rss_kib": report.idle_rss_kib,
         "notes": list(report.notes),
     }

@@ -1,8 +1,11 @@
-"""Running the benchmark: :func:`run_benchmark` times executor starts, starts the latency
-contenders, runs each latency workload through all of them interleaved round-robin (after one
-checked call and the warm-up calls each) and closes them; then, for the throughput workload,
-starts the throughput contenders and runs rounds of one batch each (after one warm-up batch
-each, in a shuffled order every round); then writes ``report.md`` and ``report.json``. The
+"""Running the benchmark: :func:`run_benchmark` times executor starts (interleaved with the
+floor, a fresh ``python -c "import msgpack"``), starts the latency contenders, runs each latency
+workload through all of them interleaved round-robin (after one checked call and the warm-up
+calls each) and closes them; then, for the throughput workload, starts the throughput
+contenders and runs rounds of one batch each (after one warm-up batch each, in a shuffled order
+every round); then the sync workload (a latency workload with contenders of its own) and the
+recovery workload (rounds of one crash and one timeout through every contender, the starting
+contender rotating); then writes ``report.md``, ``report.json`` and the latency plot. The
 default and ``--quick`` counts live here, and ``_Progress``, the progress line on stderr.
 """
 
@@ -11,25 +14,58 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from spider_core.bench.contenders import PEERS, Contender, _BlockingPeer, _make_peer, _Ours
+import attrs
+
+from spider_core.bench.contenders import (
+    BLOCKING_PEERS,
+    OURS_SYNC,
+    OURS_SYNC_CALL,
+    PEERS,
+    Contender,
+    _BlockingPeer,
+    _make_peer,
+    _Ours,
+    _OursSync,
+)
 from spider_core.bench.environment import _environment, _idle_rss_kib
+from spider_core.bench.plot import PLOT_NAME, write_plot
+from spider_core.bench.recovery import (
+    FAULTS,
+    NOT_KILLABLE,
+    RecoveryContender,
+    _PeerRecovery,
+    quiet_pool_warnings,
+    recovery_contenders,
+)
 from spider_core.bench.report import (
     BatchResult,
     BenchReport,
     ContenderResult,
+    RecoveryResult,
+    RecoverySamples,
     ThroughputResult,
     WorkloadResult,
     render_markdown,
     report_to_json,
 )
 from spider_core.bench.throughput import BatchContender, _BlockingBatch, _OursBatch, _throughput_contenders
-from spider_core.bench.workloads import THROUGHPUT, WORKLOAD_SPECS, WORKLOADS, Workload
+from spider_core.bench.workloads import (
+    DEFAULT_WORKLOADS,
+    RECOVERY,
+    SYNC,
+    SYNC_WORKLOAD,
+    THROUGHPUT,
+    WORKLOAD_SPECS,
+    WORKLOADS,
+    Workload,
+)
 from spider_core.models import PoolConfig
 from spider_core.pool import ProcessPool
 
@@ -40,6 +76,11 @@ QUICK_START_SAMPLES, DEFAULT_START_SAMPLES = 3, 10
 QUICK_BATCH, DEFAULT_BATCH = 500, 2000
 QUICK_ROUNDS, DEFAULT_ROUNDS = 5, 15
 DEFAULT_SLOTS = 2
+#: The recovery workload: rounds of one crash and one timeout per contender. billiard alone
+#: takes about 12 s a round (it notices a crashed worker after 10 s).
+QUICK_RECOVERY_ROUNDS, DEFAULT_RECOVERY_ROUNDS = 3, 10
+#: The floor of an executor start: a fresh interpreter that imports msgpack, then exits.
+START_FLOOR_ARGV = (sys.executable, "-c", "import msgpack")
 
 _PROGRESS_INTERVAL = 0.2  # seconds between progress line updates
 
@@ -67,17 +108,28 @@ class _Progress:
             sys.stderr.flush()
 
 
-async def _measure_start(package_dir: Path, samples: int, progress: _Progress) -> list[float]:
-    """Time ``ProcessPool.start()`` (spawn until Ready) of ``samples`` fresh pools."""
-    durations = []
+async def _measure_start(package_dir: Path, samples: int, progress: _Progress) -> tuple[list[float], list[float]]:
+    """Time ``ProcessPool.start()`` (spawn until Ready) of ``samples`` fresh pools, and as many
+    runs of the floor (``START_FLOOR_ARGV``, spawn until exit), alternating which goes first."""
+    durations: list[float] = []
+    floor: list[float] = []
     for i in range(samples):
-        pool = ProcessPool(PoolConfig(package_dir=package_dir, log_dir=None))
-        start = time.perf_counter()
-        await pool.start()
-        durations.append((time.perf_counter() - start) * 1e6)
-        await pool.close()
+        for which in (0, 1) if i % 2 == 0 else (1, 0):
+            if which == 0:
+                pool = ProcessPool(PoolConfig(package_dir=package_dir, log_dir=None))
+                start = time.perf_counter()
+                await pool.start()
+                durations.append((time.perf_counter() - start) * 1e6)
+                await pool.close()
+            else:
+                start = time.perf_counter()
+                try:
+                    subprocess.run(START_FLOOR_ARGV, check=True, stdin=subprocess.DEVNULL, timeout=60)
+                except subprocess.SubprocessError as e:
+                    raise RuntimeError(f"the executor start's floor, {' '.join(START_FLOOR_ARGV)}, failed: {e}") from None
+                floor.append((time.perf_counter() - start) * 1e6)
         progress.show("executor start", i + 1, samples)
-    return durations
+    return durations, floor
 
 
 async def _run_workload(
@@ -112,7 +164,8 @@ async def _start_all(contenders: Sequence[Any]) -> list[Any]:
     """
     started: list[Any] = []
     try:
-        for contender in sorted(contenders, key=lambda c: not isinstance(c, _BlockingPeer | _BlockingBatch)):
+        blocking = _BlockingPeer | _BlockingBatch | _PeerRecovery
+        for contender in sorted(contenders, key=lambda c: not isinstance(c, blocking)):
             await contender.start()
             started.append(contender)
     except BaseException:
@@ -196,12 +249,77 @@ async def _run_throughput(
     return result, idle_rss
 
 
+async def _run_sync(
+    package_dir: Path, calls: int, warmup: int, progress: _Progress
+) -> tuple[WorkloadResult, int | None]:
+    """Run the sync workload: the no-op through ProcessPool, SyncProcessPool (``execute`` and
+    ``call``) and ProcessPoolExecutor (fork), interleaved round-robin; return its result and
+    the RSS of the ProcessPool's idle executor after it."""
+    ours = _Ours(package_dir)
+    contenders: list[Contender] = [
+        ours,
+        _OursSync(package_dir, OURS_SYNC),
+        _OursSync(package_dir, OURS_SYNC_CALL),
+        _BlockingPeer("futures", BLOCKING_PEERS["futures"][1]),
+    ]
+    started = await _start_all(contenders)
+    try:
+        result = await _run_workload(SYNC_WORKLOAD, contenders, calls, warmup, progress)
+        return result, _idle_rss_kib(ours.pool.pid)
+    finally:
+        await _close_all(started)
+
+
+async def _run_recovery(
+    package_dir: Path, peers: Sequence[str], rounds: int, progress: _Progress, notes: list[str]
+) -> RecoveryResult:
+    """Run the recovery workload: each round, a crash through every contender, then a timeout,
+    the starting contender rotating every round; after each fault the contender settles
+    (untimed) before the next one's round."""
+    contenders: list[RecoveryContender]
+    contenders, skipped = recovery_contenders(package_dir, peers)
+    notes.extend(skipped)
+    fault_us: list[dict[str, list[float]]] = [{kind: [] for kind in FAULTS} for _ in contenders]
+    recovered_us: list[dict[str, list[float]]] = [{kind: [] for kind in FAULTS} for _ in contenders]
+    order = list(range(len(contenders)))
+    with quiet_pool_warnings():
+        started = await _start_all(contenders)
+        try:
+            for contender in contenders:
+                await contender.settle()
+            for round_ in range(rounds):
+                shift = round_ % len(order)
+                for kind in FAULTS:
+                    for index in order[shift:] + order[:shift]:
+                        reported, recovered = await contenders[index].fault(kind)
+                        # Untimed: the standby this fault used up is replaced before the next
+                        # contender's round, so that spawn does not compete with its measure.
+                        await contenders[index].settle()
+                        fault_us[index][kind].append(reported)
+                        recovered_us[index][kind].append(recovered)
+                progress.show(RECOVERY, round_ + 1, rounds)
+        finally:
+            await _close_all(started)
+    return RecoveryResult(
+        rounds=rounds,
+        contenders=tuple(
+            RecoverySamples(
+                name=contender.name,
+                fault_us={kind: tuple(v) for kind, v in reported_.items()},
+                recovered_us={kind: tuple(v) for kind, v in recovered_.items()},
+            )
+            for contender, reported_, recovered_ in zip(contenders, fault_us, recovered_us, strict=True)
+        ),
+        unable=dict(NOT_KILLABLE),
+    )
+
+
 async def run_benchmark(
     package_dir: str | os.PathLike[str],
     *,
     quick: bool,
     output_dir: str | os.PathLike[str],
-    workloads: Sequence[str] = WORKLOADS,
+    workloads: Sequence[str] = DEFAULT_WORKLOADS,
     peers: Sequence[str] = PEERS,
     progress: bool = True,
     calls: int | None = None,
@@ -210,19 +328,23 @@ async def run_benchmark(
     slots: int = DEFAULT_SLOTS,
     batch: int | None = None,
     rounds: int | None = None,
+    recovery_rounds: int | None = None,
 ) -> BenchReport:
-    """Run the benchmark and write ``report.md`` and ``report.json`` to ``output_dir``.
+    """Run the benchmark and write ``report.md``, ``report.json`` and the latency plot
+    (``latency.png``, with matplotlib) to ``output_dir``.
 
     :param package_dir: Holds the built ``integration_test_tasks`` package.
     :param quick: Fewer calls (300 per contender and workload instead of 3000), warm-up
-        calls (50 instead of 200), executor starts (3 instead of 10) and, for throughput,
-        fewer and smaller batches (5 rounds of 500 tasks instead of 15 of 2000).
+        calls (50 instead of 200), executor starts (3 instead of 10), for throughput
+        fewer and smaller batches (5 rounds of 500 tasks instead of 15 of 2000), and for
+        recovery 3 rounds instead of 10.
     :param output_dir: Created if missing.
-    :param workloads: Names from ``WORKLOADS``: the latency workloads run in this order, the
-        throughput workload after them.
+    :param workloads: Names from ``WORKLOADS``: the latency workloads run in this order, then
+        throughput, sync and recovery. Default: all but recovery.
     :param peers: Names from ``PEERS``; spider-core itself is always measured (for
         throughput also through ``map`` and with one slot). The throughput workload takes
-        the blocking peers among them.
+        the blocking peers among them, the recovery workload pebble and billiard; the sync
+        workload always compares with ProcessPoolExecutor (fork).
     :param progress: Show a progress line on stderr.
     :param calls: Measured calls per contender and workload, overriding ``quick``.
     :param warmup: Unmeasured calls per contender before each workload, overriding ``quick``.
@@ -230,6 +352,8 @@ async def run_benchmark(
     :param slots: Throughput: workers of every contender (``PoolConfig.slots`` for spider-core).
     :param batch: Throughput: tasks per batch, overriding ``quick``.
     :param rounds: Throughput: measured batches per contender, overriding ``quick``.
+    :param recovery_rounds: Recovery: rounds of one crash and one timeout per contender,
+        overriding ``quick``.
     :raises ValueError: an unknown workload or peer name, or a count below 1.
     """
     for name in workloads:
@@ -248,10 +372,14 @@ async def run_benchmark(
         batch = QUICK_BATCH if quick else DEFAULT_BATCH
     if rounds is None:
         rounds = QUICK_ROUNDS if quick else DEFAULT_ROUNDS
+    if recovery_rounds is None:
+        recovery_rounds = QUICK_RECOVERY_ROUNDS if quick else DEFAULT_RECOVERY_ROUNDS
     if calls < 1 or start_samples < 1 or warmup < 0:
         raise ValueError("calls and start_samples must be at least 1, warmup at least 0")
     if slots < 1 or batch < 1 or rounds < 1:
         raise ValueError("slots, batch and rounds must be at least 1")
+    if recovery_rounds < 1:
+        raise ValueError("recovery_rounds must be at least 1")
     package_dir = Path(package_dir)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -261,21 +389,30 @@ async def run_benchmark(
     notes: list[str] = []
     results: list[WorkloadResult] = []
     throughput = None
+    sync = None
+    recovery = None
     idle_rss = None
     try:
-        start_us = await _measure_start(package_dir, start_samples, bar)
+        start_us, floor_us = await _measure_start(package_dir, start_samples, bar)
         if latency:
             results, idle_rss = await _run_latency(package_dir, latency, peers, calls, warmup, bar, notes)
         if THROUGHPUT in workloads:
             throughput, rss = await _run_throughput(package_dir, peers, slots, batch, rounds, bar, notes)
             if idle_rss is None:
                 idle_rss = rss
+        if SYNC in workloads:
+            sync, rss = await _run_sync(package_dir, calls, warmup, bar)
+            if idle_rss is None:
+                idle_rss = rss
+        if RECOVERY in workloads:
+            recovery = await _run_recovery(package_dir, peers, recovery_rounds, bar, notes)
     finally:
         bar.done()
 
     report = BenchReport(
         workloads=tuple(results),
         start_us=tuple(start_us),
+        start_floor_us=tuple(floor_us),
         idle_rss_kib=idle_rss,
         calls=calls,
         warmup=warmup,
@@ -284,7 +421,11 @@ async def run_benchmark(
         markdown_path=output_dir / "report.md",
         json_path=output_dir / "report.json",
         throughput=throughput,
+        sync=sync,
+        recovery=recovery,
     )
+    plot, plot_note = write_plot(report, output_dir / PLOT_NAME)
+    report = attrs.evolve(report, plot=plot, plot_note=plot_note)
     report.markdown_path.write_text(render_markdown(report))
     report.json_path.write_text(json.dumps(report_to_json(report), indent=1) + "\n")
     return report

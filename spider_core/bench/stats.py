@@ -1,6 +1,6 @@
 """Statistics for the benchmark: :func:`percentile`, the nearest-rank percentile, and
-:class:`Stats`, the summary of one series of samples in µs (count, mean, p50/p95/p99, min and
-max) that the report prints and writes for every contender and metric.
+:class:`Stats`, the summary of one series of samples in µs (count, mean, p50/p90/p95/p99, min
+and max) that the report prints and writes for every contender and metric.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class Stats:
     count: int
     avg: float
     p50: float
+    p90: float
     p95: float
     p99: float
     min: float
@@ -54,6 +55,7 @@ class Stats:
             count=len(values),
             avg=sum(values) / len(values),
             p50=percentile(values, 50),
+            p90=percentile(values, 90),
             p95=percentile(values, 95),
             p99=percentile(values, 99),
             min=values[0],

@@ -4,12 +4,19 @@ function the peers run (:func:`peer_noop`, :func:`peer_echo`; their workers impo
 module's path) and the work it does by design; ``WORKLOAD_SPECS`` holds the latency workloads
 ``noop`` (nothing in, nothing out) and ``echo`` (100 path-like strings in, a nominal 50 µs sleep,
 the same out). ``THROUGHPUT`` names the throughput workload (batches of noop tasks queued at once
-through N workers; :mod:`spider_core.bench.throughput`). ``WORKLOADS`` lists them all, and is
-the default set.
+through N workers; :mod:`spider_core.bench.throughput`), ``SYNC`` the no-op through
+``SyncProcessPool`` beside ``ProcessPool`` and ProcessPoolExecutor (``SYNC_WORKLOAD``), and
+``RECOVERY`` the time from a crash or a hard timeout to the next success
+(:mod:`spider_core.bench.recovery`; the peers run :func:`peer_crash` and :func:`peer_sleep`).
+``WORKLOADS`` lists them all; ``DEFAULT_WORKLOADS`` is the default set (all but ``recovery``,
+which takes minutes).
 """
 
 from __future__ import annotations
 
+import faulthandler
+import os
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,8 +26,15 @@ from attrs import frozen
 #: The latency workloads (one worker, sequential calls), each a ``WORKLOAD_SPECS`` entry.
 LATENCY_WORKLOADS = ("noop", "echo")
 THROUGHPUT = "throughput"
-#: Every workload, in report order; the default set.
-WORKLOADS = (*LATENCY_WORKLOADS, THROUGHPUT)
+#: No-op round trips through ``SyncProcessPool``, ``ProcessPool`` and ProcessPoolExecutor (fork).
+SYNC = "sync"
+#: Crash and hard timeout, then the next no-op: how long until a pool serves again.
+RECOVERY = "recovery"
+#: Every workload, in report order.
+WORKLOADS = (*LATENCY_WORKLOADS, THROUGHPUT, SYNC, RECOVERY)
+#: What ``spider bench`` runs unless told otherwise: ``recovery`` takes minutes (billiard
+#: notices a crashed worker only after 10 s), so it runs when asked for.
+DEFAULT_WORKLOADS = (*LATENCY_WORKLOADS, THROUGHPUT, SYNC)
 
 ECHO_SLEEP_S = 50e-6
 #: The echo payload: 100 path-like strings.
@@ -35,6 +49,19 @@ def peer_echo(strings: list[str]) -> list[str]:
     """The echo workload for the peers: sleep 50 µs, return the input."""
     time.sleep(ECHO_SLEEP_S)
     return strings
+
+
+def peer_crash() -> None:
+    """The recovery workload's crash for the peers: the worker kills itself with SIGSEGV, as
+    the C package's ``segfault`` task does (quietly: without the traceback dump a forked worker
+    inherits from a parent that enabled faulthandler, as pytest does)."""
+    faulthandler.disable()
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def peer_sleep(seconds: float) -> None:
+    """The recovery workload's task that outlives its hard timeout, for the peers."""
+    time.sleep(seconds)
 
 
 @frozen(kw_only=True)
@@ -67,3 +94,6 @@ WORKLOAD_SPECS = {
         name="echo", task="sleep_and_echo", args=(ECHO_STRINGS,), peer_fn=peer_echo, nominal_us=ECHO_SLEEP_S * 1e6
     ),
 }
+
+#: The sync workload: a no-op, as ``noop`` (its own name, so the report keeps them apart).
+SYNC_WORKLOAD = Workload(name=SYNC, task="noop", args=(), peer_fn=peer_noop, nominal_us=0.0)

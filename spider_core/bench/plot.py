@@ -1,0 +1,90 @@
+"""The latency plot: :func:`write_plot` draws, for every workload of a run that times single
+calls (noop, echo, sync, recovery, and the executor start beside its floor), the distribution
+of each contender's samples as an empirical CDF on a logarithmic time axis, one panel per
+workload, and writes it as a PNG next to ``report.md``.
+
+matplotlib comes with the ``bench`` extra and is imported only here, lazily, with the Agg
+canvas (no display, no pyplot state); without it the report says how to get the plot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from spider_core.bench.recovery import FAULTS, RECOVERY_TIMEOUT_S
+from spider_core.bench.report import BenchReport
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+PLOT_NAME = "latency.png"
+#: What the report says when matplotlib is missing.
+NO_MATPLOTLIB = (
+    "No latency plot: matplotlib is not installed. `pip install 'spider-core[bench]'` installs it "
+    f"(with the peers), and the next run writes {PLOT_NAME} next to this report."
+)
+
+#: One panel: its title, its time unit's label and divisor, and (label, samples in µs) per curve.
+_Panel = tuple[str, str, float, list[tuple[str, Sequence[float]]]]
+
+
+def _panels(report: BenchReport) -> list[_Panel]:
+    panels: list[_Panel] = []
+    for result in (*report.workloads, *([report.sync] if report.sync is not None else [])):
+        curves: list[tuple[str, Sequence[float]]] = [(c.name, c.samples["e2e"]) for c in result.contenders]
+        panels.append((f"{result.workload}: per-call round trip", "µs", 1.0, curves))
+    if report.recovery is not None:
+        for fault in FAULTS:
+            what = "crash" if fault == "crash" else f"{RECOVERY_TIMEOUT_S * 1000:.0f} ms timeout"
+            curves = [(c.name, c.recovered_us[fault]) for c in report.recovery.contenders]
+            panels.append((f"recovery: {what} → next success", "ms", 1000.0, curves))
+    if report.start_us and (report.recovery is not None or report.sync is not None or report.workloads):
+        curves = [("ProcessPool.start()", report.start_us)]
+        if report.start_floor_us:
+            curves.append(('python -c "import msgpack"', report.start_floor_us))
+        panels.append(("executor start", "ms", 1000.0, curves))
+    return panels
+
+
+def _draw_cdf(axes: Axes, title: str, unit: str, divisor: float, curves: list[tuple[str, Sequence[float]]]) -> None:
+    for label, samples in curves:
+        values = sorted(v / divisor for v in samples)
+        n = len(values)
+        fractions = [0.0] + [(i + 1) / n for i in range(n)]
+        axes.step([values[0], *values], fractions, where="post", label=f"{label} (n={n})")
+    axes.set_xscale("log")
+    axes.set_ylim(0, 1.02)
+    axes.set_title(title, fontsize=10)
+    axes.set_xlabel(f"{unit}, log scale")
+    axes.set_ylabel("fraction of calls ≤ x")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=7, loc="lower right")
+
+
+def write_plot(report: BenchReport, path: Path) -> tuple[Path | None, str | None]:
+    """Draw the latency plot of ``report`` to ``path`` (a PNG).
+
+    :return: The path written and None; or None and the sentence the report prints instead
+        (matplotlib is missing); or None twice when the run timed no single calls (only the
+        throughput workload).
+    """
+    panels = _panels(report)
+    if not panels:
+        return None, None
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None, NO_MATPLOTLIB
+    columns = 2 if len(panels) > 1 else 1
+    rows = (len(panels) + columns - 1) // columns
+    figure = Figure(figsize=(6.5 * columns, 4.2 * rows), layout="constrained")
+    FigureCanvasAgg(figure)
+    for index, (title, unit, divisor, curves) in enumerate(panels):
+        _draw_cdf(figure.add_subplot(rows, columns, index + 1), title, unit, divisor, curves)
+    env = report.environment
+    figure.suptitle(f"spider bench, {env['date']}, Python {env['python']}: empirical CDFs (right is slower)")
+    figure.savefig(path, dpi=100)
+    return path, None
