@@ -420,7 +420,6 @@ def test_a_report_without_sync_or_recovery_checks_only_the_start(tmp_path: Path)
 
 
 def test_plot_of_hand_made_samples(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
     report = hand_made_report(tmp_path, sync=sync_result(30, 33, 300), recovery=recovery_result(4_000, 210_000, 125_000))
     plot, note = write_plot(report, tmp_path / PLOT_NAME)
     assert (plot, note) == (tmp_path / PLOT_NAME, None)
@@ -499,11 +498,8 @@ def test_sync_and_recovery_run_with_the_real_executor(package_dir: Path, tmp_pat
     assert set(table_rows(markdown, "recovery")) == {"contender", "---", *expected}
     data = json.loads(report.json_path.read_text())
     assert list(data["workloads"]) == ["sync"] and data["recovery"]["rounds"] == 1
-    if importlib.util.find_spec("matplotlib") is not None:
-        assert report.plot == tmp_path / PLOT_NAME and report.plot.read_bytes().startswith(b"\x89PNG")
-        assert f"[{PLOT_NAME}]({PLOT_NAME})" in markdown and data["plot"] == PLOT_NAME
-    else:
-        assert report.plot is None and NO_MATPLOTLIB in markdown
+    assert report.plot == tmp_path / PLOT_NAME and report.plot.read_bytes().startswith(b"\x89PNG")
+    assert f"[{PLOT_NAME}]({PLOT_NAME})" in markdown and data["plot"] == PLOT_NAME
 
 
 def test_recovery_options() -> None:
