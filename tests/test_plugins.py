@@ -441,3 +441,30 @@ def test_the_pool_hands_its_entry_point_plugins_to_the_executor(
         outcome = pool.execute(sc.ExecuteRequest(package="fakepkg", task="hello"), hard_timeout=30)
     assert isinstance(outcome, sc.Success), outcome
     assert outcome.values == ["answered by fakeplugin", "hello"]
+
+
+def test_the_executor_logs_hook_traces_and_plugin_imports_as_json_lines(tmp_path: Path, package_dir: Path) -> None:
+    (tmp_path / "loudplugin.py").write_text(
+        "import logging\n"
+        "from spider_core import hookimpl\n"
+        "logging.getLogger('loudplugin').info('loud plugin imported')\n"
+        "@hookimpl\n"
+        "def spider_executor_started(executor_id):\n"
+        "    pass\n"
+    )
+    defaults = get_plugin_manager(PluginSettings(autoload=False)).settings.plugins
+    cases = [
+        ({**PluginSettings(plugins=defaults, trace=True).to_env()}, "hook"),
+        ({**PluginSettings(plugins=(*defaults, Registration(name="loud", value="loudplugin"))).to_env(),
+          **child_env(tmp_path)}, "loud plugin imported"),
+    ]
+    for env, expected in cases:
+        proc = ExecutorProcess(package_dir, env=env)
+        try:
+            assert isinstance(proc.receive(), Ready)
+            proc.proc.stdin.close()  # end of input: the executor exits
+            assert proc.wait() == 0
+            events = [e for e in proc.stderr_events() if e["event"].startswith(expected)]
+            assert events and events[0]["level"] == "info", expected
+        finally:
+            proc.close()

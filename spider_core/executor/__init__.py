@@ -84,8 +84,9 @@ def _setup_logging() -> None:
     stderr as JSON lines, at the executor's level.
 
     ``logging`` costs a few milliseconds to import, and a native package never uses it, so it
-    is set up only once something may log: when a plugin or a package imported it, before
-    a package of another kind than ``"native"`` loads, and on an error path.
+    is set up only once something may log: at start if plugins other than the defaults (or
+    hook tracing) are on, when a plugin or a package imported it, before a package of another
+    kind than ``"native"`` loads, and on an error path.
     """
     global _logging_ready
     if _logging_ready:
@@ -426,13 +427,16 @@ def main() -> int:
     _read_log_level()
     _log("start", pid=os.getpid(), abi_version=str(HOST_VERSION), python=sys.version.split()[0])
     try:
-        pm = get_plugin_manager(PluginSettings.from_env())
+        settings = PluginSettings.from_env()
+        if settings.trace or settings.plugins is None or not all(r.default for r in settings.plugins):
+            _setup_logging()  # hook traces, and plugins other than the defaults, may log from the start
+        pm = get_plugin_manager(settings)
+        _setup_logging_if_imported()
         max_frame_size = int(os.environ.get(ENV_MAX_FRAME_SIZE) or DEFAULT_MAX_FRAME_SIZE)
         framing = pm.call_required("spider_framing", max_frame_size=max_frame_size)
     except (PluginError, ValueError) as e:  # ValueError: a malformed setting
         _log("exit", _ERROR, reason="setup failed", error=str(e))
         return EXIT_SETUP_ERROR
-    _setup_logging_if_imported()
     package_dir = os.environ.get(ENV_PACKAGE_DIR)
     executor = Executor(pm, Path(package_dir) if package_dir else None)
     try:

@@ -344,7 +344,8 @@ def get_plugin_manager(
     autoload: bool | None = None,
     tolerate_broken: bool = False,
 ) -> SpiderPluginManager:
-    """A fresh plugin manager: specs, defaults, entry points, then validation.
+    """A fresh plugin manager: specs, the defaults and the entry-point plugins (or exactly
+    ``settings.plugins``), then validation. Its ``settings.plugins`` lists what it registered.
 
     :param settings: Defaults to :meth:`PluginSettings.from_env`.
     :param blocked: More plugin names to block.
