@@ -374,15 +374,35 @@ def test_a_registration_may_name_an_object_in_a_module(tmp_path: Path, monkeypat
     assert sorted(pm.implementers("spider_executor_started")) == ["cls", "obj"]
 
 
-def test_a_listed_plugin_that_fails_to_import_names_its_distribution(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_listed_plugin_that_fails_to_import_names_its_distribution(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "needsdep.py").write_text("import no_such_dependency_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
     no_scan(monkeypatch)
-    listed = (Registration(name="gone", value="no_such_module_xyz:plugin", distribution="spider-gone", version="1.0"),)
+    listed = (Registration(name="needy", value="needsdep:plugin", distribution="spider-needy", version="1.0"),)
     with pytest.raises(PluginError) as info:
         get_plugin_manager(PluginSettings(plugins=listed))
     assert str(info.value) == (
-        "plugin 'gone' (from spider-gone) failed to import: ModuleNotFoundError: No module named "
-        "'no_such_module_xyz'; disable it with SPIDER_DISABLE_PLUGINS=gone"
+        "plugin 'needy' (from spider-needy) failed to import: ModuleNotFoundError: No module named "
+        "'no_such_dependency_xyz'; disable it with SPIDER_DISABLE_PLUGINS=needy"
     )
+
+
+def test_a_listed_plugin_not_installed_here_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a scan in this process would not have found it (the pool saw it through a
+    PYTHONPATH its executors do not inherit)."""
+    no_scan(monkeypatch)
+    listed = (
+        Registration(name="gone", value="no_such_module_xyz.sub:plugin", distribution="spider-gone"),
+        Registration(name="spider_msgpack", value="spider_msgpack", default=True, distribution="spider-core"),
+    )
+    pm = get_plugin_manager(PluginSettings(plugins=listed))
+    assert [name for name, _ in pm.list_name_plugin()] == ["spider_msgpack"]
+    assert [r.name for r in pm.settings.plugins] == ["spider_msgpack"]
+    missing_default = (Registration(name="spider_gone", value="no_such_module_xyz", default=True),)
+    with pytest.raises(PluginError, match="^default plugin 'spider_gone' failed to import"):
+        get_plugin_manager(PluginSettings(plugins=missing_default))
 
 
 @pytest.mark.parametrize(

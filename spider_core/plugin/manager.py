@@ -305,8 +305,24 @@ def _scan_entry_points() -> list[Registration]:
     return found
 
 
-def _register_all(pm: SpiderPluginManager, registrations: Iterable[Registration], tolerate: bool) -> None:
-    """Import and register each plugin not blocked, keeping the first of a name."""
+def _not_installed(registration: Registration, error: Exception) -> bool:
+    """Whether ``error`` says the plugin's own module is not there (not a module it imports)."""
+    if registration.default or not isinstance(error, ModuleNotFoundError) or not error.name:
+        return False
+    module = registration.value.partition("[")[0].partition(":")[0].strip()
+    return module == error.name or module.startswith(error.name + ".")
+
+
+def _register_all(
+    pm: SpiderPluginManager, registrations: Iterable[Registration], tolerate: bool, listed: bool = False
+) -> None:
+    """Import and register each plugin not blocked, keeping the first of a name.
+
+    ``listed``: the registrations come from another process (``settings.plugins``), where
+    an entry-point plugin may be installed that this process cannot import (the pool found it
+    through a ``PYTHONPATH`` its executors do not inherit): it is left out, as a scan here
+    would not have found it.
+    """
     for registration in registrations:
         name = registration.name
         if registration.default:
@@ -318,6 +334,9 @@ def _register_all(pm: SpiderPluginManager, registrations: Iterable[Registration]
         try:
             plugin = registration.load()
         except Exception as e:
+            if listed and _not_installed(registration, e):
+                _logger().debug("plugin %r (%s) is not installed here: %s", name, registration.value, e)
+                continue
             pm._broken_plugin(name, "failed to import", e, tolerate)
             continue
         pm._register_checked(plugin, name, tolerate)
@@ -380,7 +399,7 @@ def get_plugin_manager(
         for registration in defaults:  # listed (blocked ones too), even if left out of plugins
             pm.record_origin(registration.name, "default", "spider-core", None)
         wanted = [r for r in settings.plugins if settings.autoload or r.default]
-        _register_all(pm, wanted, tolerate_broken)
+        _register_all(pm, wanted, tolerate_broken, listed=True)
     _check_pending(pm, tolerate_broken)
     pm.settings = attrs.evolve(
         settings, plugins=[r for r in pm.registered if pm.get_plugin(r.name) is not None]
