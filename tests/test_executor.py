@@ -367,3 +367,104 @@ def test_the_fast_paths_build_and_read_well_formed_messages() -> None:
     assert result_primitive(8, True, b"p", 9) == message_to_primitive(result)
     assert result_fields(message_to_primitive(result)) == (8, True, b"p", 9)
     assert result_fields(["Result", True, True, b"p", 9]) is None  # a bool is not an int
+
+
+# -- what the executor imports to start ----------------------------------------------------
+#
+# The executor's start is on the path of every respawn: it imports what serving a native
+# package needs, builds its plugin manager from the list the pool hands it (no entry-point
+# scan), and leaves the SDK, cattrs, the user-facing models and logging to Python packages
+# and error paths.
+
+#: Runs the executor, then reports on stderr the modules it imported by the time it exits.
+MODULES_REPORTER = """
+import sys
+from spider_core.executor import main
+status = main()
+sys.stderr.write("modules " + " ".join(sorted(sys.modules)) + "\\n")
+sys.exit(status)
+"""
+
+#: Not needed to serve a native package.
+NOT_FOR_NATIVE = (
+    "importlib.metadata",  # the entry-point scan: the pool hands the executor its plugin list
+    "cattrs",
+    "logging",
+    "spider_core.models",
+    "spider_core.sdk",
+    "spider_core.tdl.context",
+    "spider_pytasks.loader",
+    "spider_pytasks.listing",
+    "subprocess",
+)
+
+
+def imported_modules(log: Path) -> set[str]:
+    (line,) = [line for line in log.read_text().splitlines() if line.startswith("modules ")]
+    return set(line.split()[1:])
+
+
+def run_reporting_modules(tmp_path: Path, package_dir: Path, package: str, **config: object) -> set[str]:
+    import sys
+
+    import spider_core as sc
+
+    script = tmp_path / "report_modules.py"
+    script.write_text(MODULES_REPORTER)
+    pool_config = sc.PoolConfig(
+        package_dir=package_dir, log_dir=tmp_path / "logs", executor_command=(sys.executable, str(script)), **config
+    )
+    with sc.SyncProcessPool(pool_config) as pool:
+        outcome = pool.execute(sc.ExecuteRequest(package=package, task="noop"), hard_timeout=30)
+        assert isinstance(outcome, sc.Success), outcome
+    return imported_modules(tmp_path / "logs" / "em-1.log")  # <log_dir>/<em_id>-<executor_id>.log
+
+
+def test_a_native_package_needs_no_scan_sdk_models_or_logging(tmp_path: Path, package_dir: Path) -> None:
+    modules = run_reporting_modules(tmp_path, package_dir, NAME)
+    assert {"pluggy", "msgpack", "spider_libso", "spider_msgpack", "spider_pytasks"} <= modules
+    unneeded = sorted(m for m in modules if any(m == n or m.startswith(n + ".") for n in NOT_FOR_NATIVE))
+    assert unneeded == []
+
+
+def test_a_python_package_gets_the_sdk_and_logging(tmp_path: Path, package_dir: Path) -> None:
+    import shutil
+
+    packages = tmp_path / "packages"
+    shutil.copytree(package_dir, packages)
+    (packages / "pyjobs").mkdir()
+    (packages / "pyjobs" / "__init__.py").write_text(
+        "import logging\n"
+        "from spider_core.sdk import Package, TaskContext\n"
+        "package = Package('pyjobs')\n"
+        "logging.getLogger('pyjobs').info('imported pyjobs')\n"
+        "@package.task\n"
+        "def noop(ctx: TaskContext) -> None:\n"
+        "    pass\n"
+    )
+    modules = run_reporting_modules(tmp_path, packages, "pyjobs")
+    assert {"spider_core.sdk", "spider_pytasks.loader", "logging"} <= modules
+    assert "importlib.metadata" not in modules  # a directory package needs no entry point
+    import json
+
+    lines = [json.loads(line) for line in (tmp_path / "logs" / "em-1.log").read_text().splitlines()
+             if line.startswith("{")]
+    # The package logged while it was imported: a JSON line like the executor's own events.
+    assert [line["level"] for line in lines if line["event"] == "imported pyjobs"] == ["info"]
+
+
+def test_the_executor_started_by_hand_scans_the_entry_points(package_dir: Path) -> None:
+    """Without the pool's SPIDER_PLUGINS, the executor finds its plugins itself."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", MODULES_REPORTER],
+        input=b"",
+        capture_output=True,
+        env={"PATH": "/usr/bin:/bin", "SPIDER_TDL_PACKAGE_DIR": str(package_dir)},
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (line,) = [line for line in proc.stderr.decode().splitlines() if line.startswith("modules ")]
+    assert "importlib.metadata" in line.split()

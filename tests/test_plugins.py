@@ -6,6 +6,7 @@ import inspect
 import logging
 import os
 import re
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,11 @@ from spider_core.plugin import (
     PackageSource,
     PluginError,
     PluginSettings,
+    Registration,
     get_plugin_manager,
 )
 from spider_core.plugin import spec as hookspecs
-from spider_core.protocol import Ready
+from spider_core.protocol import EXIT_SETUP_ERROR, Ready
 from spider_core.tdl import EMPTY_FRAME, decode_values
 
 HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("spider_"))
@@ -28,7 +30,7 @@ HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("spider_"))
 FAKE_PLUGIN = """
     from spider_core import hookimpl
     from spider_core.plugin import PackageSource
-    from spider_core.protocol import Ready
+    from spider_core.protocol import EXIT_SETUP_ERROR, Ready
     from spider_core.tdl import encode_values
 
 
@@ -296,3 +298,193 @@ def test_blocking_a_name_no_plugin_has_is_warned(caplog: pytest.LogCaptureFixtur
     with caplog.at_level(logging.WARNING, logger="spider_core.plugins"):
         get_plugin_manager(PluginSettings(blocked={"spider_libso", "no_such_plugin"}))
     assert [r.getMessage() for r in caplog.records] == ["SPIDER_DISABLE_PLUGINS names no installed plugin: no_such_plugin"]
+
+
+# -- the plugin list a manager hands to the executor ----------------------------------------
+
+
+def no_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the entry points were scanned")
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", refuse)
+
+
+def test_a_manager_records_what_it_registered(fake_dist: Path) -> None:
+    pm = get_plugin_manager(PluginSettings(blocked={"spider_pytasks"}))
+    assert pm.settings.plugins == (
+        Registration(name="spider_libso", value="spider_libso", default=True, distribution="spider-core"),
+        Registration(name="spider_msgpack", value="spider_msgpack", default=True, distribution="spider-core"),
+        Registration(name="spider_supervisor", value="spider_supervisor", default=True, distribution="spider-core"),
+        Registration(name="fake", value="fakeplugin", distribution="spider-fakeplugin", version="1.2.3"),
+    )
+    assert [r.name for r in get_plugin_manager(PluginSettings(autoload=False)).settings.plugins] == list(DEFAULT_PLUGINS)
+
+
+def test_broken_plugins_are_not_handed_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_distribution(tmp_path / "site", "spider-broken", "brokenplugin", "raise RuntimeError('boom')\n", "broken")
+    monkeypatch.syspath_prepend(str(root))
+    pm = get_plugin_manager(PluginSettings(), tolerate_broken=True)
+    assert [r.name for r in pm.settings.plugins] == list(DEFAULT_PLUGINS)
+
+
+def test_the_recorded_settings_rebuild_the_manager_without_a_scan(fake_dist: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   package_dir: Path) -> None:
+    first = get_plugin_manager(PluginSettings())
+    no_scan(monkeypatch)
+    settings = PluginSettings.from_env(first.settings.to_env())
+    assert settings == first.settings
+    pm = get_plugin_manager(settings)
+    assert pm.list_name_plugin() == first.list_name_plugin()  # the same modules, in the same order
+    assert pm.settings == first.settings
+    assert pm.hook.spider_resolve_package(package="fakepkg", package_dir=package_dir).kind == "fake"
+    infos = {i.name: i for i in pm.plugin_infos()}
+    assert (infos["fake"].status, infos["fake"].distribution, infos["fake"].version) == (
+        "third-party", "spider-fakeplugin", "1.2.3"
+    )
+    assert infos["spider_libso"].status == "default"
+
+
+def test_the_list_still_obeys_blocking_and_autoload(fake_dist: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    listed = get_plugin_manager(PluginSettings()).settings.plugins
+    no_scan(monkeypatch)
+    blocked = get_plugin_manager(PluginSettings(plugins=listed, blocked={"fake", "spider_libso"}))
+    assert blocked.get_plugin("fake") is None and blocked.get_plugin("spider_libso") is None
+    assert {i.name: i.status for i in blocked.plugin_infos()}["spider_libso"] == "blocked"
+    no_autoload = get_plugin_manager(PluginSettings(plugins=listed, autoload=False))
+    assert [name for name, _ in no_autoload.list_name_plugin()] == list(DEFAULT_PLUGINS)
+
+
+def test_a_registration_may_name_an_object_in_a_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "objplugin.py").write_text(
+        "from spider_core import hookimpl\n"
+        "class Plugin:\n"
+        "    class Inner:\n"
+        "        @hookimpl\n"
+        "        def spider_executor_started(self, executor_id):\n"
+        "            pass\n"
+        "instance = Plugin.Inner()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    no_scan(monkeypatch)
+    listed = (Registration(name="obj", value="objplugin:instance"), Registration(name="cls", value="objplugin : Plugin.Inner [extra]"))
+    pm = get_plugin_manager(PluginSettings(plugins=listed))
+    assert sorted(pm.implementers("spider_executor_started")) == ["cls", "obj"]
+
+
+def test_a_listed_plugin_that_fails_to_import_names_its_distribution(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "needsdep.py").write_text("import no_such_dependency_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    no_scan(monkeypatch)
+    listed = (Registration(name="needy", value="needsdep:plugin", distribution="spider-needy", version="1.0"),)
+    with pytest.raises(PluginError) as info:
+        get_plugin_manager(PluginSettings(plugins=listed))
+    assert str(info.value) == (
+        "plugin 'needy' (from spider-needy) failed to import: ModuleNotFoundError: No module named "
+        "'no_such_dependency_xyz'; disable it with SPIDER_DISABLE_PLUGINS=needy"
+    )
+
+
+def test_a_listed_plugin_not_installed_here_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a scan in this process would not have found it (the pool saw it through a
+    PYTHONPATH its executors do not inherit)."""
+    no_scan(monkeypatch)
+    listed = (
+        Registration(name="gone", value="no_such_module_xyz.sub:plugin", distribution="spider-gone"),
+        Registration(name="spider_msgpack", value="spider_msgpack", default=True, distribution="spider-core"),
+    )
+    pm = get_plugin_manager(PluginSettings(plugins=listed))
+    assert [name for name, _ in pm.list_name_plugin()] == ["spider_msgpack"]
+    assert [r.name for r in pm.settings.plugins] == ["spider_msgpack"]
+    missing_default = (Registration(name="spider_gone", value="no_such_module_xyz", default=True),)
+    with pytest.raises(PluginError, match="^default plugin 'spider_gone' failed to import"):
+        get_plugin_manager(PluginSettings(plugins=missing_default))
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["not json", '{"name": "x"}', '[{"name": "x"}]', '[{"name": "x", "value": "m", "color": "red"}]',
+     '[{"name": 5, "value": "m"}]', '["x"]'],
+)
+def test_a_malformed_plugin_list_is_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="^SPIDER_PLUGINS must be a JSON array of objects"):
+        PluginSettings.from_env({"SPIDER_PLUGINS": value})
+
+
+def test_the_executor_registers_the_handed_over_list(tmp_path: Path, package_dir: Path) -> None:
+    """A plugin module with no entry point at all: only the list can make the executor load it."""
+    (tmp_path / "fakeplugin.py").write_text(textwrap.dedent(FAKE_PLUGIN))
+    defaults = get_plugin_manager(PluginSettings(autoload=False)).settings.plugins
+    plugins = (*defaults, Registration(name="fake", value="fakeplugin", distribution="spider-fakeplugin"))
+    env = {**PluginSettings(plugins=plugins).to_env(), **child_env(tmp_path)}
+    proc = ExecutorProcess(package_dir, env=env)
+    try:
+        assert isinstance(proc.receive(), Ready)
+        result = proc.execute("fakepkg", "hello", EMPTY_FRAME)
+        assert result.ok is True
+        assert decode_values(result.payload) == ["answered by fakeplugin", "hello"]
+    finally:
+        proc.close()
+    # Blocked, or a third-party plugin with autoload off: the executor leaves it out.
+    for extra in ({"SPIDER_DISABLE_PLUGINS": "fake"}, {"SPIDER_DISABLE_PLUGIN_AUTOLOAD": "1"}):
+        proc = ExecutorProcess(package_dir, env={**env, **extra})
+        try:
+            assert isinstance(proc.receive(), Ready)
+            assert proc.execute("fakepkg", "hello", EMPTY_FRAME).ok is False
+        finally:
+            proc.close()
+
+
+def test_the_executor_refuses_a_malformed_plugin_list(package_dir: Path) -> None:
+    proc = ExecutorProcess(package_dir, env={"SPIDER_PLUGINS": "[1, 2"})
+    try:
+        assert proc.receive() is None
+        assert proc.wait() == EXIT_SETUP_ERROR
+        (event,) = [e for e in proc.stderr_events() if e["event"] == "exit"]
+        assert event["reason"] == "setup failed" and event["error"].startswith("SPIDER_PLUGINS must be a JSON array")
+    finally:
+        proc.close()
+
+
+def test_the_pool_hands_its_entry_point_plugins_to_the_executor(
+    fake_dist: Path, package_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import spider_core as sc
+
+    monkeypatch.setenv("PYTHONPATH", str(fake_dist))
+    config = sc.PoolConfig(package_dir=package_dir, inherited_env=("PYTHONPATH",))
+    with sc.SyncProcessPool(config) as pool:
+        outcome = pool.execute(sc.ExecuteRequest(package="fakepkg", task="hello"), hard_timeout=30)
+    assert isinstance(outcome, sc.Success), outcome
+    assert outcome.values == ["answered by fakeplugin", "hello"]
+
+
+def test_the_executor_logs_hook_traces_and_plugin_imports_as_json_lines(tmp_path: Path, package_dir: Path) -> None:
+    (tmp_path / "loudplugin.py").write_text(
+        "import logging\n"
+        "from spider_core import hookimpl\n"
+        "logging.getLogger('loudplugin').info('loud plugin imported')\n"
+        "@hookimpl\n"
+        "def spider_executor_started(executor_id):\n"
+        "    pass\n"
+    )
+    defaults = get_plugin_manager(PluginSettings(autoload=False)).settings.plugins
+    cases = [
+        ({**PluginSettings(plugins=defaults, trace=True).to_env()}, "hook"),
+        ({**PluginSettings(plugins=(*defaults, Registration(name="loud", value="loudplugin"))).to_env(),
+          **child_env(tmp_path)}, "loud plugin imported"),
+    ]
+    for env, expected in cases:
+        proc = ExecutorProcess(package_dir, env=env)
+        try:
+            assert isinstance(proc.receive(), Ready)
+            proc.proc.stdin.close()  # end of input: the executor exits
+            assert proc.wait() == 0
+            events = [e for e in proc.stderr_events() if e["event"].startswith(expected)]
+            assert events and events[0]["level"] == "info", expected
+        finally:
+            proc.close()

@@ -6,9 +6,6 @@ Resolves ``<package_dir>/<name>/lib<name>.so`` and loads it with ctypes followin
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +39,10 @@ def spider_load_package(source: PackageSource) -> NativePackage | None:
 def _inspect(libraries: list[Path]) -> tuple[dict[str, dict[str, Any]], int]:
     """What :mod:`spider_libso.inspect` reads from each library, in a child process (a library
     may crash when opened): records by path, and the child's exit status."""
+    import json
+    import subprocess
+    import sys
+
     done = subprocess.run(
         [sys.executable, "-m", "spider_libso.inspect", *map(str, libraries)],
         capture_output=True,

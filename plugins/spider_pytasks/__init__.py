@@ -18,21 +18,23 @@ a child process (:mod:`spider_pytasks.inspect`), never in the caller.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from spider_core.plugin import PackageInfo, PackageSource, hookimpl
 from spider_core.tdl import library_path, validate_package_name
-from spider_pytasks.listing import list_packages
-from spider_pytasks.loader import (
-    ENTRY_POINT_GROUP,
-    KIND,
-    EntryPointRef,
-    PythonPackage,
-    find_directory_package,
-    find_entry_point,
-    load_directory_package,
-    load_entry_point_package,
-)
+from spider_pytasks.finder import ENTRY_POINT_GROUP, KIND, EntryPointRef, find_directory_package, find_entry_point
+
+if TYPE_CHECKING:
+    # isort: off
+    from spider_pytasks.listing import list_packages as list_packages
+    from spider_pytasks.loader import (
+        PythonPackage as PythonPackage,
+        load_directory_package as load_directory_package,
+        load_entry_point_package as load_entry_point_package,
+    )
+    # isort: on
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -43,6 +45,24 @@ __all__ = [
     "load_directory_package",
     "load_entry_point_package",
 ]
+
+#: Imported on first use: an executor that never loads a Python package, and the resolver
+#: (which runs for native packages too), need neither the SDK nor the listing machinery.
+_LAZY = {
+    "PythonPackage": "spider_pytasks.loader",
+    "load_directory_package": "spider_pytasks.loader",
+    "load_entry_point_package": "spider_pytasks.loader",
+    "list_packages": "spider_pytasks.listing",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 @hookimpl(trylast=True)
@@ -64,6 +84,8 @@ def spider_resolve_package(package: str, package_dir: Path) -> PackageSource | N
 def spider_load_package(source: PackageSource) -> PythonPackage | None:
     if source.kind != KIND:
         return None
+    from spider_pytasks.loader import load_directory_package, load_entry_point_package
+
     if isinstance(source.details, EntryPointRef):
         return load_entry_point_package(source.details, expected_name=source.package)
     return load_directory_package(source.location, expected_name=source.package)
@@ -71,4 +93,6 @@ def spider_load_package(source: PackageSource) -> PythonPackage | None:
 
 @hookimpl
 def spider_list_packages(package_dir: Path) -> list[PackageInfo]:
+    from spider_pytasks.listing import list_packages
+
     return list_packages(package_dir)

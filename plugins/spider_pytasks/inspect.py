@@ -19,7 +19,8 @@ from typing import Any
 
 from spider_core.plugin import die_with_parent
 from spider_core.tdl import InvalidLibrary
-from spider_pytasks.loader import ENTRY_POINT_GROUP, forget_module, import_directory, module_name, package_of
+from spider_pytasks.finder import ENTRY_POINT_GROUP
+from spider_pytasks.loader import forget_module, import_directory, module_name, package_of
 
 
 def _error_text(e: BaseException) -> str:

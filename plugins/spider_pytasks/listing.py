@@ -23,7 +23,7 @@ from typing import Any
 
 from spider_core.plugin import PackageInfo
 from spider_core.tdl import InvalidPackageName, library_path, validate_package_name
-from spider_pytasks.loader import ENTRY_POINT_GROUP, KIND, find_directory_package
+from spider_pytasks.finder import ENTRY_POINT_GROUP, KIND, find_directory_package
 
 #: Seconds the listing may take for all packages together.
 DEFAULT_TIMEOUT = 60.0

@@ -10,7 +10,6 @@ entry point of the ``spider_core.packages`` group. Either way the module exposes
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import importlib.util
 import logging
 import sys
@@ -19,42 +18,23 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from attrs import frozen
-
 import spider_pytasks.loaded
 from spider_core.sdk import Package
 from spider_core.tdl import (
-    DuplicatePackage,
     InvalidLibrary,
     PackageInitError,
     TaskError,
     TdlError,
     TdlErrorKind,
-    library_path,
 )
+from spider_pytasks.finder import ENTRY_POINT_GROUP, KIND, EntryPointRef
 
 logger = logging.getLogger("spider_pytasks")
 
-KIND = "python"
-#: Installed Python task packages register here: ``<package name> = module:attribute``.
-ENTRY_POINT_GROUP = "spider_core.packages"
 #: The module attribute holding a directory package's :class:`~spider_core.sdk.Package`.
 PACKAGE_ATTRIBUTE = "package"
 
 _LOADED = spider_pytasks.loaded.__name__
-
-
-@frozen(kw_only=True)
-class EntryPointRef:
-    """Where an installed package comes from: ``PackageSource.details`` for those packages."""
-
-    value: str  # module:attribute, or module (then its ``package`` attribute)
-    distribution: str | None = None
-    version: str | None = None
-
-    def describe(self) -> str:
-        dist = f"{self.distribution} {self.version}" if self.distribution else "an unknown distribution"
-        return f"entry point {self.value} from {dist}"
 
 
 class PythonPackage:
@@ -181,48 +161,6 @@ def _check(package: Package, expected_name: str | None, where: str, rule: str) -
         raise InvalidLibrary(f"{where}: {e}") from None
 
 
-# -- resolution ----------------------------------------------------------------------------
-
-
-def find_directory_package(package_dir: Path, package: str) -> Path | None:
-    """``<package_dir>/<package>`` if it holds a Python package and no native library (a
-    directory with ``lib<package>.so`` is native, whatever else it holds)."""
-    directory = Path(package_dir) / package
-    if library_path(package_dir, package).is_file():
-        return None
-    if (directory / "__init__.py").is_file():
-        return directory
-    return None
-
-
-def find_entry_point(package: str) -> tuple[Path, EntryPointRef] | None:
-    """The installed package named ``package``, if any.
-
-    :raises DuplicatePackage: two distributions provide different packages under that name.
-    """
-    found: dict[str, importlib.metadata.EntryPoint] = {}
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP, name=package):
-        found.setdefault(ep.value, ep)
-    if not found:
-        return None
-    refs = [_ref(ep) for ep in found.values()]
-    if len(refs) > 1:
-        raise DuplicatePackage(
-            f"task package {package!r} is installed more than once: "
-            f"{'; '.join(ref.describe() for ref in refs)}; uninstall all but one"
-        )
-    (ep,) = found.values()
-    location = Path(ep.dist.locate_file("")) if ep.dist is not None else Path(".")  # type: ignore[arg-type]  # a Path for an installed distribution; typeshed says SimplePath
-    return location, refs[0]
-
-
-def _ref(ep: importlib.metadata.EntryPoint) -> EntryPointRef:
-    dist = ep.dist
-    return EntryPointRef(
-        value=ep.value, distribution=dist.name if dist else None, version=dist.version if dist else None
-    )
-
-
 # -- loading -------------------------------------------------------------------------------
 
 
@@ -273,6 +211,8 @@ def load_entry_point_package(ref: EntryPointRef, expected_name: str | None = Non
 
     :raises ExecutorError: as :func:`load_directory_package`.
     """
+    import importlib.metadata
+
     where = ref.describe()
     entry_point = importlib.metadata.EntryPoint(name=expected_name or "", value=ref.value, group=ENTRY_POINT_GROUP)
     try:

@@ -9,8 +9,12 @@ back-off, so a pool whose executor cannot start keeps trying instead of dying fo
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-from spider_core.plugin import LaunchSpec, PoolConfig, RespawnDecision, RespawnState, hookimpl
+from spider_core.plugin import LaunchSpec, RespawnDecision, hookimpl
+
+if TYPE_CHECKING:  # the pool's types: an executor registers this plugin but never calls it
+    from spider_core.plugin import PoolConfig, RespawnState
 
 
 def backoff(config: PoolConfig, failures: int) -> float:

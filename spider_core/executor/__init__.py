@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import logging
 import os
 import resource
 import select
@@ -22,17 +21,11 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spider_core.errors import SoftTimeout
-from spider_core.plugin import (
-    PackageSource,
-    PluginError,
-    PluginSettings,
-    SpiderPluginManager,
-    TaskPackage,
-    get_plugin_manager,
-)
+from spider_core.plugin.manager import PluginError, PluginSettings, SpiderPluginManager, get_plugin_manager
+from spider_core.plugin.types import PackageSource, TaskPackage
 from spider_core.protocol import (
     DEFAULT_MAX_FRAME_SIZE,
     ENV_LOG_LEVEL,
@@ -53,39 +46,28 @@ from spider_core.protocol import (
     message_to_primitive,
     result_primitive,
 )
-from spider_core.tdl import (
-    HOST_VERSION,
-    ExecutorError,
-    InvalidLibrary,
-    InvalidPackageName,
-    TaskError,
-    TdlError,
-    TdlErrorKind,
-    validate_package_name,
-)
+from spider_core.tdl.errors import ExecutorError, InvalidLibrary, TaskError, TdlError, TdlErrorKind
+from spider_core.tdl.names import InvalidPackageName, validate_package_name
+from spider_core.tdl.version import HOST_VERSION
+
+if TYPE_CHECKING:
+    import logging
 
 _READ_SIZE = 64 * 1024
 
-logger = logging.getLogger("spider_core.executor")
+#: ``logging``'s level numbers and names, without importing it (see :func:`_setup_logging`).
+_LEVELS = {"CRITICAL": 50, "FATAL": 50, "ERROR": 40, "WARN": 30, "WARNING": 30, "INFO": 20, "DEBUG": 10, "NOTSET": 0}
+_LEVEL_NAMES = {50: "critical", 40: "error", 30: "warning", 20: "info", 10: "debug", 0: "notset"}
+_DEBUG, _INFO, _ERROR = 10, 20, 40
 
 
 def _json_line(level: int, event: str, fields: dict[str, Any]) -> str:
-    line = {"ts": round(time.time(), 6), "level": logging.getLevelName(level).lower(), "event": event}
+    line = {"ts": round(time.time(), 6), "level": _LEVEL_NAMES.get(level, f"level {level}"), "event": event}
     line.update(fields)
     return json.dumps(line, default=str)
 
 
-class JsonLineFormatter(logging.Formatter):
-    """Plugins' and packages' ``logging`` records, in the same JSON-line shape as events."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        fields = dict(getattr(record, "fields", {}))
-        if record.exc_info:
-            fields["traceback"] = self.formatException(record.exc_info)
-        return _json_line(record.levelno, record.getMessage(), fields)
-
-
-def _log(event: str, level: int = logging.INFO, **fields: Any) -> None:
+def _log(event: str, level: int = _INFO, **fields: Any) -> None:
     """One event line on stderr: written directly, since one is written per task. Best
     effort: a task may have closed fd 2."""
     if level >= _log_threshold:
@@ -93,7 +75,53 @@ def _log(event: str, level: int = logging.INFO, **fields: Any) -> None:
             os.write(2, (_json_line(level, event, fields) + "\n").encode())
 
 
-_log_threshold = logging.INFO
+_log_threshold = _INFO
+#: Whether the root logger writes JSON lines to stderr yet (:func:`_setup_logging`).
+_logging_ready = False
+
+
+def _setup_logging() -> None:
+    """Send ``logging`` records (of plugins, packages and this module's error paths) to
+    stderr as JSON lines, at the executor's level.
+
+    ``logging`` costs a few milliseconds to import, and a native package never uses it, so it
+    is set up only once something may log: at start if plugins other than the defaults (or
+    hook tracing) are on, when a plugin or a package imported it, before a package of another
+    kind than ``"native"`` loads, and on an error path.
+    """
+    global _logging_ready
+    if _logging_ready:
+        return
+    import logging
+
+    class JsonLineFormatter(logging.Formatter):
+        """Plugins' and packages' ``logging`` records, in the same JSON-line shape as events."""
+
+        def format(self, record: logging.LogRecord) -> str:
+            fields = dict(getattr(record, "fields", {}))
+            if record.exc_info:
+                fields["traceback"] = self.formatException(record.exc_info)
+            return _json_line(record.levelno, record.getMessage(), fields)
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLineFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(_log_threshold)
+    _logging_ready = True
+
+
+def _setup_logging_if_imported() -> None:
+    if not _logging_ready and "logging" in sys.modules:
+        _setup_logging()
+
+
+def _logger() -> logging.Logger:
+    """The executor's logger, for error paths (with ``logging`` set up)."""
+    _setup_logging()
+    import logging
+
+    return logging.getLogger("spider_core.executor")
 
 
 #: Protocol descriptors go at or above this number, out of the way of tasks that open files
@@ -261,6 +289,7 @@ class Executor:
             raise InvalidLibrary(str(e)) from None
         if self.package_dir is None:
             raise InvalidLibrary(f"cannot locate package {name!r}: {ENV_PACKAGE_DIR} is not set")
+        _setup_logging_if_imported()
         try:
             self.pm.require("spider_resolve_package")
             source = self.pm.hook.spider_resolve_package(package=name, package_dir=self.package_dir)
@@ -268,6 +297,8 @@ class Executor:
                 raise InvalidLibrary(self.pm.no_such_package(name, self.package_dir))
             if isinstance(source, Path):
                 source = PackageSource(package=name, kind="native", location=source)
+            if source.kind != "native":  # Python code may log while it loads
+                _setup_logging()
             self.pm.require("spider_load_package")
             package: TaskPackage | None = self.pm.hook.spider_load_package(source=source)
         except (ExecutorError, PluginError) as e:
@@ -275,10 +306,12 @@ class Executor:
                 raise InvalidLibrary(str(e)) from None
             raise
         except Exception as e:
-            logger.exception("plugin failure", extra={"fields": {"package": name}})
+            _logger().exception("plugin failure", extra={"fields": {"package": name}})
             raise InvalidLibrary(
                 f"a plugin failed while loading package {name!r}: {type(e).__name__}: {e}"
             ) from None
+        finally:
+            _setup_logging_if_imported()  # what the package imported may log from its tasks
         if package is None:
             raise InvalidLibrary(
                 f"no plugin can load package {name!r} of kind {source.kind!r} at {source.location}"
@@ -309,7 +342,7 @@ class Executor:
             return False, e.encode(), elapsed_us
         except Exception as e:
             elapsed_us = _since(start)
-            logger.exception("task raised", extra={"fields": {"package": package_name, "task": task}})
+            _logger().exception("task raised", extra={"fields": {"package": package_name, "task": task}})
             error = TaskError(TdlError(TdlErrorKind.ExecutionError, f"{type(e).__name__}: {e}"))
             return False, error.encode(), elapsed_us
 
@@ -342,7 +375,7 @@ def _encode_result(framing: Framing, seq: int, ok: bool, payload: bytes, elapsed
         return framing.encode(result_primitive(seq, ok, payload, elapsed_us))
     except FramingError as e:
         error = TaskError(TdlError(TdlErrorKind.SerializationError, f"cannot send the task's outputs: {e}"))
-        _log("result too large", logging.ERROR, seq=seq, error=str(e))
+        _log("result too large", _ERROR, seq=seq, error=str(e))
         return framing.encode(result_primitive(seq, False, error.encode(), elapsed_us))
 
 
@@ -351,18 +384,18 @@ def serve(channel: _Input, out_fd: int, executor: Executor, framing: Framing, gu
     decoder = framing.decoder()
     ready = Ready(pid=os.getpid(), abi_version=str(HOST_VERSION))
     _write_all(out_fd, framing.encode(message_to_primitive(ready)))
-    debug = _log_threshold <= logging.DEBUG
+    debug = _log_threshold <= _DEBUG
     while True:
         try:
             message = decoder.next_message()
         except FramingError as e:
-            _log("bad request", logging.ERROR, error=str(e))
+            _log("bad request", _ERROR, error=str(e))
             return EXIT_PROTOCOL_ERROR
         if message is None:
             data = channel.read(max(_READ_SIZE, decoder.wanted()))
             if not data:
                 if decoder.pending():
-                    _log("truncated request", logging.ERROR, pending_bytes=decoder.pending())
+                    _log("truncated request", _ERROR, pending_bytes=decoder.pending())
                     return EXIT_PROTOCOL_ERROR
                 _log("exit", reason="end of input")
                 return EXIT_OK
@@ -371,7 +404,7 @@ def serve(channel: _Input, out_fd: int, executor: Executor, framing: Framing, gu
         try:
             request = decode_request(message)
         except ProtocolError as e:
-            _log("bad request", logging.ERROR, error=str(e))
+            _log("bad request", _ERROR, error=str(e))
             return EXIT_PROTOCOL_ERROR
         if request.__class__ is Shutdown:
             _log("exit", reason="shutdown")
@@ -383,38 +416,36 @@ def serve(channel: _Input, out_fd: int, executor: Executor, framing: Framing, gu
         if problem is not None:
             if problem == "forked":
                 os._exit(EXIT_OK)  # a forked copy of the executor returned from the task: vanish
-            _log("protocol channel lost", logging.ERROR, error=problem, package=package, task=task)
+            _log("protocol channel lost", _ERROR, error=problem, package=package, task=task)
             return EXIT_PROTOCOL_ERROR
         _write_all(out_fd, _encode_result(framing, seq, ok, payload, elapsed_us))
         if debug:
             # A line per task costs the pool a read and a write per call, hence debug level.
             # Logged after the reply, so the pool is woken by the result, not by this line.
-            _log("task done", logging.DEBUG, seq=seq, package=package, task=task, ok=ok, elapsed_us=elapsed_us)
+            _log("task done", _DEBUG, seq=seq, package=package, task=task, ok=ok, elapsed_us=elapsed_us)
 
 
-def _setup_logging() -> None:
+def _read_log_level() -> None:
     global _log_threshold
     name = os.environ.get(ENV_LOG_LEVEL, "INFO").upper()
-    level = logging.getLevelNamesMapping().get(name, logging.INFO)
-    _log_threshold = level
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLineFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+    _log_threshold = _LEVELS.get(name, _INFO)
 
 
 def main() -> int:
     in_fd, out_fd = _take_protocol_fds()
     die_with_parent()
-    _setup_logging()
+    _read_log_level()
     _log("start", pid=os.getpid(), abi_version=str(HOST_VERSION), python=sys.version.split()[0])
     try:
-        pm = get_plugin_manager(PluginSettings.from_env())
+        settings = PluginSettings.from_env()
+        if settings.trace or settings.plugins is None or not all(r.default for r in settings.plugins):
+            _setup_logging()  # hook traces, and plugins other than the defaults, may log from the start
+        pm = get_plugin_manager(settings)
+        _setup_logging_if_imported()
         max_frame_size = int(os.environ.get(ENV_MAX_FRAME_SIZE) or DEFAULT_MAX_FRAME_SIZE)
         framing = pm.call_required("spider_framing", max_frame_size=max_frame_size)
-    except (PluginError, ValueError) as e:  # ValueError: a malformed numeric setting
-        _log("exit", logging.ERROR, reason="setup failed", error=str(e))
+    except (PluginError, ValueError) as e:  # ValueError: a malformed setting
+        _log("exit", _ERROR, reason="setup failed", error=str(e))
         return EXIT_SETUP_ERROR
     package_dir = os.environ.get(ENV_PACKAGE_DIR)
     executor = Executor(pm, Path(package_dir) if package_dir else None)

@@ -2,25 +2,40 @@
 
 The core reaches plugins only through this manager and its hooks: the default plugins are
 named in :data:`DEFAULT_PLUGINS` and imported by name here, never by a core module.
+
+A manager remembers what it registered by name (:class:`Registration`, in
+``settings.plugins``), so a child process given those settings (the executor: the pool passes
+them in ``SPIDER_PLUGINS``) registers the same plugins in the same order without scanning
+the entry points again. ``importlib.metadata`` and ``logging`` are imported only when needed:
+the executor builds its manager before it is ready, on the path of every respawn.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
-import logging
+import json
 import os
 from collections.abc import Iterable, Mapping
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pluggy
 from attrs import field, frozen
+from attrs.validators import instance_of, optional
 
 from spider_core.plugin import spec
 
-logger = logging.getLogger("spider_core.plugins")
+if TYPE_CHECKING:
+    import logging
+    from pathlib import Path
+
+LOGGER_NAME = "spider_core.plugins"
+
+
+def _logger() -> logging.Logger:
+    import logging
+
+    return logging.getLogger(LOGGER_NAME)
 
 #: Third-party plugins register under this entry-point group.
 ENTRY_POINT_GROUP = "spider_core"
@@ -36,6 +51,10 @@ DEFAULT_PLUGINS = {
 ENV_DISABLE = "SPIDER_DISABLE_PLUGINS"
 ENV_NO_AUTOLOAD = "SPIDER_DISABLE_PLUGIN_AUTOLOAD"
 ENV_TRACE = "SPIDER_TRACE_HOOKS"
+#: The plugins to register instead of the defaults and an entry-point scan: a JSON array of
+#: :class:`Registration` objects. The pool sets it for its executors to what its own manager
+#: registered (``PluginSettings.plugins``).
+ENV_PLUGINS = "SPIDER_PLUGINS"
 
 #: Hooks a working host needs an answer from.
 REQUIRED_HOOKS = (
@@ -64,31 +83,96 @@ def _names(value: str | None) -> frozenset[str]:
 
 
 @frozen(kw_only=True)
+class Registration:
+    """A plugin a manager registered by name, and where it came from.
+
+    :param name: The name it is registered (and blocked) under.
+    :param value: What to import: ``module`` or ``module:attribute`` (an entry point's value).
+    :param default: Whether it is one of :data:`DEFAULT_PLUGINS` (else an entry-point plugin).
+    :param distribution: The distribution that provides it, if known.
+    :param version: That distribution's version, if known.
+    """
+
+    name: str = field(validator=instance_of(str))
+    value: str = field(validator=instance_of(str))
+    default: bool = field(default=False, validator=instance_of(bool))
+    distribution: str | None = field(default=None, validator=optional(instance_of(str)))
+    version: str | None = field(default=None, validator=optional(instance_of(str)))
+
+    def load(self) -> Any:
+        """Import the plugin object (as ``EntryPoint.load`` does, without importlib.metadata)."""
+        module_name, _, attribute = self.value.partition("[")[0].partition(":")
+        obj: Any = importlib.import_module(module_name.strip())
+        for part in filter(None, attribute.strip().split(".")):
+            obj = getattr(obj, part)
+        return obj
+
+
+def _registrations(value: Iterable[Registration] | None) -> tuple[Registration, ...] | None:
+    return None if value is None else tuple(value)
+
+
+def _parse_registrations(text: str) -> tuple[Registration, ...]:
+    """The registrations in ``SPIDER_PLUGINS``.
+
+    :raises ValueError: not a JSON array of registration objects.
+    """
+    try:
+        records = json.loads(text)
+        if not isinstance(records, list):
+            raise TypeError(f"expected an array, got {type(records).__name__}")
+        return tuple(Registration(**record) for record in records)
+    except (ValueError, TypeError) as e:
+        raise ValueError(
+            f"{ENV_PLUGINS} must be a JSON array of objects with name, value, default, distribution "
+            f"and version (as the pool writes it): {e}"
+        ) from None
+
+
+@frozen(kw_only=True)
 class PluginSettings:
-    """Which plugins load: the same settings build the pool's manager and the executor's."""
+    """Which plugins load: the same settings build the pool's manager and the executor's.
+
+    :param blocked: Plugin names never to register.
+    :param autoload: Whether entry-point plugins load (from the scan, or from ``plugins``).
+    :param trace: Log every hook call.
+    :param plugins: What to register, in order, instead of the defaults and an entry-point
+        scan (blocked names are still skipped, and third-party ones without ``autoload``);
+        None scans. A manager's own ``settings.plugins`` is what it registered, so
+        ``get_plugin_manager(pm.settings)`` rebuilds its plugins without scanning.
+    """
 
     blocked: frozenset[str] = field(default=frozenset(), converter=_frozen)
     autoload: bool = True
     trace: bool = False
+    plugins: tuple[Registration, ...] | None = field(default=None, converter=_registrations)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, blocked: Iterable[str] = ()) -> PluginSettings:
-        """Read ``SPIDER_DISABLE_PLUGINS``, ``SPIDER_DISABLE_PLUGIN_AUTOLOAD`` and
-        ``SPIDER_TRACE_HOOKS``; ``blocked`` adds names (from a config)."""
+        """Read ``SPIDER_DISABLE_PLUGINS``, ``SPIDER_DISABLE_PLUGIN_AUTOLOAD``,
+        ``SPIDER_TRACE_HOOKS`` and ``SPIDER_PLUGINS``; ``blocked`` adds names (from a config).
+
+        :raises ValueError: ``SPIDER_PLUGINS`` is malformed.
+        """
         env = os.environ if environ is None else environ
+        plugins = env.get(ENV_PLUGINS)
         return cls(
             blocked=_names(env.get(ENV_DISABLE)) | frozenset(blocked),
             autoload=not _truthy(env.get(ENV_NO_AUTOLOAD)),
             trace=_truthy(env.get(ENV_TRACE)),
+            plugins=_parse_registrations(plugins) if plugins else None,
         )
 
     def to_env(self) -> dict[str, str]:
         """Environment variables that make ``from_env`` rebuild these settings in a child."""
-        return {
+        env = {
             ENV_DISABLE: ",".join(sorted(self.blocked)),
             ENV_NO_AUTOLOAD: "0" if self.autoload else "1",
             ENV_TRACE: "1" if self.trace else "0",
         }
+        if self.plugins is not None:
+            env[ENV_PLUGINS] = json.dumps([attrs.asdict(r) for r in self.plugins])
+        return env
 
 
 @frozen(kw_only=True)
@@ -118,6 +202,8 @@ class SpiderPluginManager(pluggy.PluginManager):
         self.settings = settings
         self._origins: dict[str, tuple[str, str | None, str | None]] = {}
         self._broken: dict[str, str] = {}
+        #: What was registered by name, in order (``settings.plugins`` once built).
+        self.registered: list[Registration] = []
 
     def record_origin(self, name: str, status: str, dist: str | None, version: str | None) -> None:
         self._origins[name] = (status, dist, version)
@@ -126,6 +212,8 @@ class SpiderPluginManager(pluggy.PluginManager):
         """Every default and entry-point plugin, registered, blocked or broken."""
         infos = []
         for name, (status, dist, version) in self._origins.items():
+            if status == "default" and version is None:
+                version = _own_version()
             plugin = self.get_plugin(name)
             hooks = tuple(sorted(h.name for h in self.get_hookcallers(plugin) or ())) if plugin else ()
             if self.is_blocked(name):
@@ -205,19 +293,55 @@ class SpiderPluginManager(pluggy.PluginManager):
         return result
 
 
-def _load_entry_points(pm: SpiderPluginManager, tolerate: bool) -> None:
+def _scan_entry_points() -> list[Registration]:
+    """The plugins of the ``spider_core`` entry-point group, in the order found."""
+    import importlib.metadata
+
+    found = []
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist.name if ep.dist else None
         version = ep.dist.version if ep.dist else None
-        pm.record_origin(ep.name, "third-party", dist, version)
-        if pm.is_blocked(ep.name) or pm.get_plugin(ep.name) is not None:
+        found.append(Registration(name=ep.name, value=ep.value, distribution=dist, version=version))
+    return found
+
+
+def _not_installed(registration: Registration, error: Exception) -> bool:
+    """Whether ``error`` says the plugin's own module is not there (not a module it imports)."""
+    if registration.default or not isinstance(error, ModuleNotFoundError) or not error.name:
+        return False
+    module = registration.value.partition("[")[0].partition(":")[0].strip()
+    return module == error.name or module.startswith(error.name + ".")
+
+
+def _register_all(
+    pm: SpiderPluginManager, registrations: Iterable[Registration], tolerate: bool, listed: bool = False
+) -> None:
+    """Import and register each plugin not blocked, keeping the first of a name.
+
+    ``listed``: the registrations come from another process (``settings.plugins``), where
+    an entry-point plugin may be installed that this process cannot import (the pool found it
+    through a ``PYTHONPATH`` its executors do not inherit): it is left out, as a scan here
+    would not have found it.
+    """
+    for registration in registrations:
+        name = registration.name
+        if registration.default:
+            pm.record_origin(name, "default", "spider-core", registration.version)
+        else:
+            pm.record_origin(name, "third-party", registration.distribution, registration.version)
+        if pm.is_blocked(name) or pm.get_plugin(name) is not None:
             continue
         try:
-            plugin = ep.load()
+            plugin = registration.load()
         except Exception as e:
-            pm._broken_plugin(ep.name, "failed to import", e, tolerate)
+            if listed and _not_installed(registration, e):
+                _logger().debug("plugin %r (%s) is not installed here: %s", name, registration.value, e)
+                continue
+            pm._broken_plugin(name, "failed to import", e, tolerate)
             continue
-        pm._register_checked(plugin, ep.name, tolerate)
+        pm._register_checked(plugin, name, tolerate)
+        if pm.get_plugin(name) is plugin:
+            pm.registered.append(registration)
 
 
 def _check_pending(pm: SpiderPluginManager, tolerate: bool) -> None:
@@ -239,7 +363,8 @@ def get_plugin_manager(
     autoload: bool | None = None,
     tolerate_broken: bool = False,
 ) -> SpiderPluginManager:
-    """A fresh plugin manager: specs, defaults, entry points, then validation.
+    """A fresh plugin manager: specs, the defaults and the entry-point plugins (or exactly
+    ``settings.plugins``), then validation. Its ``settings.plugins`` lists what it registered.
 
     :param settings: Defaults to :meth:`PluginSettings.from_env`.
     :param blocked: More plugin names to block.
@@ -257,32 +382,38 @@ def get_plugin_manager(
         settings = attrs.evolve(settings, autoload=autoload)
     pm = SpiderPluginManager(settings)
     pm.add_hookspecs(spec)
-    own_version = _own_version()
     for name in settings.blocked:
         pm.set_blocked(name)
-    for name, module_name in DEFAULT_PLUGINS.items():
-        pm.record_origin(name, "default", "spider-core", own_version)
-        if pm.is_blocked(name):
-            continue
-        try:
-            module = importlib.import_module(module_name)
-        except Exception as e:
-            pm._broken_plugin(name, "failed to import", e, tolerate_broken)
-            continue
-        pm._register_checked(module, name, tolerate_broken)
-    if settings.autoload:
-        _load_entry_points(pm, tolerate_broken)
-    unknown = sorted(settings.blocked - set(pm._origins))
-    if unknown and settings.autoload:  # without autoload, entry-point names are not known
-        logger.warning("%s names no installed plugin: %s", ENV_DISABLE, ", ".join(unknown))
+    defaults = [
+        Registration(name=name, value=module, default=True, distribution="spider-core")
+        for name, module in DEFAULT_PLUGINS.items()
+    ]
+    if settings.plugins is None:
+        _register_all(pm, defaults, tolerate_broken)
+        if settings.autoload:
+            _register_all(pm, _scan_entry_points(), tolerate_broken)
+            unknown = sorted(settings.blocked - set(pm._origins))
+            if unknown:  # without autoload, entry-point names are not known
+                _logger().warning("%s names no installed plugin: %s", ENV_DISABLE, ", ".join(unknown))
+    else:
+        for registration in defaults:  # listed (blocked ones too), even if left out of plugins
+            pm.record_origin(registration.name, "default", "spider-core", None)
+        wanted = [r for r in settings.plugins if settings.autoload or r.default]
+        _register_all(pm, wanted, tolerate_broken, listed=True)
     _check_pending(pm, tolerate_broken)
+    pm.settings = attrs.evolve(
+        settings, plugins=[r for r in pm.registered if pm.get_plugin(r.name) is not None]
+    )
     if settings.trace:
+        logger = _logger()
         pm.trace.root.setwriter(lambda message: logger.info("hook %s", message.rstrip()))
         pm.enable_tracing()
     return pm
 
 
 def _own_version() -> str | None:
+    import importlib.metadata
+
     try:
         return importlib.metadata.version("spider-core")
     except importlib.metadata.PackageNotFoundError:

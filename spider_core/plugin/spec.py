@@ -4,7 +4,9 @@ Implement any of these in a plugin module or class decorated with
 :data:`spider_core.plugin.hookimpl`, and register it through the ``spider_core`` entry-point
 group. Implementations may accept fewer arguments than the spec lists. Hooks grow by gaining
 arguments; none is ever renamed or removed. Each section says in which process its hooks
-run; the executor child builds its plugin manager from the same settings as the pool.
+run; the executor child builds its plugin manager from the same settings as the pool and
+registers the same plugins (the pool hands it the list its manager loaded, so the child does
+not scan the entry points again).
 """
 
 from __future__ import annotations
