@@ -20,7 +20,7 @@ import os
 import signal
 import stat
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +111,7 @@ class ProcessPool:
         self._close_task: asyncio.Future[None] | None = None
         self._starting: asyncio.Future[None] | None = None  # while start() spawns the executors
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._seqs = itertools.count(1)  # next() is atomic: the sync pool's threads share it
+        self._seqs: Iterator[int] = itertools.count(1)  # next() is atomic: the sync pool's threads share it
         #: Whether callers drive the executors' channels from their own threads (set by
         #: SyncProcessPool before start()).
         self._direct = False

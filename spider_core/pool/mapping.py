@@ -18,16 +18,37 @@ import signal
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from spider_core.errors import EncodeTaskInputs, InternalError
 from spider_core.models import ExecuteRequest, Outcome, Success
 from spider_core.protocol import EXECUTE_SEQ, FramingError, result_fields
 
 if TYPE_CHECKING:
-    from spider_core.pool.async_pool import ProcessPool
+    from collections.abc import Iterator
+
+    from spider_core.pool.events import Events
     from spider_core.pool.process import ExecutorProcess
+    from spider_core.pool.requests import RequestEncoder
+    from spider_core.pool.slots import Slots
     from spider_core.pool.supervisor import Supervisor
+
+
+class _Pool(Protocol):
+    """What a map needs of :class:`~spider_core.pool.async_pool.ProcessPool`."""
+
+    _direct: bool
+    _seqs: Iterator[int]
+    _loop: asyncio.AbstractEventLoop | None
+    _max_rss: int | None
+    _events: Events | None
+    _requests: RequestEncoder
+
+    def _running_slots(self) -> Slots: ...
+
+    async def _outcome(
+        self, slot: Supervisor, executor: ExecutorProcess, seq: int, reply: Any, hard_timeout: float
+    ) -> Outcome: ...
 
 #: Requests sent to one executor in one write, at most...
 DEPTH = 16
@@ -44,7 +65,7 @@ _Done = tuple[int, "Outcome | BaseException"]
 class _Mapper:
     """One ``map`` call: the requests read and not yet sent, and one lane task per slot."""
 
-    def __init__(self, pool: ProcessPool, hard_timeout: float, depth: int) -> None:
+    def __init__(self, pool: _Pool, hard_timeout: float, depth: int) -> None:
         self.pool = pool
         self.slots = pool._running_slots()
         self.hard_timeout = hard_timeout
@@ -139,7 +160,7 @@ class _Mapper:
 
 
 async def pipelined_map(
-    pool: ProcessPool, requests: Iterable[ExecuteRequest], hard_timeout: float, soft_timeout: float | None, depth: int
+    pool: _Pool, requests: Iterable[ExecuteRequest], hard_timeout: float, soft_timeout: float | None, depth: int
 ) -> AsyncIterator[Outcome]:
     """The outcomes of ``requests`` in request order (see :meth:`ProcessPool.map`)."""
     mapper = _Mapper(pool, hard_timeout, depth)
