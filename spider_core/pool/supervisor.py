@@ -46,6 +46,11 @@ from spider_core.protocol import (
 
 logger = logging.getLogger("spider_core.pool")
 
+#: Seconds a standby that took over waits before its own successor is spawned: the call after
+#: a fault then runs without a process start competing for the loop and the CPU.
+STANDBY_DELAY = 0.05
+
+
 def expire(waiter: asyncio.Future[Any]) -> None:
     if not waiter.done():
         waiter.set_result(TIMED_OUT)
@@ -191,6 +196,7 @@ class Supervisor:
         if executor is not None and not executor.alive:
             await self.retire(executor, "crash", EXIT_GRACE)
             executor = None
+        delay = STANDBY_DELAY if executor is not None else 0.0
         if executor is None:
             try:
                 executor = await self._start_executor(reason)
@@ -199,16 +205,18 @@ class Supervisor:
                 raise
         self.failed = False
         self.current = executor
-        self._want_standby()
+        self._want_standby(delay)
         return executor
 
-    def _want_standby(self) -> None:
+    def _want_standby(self, delay: float = 0.0) -> None:
         if self.config.standby and not self.closed and self.standby is None and (
             self._standby_task is None or self._standby_task.done()
         ):
-            self._standby_task = self.loop.create_task(self._prepare_standby())
+            self._standby_task = self.loop.create_task(self._prepare_standby(delay))
 
-    async def _prepare_standby(self) -> None:
+    async def _prepare_standby(self, delay: float) -> None:
+        if delay:
+            await asyncio.sleep(delay)
         try:
             standby = await self._start_executor("standby")
         except Exception as e:  # a standby is an optimisation: never let it break the pool
