@@ -437,7 +437,8 @@ def render_markdown(report: BenchReport) -> str:
             "- **tasks/s**: a batch's tasks over `time.perf_counter()` from before its first submission to after "
             "its last result (results are checked after the clock stops); median, min and max over the rounds. "
             "spider-core: `asyncio.gather` over one `await pool.execute(...)` per task, `PoolConfig(slots=N)`; "
-            "spider-core-map: `async for` over `pool.map(...)` (it keeps 2N calls in flight); "
+            "spider-core-map: `async for` over `pool.map(...)` (each executor gets up to 16 requests per write); "
+            "spider-core-sync-map: `SyncProcessPool.map(...)` iterated in a thread; "
             "spider-core-slots1: the gather with `slots=1`, for reference. The peers: `submit` (futures, loky), "
             "`schedule` (pebble) or `apply_async` (multiprocessing, billiard) for every task, then every result, "
             "with N workers. The floors and spider-core-spin take no part.",

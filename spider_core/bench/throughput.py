@@ -19,13 +19,14 @@ from typing import Any, Literal, Protocol
 from spider_core.bench.contenders import BLOCKING_PEERS, HARD_TIMEOUT, OURS, PACKAGE, _missing, _Opened
 from spider_core.bench.workloads import WORKLOAD_SPECS, peer_noop
 from spider_core.models import ExecuteRequest, PoolConfig, Success
-from spider_core.pool import ProcessPool
+from spider_core.pool import ProcessPool, SyncProcessPool
 
 #: The work of one task in a throughput batch.
 THROUGHPUT_TASK = WORKLOAD_SPECS["noop"]
 #: spider-core's extra throughput contenders: the same batch through ``ProcessPool.map``, and
 #: through a one-slot pool (the reference the N slots are compared with).
 OURS_MAP = f"{OURS}-map"
+OURS_SYNC_MAP = f"{OURS}-sync-map"
 OURS_ONE_SLOT = f"{OURS}-slots1"
 
 
@@ -79,6 +80,34 @@ class _OursBatch:
         await self.pool.close()
 
 
+class _OursSyncMap:
+    """spider-core's SyncProcessPool with ``slots`` executors, a batch through its ``map``
+    (iterated in a thread, as a caller without an event loop would)."""
+
+    def __init__(self, package_dir: Path, slots: int) -> None:
+        self.name = OURS_SYNC_MAP
+        self.workers = slots
+        self.pool = SyncProcessPool(PoolConfig(package_dir=package_dir, log_dir=None, slots=slots))
+        self._request = ExecuteRequest(package=PACKAGE, task=THROUGHPUT_TASK.task, inputs=THROUGHPUT_TASK.args)
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.pool.start)
+
+    def _run(self, size: int) -> tuple[float, list[Any]]:
+        start = time.perf_counter()
+        outcomes = list(self.pool.map(itertools.repeat(self._request, size), HARD_TIMEOUT))
+        return time.perf_counter() - start, outcomes
+
+    async def batch(self, size: int) -> float:
+        elapsed, outcomes = await asyncio.to_thread(self._run, size)
+        if len(outcomes) != size or any(not isinstance(o, Success) or o.values != [] for o in outcomes):
+            raise RuntimeError(f"{self.name}: {THROUGHPUT_TASK.task} did not succeed, or too few outcomes")
+        return elapsed
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.pool.close)
+
+
 class _BlockingBatch:
     """A blocking peer with ``workers`` workers: every task submitted, then every result waited for."""
 
@@ -113,6 +142,7 @@ def _throughput_contenders(
     contenders: list[Any] = [
         _OursBatch(package_dir, OURS, slots, "gather"),
         _OursBatch(package_dir, OURS_MAP, slots, "map"),
+        _OursSyncMap(package_dir, slots),
     ]
     if slots > 1:
         contenders.append(_OursBatch(package_dir, OURS_ONE_SLOT, 1, "gather"))
