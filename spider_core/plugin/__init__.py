@@ -3,7 +3,7 @@
 A plugin implements hooks from :mod:`spider_core.plugin.spec` with :data:`hookimpl` and is
 registered under the ``spider_core`` entry-point group. This module re-exports the types those
 hooks take and return (including the request and outcomes ``spider_task_finished`` gets), the
-framing interface, the helpers a launcher or an inspector needs,
+framing and executor protocol interfaces, the helpers a launcher or an inspector needs,
 and the plugin manager factory for tests. The default plugins in ``plugins/`` import only from
 here, ``spider_core``, ``spider_core.tdl`` and ``spider_core.sdk``, as any third-party plugin
 can.
@@ -33,15 +33,23 @@ from spider_core.plugin.types import (
     TaskPackage,
 )
 from spider_core.protocol import (
+    CORE_PROTOCOL,
     DEFAULT_MAX_FRAME_SIZE,
     ENV_PACKAGE_DIR,
+    CoreProtocol,
+    ExecutorProtocol,
     FrameDecoder,
     Framing,
     FramingError,
+    ProtocolError,
     die_with_parent,
+    execute_fields,
+    execute_primitive,
 )
 
 __all__ = [
+    "CORE_PROTOCOL",
+    "CoreProtocol",
     "DEFAULT_MAX_FRAME_SIZE",
     "DEFAULT_PLUGINS",
     "ENTRY_POINT_GROUP",
@@ -49,6 +57,7 @@ __all__ = [
     "EXIT_REASONS",
     "ExecuteRequest",
     "ExecutorCrash",
+    "ExecutorProtocol",
     "ExitReason",
     "FrameDecoder",
     "Framing",
@@ -59,6 +68,7 @@ __all__ = [
     "PROJECT_NAME",
     "PackageInfo",
     "PackageSource",
+    "ProtocolError",
     "PluginError",
     "PluginInfo",
     "PluginSettings",
@@ -72,6 +82,8 @@ __all__ = [
     "TaskPackage",
     "Timeout",
     "die_with_parent",
+    "execute_fields",
+    "execute_primitive",
     "get_plugin_manager",
     "hookimpl",
     "hookspec",

@@ -7,8 +7,10 @@ SIGKILLed, reaped and replaced before the slot is given back, so the next caller
 healthy executor and no response is ever read by the wrong caller (every request carries a
 sequence number the response must echo). The other slots carry on undisturbed.
 
-The framing is resolved through its hook when the pool starts, the launcher and the respawn
-policy at each spawn (:mod:`spider_core.pool.supervisor`); never per task.
+The protocol (``PoolConfig.protocol``: spider-core's own over the ``spider_framing`` hook's
+framing, or a plugin's from the ``spider_protocol`` hook, :mod:`spider_core.pool.protocols`) is
+resolved when the pool starts, the launcher and the respawn policy at each spawn
+(:mod:`spider_core.pool.supervisor`); never per task.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ from spider_core.models import ExecuteRequest, ExecutorCrash, InTaskFailure, Out
 from spider_core.plugin import PluginError, PluginSettings, SpiderPluginManager, get_plugin_manager
 from spider_core.pool.events import Events
 from spider_core.pool.process import EXIT_GRACE, ExecutorProcess, Lost
+from spider_core.pool.protocols import open_protocol
 from spider_core.pool.requests import RequestEncoder
 from spider_core.pool.slots import Slots
 from spider_core.pool.supervisor import TIMED_OUT, Supervisor
-from spider_core.protocol import EXECUTE_SEQ, FramingError, ProtocolError, decode_result, result_fields
+from spider_core.protocol import EXECUTE_SEQ, FramingError, ProtocolError
 from spider_core.tdl import EncodingError, ExecutorError
 
 logger = logging.getLogger("spider_core.pool")
@@ -183,22 +186,17 @@ class ProcessPool:
             return
         _check_package_dir(self.config.package_dir)
         self._loop = loop = asyncio.get_running_loop()
+        protocols = [open_protocol(self.pm, self.config) for _ in range(self.config.slots)]
         try:
-            framings = [
-                self.pm.call_required("spider_framing", max_frame_size=self.config.max_frame_size)
-                for _ in range(self.config.slots)
-            ]
             for hook in ("spider_launcher", "spider_respawn_decision"):
                 self.pm.require(hook)
         except PluginError as e:
             raise ExecutorCreationFailure(str(e)) from None
-        except Exception as e:  # a plugin's bug
-            raise ExecutorCreationFailure(f"the spider_framing hook failed: {type(e).__name__}: {e}") from None
         self._events = Events(self.pm)
         ids = itertools.count(1)  # executor ids are unique across the pool's slots
         supervisors = [
-            Supervisor(self.config, self.pm, loop, framing, self._events, ids, index)
-            for index, framing in enumerate(framings)
+            Supervisor(self.config, self.pm, loop, protocol, self._events, ids, index)
+            for index, protocol in enumerate(protocols)
         ]
         for supervisor in supervisors:
             supervisor.deadline = _Deadline(loop)
@@ -306,7 +304,7 @@ class ProcessPool:
                     await slot.replace(executor, "cancelled")
                     raise
                 clock.disarm()
-            fields = result_fields(reply)
+            fields = executor.result_fields(reply)
             if fields is not None and fields[0] == seq and fields[1] and executor.recycle_after is None and not self._max_rss:
                 executor.tasks_run += 1  # the usual answer, a Success, inline
                 outcome: Outcome = Success(outputs=fields[2], elapsed_us=fields[3], executor_id=executor.id)
@@ -364,7 +362,7 @@ class ProcessPool:
         if isinstance(reply, Lost):
             return await self._crash(slot, executor, reply.reason, grace=EXIT_GRACE)
         try:
-            _, ok, payload, elapsed_us = decode_result(reply, seq)
+            _, ok, payload, elapsed_us = slot.protocol.decode_result(reply, seq)
         except ProtocolError as e:
             return await self._crash(slot, executor, str(e))
         executor.tasks_run += 1

@@ -1,8 +1,8 @@
 """One executor process as the pool sees it: its pipes and pidfd on the event loop, its log.
 
 The hot path is one frame written, one reader callback, one future: the pipes and a pidfd are
-registered with the loop once per spawn. What travels on the pipes is the framing's business
-(:mod:`spider_core.protocol`); this handle only moves frames and notices when the process or
+registered with the loop once per spawn. What travels on the pipes is the protocol's business
+(:class:`~spider_core.protocol.ExecutorProtocol`); this handle only moves frames and notices when the process or
 its channel is gone.
 """
 
@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from spider_core.pool.logsink import LogSink
-from spider_core.protocol import Framing, FramingError
+from spider_core.protocol import ExecutorProtocol, FramingError
 
 _READ_SIZE = 64 * 1024
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -43,7 +43,7 @@ class ExecutorProcess:
         loop: asyncio.AbstractEventLoop,
         executor_id: int,
         proc: subprocess.Popen[bytes],
-        framing: Framing,
+        protocol: ExecutorProtocol,
         sink: LogSink,
     ) -> None:
         self.loop = loop
@@ -51,8 +51,9 @@ class ExecutorProcess:
         self.proc = proc
         self.pid = proc.pid
         self.sink = sink
-        self.encode = framing.encode
-        self.decoder = framing.decoder()
+        self.encode = protocol.encode_request
+        self.result_fields = protocol.result_fields
+        self.decoder = protocol.decoder()
         self.tasks_run = 0
         self.recycle_after: int | None = None
         self.waiter: asyncio.Future[Any] | None = None
