@@ -351,7 +351,8 @@ class ExecutorProtocol(Protocol):
 
     def result_fields(self, message: Any) -> tuple[int, bool, bytes, int] | None:
         """``(seq, ok, payload, elapsed_us)`` of a well-formed result, or None to leave the
-        verdict to :meth:`decode_result`. The hot path: keep it cheap.
+        verdict to :meth:`decode_result`. The hot path: keep it cheap. The pool also passes its
+        own markers (a timeout, a lost channel) here: None for anything that is not a reply.
 
         ``seq`` is the number of the request the reply answers (a protocol without sequence
         numbers gives the one it last encoded); ``ok``: ``payload`` is the wire-format
