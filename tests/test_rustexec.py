@@ -517,6 +517,32 @@ def test_executor_log_level_becomes_rust_log(config: sc.PoolConfig, monkeypatch:
     assert "Executor starts." in log_path.read_text()
 
 
+def test_standby_and_recycling(config: sc.PoolConfig) -> None:
+    import attrs
+
+    recorder = Recorder()
+
+    async def scenario(pool):
+        outcomes = [await pool.execute(req("fibonacci", n), 5) for n in (1, 2, 3)]
+        crash = await pool.execute(req("always_panic"), 5)
+        return outcomes, crash, await pool.execute(req("fibonacci", 10), 5)
+
+    outcomes, crash, after = pool_run(attrs.evolve(config, standby=True, recycle_after=2), scenario, recorder)
+    assert [o.values for o in outcomes] == [[1], [1], [2]] and isinstance(crash, sc.ExecutorCrash)
+    assert after.values == [55]
+    exits = [e[1:] for e in recorder.events if e[0] == "exited"]
+    # recycled after two tasks: asked with Request::Shutdown, it exits 0 by itself
+    assert exits[0] == (1, "recycle", 0, None)
+    assert (crash.executor_id, "crash", None, signal.SIGABRT) in exits
+
+
+def test_an_executor_command_that_does_not_exist(package_dir: Path) -> None:
+    config = sc.PoolConfig(package_dir=package_dir, protocol=PROTOCOL, executor_command="/nonexistent/spider-task-executor",
+                           plugin_autoload=False)
+    with pytest.raises(sc.ExecutorCreationFailure, match="cannot start executor command '/nonexistent/spider-task-executor'"):
+        pool_run(config, lambda pool: None)
+
+
 # selection
 
 

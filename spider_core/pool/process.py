@@ -2,8 +2,8 @@
 
 The hot path is one frame written, one reader callback, one future: the pipes and a pidfd are
 registered with the loop once per spawn. What travels on the pipes is the protocol's business
-(:class:`~spider_core.protocol.ExecutorProtocol`); this handle only moves frames and notices when the process or
-its channel is gone.
+(:class:`~spider_core.protocol.ExecutorProtocol`); this handle only moves frames and notices
+when the process or its channel is gone.
 """
 
 from __future__ import annotations

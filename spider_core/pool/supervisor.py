@@ -2,9 +2,9 @@
 
 A :class:`Supervisor` is one slot. It owns the executor in use and, with ``PoolConfig.standby``, a second,
 idle one ready to take over. It asks the ``spider_respawn_decision`` hook before every spawn
-and the ``spider_launcher`` hook how to start the process, waits for its greeting (``Ready``,
-for a protocol with a handshake), counts spawn
-failures for the back-off, and reaps every process it retires. It never decides what a call's
+and the ``spider_launcher`` hook how to start the process, waits for its greeting (``Ready``;
+none for a protocol without a handshake), counts spawn failures for the back-off, and reaps
+every process it retires. It never decides what a call's
 outcome is; the pool does, and tells it which executor to retire and why. The pool hands a
 slot to one caller at a time (``busy``), and only that caller drives it.
 """
