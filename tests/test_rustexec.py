@@ -641,6 +641,22 @@ def test_spider_run_with_executor(package_dir: Path, executor_script: Path) -> N
     assert crash.returncode == 4 and "SIGABRT" in crash.stderr
 
 
+def test_spider_batch_with_executor(package_dir: Path, executor_script: Path, tmp_path: Path) -> None:
+    from helpers import call, results, write_requests
+
+    requests = write_requests(tmp_path / "requests.jsonl", [call("a", "fibonacci", 10), call("b", "always_panic"),
+                                                             call("c", "sleep_and_echo", ["x"])])
+    out = tmp_path / "results.jsonl"
+    done = subprocess.run(
+        [str(SPIDER), "batch", str(requests), "--out", str(out), "--package-dir", str(package_dir), "--quiet",
+         "--executor", str(executor_script)],
+        capture_output=True, text=True, timeout=60,
+    )
+    records = {r["id"]: r for r in results(out)}
+    assert done.returncode == 1 and records["b"]["outcome"] == "crash" and records["b"]["signal"] == "SIGABRT"
+    assert records["a"]["values"] == [55] and records["c"]["values"] == [["x"]]
+
+
 @pytest.mark.parametrize("kind", ["missing", "not executable"])
 def test_spider_run_with_a_bad_executor_is_one_line(package_dir: Path, tmp_path: Path, kind: str) -> None:
     path = tmp_path / "spider-task-executor"

@@ -5,7 +5,8 @@ for the whole call. The hard-timeout clock starts when the caller holds the slot
 timeout, a crash, a protocol violation or a cancelled caller, that slot's executor is
 SIGKILLed, reaped and replaced before the slot is given back, so the next caller finds a
 healthy executor and no response is ever read by the wrong caller (every request carries a
-sequence number the response must echo). The other slots carry on undisturbed.
+sequence number the response must echo; a protocol without one answers the slot's single
+request in flight). The other slots carry on undisturbed.
 
 The protocol (``PoolConfig.protocol``: spider-core's own over the ``spider_framing`` hook's
 framing, or a plugin's from the ``spider_protocol`` hook, :mod:`spider_core.pool.protocols`) is
