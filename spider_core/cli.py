@@ -183,11 +183,29 @@ def log_dir_of(args: argparse.Namespace) -> Path | None:
     return path
 
 
-def make_config(args: argparse.Namespace, package_dir: Path, **extra: Any) -> Any:
+def executor_of(args: argparse.Namespace, *, here: bool = True) -> Path | None:
+    """``--executor``: spider's ``spider-task-executor`` binary, which must be an executable
+    file (``here``: on this machine; otherwise on the Dask workers, which find out)."""
+    if args.executor is None:
+        return None
+    path = Path(args.executor)
+    if here:
+        if not path.is_file():
+            raise CliError(f"--executor {path}: no such file; give the path of spider's spider-task-executor binary")
+        if not os.access(path, os.X_OK):
+            raise CliError(f"--executor {path}: the file is not executable (chmod +x {path})")
+    return path.absolute()
+
+
+def make_config(args: argparse.Namespace, package_dir: Path, *, here: bool = True, **extra: Any) -> Any:
     from spider_core.models import PoolConfig
 
     if args.max_frame_size is not None:
         extra["max_frame_size"] = args.max_frame_size
+    executor = executor_of(args, here=here)
+    if executor is not None:  # spider's Rust executor speaks its own protocol (spider_rustexec)
+        extra["executor_command"] = (str(executor),)
+        extra["protocol"] = "spider-rust"
     return PoolConfig(package_dir=package_dir, log_dir=log_dir_of(args), em_id="spider-cli", **extra)
 
 
@@ -269,7 +287,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         return run_batch(
             requests=args.requests,
             out=args.out,
-            config=make_config(args, package_dir, slots=args.slots),
+            config=make_config(args, package_dir, here=not remote, slots=args.slots),
             default_timeout=args.timeout,
             resume=args.resume,
             strict=args.strict,
@@ -451,6 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--max-frame-size", type=byte_count, metavar="BYTES",
                        help="largest message to or from an executor, such as 128M: larger inputs or outputs "
                             "fail the request (default: 64M)")
+        p.add_argument("--executor", type=path, metavar="PATH",
+                       help="run spider's own Rust executor (the spider-task-executor binary at PATH) instead of "
+                            "spider-core's, speaking its protocol (spider-rust; its frames hold at most 8M)")
 
     run = command("run", "run one task and print its outputs as a JSON array",
                   "Run TASK of PACKAGE with ARGs (each a JSON value: 10, '\"text\"', '[1,2]') and print "

@@ -118,7 +118,13 @@ class PoolConfig:
         ``spider run`` and ``spider batch``).
     :param executor_command: The executor's argv; default ``python -m spider_core.executor``
         with this interpreter.
-    :param spawn_timeout: Seconds a new executor has to send ``Ready``.
+    :param protocol: The protocol the pool speaks with its executors, by name: ``"spider-core"``
+        (the default, spider-core's own executor) or ``"spider-rust"`` (spider's Rust
+        ``spider-task-executor``, whose path ``executor_command`` must give), or one a plugin
+        provides (the ``spider_protocol`` hook). An unknown name makes ``start()`` raise
+        ``ExecutorCreationFailure`` naming the available ones.
+    :param spawn_timeout: Seconds a new executor has to send ``Ready`` (for a protocol with a
+        handshake; without one, an executor serves as soon as it is spawned).
     :param shutdown_grace: Seconds close() waits after ``Shutdown`` before SIGTERM, and after
         SIGTERM before SIGKILL.
     :param recycle_after: Replace the executor after this many tasks (None: never).
@@ -172,6 +178,10 @@ class PoolConfig:
             lambda v: isinstance(v, tuple) and v and all(isinstance(n, str) and n for n in v),
             optional=True,
         ),
+    )
+    protocol: str = field(
+        default="spider-core",
+        validator=_Check("a protocol name (a non-empty string)", lambda v: isinstance(v, str) and v.strip()),
     )
     spawn_timeout: float = field(default=30.0, validator=_seconds())
     shutdown_grace: float = field(default=2.0, validator=_seconds())

@@ -88,6 +88,7 @@ CHECKED = {
     "except sc.ExecutorCrashed": "test_values_or_an_exception",
     "# spider_metrics.py": "test_metrics_plugin",
     "# spider_nice.py": "test_launcher_plugin",
+    "# spider_tinyrust.py": "test_protocol_plugin",
     "def test_add(spider_build_package": "test_pytest_examples",
     "def test_fibonacci(spider_build_package": "test_pytest_examples",
     'package = Package("complex_number")': "test_python_package_example",
@@ -263,6 +264,32 @@ def test_launcher_plugin(package_dir: Path) -> None:
         assert os.getpriority(os.PRIO_PROCESS, pool.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
 
 
+def test_protocol_plugin(package_dir: Path) -> None:
+    """The tiny spider-rust protocol of the plugin page drives the stand-in for spider's binary."""
+    plugin = types.ModuleType("spider_tinyrust")
+    run(block("python", "# spider_tinyrust.py"), plugin.__dict__)
+    pm = sc.get_plugin_manager(sc.PluginSettings(autoload=False))
+    pm.register(plugin, name="tinyrust")
+    exits = []
+
+    class Recorder:
+        @sc.hookimpl
+        def spider_executor_exited(self, reason, exit_status, signal):
+            exits.append((reason, exit_status, signal))
+
+    pm.register(Recorder(), name="recorder")
+    standin = (sys.executable, str(REPO / "tests" / "rust_standin.py"))
+    config = sc.PoolConfig(package_dir=package_dir, protocol="tiny-rust", executor_command=standin, default_timeout=5)
+    with sc.SyncProcessPool(config, plugin_manager=pm) as pool:
+        assert pool.call("integration_test_tasks", "fibonacci", 10) == [55]
+        with pytest.raises(sc.TaskFailed):
+            pool.call("integration_test_tasks", "always_fail")
+        with pytest.raises(sc.ExecutorCrashed):
+            pool.call("integration_test_tasks", "print_to_stdout")
+        assert pool.call("integration_test_tasks", "sleep_and_echo", ["a"]) == [["a"]]
+    assert exits[-1] == ("shutdown", 0, None)
+
+
 def test_plugin_examples_import_only_the_plugin_api() -> None:
     imports = [
         name
@@ -393,7 +420,7 @@ def test_hook_reference_lists_every_hook() -> None:
 
     page = (DOCS / "plugins.md").read_text()
     hooks = [name for name, f in vars(spec).items() if callable(f) and hasattr(f, "spider_core_spec")]
-    assert len(hooks) == 10
+    assert len(hooks) == 12
     for name in hooks:
         assert f".. autofunction:: spider_core.plugin.spec.{name}\n" in page, name
         assert f"| `{name}(" in page, f"{name} is missing from the hook table"
@@ -437,7 +464,7 @@ def test_the_site_builds_without_warnings(tmp_path: Path) -> None:
     for field in attrs.fields(sc.PoolConfig):
         assert f"<strong>{field.name}</strong>" in configuration, field.name
     plugins = (out / "plugins.html").read_text()
-    assert plugins.count('<dt class="sig sig-object py" id="spider_core.plugin.spec.spider_') == 10
+    assert plugins.count('<dt class="sig sig-object py" id="spider_core.plugin.spec.spider_') == 12
     assert "usage: spider run [-h]" in (out / "cli.html").read_text()
     assert 'id="spider_core.dask.SpiderWorkerPlugin"' in (out / "api.html").read_text()
     assert (out / "abi.html").is_file()

@@ -183,7 +183,7 @@ def _exception_classes() -> set[type[BaseException]]:
 
     found = set()
     names = [m.name for m in pkgutil.walk_packages(spider_core.__path__, "spider_core.")]
-    for name in [*names, "spider_libso", "spider_msgpack", "spider_supervisor", "spider_pytasks"]:
+    for name in [*names, "spider_libso", "spider_msgpack", "spider_supervisor", "spider_pytasks", "spider_rustexec"]:
         if name.endswith("__main__") or name == "spider_core.pytest_plugin":
             continue
         module = importlib.import_module(name)

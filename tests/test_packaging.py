@@ -25,7 +25,7 @@ def test_repository_directories_are_not_importable(name: str, tmp_path: Path) ->
 
 
 def test_plugin_packages_are_top_level(tmp_path: Path) -> None:
-    done = run_python("import spider_libso, spider_msgpack, spider_supervisor, spider_pytasks, spider_core", cwd=tmp_path)
+    done = run_python("import spider_libso, spider_msgpack, spider_supervisor, spider_pytasks, spider_rustexec, spider_core", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
 
 
@@ -65,7 +65,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_top_level_packages(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
-    assert tops == {"spider_core", "spider_libso", "spider_msgpack", "spider_supervisor", "spider_pytasks"}
+    assert tops == {"spider_core", "spider_libso", "spider_msgpack", "spider_supervisor", "spider_pytasks", "spider_rustexec"}
     assert "spider_core/include/spider_tdl.h" in names
     assert "spider_core/_bundled/task_packages/integration_test_tasks/integration_test_tasks.c" in names
     assert not any("__pycache__" in n for n in names)

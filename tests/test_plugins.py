@@ -318,6 +318,7 @@ def test_a_manager_records_what_it_registered(fake_dist: Path) -> None:
         Registration(name="spider_libso", value="spider_libso", default=True, distribution="spider-core"),
         Registration(name="spider_msgpack", value="spider_msgpack", default=True, distribution="spider-core"),
         Registration(name="spider_supervisor", value="spider_supervisor", default=True, distribution="spider-core"),
+        Registration(name="spider_rustexec", value="spider_rustexec", default=True, distribution="spider-core"),
         Registration(name="fake", value="fakeplugin", distribution="spider-fakeplugin", version="1.2.3"),
     )
     assert [r.name for r in get_plugin_manager(PluginSettings(autoload=False)).settings.plugins] == list(DEFAULT_PLUGINS)

@@ -3,7 +3,7 @@
 A plugin implements hooks from :mod:`spider_core.plugin.spec` with :data:`hookimpl` and is
 registered under the ``spider_core`` entry-point group. This module re-exports the types those
 hooks take and return (including the request and outcomes ``spider_task_finished`` gets), the
-framing interface, the helpers a launcher or an inspector needs,
+framing and executor protocol interfaces, the helpers a launcher or an inspector needs,
 and the plugin manager factory for tests. The default plugins in ``plugins/`` import only from
 here, ``spider_core``, ``spider_core.tdl`` and ``spider_core.sdk``, as any third-party plugin
 can.
@@ -53,12 +53,18 @@ if TYPE_CHECKING:
         TaskPackage as TaskPackage,
     )
     from spider_core.protocol import (
+        CORE_PROTOCOL as CORE_PROTOCOL,
         DEFAULT_MAX_FRAME_SIZE as DEFAULT_MAX_FRAME_SIZE,
         ENV_PACKAGE_DIR as ENV_PACKAGE_DIR,
+        CoreProtocol as CoreProtocol,
+        ExecutorProtocol as ExecutorProtocol,
         FrameDecoder as FrameDecoder,
         Framing as Framing,
         FramingError as FramingError,
+        ProtocolError as ProtocolError,
         die_with_parent as die_with_parent,
+        execute_fields as execute_fields,
+        execute_primitive as execute_primitive,
     )
     # isort: on
 
@@ -91,6 +97,12 @@ _EXPORTS = {
     "RespawnState": "spider_core.plugin.types",
     "SpawnReason": "spider_core.plugin.types",
     "TaskPackage": "spider_core.plugin.types",
+    "CORE_PROTOCOL": "spider_core.protocol",
+    "CoreProtocol": "spider_core.protocol",
+    "ExecutorProtocol": "spider_core.protocol",
+    "ProtocolError": "spider_core.protocol",
+    "execute_fields": "spider_core.protocol",
+    "execute_primitive": "spider_core.protocol",
     "DEFAULT_MAX_FRAME_SIZE": "spider_core.protocol",
     "ENV_PACKAGE_DIR": "spider_core.protocol",
     "FrameDecoder": "spider_core.protocol",

@@ -46,6 +46,7 @@ DEFAULT_PLUGINS = {
     "spider_msgpack": "spider_msgpack",
     "spider_supervisor": "spider_supervisor",
     "spider_pytasks": "spider_pytasks",
+    "spider_rustexec": "spider_rustexec",
 }
 
 ENV_DISABLE = "SPIDER_DISABLE_PLUGINS"

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
         RespawnState,
         TaskPackage,
     )
-    from spider_core.protocol import Framing
+    from spider_core.protocol import ExecutorProtocol, Framing
 
 PROJECT_NAME = "spider_core"
 
@@ -136,6 +136,48 @@ def spider_framing(max_frame_size: int) -> Framing | None:
 
 
 # -------------------------------------------------------------------------------------------
+# protocol (called in the pool): the whole conversation with the executor
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def spider_protocol(name: str, config: PoolConfig) -> ExecutorProtocol | None:
+    """Provide the protocol the pool speaks with its executors: how requests and replies are
+    encoded and framed, whether the executor greets first, how a reply is matched to its
+    request, and how to ask the executor to stop.
+
+    :param name: The protocol ``PoolConfig.protocol`` names (``"spider-core"`` by default).
+    :param config: The pool's :class:`~spider_core.PoolConfig` (``max_frame_size``,
+        ``executor_command``, ...).
+    :return: A :class:`~spider_core.plugin.ExecutorProtocol` if this plugin implements the
+        protocol called ``name``; None to let another plugin answer.
+
+    First non-None result wins; called once per slot when the pool starts, never per task.
+    Return a new protocol for each call: each slot uses its own, from one thread. If no plugin
+    answers, ``"spider-core"`` is the built-in :class:`~spider_core.plugin.CoreProtocol` over
+    the ``spider_framing`` hook's framing, and any other name makes ``start()`` raise
+    ``ExecutorCreationFailure`` naming the protocols ``spider_protocol_names`` lists. If it
+    raises, ``start()`` raises ``ExecutorCreationFailure``: with the message alone for a
+    :class:`~spider_core.plugin.PluginError` (a configuration the protocol cannot serve),
+    naming the error otherwise. Default: ``spider_rustexec`` answers ``"spider-rust"``
+    (spider's own ``spider-task-executor``: bincode, no handshake, no sequence numbers);
+    ``"spider-core"`` is built in.
+    """
+
+
+@hookspec
+def spider_protocol_names() -> list[str] | None:
+    """Name the protocols this plugin's ``spider_protocol`` implements.
+
+    :return: Protocol names, such as ``["spider-rust"]``; None or an empty list for none.
+
+    All implementations are called; their lists are concatenated (after the built-in
+    ``"spider-core"``) for the error on an unknown ``PoolConfig.protocol`` and for
+    ``spider plugins``. Default: ``spider_rustexec`` (``"spider-rust"``).
+    """
+
+
+# -------------------------------------------------------------------------------------------
 # spawn (called in the pool)
 # -------------------------------------------------------------------------------------------
 
@@ -152,8 +194,8 @@ def spider_launcher(config: PoolConfig, executor_id: int, env: dict[str, str]) -
         another plugin answer.
 
     First non-None result wins; called at every spawn (the standby's too), never per task.
-    The process must speak the executor protocol (:mod:`spider_core.protocol`) on its
-    stdin/stdout and log to stderr. If it raises, the spawn fails: the caller of ``start()``
+    The process must speak the pool's protocol (``PoolConfig.protocol``; spider-core's own,
+    :mod:`spider_core.protocol`, by default) on its stdin/stdout and log to stderr. If it raises, the spawn fails: the caller of ``start()``
     or ``execute()`` gets ``ExecutorCreationFailure`` naming the error, and the failure
     counts toward the respawn back-off. Default: ``spider_supervisor``
     (``PoolConfig.executor_command``, else ``python -m spider_core.executor``).
@@ -195,7 +237,8 @@ def spider_respawn_decision(config: PoolConfig, state: RespawnState) -> RespawnD
 
 @hookspec
 def spider_executor_started(executor_id: int, pid: int, log_path: Path | None) -> None:
-    """An executor process is up and has sent ``Ready``.
+    """An executor process is up: it has sent ``Ready`` (or, for a protocol without a
+    handshake, it was spawned).
 
     :param executor_id: The pool's monotonic id of this spawn.
     :param pid: The executor's process id.

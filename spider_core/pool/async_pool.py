@@ -5,10 +5,13 @@ for the whole call. The hard-timeout clock starts when the caller holds the slot
 timeout, a crash, a protocol violation or a cancelled caller, that slot's executor is
 SIGKILLed, reaped and replaced before the slot is given back, so the next caller finds a
 healthy executor and no response is ever read by the wrong caller (every request carries a
-sequence number the response must echo). The other slots carry on undisturbed.
+sequence number the response must echo; a protocol without one answers the slot's single
+request in flight). The other slots carry on undisturbed.
 
-The framing is resolved through its hook when the pool starts, the launcher and the respawn
-policy at each spawn (:mod:`spider_core.pool.supervisor`); never per task.
+The protocol (``PoolConfig.protocol``: spider-core's own over the ``spider_framing`` hook's
+framing, or a plugin's from the ``spider_protocol`` hook, :mod:`spider_core.pool.protocols`) is
+resolved when the pool starts, the launcher and the respawn policy at each spawn
+(:mod:`spider_core.pool.supervisor`); never per task.
 """
 
 from __future__ import annotations
@@ -30,10 +33,11 @@ from spider_core.plugin import PluginError, PluginSettings, SpiderPluginManager,
 from spider_core.pool.events import Events
 from spider_core.pool.mapping import DEPTH, pipelined_map
 from spider_core.pool.process import EXIT_GRACE, TIMED_OUT, ExecutorProcess, Lost
+from spider_core.pool.protocols import open_protocol
 from spider_core.pool.requests import RequestEncoder
 from spider_core.pool.slots import Slots
 from spider_core.pool.supervisor import Supervisor
-from spider_core.protocol import EXECUTE_SEQ, FramingError, ProtocolError, decode_result, result_fields
+from spider_core.protocol import EXECUTE_SEQ, FramingError, ProtocolError
 from spider_core.tdl import EncodingError, ExecutorError
 
 logger = logging.getLogger("spider_core.pool")
@@ -185,22 +189,17 @@ class ProcessPool:
             return
         _check_package_dir(self.config.package_dir)
         self._loop = loop = asyncio.get_running_loop()
+        protocols = [open_protocol(self.pm, self.config) for _ in range(self.config.slots)]
         try:
-            framings = [
-                self.pm.call_required("spider_framing", max_frame_size=self.config.max_frame_size)
-                for _ in range(self.config.slots)
-            ]
             for hook in ("spider_launcher", "spider_respawn_decision"):
                 self.pm.require(hook)
         except PluginError as e:
             raise ExecutorCreationFailure(str(e)) from None
-        except Exception as e:  # a plugin's bug
-            raise ExecutorCreationFailure(f"the spider_framing hook failed: {type(e).__name__}: {e}") from None
         self._events = Events(self.pm)
         ids = itertools.count(1)  # executor ids are unique across the pool's slots
         supervisors = [
-            Supervisor(self.config, self.pm, loop, framing, self._events, ids, index, direct=self._direct)
-            for index, framing in enumerate(framings)
+            Supervisor(self.config, self.pm, loop, protocol, self._events, ids, index, direct=self._direct)
+            for index, protocol in enumerate(protocols)
         ]
         for supervisor in supervisors:
             supervisor.deadline = _Deadline(loop)
@@ -306,7 +305,7 @@ class ProcessPool:
                     await slot.replace(executor, "cancelled")
                     raise
                 clock.disarm()
-            fields = result_fields(reply)
+            fields = executor.result_fields(reply)
             if fields is not None and fields[0] == seq and fields[1] and executor.recycle_after is None and not self._max_rss:
                 executor.tasks_run += 1  # the usual answer, a Success, inline
                 outcome: Outcome = Success(outputs=fields[2], elapsed_us=fields[3], executor_id=executor.id)
@@ -362,7 +361,9 @@ class ProcessPool:
         requests still running.
         """
         hard_timeout = self._hard_timeout(hard_timeout)
-        depth = 1 if self._max_rss else DEPTH  # the memory check comes after each task
+        slots = self._running_slots()
+        pipelined = all(getattr(slot.protocol, "pipelined", False) for slot in slots.all)
+        depth = DEPTH if pipelined and not self._max_rss else 1  # the memory check comes after each task
         async for outcome in pipelined_map(self, requests, hard_timeout, soft_timeout, depth):
             yield outcome
 
@@ -378,7 +379,7 @@ class ProcessPool:
         if isinstance(reply, Lost):
             return await self._crash(slot, executor, reply.reason, grace=EXIT_GRACE)
         try:
-            _, ok, payload, elapsed_us = decode_result(reply, seq)
+            _, ok, payload, elapsed_us = slot.protocol.decode_result(reply, seq)
         except ProtocolError as e:
             return await self._crash(slot, executor, str(e))
         executor.tasks_run += 1

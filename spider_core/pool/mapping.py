@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from spider_core.errors import EncodeTaskInputs, InternalError
 from spider_core.models import ExecuteRequest, Outcome, Success
-from spider_core.protocol import EXECUTE_SEQ, FramingError, result_fields
+from spider_core.protocol import EXECUTE_SEQ, FramingError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -143,7 +143,7 @@ class _Mapper:
                     await slot.replace(executor, "cancelled")
                     raise
                 clock.disarm()
-            fields = result_fields(reply)
+            fields = executor.result_fields(reply)
             if fast and fields is not None and fields[0] == seq and fields[1]:
                 executor.tasks_run += 1
                 outcome: Outcome = Success(outputs=fields[2], elapsed_us=fields[3], executor_id=executor.id)

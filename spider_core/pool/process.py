@@ -3,9 +3,9 @@
 The hot path is one frame written, one reader callback, one future: the pipes and a pidfd are
 registered with the loop once per spawn. The sync pool drives the protocol channel from the
 calling thread instead (:meth:`ExecutorProcess.exchange`, after :meth:`~ExecutorProcess.detach`),
-while the loop keeps the log and the exit. What travels on the pipes is the framing's business
-(:mod:`spider_core.protocol`); this handle only moves frames and notices when the process or
-its channel is gone.
+while the loop keeps the log and the exit. What travels on the pipes is the protocol's business
+(:class:`~spider_core.protocol.ExecutorProtocol`); this handle only moves frames and notices
+when the process or its channel is gone.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections import deque
 from typing import Any
 
 from spider_core.pool.logsink import LogSink
-from spider_core.protocol import AdaptiveSpin, Framing, FramingError
+from spider_core.protocol import AdaptiveSpin, ExecutorProtocol, FramingError
 
 _READ_SIZE = 64 * 1024
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -51,7 +51,7 @@ class ExecutorProcess:
         loop: asyncio.AbstractEventLoop,
         executor_id: int,
         proc: subprocess.Popen[bytes],
-        framing: Framing,
+        protocol: ExecutorProtocol,
         sink: LogSink,
     ) -> None:
         self.loop = loop
@@ -59,13 +59,15 @@ class ExecutorProcess:
         self.proc = proc
         self.pid = proc.pid
         self.sink = sink
-        self.encode = framing.encode
-        self.decoder = framing.decoder()
+        self.encode = protocol.encode_request
+        self.result_fields = protocol.result_fields
+        self.decoder = protocol.decoder()
         self.tasks_run = 0
         self.recycle_after: int | None = None
         self.waiter: asyncio.Future[Any] | None = None
-        #: Messages the executor owes: ``Ready``, then one answer per request sent.
-        self.owed = 1
+        #: Messages the executor owes: its greeting (with a handshake), then one answer per
+        #: request sent.
+        self.owed = 1 if protocol.handshake else 0
         #: Answers that came before anyone waited for them (requests sent together).
         self.inbox: deque[Any] = deque()
         self.lost: str | None = None

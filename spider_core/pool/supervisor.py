@@ -2,8 +2,9 @@
 
 A :class:`Supervisor` is one slot. It owns the executor in use and, with ``PoolConfig.standby``, a second,
 idle one ready to take over. It asks the ``spider_respawn_decision`` hook before every spawn
-and the ``spider_launcher`` hook how to start the process, waits for ``Ready``, counts spawn
-failures for the back-off, and reaps every process it retires. It never decides what a call's
+and the ``spider_launcher`` hook how to start the process, waits for its greeting (``Ready``;
+none for a protocol without a handshake), counts spawn failures for the back-off, and reaps
+every process it retires. It never decides what a call's
 outcome is; the pool does, and tells it which executor to retire and why. The pool hands a
 slot to one caller at a time (``busy``), and only that caller drives it.
 """
@@ -25,7 +26,6 @@ from spider_core.errors import ExecutorCreationFailure, InternalError, NotRunnin
 from spider_core.models import PoolConfig
 from spider_core.plugin import (
     ExitReason,
-    Framing,
     PluginError,
     RespawnDecision,
     RespawnState,
@@ -35,14 +35,7 @@ from spider_core.plugin import (
 from spider_core.pool.events import Events
 from spider_core.pool.logsink import LogSink
 from spider_core.pool.process import EXIT_GRACE, TIMED_OUT, ExecutorProcess, Lost
-from spider_core.protocol import (
-    AdaptiveSpin,
-    ProtocolError,
-    Shutdown,
-    decode_ready,
-    executor_environment,
-    message_to_primitive,
-)
+from spider_core.protocol import AdaptiveSpin, ExecutorProtocol, ProtocolError, executor_environment
 
 logger = logging.getLogger("spider_core.pool")
 
@@ -64,7 +57,7 @@ class Supervisor:
         config: PoolConfig,
         pm: SpiderPluginManager,
         loop: asyncio.AbstractEventLoop,
-        framing: Framing,
+        protocol: ExecutorProtocol,
         events: Events,
         ids: Iterator[int] | None = None,
         index: int = 0,
@@ -73,7 +66,8 @@ class Supervisor:
         self.config = config
         self.pm = pm
         self.loop = loop
-        self.framing = framing
+        #: What the pool speaks with this slot's executors (one object per slot).
+        self.protocol = protocol
         self.events = events
         #: The executor that serves calls, or None (none started yet, or a spawn failed).
         self.current: ExecutorProcess | None = None
@@ -142,7 +136,7 @@ class Supervisor:
     async def recycle(self, executor: ExecutorProcess, reason: Literal["recycle", "memory"] = "recycle") -> None:
         """Ask ``executor`` to exit (it ran its share of tasks, or holds too much memory) and
         spawn its successor."""
-        executor.send(executor.encode(message_to_primitive(Shutdown())), replies=0)
+        executor.send(self.protocol.encode_shutdown(), replies=0)
         await self.retire(executor, reason, self.config.shutdown_grace)
         await self.respawn(reason)
 
@@ -151,7 +145,7 @@ class Supervisor:
         ``shutdown_grace`` seconds."""
         grace = self.config.shutdown_grace
         if executor.alive:
-            executor.send(executor.encode(message_to_primitive(Shutdown())), replies=0)
+            executor.send(self.protocol.encode_shutdown(), replies=0)
             if not await executor.wait_exit(grace):
                 executor.signal(signal.SIGTERM)
                 await executor.wait_exit(grace)
@@ -280,7 +274,7 @@ class Supervisor:
                 f"cannot start executor command {spec.argv[0]!r}: {e.strerror or e}", counted
             ) from None
         try:
-            executor = ExecutorProcess(self.loop, executor_id, proc, self.framing, sink)
+            executor = ExecutorProcess(self.loop, executor_id, proc, self.protocol, sink)
         except OSError as e:  # e.g. no descriptor left for its pidfd
             proc.kill()
             proc.wait()
@@ -288,16 +282,19 @@ class Supervisor:
                 stream.close()  # type: ignore[union-attr]  # all three are pipes
             sink.close()
             raise self._spawn_failed(f"cannot supervise executor {executor_id}: {e}", counted) from None
-        waiter = executor.expect()
-        timer = self.loop.call_later(self.config.spawn_timeout, expire, waiter)
-        try:
-            hello = await waiter
-        except asyncio.CancelledError:
-            await executor.reap()
-            raise
-        finally:
-            timer.cancel()
-        problem = self._check_ready(hello)
+        if self.protocol.handshake:
+            waiter = executor.expect()
+            timer = self.loop.call_later(self.config.spawn_timeout, expire, waiter)
+            try:
+                hello = await waiter
+            except asyncio.CancelledError:
+                await executor.reap()
+                raise
+            finally:
+                timer.cancel()
+            problem = self._check_ready(hello)
+        else:  # no greeting: it serves as soon as it runs
+            hello, problem = None, None
         if problem is not None:
             status, signum = await executor.reap(EXIT_GRACE if isinstance(hello, Lost) else 0.0)
             ended = f"exit status {status}" if status is not None else f"signal {signum}"
@@ -319,7 +316,7 @@ class Supervisor:
         if isinstance(hello, Lost):
             return f"failed before it was ready: {hello.reason}"
         try:
-            decode_ready(hello)
+            self.protocol.check_ready(hello)
         except ProtocolError as e:
             return str(e)
         return None
@@ -347,4 +344,5 @@ class Supervisor:
                 log_level=self.config.executor_log_level,
             )
         )
+        env.update(self.protocol.environment)
         return env

@@ -28,7 +28,7 @@ from spider_core.pool.events import Events
 from spider_core.pool.process import TIMED_OUT
 from spider_core.pool.slots import Slots
 from spider_core.pool.supervisor import Supervisor
-from spider_core.protocol import EXECUTE_SEQ, FramingError, result_fields
+from spider_core.protocol import EXECUTE_SEQ, FramingError
 
 _T = TypeVar("_T")
 
@@ -125,7 +125,7 @@ class SyncProcessPool:
                 raise
             if reply is TIMED_OUT:
                 executor.signal(signal.SIGKILL)  # the deadline is now, not when the pool's thread wakes
-            fields = result_fields(reply)
+            fields = executor.result_fields(reply)
             if fields is not None and fields[0] == seq and fields[1] and executor.recycle_after is None and not pool._max_rss:
                 executor.tasks_run += 1
                 outcome: Outcome = Success(outputs=fields[2], elapsed_us=fields[3], executor_id=executor.id)
