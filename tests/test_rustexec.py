@@ -610,10 +610,18 @@ def test_the_default_protocol_is_spider_cores_own(package_dir: Path) -> None:
 
 
 def test_the_sync_pool_speaks_it_too(config: sc.PoolConfig) -> None:
+    """The calling thread drives the pipe itself; map sends one request at a time."""
     with sc.SyncProcessPool(config) as pool:
         assert pool.call(PKG, "fibonacci", 10, hard_timeout=5) == [55]
         with pytest.raises(sc.TaskFailed):
             pool.call(PKG, "always_fail", hard_timeout=5)
+        assert isinstance(pool.execute(req("sleep_ms", 5000), hard_timeout=0.3), sc.Timeout)
+        crash = pool.execute(req("segfault"), hard_timeout=5)
+        assert isinstance(crash, sc.ExecutorCrash) and crash.exit_status is None
+        assert [o.values for o in pool.map([req("fibonacci", n) for n in range(8)], 5)] == [
+            [0], [1], [1], [2], [3], [5], [8], [13]
+        ]
+        assert pool.executor_id == 3
 
 
 # the command line
