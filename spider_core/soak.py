@@ -51,8 +51,8 @@ from spider_core.models import ExecuteRequest, ExecutorCrash, InTaskFailure, Out
 from spider_core.plugin import hookimpl
 from spider_core.pool import ProcessPool
 from spider_core.reporting import print_table
-from spider_core.testing import describe_outcome
 from spider_core.tdl import EncodingError, TaskError, TdlErrorKind
+from spider_core.testing import describe_outcome
 
 #: The bundled package that holds the fault tasks and the token echo.
 NATIVE = "integration_test_tasks"
@@ -492,7 +492,7 @@ class _Run:
             try:
                 try:
                     await asyncio.wait_for(self.gate.idle.wait(), WAIT)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     self.unexpected += 1
                     self._example(f"the calls in flight did not end within {WAIT:g} s to kill an idle executor")
                     return
