@@ -31,6 +31,7 @@ outcome.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import math
@@ -253,7 +254,7 @@ class _Lifecycle:
         self.exits: Counter[str] = Counter()
         self.killed_by: dict[int, tuple[str, int | None]] = {}  # pid -> (reason, signal)
         self.finished: dict[int, tuple[float, float]] = {}  # id(request) -> (queue wait, slot taken at)
-        self.queue_waits: list[float] = []
+        self.queue_waits = array.array("d")  # one per task: 8 bytes each, not a float object
 
     @hookimpl
     def spider_executor_started(self, executor_id: int, pid: int) -> None:
@@ -642,7 +643,7 @@ async def soak(
         try:
             async with pool:
                 await _preflight(run)
-                lifecycle.queue_waits.clear()
+                del lifecycle.queue_waits[:]
                 lifecycle.finished.clear()
                 await asyncio.gather(*(run.caller() for _ in range(callers)))
                 for _ in range(3):  # one task per slot at once: a slot that lost its executor serves again
