@@ -93,6 +93,7 @@ def drain(decoder: MsgpackDecoder) -> tuple[list[Any], FramingError | None]:
 # -- the framing plugin's decoder ------------------------------------------------------------
 
 
+@pytest.mark.slow
 @given(data=streams, chunk=st.integers(1, 300))
 def test_the_decoder_yields_messages_or_a_framing_error(data: bytes, chunk: int) -> None:
     decoder = MsgpackDecoder(MAX)
@@ -122,6 +123,7 @@ def test_lengths_near_and_past_the_limit(size: int, body: bytes) -> None:
             assert "is not a msgpack message" in str(e)
 
 
+@pytest.mark.slow
 @given(message=primitives, tail=st.binary(max_size=128))
 def test_a_valid_frame_followed_by_garbage(message: Any, tail: bytes) -> None:
     framing = MsgpackFraming(MAX)
@@ -147,6 +149,7 @@ def test_a_deeply_nested_body_is_a_framing_error_not_a_crash() -> None:
 # -- the codec: decode_request, decode_result, decode_ready ----------------------------------
 
 
+@pytest.mark.slow
 @given(primitive=any_primitive, seq=st.integers(0, 10))
 def test_the_codec_gives_a_message_or_a_protocol_error(primitive: Any, seq: int) -> None:
     try:

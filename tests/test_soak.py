@@ -58,6 +58,7 @@ def test_a_thousand_callers_on_two_slots_are_all_served(package_dir: Path) -> No
           f"p99 {summary.queue_wait_p99:.3f} s")
 
 
+@pytest.mark.slow
 def test_a_task_of_your_own_serves_as_the_fault_free_task(package_dir: Path) -> None:
     summary = run_soak(package_dir, tasks=200, fault_rate=0.05, seed=1, package=PKG, task="fibonacci", inputs=[20])
     assert_every_invariant(summary, 200)
@@ -67,6 +68,7 @@ def test_a_task_of_your_own_serves_as_the_fault_free_task(package_dir: Path) -> 
     assert abs(kinds["user"] - kinds["echo"]) <= faults  # the fault-free tasks alternate
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("inject", "invariant"),
     [("misattribute", "misattributed: 1 tasks received values that are not theirs"),
@@ -80,6 +82,7 @@ def test_a_broken_invariant_fails_the_soak(package_dir: Path, inject: str, invar
     assert summary.failures[0].startswith(invariant)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("inject", INJECTIONS)
 def test_the_command_exits_1_and_names_the_broken_invariant(package_dir: Path, tmp_path: Path, inject: str) -> None:
     out = tmp_path / "summary.json"
@@ -96,6 +99,7 @@ def test_the_command_exits_1_and_names_the_broken_invariant(package_dir: Path, t
     assert record["ok"] is False and record["failures"][0].startswith(f"{name}: ")
 
 
+@pytest.mark.slow
 def test_the_command_prints_one_table_and_writes_the_json_summary(package_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "summary.json"
     done = subprocess.run(
@@ -167,6 +171,7 @@ def test_a_package_dir_without_the_test_package_is_refused(tmp_path: Path) -> No
         run_soak(tmp_path, tasks=10)
 
 
+@pytest.mark.slow
 def test_an_outdated_test_package_is_refused_before_the_run(tmp_path: Path) -> None:
     """A package named integration_test_tasks without the soak's tasks (an old build)."""
     src = write_c_package(tmp_path / "src", PKG, """\
@@ -187,6 +192,7 @@ def test_an_outdated_test_package_is_refused_before_the_run(tmp_path: Path) -> N
         run_soak(tmp_path / "packages", tasks=10)
 
 
+@pytest.mark.slow
 def test_a_user_package_dir_is_combined_with_the_bundled_package(tmp_path: Path, package_dir: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """A --package-dir without integration_test_tasks: the bundled one is built into the cache
