@@ -456,8 +456,14 @@ def cmd_soak(args: argparse.Namespace) -> int:
     finally:
         if progress is not None:
             print(file=sys.stderr)
-    print(f"spider soak --tasks {summary.tasks} --callers {summary.callers} --slots {summary.slots} "
-          f"--fault-rate {summary.fault_rate:g} --seed {summary.seed}")
+    replay = (f"spider soak --tasks {summary.tasks} --callers {summary.callers} --slots {summary.slots} "
+              f"--fault-rate {summary.fault_rate:g} --seed {summary.seed}")
+    if args.package is not None:
+        import shlex
+
+        replay += f" --package {args.package} --task {shlex.quote(args.task)}"
+        replay += "".join(f" --input {shlex.quote(text)}" for text in args.inputs)
+    print(replay)  # the command that replays this run's plan
     summary.print()
     if args.json is not None:
         try:
