@@ -252,7 +252,7 @@ class _Lifecycle:
     def __init__(self) -> None:
         self.started: dict[int, float] = {}  # executor id -> when
         self.exits: Counter[str] = Counter()
-        self.killed_by: dict[int, tuple[str, int | None]] = {}  # pid -> (reason, signal)
+        self.exit_of: dict[int, tuple[str, int | None]] = {}  # pid -> (reason, signal)
         self.finished: dict[int, tuple[float, float]] = {}  # id(request) -> (queue wait, slot taken at)
         self.queue_waits = array.array("d")  # one per task: 8 bytes each, not a float object
 
@@ -263,7 +263,7 @@ class _Lifecycle:
     @hookimpl
     def spider_executor_exited(self, executor_id: int, pid: int, reason: str, signal: int | None) -> None:
         self.exits[reason] += 1
-        self.killed_by[pid] = (reason, signal)
+        self.exit_of[pid] = (reason, signal)
 
     @hookimpl
     def spider_task_finished(self, request: ExecuteRequest, queue_wait: float, execution_time: float) -> None:
@@ -694,7 +694,7 @@ def _summary(run: _Run, seed: int, callers: int, slots: int, fault_rate: float, 
                                     as_expected=run.as_expected[kind], others=dict(run.others.get(kind, {}))))
     # Every killed executor must have been reaped with SIGKILL as its end.
     for pid in run.killed:
-        reason, signum = lifecycle.killed_by.get(pid, (None, None))
+        reason, signum = lifecycle.exit_of.get(pid, (None, None))
         if reason != "crash" or signum != signal.SIGKILL:
             run.as_expected["kill"] -= 1
             run.unexpected += 1
