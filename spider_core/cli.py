@@ -36,7 +36,8 @@ from spider_core.reporting import (
 EXIT_STATUSES = """\
 exit status:
   0  success
-  1  the task failed (for build-package: the build failed; for batch: some request did not succeed)
+  1  the task failed (for build-package: the build failed; for batch: some request did not succeed;
+     for soak: an invariant broke)
   2  usage error or bad input (bad JSON argument, bad package name, missing package directory or
      task, a package that is missing or cannot be loaded: the InTaskFailure with InvalidLibrary
      that batch records as a task_failure)
@@ -412,6 +413,89 @@ def cmd_build_package(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def fraction(text: str) -> float:
+    """A number from 0 to 1 (``--fault-rate``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be from 0 to 1")
+    return value
+
+
+def cmd_soak(args: argparse.Namespace) -> int:
+    from spider_core.errors import InternalError
+    from spider_core.soak import ENV_INJECT, INJECTIONS, SoakError, run_soak, soak_package_dir
+
+    if (args.package is None) != (args.task is None):
+        raise CliError("--package and --task go together: name the package and the fault-free task to run")
+    if args.inputs and args.package is None:
+        raise CliError("--input is for the task of --package and --task")
+    inputs = []
+    for position, text in enumerate(args.inputs, start=1):
+        try:
+            inputs.append(parse_json(text))
+        except ValueError as e:
+            raise CliError(f"--input {position} ({text[:40]!r}) is not a JSON value: {e}") from None
+    if args.package is not None:
+        from spider_core.tdl import InvalidPackageName, validate_package_name
+
+        try:
+            validate_package_name(args.package)
+        except InvalidPackageName as e:
+            raise CliError(str(e)) from None
+    if args.json is not None and not args.json.parent.is_dir():
+        raise CliError(f"cannot write the summary to {args.json}: {args.json.parent} is not a directory")
+    user_dir = args.package_dir or os.environ.get("SPIDER_TDL_PACKAGE_DIR")
+    if user_dir is not None and not Path(user_dir).is_dir():
+        raise CliError(f"package directory {user_dir} does not exist or is not a directory")
+    if args.package is not None and user_dir is None:
+        raise CliError(f"where is package {args.package!r}? pass --package-dir DIR or set SPIDER_TDL_PACKAGE_DIR")
+    inject = os.environ.get(ENV_INJECT) or None  # for spider-core's own tests only
+    if inject is not None and inject not in INJECTIONS:
+        raise CliError(f"{ENV_INJECT}={inject!r} is not one of {', '.join(INJECTIONS)}")
+    progress = None
+    if sys.stderr.isatty():
+        def progress(done: int, total: int) -> None:
+            print(f"\rspider soak: {done}/{total} tasks", end="", file=sys.stderr, flush=True)
+
+    try:
+        with soak_package_dir(None if user_dir is None else Path(user_dir), args.cache_dir) as package_dir:
+            summary = run_soak(
+                package_dir, tasks=args.tasks, callers=args.callers, slots=args.slots, fault_rate=args.fault_rate,
+                seed=args.seed, package=args.package, task=args.task, inputs=inputs, timeout=args.timeout,
+                progress=progress, _inject=inject,
+            )
+    except SoakError as e:
+        raise CliError(str(e)) from None
+    except InternalError as e:
+        raise CliError(str(e), EXIT_INTERNAL) from None
+    finally:
+        if progress is not None:
+            print(file=sys.stderr)
+    replay = (f"spider soak --tasks {summary.tasks} --callers {summary.callers} --slots {summary.slots} "
+              f"--fault-rate {summary.fault_rate:g} --seed {summary.seed}")
+    if args.package is not None:
+        import shlex
+
+        replay += f" --package {args.package} --task {shlex.quote(args.task)}"
+        replay += "".join(f" --input {shlex.quote(text)}" for text in args.inputs)
+    print(replay)  # the command that replays this run's plan
+    summary.print()
+    if args.json is not None:
+        try:
+            args.json.write_text(to_json(summary.to_primitive()) + "\n")
+        except OSError as e:
+            raise CliError(f"cannot write the summary to {args.json}: {_os_reason(e)}", EXIT_INTERNAL) from None
+    if not summary.ok:
+        broke = "; ".join(summary.failures)
+        count = f"{len(summary.failures)} invariant{'s' if len(summary.failures) > 1 else ''}"
+        print(f"spider: soak: {count} broke: {broke}", file=sys.stderr)
+        return EXIT_TASK_FAILURE
+    return EXIT_OK
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from spider_core.bench import BenchError, run_from_args
 
@@ -533,6 +617,40 @@ def build_parser() -> argparse.ArgumentParser:
         "'spider-core[bench]') and a raw pipe ping-pong; write a markdown report with "
         "percentiles and ratios.",
     )
+    soak = command(
+        "soak",
+        "run many tasks with faults mixed in and check what the pool survives",
+        "Run --tasks tasks from --callers concurrent callers over --slots executors; a --fault-rate share "
+        "of them are faults (segfault, abort, exit, hard timeout, a call cancelled mid-task, stdout "
+        "garbage, a large output, a task failure, an idle executor SIGKILLed from outside). Prints one "
+        "table: outcomes expected and observed per kind, results lost, misattributed, open descriptors "
+        "and child processes before and after, respawns, the slowest recovery, the longest queue wait. "
+        "Exit status 0 only if every invariant held, 1 (naming it) if one broke.",
+    )
+    soak.add_argument("--tasks", type=whole_number, default=100_000, metavar="N", help="tasks to run (default: %(default)s)")
+    soak.add_argument("--callers", type=whole_number, default=16, metavar="M",
+                      help="concurrent callers, asyncio tasks sharing the pool (default: %(default)s)")
+    soak.add_argument("--slots", type=whole_number, default=2, metavar="S", help="PoolConfig.slots (default: %(default)s)")
+    soak.add_argument("--fault-rate", type=fraction, default=0.01, metavar="F",
+                      help="share of the tasks that are faults, from 0 to 1 (default: %(default)s)")
+    soak.add_argument("--seed", type=int, metavar="N", help="seeds the faults and the tokens (default: random, printed)")
+    soak.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                      help=f"hard timeout of every task but the timeout faults (default: {DEFAULT_TIMEOUT:g})")
+    soak.add_argument("--package-dir", type=directory, metavar="DIR",
+                      help="task package directory (default: $SPIDER_TDL_PACKAGE_DIR; the bundled "
+                           "integration_test_tasks is built into the cache if DIR has none)")
+    soak.add_argument("--package", metavar="NAME", help="a package of yours in DIR, for the fault-free tasks")
+    soak.add_argument("--task", metavar="NAME",
+                      help="its task that always succeeds: half the fault-free tasks run it (its values must equal "
+                           "those of its first run), the other half echo a token")
+    soak.add_argument("--input", dest="inputs", action="append", default=[], metavar="JSON",
+                      help="one JSON value per parameter of --task, repeated in order")
+    soak.add_argument("--json", type=path, metavar="PATH", help="also write the summary as JSON to PATH")
+    soak.add_argument("--cache-dir", type=path, metavar="DIR",
+                      help="where to build the bundled package (default: $XDG_CACHE_HOME/spider-core or "
+                           "~/.cache/spider-core)")
+    soak.set_defaults(func=cmd_soak)
+
     from spider_core.bench import add_arguments
 
     add_arguments(bench)

@@ -204,6 +204,7 @@ def _samples() -> dict[type[BaseException], BaseException]:
     from spider_core.plugin import FramingError, PluginError
     from spider_core.protocol import ProtocolError
     from spider_core.sdk.conform import Mismatch
+    from spider_core.soak import SoakError
     from spider_core.tdl import EncodingError, InvalidPackageName, TdlErrorKind, Version, WireFormatError
 
     samples: list[BaseException] = [
@@ -219,6 +220,7 @@ def _samples() -> dict[type[BaseException], BaseException]:
         CacheError("cache"), BenchError("bench"), BatchError("batch", 5), CliError("cli", 4), Mismatch("m"),
         WorkerPoolError("package_dir /x does not exist on Dask worker tcp://127.0.0.1:1"),
         ClusterError("KilledWorker: attempted to run task 'x' on 4 different workers"),
+        SoakError("the fault rate must be a number from 0 to 1, got 2"),
     ]
     return {type(sample): sample for sample in samples}
 

@@ -17,6 +17,11 @@
  *   big(n: u64) -> str                    a string of exactly n 'x' bytes
  *   get_env(name: str) -> Option<str>     the executor's environment variable, or nil
  *   hold_mb(mb: u64) -> ()                allocates and touches mb MiB and keeps them (RSS grows)
+ *   raw_outputs(data: bytes) -> raw       returns `data` itself as the task's output buffer, unchecked
+ *                                         (for fuzzing how the host decodes outputs)
+ *   fork_child(ms: u64) -> u64            forks a grandchild that sleeps ms milliseconds; its pid
+ *   mark_and_sleep(path: str, ms: u64) -> ()  writes the executor's pid to `path`, then sleeps ms
+ *                                         milliseconds (the caller sees the task is running)
  *
  * Init: fails with Custom("init failed because SPIDER_TEST_TDL_INIT_SHOULD_FAIL is set") when
  * that variable is set; hangs forever when SPIDER_TEST_TDL_INIT_SHOULD_HANG is set (to test a
@@ -33,6 +38,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -466,6 +473,109 @@ static spider_tdl_task_execution_result task_get_env(spider_tdl_byte_array raw_c
     return spider_tdl_result_ok(&out);
 }
 
+/* raw_outputs(data: bytes) -> raw: the bytes of `data` (a msgpack bin) become the task's
+ * whole output buffer, exactly as they are: not a wire frame unless the caller made one. The
+ * host must turn whatever comes back into a clear outcome. */
+static spider_tdl_task_execution_result task_raw_outputs(spider_tdl_byte_array raw_ctx,
+                                                         spider_tdl_byte_array raw_inputs) {
+    spider_tdl_task_context ctx;
+    spider_tdl_wire_reader in;
+    spider_tdl_task_execution_result err;
+    if (!spider_tdl_task_begin("raw_outputs", 1, raw_ctx, raw_inputs, &ctx, &in, &err)) return err;
+    spider_tdl_task_context_free(&ctx);
+
+    const uint8_t *payload;
+    size_t payload_len;
+    const uint8_t *data;
+    size_t n;
+    spider_tdl_reader r;
+    if (!spider_tdl_wire_next(&in, &payload, &payload_len))
+        return param_error("raw_outputs", "data", 0, "bytes");
+    spider_tdl_reader_init(&r, payload, payload_len);
+    if (!spider_tdl_read_bin(&r, &data, &n)) return param_error("raw_outputs", "data", 0, "bytes");
+
+    spider_tdl_buf out;
+    spider_tdl_buf_init(&out);
+    spider_tdl_buf_append(&out, data, n);
+    return spider_tdl_result_ok(&out);
+}
+
+/* fork_child(ms: u64) -> u64: forks a process that sleeps ms milliseconds and exits, and returns
+ * its pid without waiting for it: a task that leaves a grandchild of the pool behind. */
+static spider_tdl_task_execution_result task_fork_child(spider_tdl_byte_array raw_ctx,
+                                                        spider_tdl_byte_array raw_inputs) {
+    spider_tdl_task_context ctx;
+    spider_tdl_wire_reader in;
+    spider_tdl_task_execution_result err;
+    if (!spider_tdl_task_begin("fork_child", 1, raw_ctx, raw_inputs, &ctx, &in, &err)) return err;
+    spider_tdl_task_context_free(&ctx);
+
+    uint64_t ms;
+    if (!next_u64(&in, &ms)) return param_error("fork_child", "ms", 0, "an unsigned 64-bit integer");
+    uint64_t sec = ms / 1000;
+    if (sec > 0x7FFFFFFF) sec = 0x7FFFFFFF;
+    pid_t child = fork();
+    if (child < 0)
+        return spider_tdl_result_error(SPIDER_TDL_ERR_EXECUTION, "fork_child: fork failed: %s",
+                                       strerror(errno));
+    if (child == 0) {
+        sleep_for((time_t)sec, (long)(ms % 1000) * 1000000L);
+        _exit(0);
+    }
+
+    spider_tdl_buf out;
+    size_t mark;
+    spider_tdl_buf_init(&out);
+    spider_tdl_wire_begin(&out, 1);
+    spider_tdl_wire_payload_begin(&out, &mark);
+    spider_tdl_write_uint(&out, (uint64_t)child);
+    spider_tdl_wire_payload_end(&out, mark);
+    return spider_tdl_result_ok(&out);
+}
+
+/* mark_and_sleep(path: str, ms: u64) -> (): writes the executor's pid to `path` (created or
+ * truncated), then sleeps ms milliseconds; a caller waiting for the file knows the task runs. */
+static spider_tdl_task_execution_result task_mark_and_sleep(spider_tdl_byte_array raw_ctx,
+                                                            spider_tdl_byte_array raw_inputs) {
+    spider_tdl_task_context ctx;
+    spider_tdl_wire_reader in;
+    spider_tdl_task_execution_result err;
+    if (!spider_tdl_task_begin("mark_and_sleep", 2, raw_ctx, raw_inputs, &ctx, &in, &err))
+        return err;
+    spider_tdl_task_context_free(&ctx);
+
+    const uint8_t *payload;
+    size_t payload_len;
+    const char *s;
+    size_t n;
+    spider_tdl_reader r;
+    if (!spider_tdl_wire_next(&in, &payload, &payload_len))
+        return param_error("mark_and_sleep", "path", 0, "a string");
+    spider_tdl_reader_init(&r, payload, payload_len);
+    if (!spider_tdl_read_str(&r, &s, &n) || n == 0 || n > 4096 || memchr(s, 0, n) != NULL)
+        return param_error("mark_and_sleep", "path", 0, "a non-empty path");
+    char path[4097];
+    memcpy(path, s, n);
+    path[n] = 0;
+    uint64_t ms;
+    if (!next_u64(&in, &ms))
+        return param_error("mark_and_sleep", "ms", 1, "an unsigned 64-bit integer");
+
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return spider_tdl_result_error(SPIDER_TDL_ERR_EXECUTION, "mark_and_sleep: cannot open %s: %s",
+                                       path, strerror(errno));
+    char text[32];
+    int len = snprintf(text, sizeof text, "%ld\n", (long)getpid());
+    write_all(fd, text, (size_t)len);
+    close(fd);
+
+    uint64_t sec = ms / 1000;
+    if (sec > 0x7FFFFFFF) sec = 0x7FFFFFFF;
+    sleep_for((time_t)sec, (long)(ms % 1000) * 1000000L);
+    return spider_tdl_result_unit();
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Registry and exported symbols                                                              */
 /* ------------------------------------------------------------------------------------------ */
@@ -488,6 +598,9 @@ static const struct {
     {"big", task_big},
     {"get_env", task_get_env},
     {"hold_mb", task_hold_mb},
+    {"raw_outputs", task_raw_outputs},
+    {"fork_child", task_fork_child},
+    {"mark_and_sleep", task_mark_and_sleep},
 };
 
 spider_tdl_version __spider_tdl_package_get_version(void) {
