@@ -249,10 +249,15 @@ class Success:
 
     @property
     def values(self) -> list[Any]:
+        """The decoded outputs.
+
+        :raises spider_core.tdl.WireFormatError: the task returned bytes that are not the
+            wire format (a bug in the task; ``outputs`` holds them as they came).
+        """
         return decode_values(self.outputs)
 
     def unwrap(self) -> list[Any]:
-        """The decoded outputs, as ``values``."""
+        """The decoded outputs, as ``values`` (which may raise ``WireFormatError``)."""
         return self.values
 
 

@@ -7,6 +7,7 @@ finds a healthy executor, no answer is read by the wrong caller.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import os
 import signal
@@ -265,3 +266,29 @@ def test_a_spinning_sync_pool_answers_and_still_times_out(config) -> None:
         assert pool.call(PKG, "sleep_ms", 5) == []  # longer than the window: blocks after it
         assert isinstance(pool.execute(req("sleep_ms", 2000), hard_timeout=0.0003), sc.Timeout)
         assert pool.call(PKG, "fibonacci", 11) == [89]
+
+
+def test_an_executor_dead_before_anyone_noticed_costs_the_next_call_nothing(config) -> None:
+    """Killed and gone before the pool's loop saw it: the request cannot be written, so it
+    goes to a new executor instead of coming back as a crash (both pools)."""
+
+    def kill_and_wait(pid: int) -> None:
+        os.kill(pid, signal.SIGKILL)
+        while not gone(pid):
+            time.sleep(0.005)  # blocks the caller's loop: nothing notices the exit meanwhile
+
+    async def main():
+        async with sc.ProcessPool(config) as pool:
+            outcomes = []
+            for _ in range(3):
+                kill_and_wait(pool.pid)
+                outcomes.append(await pool.execute(req("fibonacci", 9)))
+            return outcomes, pool.executor_id
+
+    outcomes, last = asyncio.run(main())
+    assert [o.values for o in outcomes] == [[34]] * 3 and last == 4
+    with sc.SyncProcessPool(config) as pool:
+        for _ in range(3):
+            kill_and_wait(pool.pid)
+            assert pool.call(PKG, "fibonacci", 9) == [34]
+        assert pool.executor_id == 4

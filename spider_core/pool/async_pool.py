@@ -288,6 +288,12 @@ class ProcessPool:
             waiter = executor.expect()
             deadline = self._loop.time() + hard_timeout  # type: ignore[union-attr]  # set by start()
             executor.send(frame)
+            if executor.refused:  # it died while idle, and nobody had noticed yet
+                executor = await slot.replace_dead()
+                frame = executor.encode(message)
+                waiter = executor.expect()
+                deadline = self._loop.time() + hard_timeout  # type: ignore[union-attr]
+                executor.send(frame)
             # Poll only while this is the one call in flight: the loop runs nothing else meanwhile.
             spin = slot.spin.budget() if slots.alone else 0
             if spin:
@@ -344,6 +350,8 @@ class ProcessPool:
         :raises OutcomeError: the task failed (``TaskFailed``), timed out (``TaskTimedOut``)
             or crashed its executor (``ExecutorCrashed``); ``.outcome`` has the details.
         :raises InternalError: as :meth:`execute`.
+        :raises spider_core.tdl.WireFormatError: the task succeeded but returned bytes that
+            are not the wire format (see ``Success.values``).
         """
         request = ExecuteRequest(package=package, task=task, inputs=inputs)
         return (await self.execute(request, hard_timeout, soft_timeout=soft_timeout)).unwrap()

@@ -71,6 +71,9 @@ class ExecutorProcess:
         #: Answers that came before anyone waited for them (requests sent together).
         self.inbox: deque[Any] = deque()
         self.lost: str | None = None
+        #: Whether the executor was gone before it got the first byte of a request (the
+        #: request never reached it: it may be sent to another executor).
+        self.refused = False
         self.exited = loop.create_future()
         # the supervisor starts the process with stdin, stdout and stderr as pipes
         self._out = proc.stdin.fileno()  # type: ignore[union-attr]
@@ -175,6 +178,7 @@ class ExecutorProcess:
         except BlockingIOError:
             written = 0
         except OSError as e:
+            self.refused = True
             self._lose(f"writing to the executor failed: {e.strerror}")
             return
         if written < len(frame):
@@ -239,8 +243,8 @@ class ExecutorProcess:
         :class:`Lost`, or :data:`TIMED_OUT` once ``deadline`` (``time.monotonic()``) passes.
         Polls for the answer without blocking first, as ``spin`` allows. The channel must be
         detached, and the caller must hold the slot."""
+        view = memoryview(frame)
         try:
-            view = memoryview(frame)
             while True:
                 try:
                     view = view[os.write(self._out, view) :]
@@ -251,6 +255,7 @@ class ExecutorProcess:
                 if not self._wait_for(select.POLLOUT, self._out, deadline):
                     return TIMED_OUT
         except OSError as e:
+            self.refused = len(view) == len(frame)
             self._lose(f"writing to the executor failed: {e.strerror}")
             return Lost(self.lost)  # type: ignore[arg-type]  # set by _lose
         decoder = self.decoder

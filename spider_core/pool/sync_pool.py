@@ -119,9 +119,14 @@ class SyncProcessPool:
                 raise EncodeTaskInputs(f"cannot send the request: {e}") from None
             try:
                 reply = executor.exchange(frame, time.monotonic() + hard_timeout, slot.spin)
+                if executor.refused:  # it died while idle, and nobody had noticed yet
+                    executor = self._settle(slot.replace_dead())
+                    frame = executor.encode(message)
+                    reply = executor.exchange(frame, time.monotonic() + hard_timeout, slot.spin)
             except BaseException:
-                executor.signal(signal.SIGKILL)  # before anything else: its answer is void
-                self._settle(slot.replace(executor, "cancelled"))
+                if slot.current is executor:  # (not if it was being replaced, unasked)
+                    executor.signal(signal.SIGKILL)  # before anything else: its answer is void
+                    self._settle(slot.replace(executor, "cancelled"))
                 raise
             if reply is TIMED_OUT:
                 executor.signal(signal.SIGKILL)  # the deadline is now, not when the pool's thread wakes
