@@ -60,6 +60,15 @@ def _alive(pid: int, start: int) -> bool:
     return stat is not None and stat[2] == start and stat[0] not in "ZX"
 
 
+def _is_guard(pid: int) -> bool:
+    """Whether ``pid`` is a pool's guard process (``spider_core.pool.guard``)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"os.killpg" in f.read()
+    except OSError:
+        return False
+
+
 def _wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not condition():
@@ -98,16 +107,22 @@ class Orphans:
             stat = process_stat(pid)
             if stat is not None:
                 self.recorded[pid] = stat[2]
-        assert set(self.grandchildren) <= set(self.recorded)
-        assert len(self.recorded) == self.executors + len(self.grandchildren)
+        self.guards = [pid for pid in self.recorded if _is_guard(pid)]
+        assert set(self.grandchildren) <= set(self.recorded) and len(self.guards) == 1
+        assert len(self.recorded) == self.executors + len(self.grandchildren) + 1
 
     def kill(self) -> None:
         self.parent.send_signal(signal.SIGKILL)
         self.parent.wait(10)
 
     def alive(self, which: str) -> list[int]:
-        """The recorded executors (``which="executor"``) or grandchildren still alive."""
-        pids = [pid for pid in self.recorded if (pid in self.grandchildren) == (which == "grandchild")]
+        """The recorded executors (``which="executor"``), grandchildren or guard still alive."""
+        if which == "grandchild":
+            pids = self.grandchildren
+        elif which == "guard":
+            pids = self.guards
+        else:
+            pids = [pid for pid in self.recorded if pid not in self.grandchildren and pid not in self.guards]
         return [pid for pid in pids if _alive(pid, self.recorded[pid])]
 
     def wait_gone(self, which: str, timeout: float) -> list[int]:
@@ -147,13 +162,12 @@ def test_killing_the_parent_leaves_no_executor(orphans: Orphans) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="known bug: a process a task forked outlives the executor when the pool's parent is SIGKILLed "
-    "(it has no PDEATHSIG of its own, and the pool's kill of the executor's process group never runs)",
-    strict=True,
-)
+@pytest.mark.parametrize("orphans", ["slots", "standby"], indirect=True)
 def test_killing_the_parent_leaves_no_grandchild(orphans: Orphans) -> None:
+    """A fork does not inherit the parent-death signal: the pool's guard process kills the
+    executors' process groups when the pool dies, then exits."""
     orphans.kill()
     assert not orphans.wait_gone("executor", 10)
     survivors = orphans.wait_gone("grandchild", 3)
     assert not survivors, f"processes forked by tasks alive 3 s after the executors died: {survivors}"
+    assert not orphans.wait_gone("guard", 3), "the guard process outlived its work"

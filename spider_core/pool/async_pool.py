@@ -31,6 +31,7 @@ from spider_core.errors import EncodeTaskInputs, ExecutorCreationFailure, Invali
 from spider_core.models import ExecuteRequest, ExecutorCrash, InTaskFailure, Outcome, PoolConfig, Success, Timeout
 from spider_core.plugin import PluginError, PluginSettings, SpiderPluginManager, get_plugin_manager
 from spider_core.pool.events import Events
+from spider_core.pool.guard import Guard
 from spider_core.pool.mapping import DEPTH, pipelined_map
 from spider_core.pool.process import EXIT_GRACE, TIMED_OUT, ExecutorProcess, Lost
 from spider_core.pool.protocols import open_protocol
@@ -114,6 +115,7 @@ class ProcessPool:
         self._requests = RequestEncoder()
         self._close_task: asyncio.Future[None] | None = None
         self._starting: asyncio.Future[None] | None = None  # while start() spawns the executors
+        self._guard: Guard | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._seqs: Iterator[int] = itertools.count(1)  # next() is atomic: the sync pool's threads share it
         #: Whether callers drive the executors' channels from their own threads (set by
@@ -196,30 +198,39 @@ class ProcessPool:
         except PluginError as e:
             raise ExecutorCreationFailure(str(e)) from None
         self._events = Events(self.pm)
+        try:
+            guard = Guard()
+        except OSError as e:
+            raise ExecutorCreationFailure(f"cannot start the pool's guard process: {e.strerror or e}") from None
         ids = itertools.count(1)  # executor ids are unique across the pool's slots
         supervisors = [
-            Supervisor(self.config, self.pm, loop, protocol, self._events, ids, index, direct=self._direct)
+            Supervisor(self.config, self.pm, loop, protocol, self._events, ids, index, direct=self._direct, guard=guard)
             for index, protocol in enumerate(protocols)
         ]
         for supervisor in supervisors:
             supervisor.deadline = _Deadline(loop)
         self._starting = loop.create_future()
         try:
-            results = await asyncio.gather(*(s.spawn("start") for s in supervisors), return_exceptions=True)
-            if self._closed:  # close() came while the executors started: it waits for this
-                await asyncio.gather(*(s.cancel_standby() for s in supervisors))
-                await asyncio.gather(*(s.stop_all() for s in supervisors))
-                raise NotRunning("the pool was closed while it started")
-        finally:
-            self._starting.set_result(None)
-        failures = []
-        for supervisor, result in zip(supervisors, results, strict=True):
-            if isinstance(result, BaseException):
-                if not isinstance(result, Exception):
-                    raise result
-                failures.append((supervisor, result))
-        if len(failures) == len(supervisors):
-            raise failures[0][1]
+            try:
+                results = await asyncio.gather(*(s.spawn("start") for s in supervisors), return_exceptions=True)
+                if self._closed:  # close() came while the executors started: it waits for this
+                    await asyncio.gather(*(s.cancel_standby() for s in supervisors))
+                    await asyncio.gather(*(s.stop_all() for s in supervisors))
+                    raise NotRunning("the pool was closed while it started")
+            finally:
+                self._starting.set_result(None)
+            failures = []
+            for supervisor, result in zip(supervisors, results, strict=True):
+                if isinstance(result, BaseException):
+                    if not isinstance(result, Exception):
+                        raise result
+                    failures.append((supervisor, result))
+            if len(failures) == len(supervisors):
+                raise failures[0][1]
+        except BaseException:
+            guard.close()  # no executor is left (a failed spawn reaps what it started)
+            raise
+        self._guard = guard
         for supervisor, error in failures:
             logger.warning("slot %d could not start an executor (it will retry): %s", supervisor.index, error)
         slots = Slots(loop, supervisors)
@@ -250,6 +261,8 @@ class ProcessPool:
         await asyncio.gather(*(s.cancel_standby() for s in slots.all))
         await slots.wait_all_free()
         await asyncio.gather(*(s.stop_all() for s in slots.all))
+        if self._guard is not None:
+            self._guard.close()
 
     # -- execute
 

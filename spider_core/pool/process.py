@@ -21,6 +21,7 @@ import time
 from collections import deque
 from typing import Any
 
+from spider_core.pool.guard import Guard
 from spider_core.pool.logsink import LogSink
 from spider_core.protocol import AdaptiveSpin, ExecutorProtocol, FramingError
 
@@ -53,6 +54,7 @@ class ExecutorProcess:
         proc: subprocess.Popen[bytes],
         protocol: ExecutorProtocol,
         sink: LogSink,
+        guard: Guard | None = None,
     ) -> None:
         self.loop = loop
         self.id = executor_id
@@ -89,6 +91,9 @@ class ExecutorProcess:
         loop.add_reader(self._in, self._on_readable)
         loop.add_reader(self._err, self._on_stderr)
         loop.add_reader(self._pidfd, self._on_exit)
+        self._guard = guard
+        if guard is not None:
+            guard.watch(self.pid)  # it leads its own process group
 
     @property
     def alive(self) -> bool:
@@ -386,6 +391,8 @@ class ExecutorProcess:
         self.loop.remove_reader(self._err)
         self.loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
+        if self._guard is not None:
+            self._guard.forget(self.pid)  # reaped: its group id may be reused
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             with contextlib.suppress(OSError):
                 stream.close()  # type: ignore[union-attr]  # all three are pipes

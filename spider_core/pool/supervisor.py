@@ -33,6 +33,7 @@ from spider_core.plugin import (
     SpiderPluginManager,
 )
 from spider_core.pool.events import Events
+from spider_core.pool.guard import Guard
 from spider_core.pool.logsink import LogSink
 from spider_core.pool.process import EXIT_GRACE, TIMED_OUT, ExecutorProcess, Lost
 from spider_core.protocol import AdaptiveSpin, ExecutorProtocol, ProtocolError, executor_environment
@@ -62,6 +63,7 @@ class Supervisor:
         ids: Iterator[int] | None = None,
         index: int = 0,
         direct: bool = False,
+        guard: Guard | None = None,
     ) -> None:
         self.config = config
         self.pm = pm
@@ -82,6 +84,8 @@ class Supervisor:
         #: Whether callers drive the executors' protocol channel from their own threads (the
         #: sync pool): each is detached from the loop once ready.
         self.direct = direct
+        #: Kills what tasks leave running if the pool dies without closing.
+        self.guard = guard
         #: How long callers poll for an answer before they block (``PoolConfig.spin_us``).
         self.spin = AdaptiveSpin(config.spin_us)
         #: Whether a caller holds this slot.
@@ -274,7 +278,7 @@ class Supervisor:
                 f"cannot start executor command {spec.argv[0]!r}: {e.strerror or e}", counted
             ) from None
         try:
-            executor = ExecutorProcess(self.loop, executor_id, proc, self.protocol, sink)
+            executor = ExecutorProcess(self.loop, executor_id, proc, self.protocol, sink, self.guard)
         except OSError as e:  # e.g. no descriptor left for its pidfd
             proc.kill()
             proc.wait()
