@@ -149,7 +149,10 @@ class PoolConfig:
         of a round trip on virtual machines). The spin adapts: after a poll that was not
         answered in time, the next 1, 2, 4, ... 64 calls block at once, so long tasks cost
         little spinning. The async pool polls only while one call is in flight (its event loop
-        runs nothing else meanwhile); 0 (the default) never spins.
+        runs nothing else meanwhile); 0 (the default) never spins. The one switch for low
+        latency: ``spin_us=300`` also makes the executor spin (``executor_spin_us``), and cuts
+        a no-op round trip to a fraction on virtual machines, where waking a sleeping CPU
+        costs hundreds of microseconds; an idle pool costs no CPU either way.
     :param executor_log_level: What the executor logs: ``"info"`` (start, packages loaded,
         errors, exit), ``"debug"`` (also one line per task), ``"warning"``, ``"error"``.
     :param executor_spin_us: After answering, the executor polls for the next request for
@@ -157,7 +160,7 @@ class PoolConfig:
         back this cuts the round trip sharply on virtual machines. It adapts as ``spin_us``
         does: a poll that goes unanswered makes the next 1, 2, 4, ... 64 waits block at once,
         so an idle pool or a caller that pauses between tasks costs at most one window of CPU
-        now and then; 0 (the default) never spins.
+        now and then; 0 never spins. None (the default): as ``spin_us``.
     """
 
     package_dir: Path = field(converter=_path, validator=_Check("a path (a string or a Path)", lambda v: isinstance(v, Path)))
@@ -192,7 +195,9 @@ class PoolConfig:
     backoff_max: float = field(default=30.0, validator=_seconds())
     disabled_plugins: tuple[str, ...] = field(default=(), converter=_names, validator=_names_check("plugin names"))
     plugin_autoload: bool | None = field(default=None, validator=_Check("True or False", lambda v: isinstance(v, bool), True))
-    executor_spin_us: int = field(default=0, validator=_at_least(0, "a whole number of microseconds"))
+    executor_spin_us: int | None = field(
+        default=None, validator=_at_least(0, "a whole number of microseconds", optional=True)
+    )
     standby: bool = field(default=False, validator=_Check("True or False", lambda v: isinstance(v, bool)))
     spin_us: int = field(default=0, validator=_at_least(0, "a whole number of microseconds"))
     executor_log_level: str = field(

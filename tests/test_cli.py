@@ -547,14 +547,15 @@ def test_batch_slots_interrupted_cancels_the_running_requests(package_dir: Path,
 
 
 def children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid``."""
+    """The executors whose parent is ``pid`` (its children but the pool's guard process)."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
         except OSError:  # it ended meanwhile
             continue
-        if int(fields[1]) == pid:
+        if int(fields[1]) == pid and b"os.killpg" not in cmdline:
             found.append(int(stat.parent.name))
     return found
 

@@ -292,3 +292,14 @@ def test_an_executor_dead_before_anyone_noticed_costs_the_next_call_nothing(conf
             kill_and_wait(pool.pid)
             assert pool.call(PKG, "fibonacci", 9) == [34]
         assert pool.executor_id == 4
+
+
+@pytest.mark.parametrize(("fields", "expected"), [
+    ({}, "0"),
+    ({"spin_us": 300}, "300"),  # one switch spins both sides
+    ({"spin_us": 300, "executor_spin_us": 0}, "0"),
+    ({"executor_spin_us": 150}, "150"),
+])
+def test_the_executor_spins_as_spin_us_unless_told_otherwise(config, fields, expected) -> None:
+    with sc.SyncProcessPool(attrs.evolve(config, **fields)) as pool:
+        assert pool.call(PKG, "get_env", "SPIDER_EXECUTOR_SPIN_US") == [expected]

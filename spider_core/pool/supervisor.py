@@ -344,7 +344,7 @@ class Supervisor:
             executor_environment(
                 package_dir=os.path.abspath(self.config.package_dir),
                 max_frame_size=self.config.max_frame_size,
-                spin_us=self.config.executor_spin_us,
+                spin_us=self.config.executor_spin_us if self.config.executor_spin_us is not None else self.config.spin_us,
                 log_level=self.config.executor_log_level,
             )
         )
