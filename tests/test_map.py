@@ -124,14 +124,16 @@ def test_a_caller_of_execute_keeps_its_place_while_a_long_map_runs(config) -> No
     async def main():
         async with sc.ProcessPool(attrs.evolve(config, slots=1, executor_log_level="info")) as pool:
             yielded = 0
+            going = asyncio.Event()
 
             async def consume():
                 nonlocal yielded
                 async for _ in pool.map(req("noop") for _ in range(3000)):
                     yielded += 1
+                    going.set()
 
             mapping = asyncio.create_task(consume())
-            await asyncio.sleep(0.05)
+            await going.wait()
             alone = await pool.execute(req("fibonacci", 10))
             at = yielded
             await mapping

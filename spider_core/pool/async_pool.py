@@ -311,19 +311,7 @@ class ProcessPool:
             spin = slot.spin.budget() if slots.alone else 0
             if spin:
                 slot.spin.answered(executor.poll(min(spin, int(min(hard_timeout, 1.0) * 1e9))))
-            if waiter.done():
-                reply = waiter.result()  # answered while we spun: no timer, no loop iteration
-            else:
-                clock = slot.deadline
-                clock.arm(waiter, deadline)
-                try:
-                    reply = await waiter
-                except asyncio.CancelledError:
-                    clock.disarm()
-                    executor.signal(signal.SIGKILL)  # before anything else: its answer is void
-                    await slot.replace(executor, "cancelled")
-                    raise
-                clock.disarm()
+            reply = await slot.answer(executor, waiter, deadline)  # at once if answered while we spun
             fields = executor.result_fields(reply)
             if fields is not None and fields[0] == seq and fields[1] and executor.recycle_after is None and not self._max_rss:
                 executor.tasks_run += 1  # the usual answer, a Success, inline

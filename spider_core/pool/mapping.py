@@ -14,7 +14,6 @@ to the pool, so callers of ``execute`` keep their place in the queue.
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
@@ -123,26 +122,14 @@ class _Mapper:
             sent.append((item, seq))
         if not sent:
             return done, []
-        loop = pool._loop
-        clock = slot.deadline
+        loop: asyncio.AbstractEventLoop = pool._loop  # type: ignore[assignment]  # started
         fast = executor.recycle_after is None and not pool._max_rss
         events = pool._events
         started = time.perf_counter()
         executor.send(b"".join(frames), replies=len(sent))
         for position, (item, seq) in enumerate(sent):
-            waiter = executor.expect()
-            if waiter.done():
-                reply = waiter.result()  # it came with the answer before
-            else:
-                clock.arm(waiter, loop.time() + self.hard_timeout)  # type: ignore[union-attr]  # started
-                try:
-                    reply = await waiter
-                except asyncio.CancelledError:
-                    clock.disarm()
-                    executor.signal(signal.SIGKILL)  # before anything else: its answers are void
-                    await slot.replace(executor, "cancelled")
-                    raise
-                clock.disarm()
+            # at once if it came with the answer before; its clock starts when that one ended
+            reply = await slot.answer(executor, executor.expect(), loop.time() + self.hard_timeout)
             fields = executor.result_fields(reply)
             if fast and fields is not None and fields[0] == seq and fields[1]:
                 executor.tasks_run += 1

@@ -122,6 +122,25 @@ class Supervisor:
             return None
         return self.config.log_dir / f"{self.config.em_id}-{executor_id}.log"
 
+    async def answer(self, executor: ExecutorProcess, waiter: asyncio.Future[Any], deadline: float) -> Any:
+        """Wait for ``executor``'s answer (``waiter``, from ``expect()``) until ``deadline``
+        (the loop's clock): the message, :class:`Lost` or :data:`TIMED_OUT`. A caller cancelled
+        meanwhile kills and replaces the executor before the cancellation goes on: its answer
+        would be read by nobody."""
+        if waiter.done():
+            return waiter.result()
+        clock = self.deadline
+        clock.arm(waiter, deadline)
+        try:
+            reply = await waiter
+        except asyncio.CancelledError:
+            clock.disarm()
+            executor.signal(signal.SIGKILL)  # before anything else: its answer is void
+            await self.replace(executor, "cancelled")
+            raise
+        clock.disarm()
+        return reply
+
     # -- retiring
 
     async def retire(self, executor: ExecutorProcess, reason: ExitReason, grace: float = 0.0) -> tuple[int | None, int | None]:
