@@ -6,9 +6,8 @@ imports ``spider_core.executor``) does not pay for the pool, asyncio or the buil
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from spider_core._lazy import lazy_exports
+import importlib
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     # `X as X` re-exports each name for type checkers, which cannot compute __all__ below
@@ -114,4 +113,14 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'spider_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
