@@ -30,6 +30,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import struct
 from collections.abc import Mapping
 from typing import Any, Protocol, TypeVar, cast
 
@@ -266,6 +267,59 @@ class FrameDecoder(Protocol):
 
     def wanted(self) -> int:
         """How many more bytes the current frame needs (a hint for the read size)."""
+
+
+class LengthDelimitedDecoder:
+    """The frame splitting of a :class:`FrameDecoder` for frames with a 4-byte big-endian
+    length prefix, as tokio-util's default ``LengthDelimitedCodec`` writes them: spider's own
+    executor speaks it, and so does spider-core's msgpack framing. Subclasses implement
+    ``next_message`` by decoding what :meth:`next_body` returns."""
+
+    #: Appended to the error for an oversized frame (what it may mean for this protocol).
+    oversize_hint = ""
+
+    def __init__(self, max_frame_size: int) -> None:
+        self.max_frame_size = max_frame_size
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def wanted(self) -> int:
+        buffer = self._buffer
+        if len(buffer) < _LENGTH_SIZE:
+            return _LENGTH_SIZE - len(buffer)
+        size: int = _unpack_length(buffer)[0]
+        return _LENGTH_SIZE + size - len(buffer)
+
+    def next_body(self) -> bytearray | None:
+        """The next complete frame's body (its prefix removed), or None until more bytes arrive.
+
+        :raises FramingError: the prefix announces more than ``max_frame_size`` bytes.
+        """
+        buffer = self._buffer
+        if len(buffer) < _LENGTH_SIZE:
+            return None
+        size: int = _unpack_length(buffer)[0]
+        if size > self.max_frame_size:
+            raise FramingError(
+                f"frame of {size} bytes exceeds the maximum frame size of {self.max_frame_size} bytes"
+                f"{self.oversize_hint}"
+            )
+        end = _LENGTH_SIZE + size
+        if len(buffer) < end:
+            return None
+        body = buffer[_LENGTH_SIZE:end]
+        del buffer[:end]
+        return body
+
+
+_LENGTH = struct.Struct(">I")
+_LENGTH_SIZE = _LENGTH.size
+_unpack_length = _LENGTH.unpack_from
 
 
 class Framing(Protocol):

@@ -11,52 +11,23 @@ from typing import Any
 
 import msgpack
 
-from spider_core.plugin import FramingError, hookimpl
+from spider_core.plugin import FramingError, LengthDelimitedDecoder, hookimpl
 
 _HEADER = struct.Struct(">I")
-_HEADER_SIZE = _HEADER.size
-_unpack_header = _HEADER.unpack_from
 _KEEP_PACKER_BELOW = 1 << 20
 
 
-class MsgpackDecoder:
+class MsgpackDecoder(LengthDelimitedDecoder):
     """Incremental decoder: feed bytes, take complete messages."""
 
-    def __init__(self, max_frame_size: int) -> None:
-        self.max_frame_size = max_frame_size
-        self._buffer = bytearray()
-
-    def feed(self, data: bytes) -> None:
-        self._buffer += data
-
-    def pending(self) -> int:
-        return len(self._buffer)
-
-    def wanted(self) -> int:
-        buffer = self._buffer
-        if len(buffer) < _HEADER_SIZE:
-            return _HEADER_SIZE - len(buffer)
-        size: int = _unpack_header(buffer)[0]
-        return _HEADER_SIZE + size - len(buffer)
-
     def next_message(self) -> Any | None:
-        buffer = self._buffer
-        if len(buffer) < _HEADER_SIZE:
+        body = self.next_body()
+        if body is None:
             return None
-        (size,) = _unpack_header(buffer)
-        if size > self.max_frame_size:
-            raise FramingError(
-                f"frame of {size} bytes exceeds the maximum frame size of {self.max_frame_size} bytes"
-            )
-        end = _HEADER_SIZE + size
-        if len(buffer) < end:
-            return None
-        body = buffer[_HEADER_SIZE:end]
-        del buffer[:end]
         try:
             return msgpack.unpackb(body)
         except Exception as e:
-            raise FramingError(f"frame of {size} bytes is not a msgpack message: {e}") from None
+            raise FramingError(f"frame of {len(body)} bytes is not a msgpack message: {e}") from None
 
 
 class MsgpackFraming:

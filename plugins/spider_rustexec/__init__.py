@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from spider_core.plugin import (
     FramingError,
+    LengthDelimitedDecoder,
     PluginError,
     ProtocolError,
     execute_fields,
@@ -28,14 +29,12 @@ if TYPE_CHECKING:  # the executor loads this plugin too: it needs no models
     from spider_core.plugin import PoolConfig
 
 from spider_rustexec.bincode import (
-    HEADER_SIZE,
     MAX_FRAME_SIZE,
     SHUTDOWN_BODY,
     BincodeError,
     decode_result,
     encode_execute,
     frame,
-    frame_size,
 )
 
 __all__ = ["PROTOCOL", "RustDecoder", "RustProtocol"]
@@ -49,43 +48,19 @@ _STDOUT_HINT = "the executor's stdout is its protocol channel: did a task write 
 _RUST_LOG_LEVELS = {"debug": "debug", "info": "info", "warning": "warn", "error": "error"}
 
 
-class RustDecoder:
+class RustDecoder(LengthDelimitedDecoder):
     """Reads ``Response`` frames: yields ``(ok, payload, elapsed_us)`` tuples."""
 
-    def __init__(self, max_frame_size: int) -> None:
-        self.max_frame_size = max_frame_size
-        self._buffer = bytearray()
-
-    def feed(self, data: bytes) -> None:
-        self._buffer += data
-
-    def pending(self) -> int:
-        return len(self._buffer)
-
-    def wanted(self) -> int:
-        buffer = self._buffer
-        if len(buffer) < HEADER_SIZE:
-            return HEADER_SIZE - len(buffer)
-        return HEADER_SIZE + frame_size(buffer) - len(buffer)
+    oversize_hint = f"; {_STDOUT_HINT}"
 
     def next_message(self) -> tuple[bool, bytes, int] | None:
-        buffer = self._buffer
-        if len(buffer) < HEADER_SIZE:
+        body = self.next_body()
+        if body is None:
             return None
-        size = frame_size(buffer)
-        if size > self.max_frame_size:
-            raise FramingError(
-                f"frame of {size} bytes exceeds the maximum frame size of {self.max_frame_size} bytes; {_STDOUT_HINT}"
-            )
-        end = HEADER_SIZE + size
-        if len(buffer) < end:
-            return None
-        body = bytes(buffer[HEADER_SIZE:end])
-        del buffer[:end]
-        if buffer:  # one request, one reply: anything after it is not the executor's
-            raise FramingError(f"{len(buffer)} more bytes came with a reply; {_STDOUT_HINT}")
+        if self._buffer:  # one request, one reply: anything after it is not the executor's
+            raise FramingError(f"{len(self._buffer)} more bytes came with a reply; {_STDOUT_HINT}")
         try:
-            return decode_result(body)
+            return decode_result(bytes(body))
         except BincodeError as e:
             raise FramingError(f"not a spider executor Response: {e}; {_STDOUT_HINT}") from None
 

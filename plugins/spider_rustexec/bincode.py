@@ -117,9 +117,3 @@ def frame(body: bytes, max_frame_size: int = MAX_FRAME_SIZE) -> bytes:
     if len(body) > max_frame_size:
         raise BincodeError(f"a frame of {len(body)} bytes exceeds the maximum frame size of {max_frame_size} bytes")
     return _HEADER.pack(len(body)) + body
-
-
-def frame_size(header: bytes | bytearray) -> int:
-    """The body length a frame header announces."""
-    size: int = _HEADER.unpack_from(header)[0]
-    return size

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
         FrameDecoder as FrameDecoder,
         Framing as Framing,
         FramingError as FramingError,
+        LengthDelimitedDecoder as LengthDelimitedDecoder,
         ProtocolError as ProtocolError,
         die_with_parent as die_with_parent,
         execute_fields as execute_fields,
@@ -108,6 +109,7 @@ _EXPORTS = {
     "FrameDecoder": "spider_core.protocol",
     "Framing": "spider_core.protocol",
     "FramingError": "spider_core.protocol",
+    "LengthDelimitedDecoder": "spider_core.protocol",
     "die_with_parent": "spider_core.protocol",
 }
 
