@@ -70,6 +70,28 @@ def test_a_crash_in_a_batch_replaces_the_executor_and_the_rest_run_once(config, 
     assert tasks_run(config.log_dir, "sleep_and_echo") == len(tokens) - 1  # none ran twice
 
 
+def test_answers_that_came_before_a_crash_count_and_are_not_run_again(config) -> None:
+    """The lane is held up (here by a slow hook) while its executor answers the next requests
+    and then crashes: the answers it sent still count, and only the requests after the crash
+    run again."""
+    import time as clock
+
+    class SlowFirst:
+        calls = 0
+
+        @hookimpl
+        def spider_task_finished(self):
+            SlowFirst.calls += 1
+            if SlowFirst.calls == 1:
+                clock.sleep(0.5)  # blocks the loop: the executor runs on and crashes meanwhile
+
+    requests = [echo(f"t{i}") for i in range(4)] + [req("segfault")] + [echo(f"t{i}") for i in range(5, 10)]
+    outcomes = amap(attrs.evolve(config, slots=1), requests, plugin=SlowFirst())
+    assert isinstance(outcomes[4], sc.ExecutorCrash)
+    assert [o.values for i, o in enumerate(outcomes) if i != 4] == [[[f"t{i}"]] for i in range(10) if i != 4]
+    assert tasks_run(config.log_dir, "sleep_and_echo") == 9  # none ran twice
+
+
 def test_a_timeout_in_a_batch_kills_the_executor_and_the_rest_run_once(config) -> None:
     tokens = [f"t{i}" for i in range(2 * DEPTH)]
     requests = [echo(t) for t in tokens]

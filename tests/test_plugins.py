@@ -457,7 +457,8 @@ def test_the_pool_hands_its_entry_point_plugins_to_the_executor(
     import spider_core as sc
 
     monkeypatch.setenv("PYTHONPATH", str(fake_dist))
-    config = sc.PoolConfig(package_dir=package_dir, inherited_env=("PYTHONPATH",))
+    # autoload asked for, so that SPIDER_DISABLE_PLUGIN_AUTOLOAD (tox's noautoload envs) does not apply
+    config = sc.PoolConfig(package_dir=package_dir, inherited_env=("PYTHONPATH",), plugin_autoload=True)
     with sc.SyncProcessPool(config) as pool:
         outcome = pool.execute(sc.ExecuteRequest(package="fakepkg", task="hello"), hard_timeout=30)
     assert isinstance(outcome, sc.Success), outcome

@@ -141,7 +141,10 @@ class _Mapper:
             if events is not None and events.wants_task_finished:
                 events.task_finished(item[1], outcome, executor.id, started - item[3], finished - started)
             started = finished
-            if slot.current is not executor or not executor.alive:  # it was replaced
+            # Replaced (this request timed out, crashed it, or ended its share): the requests
+            # after this one never reached a live executor. (One that died after answering is
+            # replaced only once its answers so far are read, at the first request it owes.)
+            if slot.current is not executor:
                 return done, [later for later, _ in sent[position + 1 :]]
         return done, []
 
