@@ -4,6 +4,7 @@ for each request (real executor, real C package)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from pathlib import Path
@@ -169,15 +170,16 @@ def test_leaving_an_async_map_early_kills_what_runs_and_the_pool_goes_on(config)
     async def main():
         async with sc.ProcessPool(config) as pool:
             first = []
-            async for outcome in pool.map(req("sleep_ms", 200) for _ in range(100)):
-                first.append(outcome)
-                break
-            await asyncio.sleep(0.3)  # the cancelled lanes kill their executors
-            return first, await pool.execute(req("fibonacci", 12)), pool.executor_ids
+            async with contextlib.aclosing(pool.map(req("sleep_ms", 200) for _ in range(100))) as outcomes:
+                async for outcome in outcomes:
+                    first.append(outcome)
+                    break
+            ids = pool.executor_ids  # aclose() returns once the running requests are killed
+            return first, await pool.execute(req("fibonacci", 12)), ids
 
     first, after, ids = asyncio.run(main())
     assert isinstance(first[0], sc.Success) and after.values == [144]
-    assert all(i is not None and i > 2 for i in ids)  # both executors were replaced
+    assert all(i is not None and i > 2 for i in ids), ids  # both executors were replaced
 
 
 def test_sync_map_reads_no_further_ahead_than_its_window(config) -> None:
@@ -215,3 +217,23 @@ def test_sync_map_raises_a_bad_request_at_its_place_and_an_iterable_s_error(conf
         assert next(got).values == [2]
         with pytest.raises(ValueError, match="no more requests"):
             next(got)
+
+
+def test_outcomes_come_as_each_request_ends_not_per_batch(config) -> None:
+    finished = []
+
+    class Count:
+        @hookimpl
+        def spider_task_finished(self, request):
+            finished.append(request.task)
+
+    async def main():
+        pm = sc.get_plugin_manager(autoload=False)
+        pm.register(Count())
+        async with sc.ProcessPool(attrs.evolve(config, slots=1), plugin_manager=pm) as pool:
+            async with contextlib.aclosing(pool.map([req("sleep_ms", 300)] * 4)) as outcomes:
+                async for outcome in outcomes:
+                    return outcome, len(finished)
+
+    first, ended = asyncio.run(main())
+    assert isinstance(first, sc.Success) and ended < 4  # the other three of its batch still ran

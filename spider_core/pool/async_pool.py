@@ -17,6 +17,7 @@ resolved when the pool starts, the launcher and the respawn policy at each spawn
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -373,8 +374,9 @@ class ProcessPool:
         slots = self._running_slots()
         pipelined = all(getattr(slot.protocol, "pipelined", False) for slot in slots.all)
         depth = DEPTH if pipelined and not self._max_rss else 1  # the memory check comes after each task
-        async for outcome in pipelined_map(self, requests, hard_timeout, soft_timeout, depth):
-            yield outcome
+        async with contextlib.aclosing(pipelined_map(self, requests, hard_timeout, soft_timeout, depth)) as outcomes:
+            async for outcome in outcomes:
+                yield outcome
 
     async def _outcome(
         self, slot: Supervisor, executor: ExecutorProcess, seq: int, reply: Any, hard_timeout: float

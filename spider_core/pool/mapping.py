@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from spider_core.errors import EncodeTaskInputs, InternalError
@@ -58,11 +58,12 @@ BATCH_BYTES = 32 * 1024
 
 # (index in the map, the request, its Execute message, when it was read)
 _Item = tuple[int, ExecuteRequest, list[Any], float]
-_Done = tuple[int, "Outcome | BaseException"]
 
 
 class _Mapper:
-    """One ``map`` call: the requests read and not yet sent, and one lane task per slot."""
+    """One ``map`` call: the requests read and not yet sent, the outcomes not yet yielded, and
+    one lane task per slot. A lane puts each outcome in :attr:`results` as it comes and wakes
+    the map (:meth:`deliver`)."""
 
     def __init__(self, pool: _Pool, hard_timeout: float, depth: int) -> None:
         self.pool = pool
@@ -70,14 +71,31 @@ class _Mapper:
         self.hard_timeout = hard_timeout
         self.depth = depth
         self.pending: deque[_Item] = deque()
-        self.lanes: set[asyncio.Task[tuple[list[_Done], list[_Item]]]] = set()
+        self.results: dict[int, Outcome | BaseException] = {}
+        self.lanes: set[asyncio.Task[list[_Item]]] = set()
+        self._wake: asyncio.Future[None] | None = None
 
     def start_lanes(self) -> None:
         while self.pending and len(self.lanes) < len(self.slots.all):
             self.lanes.add(asyncio.ensure_future(self.lane()))
 
-    async def lane(self) -> tuple[list[_Done], list[_Item]]:
-        """Take a slot, run one batch on it; the outcomes, and the requests to run again."""
+    def deliver(self, index: int, result: Outcome | BaseException) -> None:
+        self.results[index] = result
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def wait(self) -> None:
+        """Until a lane delivers an outcome or ends."""
+        wake = self._wake = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait([*self.lanes, wake], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            wake.cancel()
+            self._wake = None
+
+    async def lane(self) -> list[_Item]:
+        """Take a slot and run one batch on it; the requests to run again."""
         slots = self.slots
         slot = slots.take_now()
         if slot is None:
@@ -106,9 +124,8 @@ class _Mapper:
             items.append(pending.popleft())
         return items
 
-    async def run(self, slot: Supervisor, executor: ExecutorProcess, items: list[_Item]) -> tuple[list[_Done], list[_Item]]:
+    async def run(self, slot: Supervisor, executor: ExecutorProcess, items: list[_Item]) -> list[_Item]:
         pool = self.pool
-        done: list[_Done] = []
         sent: list[tuple[_Item, int]] = []
         frames = []
         for item in items:
@@ -117,11 +134,11 @@ class _Mapper:
             try:
                 frames.append(executor.encode(message))
             except FramingError as e:
-                done.append((item[0], EncodeTaskInputs(f"cannot send the request: {e}")))
+                self.deliver(item[0], EncodeTaskInputs(f"cannot send the request: {e}"))
                 continue
             sent.append((item, seq))
         if not sent:
-            return done, []
+            return []
         loop: asyncio.AbstractEventLoop = pool._loop  # type: ignore[assignment]  # started
         fast = executor.recycle_after is None and not pool._max_rss
         events = pool._events
@@ -136,7 +153,7 @@ class _Mapper:
                 outcome: Outcome = Success(outputs=fields[2], elapsed_us=fields[3], executor_id=executor.id)
             else:
                 outcome = await pool._outcome(slot, executor, seq, reply, self.hard_timeout)
-            done.append((item[0], outcome))
+            self.deliver(item[0], outcome)
             finished = time.perf_counter()
             if events is not None and events.wants_task_finished:
                 events.task_finished(item[1], outcome, executor.id, started - item[3], finished - started)
@@ -145,18 +162,18 @@ class _Mapper:
             # after this one never reached a live executor. (One that died after answering is
             # replaced only once its answers so far are read, at the first request it owes.)
             if slot.current is not executor:
-                return done, [later for later, _ in sent[position + 1 :]]
-        return done, []
+                return [later for later, _ in sent[position + 1 :]]
+        return []
 
 
 async def pipelined_map(
     pool: _Pool, requests: Iterable[ExecuteRequest], hard_timeout: float, soft_timeout: float | None, depth: int
-) -> AsyncIterator[Outcome]:
+) -> AsyncGenerator[Outcome, None]:
     """The outcomes of ``requests`` in request order (see :meth:`ProcessPool.map`)."""
     mapper = _Mapper(pool, hard_timeout, depth)
     window = 2 * depth * len(mapper.slots.all)
     source = iter(requests)
-    results: dict[int, Outcome | BaseException] = {}
+    results = mapper.results
     read = 0  # requests read from the iterable
     given = 0  # outcomes yielded
     exhausted = False
@@ -191,19 +208,19 @@ async def pipelined_map(
                 return
             if not mapper.lanes:
                 continue
-            finished, _ = await asyncio.wait(mapper.lanes, return_when=asyncio.FIRST_COMPLETED)
-            for lane in finished:
+            await mapper.wait()
+            for lane in [lane for lane in mapper.lanes if lane.done()]:
                 mapper.lanes.discard(lane)
                 try:
-                    outcomes, again = lane.result()
+                    again = lane.result()
                 except InternalError as e:  # no slot could serve: the next request gets the error
                     if mapper.pending:
                         results[mapper.pending.popleft()[0]] = e
                     continue
-                for index, outcome in outcomes:
-                    results[index] = outcome
                 if again:
                     mapper.pending = deque(sorted([*again, *mapper.pending], key=lambda item: item[0]))
     finally:
         for lane in mapper.lanes:
-            lane.cancel()
+            lane.cancel()  # a running request's executor is killed and replaced
+        if mapper.lanes:  # closed with aclose() (or by the loop): done when that is done
+            await asyncio.gather(*mapper.lanes, return_exceptions=True)
