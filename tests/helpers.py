@@ -34,6 +34,30 @@ def write_c_package(root: Path, name: str, source: str) -> Path:
     return src
 
 
+# Pieces of hand-written C packages, for tests of what a loader does with broken ones.
+C_HEADER = '#include "spider_tdl.h"\n'
+C_VERSION = (
+    "SPIDER_TDL_EXPORT spider_tdl_version __spider_tdl_package_get_version(void) "
+    "{ return spider_tdl_host_version(); }\n"
+)
+#: ``__spider_tdl_package_execute`` with ``BODY`` to replace by its statements.
+C_EXECUTE = """
+SPIDER_TDL_EXPORT spider_tdl_task_execution_result __spider_tdl_package_execute(
+        spider_tdl_char_array name, spider_tdl_byte_array ctx, spider_tdl_byte_array inputs) {
+    (void)name; (void)ctx; (void)inputs;
+    BODY
+}
+"""
+
+
+def c_name_fn(name: str) -> str:
+    """``__spider_tdl_package_get_name`` returning ``name`` (a C string literal's contents)."""
+    return (
+        "SPIDER_TDL_EXPORT spider_tdl_char_array __spider_tdl_package_get_name(void) "
+        f'{{ spider_tdl_char_array a = {{"{name}", sizeof("{name}") - 1}}; return a; }}\n'
+    )
+
+
 class ExecutorProcess:
     """The real executor subprocess, driven directly through the default framing."""
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import TASK_PACKAGES, write_c_package
+from helpers import C_EXECUTE, C_HEADER, C_VERSION, TASK_PACKAGES, c_name_fn, write_c_package
 from spider_core.build import build_package
 from spider_core.plugin import PackageSource
 from spider_core.tdl import (
@@ -128,64 +128,44 @@ def test_not_a_library(tmp_path: Path) -> None:
         load_native_package(path)
 
 
-HEADER = '#include "spider_tdl.h"\n'
-VERSION = "SPIDER_TDL_EXPORT spider_tdl_version __spider_tdl_package_get_version(void) { return spider_tdl_host_version(); }\n"
-
-
-def name_fn(name: str) -> str:
-    return (
-        "SPIDER_TDL_EXPORT spider_tdl_char_array __spider_tdl_package_get_name(void) "
-        f'{{ spider_tdl_char_array a = {{"{name}", sizeof("{name}") - 1}}; return a; }}\n'
-    )
-
-
-EXECUTE = """
-SPIDER_TDL_EXPORT spider_tdl_task_execution_result __spider_tdl_package_execute(
-        spider_tdl_char_array name, spider_tdl_byte_array ctx, spider_tdl_byte_array inputs) {
-    (void)name; (void)ctx; (void)inputs;
-    BODY
-}
-"""
-
-
 def build_fake(tmp_path: Path, name: str, source: str) -> Path:
     return build_package(write_c_package(tmp_path / "src", name, source), tmp_path / "out", check=False)
 
 
 def test_missing_execute_symbol(tmp_path: Path) -> None:
-    library = build_fake(tmp_path, "no_execute", HEADER + VERSION + name_fn("no_execute"))
+    library = build_fake(tmp_path, "no_execute", C_HEADER + C_VERSION + c_name_fn("no_execute"))
     with pytest.raises(InvalidLibrary, match="does not export __spider_tdl_package_execute"):
         load_native_package(library, expected_name="no_execute")
 
 
 def test_missing_version_symbol(tmp_path: Path) -> None:
-    library = build_fake(tmp_path, "no_version", HEADER + name_fn("no_version"))
+    library = build_fake(tmp_path, "no_version", C_HEADER + c_name_fn("no_version"))
     with pytest.raises(InvalidLibrary, match="does not export __spider_tdl_package_get_version"):
         load_native_package(library)
 
 
 def test_name_not_utf8(tmp_path: Path) -> None:
-    body = EXECUTE.replace("BODY", "return spider_tdl_result_empty();")
-    library = build_fake(tmp_path, "bad_utf8", HEADER + VERSION + name_fn("\\xff\\xfe") + body)
+    body = C_EXECUTE.replace("BODY", "return spider_tdl_result_empty();")
+    library = build_fake(tmp_path, "bad_utf8", C_HEADER + C_VERSION + c_name_fn("\\xff\\xfe") + body)
     with pytest.raises(InvalidUtf8, match="not valid UTF-8"):
         load_native_package(library)
 
 
 def test_undecodable_error_payload(tmp_path: Path) -> None:
-    body = EXECUTE.replace(
+    body = C_EXECUTE.replace(
         "BODY",
         """spider_tdl_buf b; spider_tdl_buf_init(&b); spider_tdl_buf_append(&b, (const uint8_t *)"\\xc1", 1);
     spider_tdl_task_execution_result r = spider_tdl_result_ok(&b); r.is_error = true; return r;""",
     )
-    library = build_fake(tmp_path, "bad_error", HEADER + VERSION + name_fn("bad_error") + body)
+    library = build_fake(tmp_path, "bad_error", C_HEADER + C_VERSION + c_name_fn("bad_error") + body)
     package = load_native_package(library, expected_name="bad_error")
     with pytest.raises(ErrorPayloadDeserializationFailure, match="not a msgpack TdlError"):
         package.execute("anything", CTX, EMPTY_FRAME)
 
 
 def test_empty_success_result_is_not_freed(tmp_path: Path) -> None:
-    body = EXECUTE.replace("BODY", "return spider_tdl_result_empty();")
-    library = build_fake(tmp_path, "empty_result", HEADER + VERSION + name_fn("empty_result") + body)
+    body = C_EXECUTE.replace("BODY", "return spider_tdl_result_empty();")
+    library = build_fake(tmp_path, "empty_result", C_HEADER + C_VERSION + c_name_fn("empty_result") + body)
     package = load_native_package(library, expected_name="empty_result")
     for _ in range(3):  # freeing the dangling (uint8_t*)1 would crash the test process
         assert package.execute("t", CTX, EMPTY_FRAME) == b""

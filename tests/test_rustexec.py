@@ -24,7 +24,7 @@ import pytest
 
 import rust_standin
 import spider_core as sc
-from helpers import PKG, SPIDER, TASK_PACKAGES, write_c_package
+from helpers import C_EXECUTE, C_HEADER, C_VERSION, PKG, SPIDER, TASK_PACKAGES, c_name_fn, write_c_package
 from spider_core.build import build_package
 from spider_core.plugin import FramingError, ProtocolError, execute_primitive
 from spider_core.tdl import (
@@ -340,24 +340,13 @@ def odd_packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
     newer = build_package(TASK_PACKAGES / PKG, root / "v0.2", cflags=["-DSPIDER_TDL_VERSION_MINOR=2"])
     (out / "newer").mkdir()
     shutil.copy(newer, out / "newer" / "libnewer.so")
-    header = '#include "spider_tdl.h"\nSPIDER_TDL_EXPORT spider_tdl_version __spider_tdl_package_get_version(void) { return spider_tdl_host_version(); }\n'
-
-    def name_fn(name: str) -> str:
-        return (
-            "SPIDER_TDL_EXPORT spider_tdl_char_array __spider_tdl_package_get_name(void) "
-            f'{{ spider_tdl_char_array a = {{"{name}", sizeof("{name}") - 1}}; return a; }}\n'
-        )
-
-    execute = """
-SPIDER_TDL_EXPORT spider_tdl_task_execution_result __spider_tdl_package_execute(
-        spider_tdl_char_array name, spider_tdl_byte_array ctx, spider_tdl_byte_array inputs) {
-    (void)name; (void)ctx; (void)inputs;
-    spider_tdl_buf b; spider_tdl_buf_init(&b); spider_tdl_buf_append(&b, (const uint8_t *)"\\xc1", 1);
-    spider_tdl_task_execution_result r = spider_tdl_result_ok(&b); r.is_error = true; return r;
-}
-"""
+    execute = C_EXECUTE.replace(  # a failure whose ExecutorError payload is not msgpack
+        "BODY",
+        'spider_tdl_buf b; spider_tdl_buf_init(&b); spider_tdl_buf_append(&b, (const uint8_t *)"\\xc1", 1);\n'
+        "    spider_tdl_task_execution_result r = spider_tdl_result_ok(&b); r.is_error = true; return r;",
+    )
     for name, declared in (("bad_utf8", "\\xff\\xfe"), ("bad_error", "bad_error")):
-        build_package(write_c_package(root / "src", name, header + name_fn(declared) + execute), out, check=False)
+        build_package(write_c_package(root / "src", name, C_HEADER + C_VERSION + c_name_fn(declared) + execute), out, check=False)
     return out
 
 

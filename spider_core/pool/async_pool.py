@@ -309,7 +309,7 @@ class ProcessPool:
                 deadline = self._loop.time() + hard_timeout  # type: ignore[union-attr]
                 executor.send(frame)
             # Poll only while this is the one call in flight: the loop runs nothing else meanwhile.
-            spin = slot.spin.budget() if slots.alone else 0
+            spin = slot.spin.budget() if slot.spin.window_ns and slots.alone else 0
             if spin:
                 slot.spin.answered(executor.poll(min(spin, int(min(hard_timeout, 1.0) * 1e9))))
             reply = await slot.answer(executor, waiter, deadline)  # at once if answered while we spun
