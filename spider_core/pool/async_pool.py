@@ -24,6 +24,7 @@ import os
 import signal
 import stat
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,18 @@ from spider_core.protocol import EXECUTE_SEQ, FramingError, ProtocolError
 from spider_core.tdl import EncodingError, ExecutorError
 
 logger = logging.getLogger("spider_core.pool")
+
+#: Every pool of this process, so that a forked child can let go of them (:func:`_after_fork`).
+_pools: weakref.WeakSet[ProcessPool] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    """In a forked child: every pool belongs to the parent (:meth:`ProcessPool._forsake`)."""
+    for pool in list(_pools):
+        pool._forsake()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _check_package_dir(path: Path) -> None:
@@ -117,6 +130,7 @@ class ProcessPool:
         self._close_task: asyncio.Future[None] | None = None
         self._starting: asyncio.Future[None] | None = None  # while start() spawns the executors
         self._guard: Guard | None = None
+        self._supervisors: list[Supervisor] = []  # made by start()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._seqs: Iterator[int] = itertools.count(1)  # next() is atomic: the sync pool's threads share it
         #: Whether callers drive the executors' channels from their own threads (set by
@@ -125,6 +139,10 @@ class ProcessPool:
         self._started = False
         self._closed = False
         self._max_rss = config.max_executor_rss
+        self._owner = os.getpid()
+        #: Why this pool may not be used here (set in a forked child), or None.
+        self._foreign: str | None = None
+        _pools.add(self)
 
     # -- introspection
 
@@ -186,6 +204,8 @@ class ProcessPool:
         :raises ExecutorCreationFailure: ``PoolConfig.package_dir`` is not a directory (no
             executor is spawned), or no slot could start an executor.
         """
+        if self._foreign is not None:
+            raise NotRunning(self._foreign)
         if self._closed:
             raise NotRunning("the pool is closed")
         if self._started:
@@ -203,8 +223,9 @@ class ProcessPool:
             guard = Guard()
         except OSError as e:
             raise ExecutorCreationFailure(f"cannot start the pool's guard process: {e.strerror or e}") from None
+        self._guard = guard
         ids = itertools.count(1)  # executor ids are unique across the pool's slots
-        supervisors = [
+        supervisors = self._supervisors = [
             Supervisor(self.config, self.pm, loop, protocol, self._events, ids, index, direct=self._direct, guard=guard)
             for index, protocol in enumerate(protocols)
         ]
@@ -230,8 +251,9 @@ class ProcessPool:
                 raise failures[0][1]
         except BaseException:
             guard.close()  # no executor is left (a failed spawn reaps what it started)
+            self._guard = None
+            self._supervisors = []
             raise
-        self._guard = guard
         for supervisor, error in failures:
             logger.warning("slot %d could not start an executor (it will retry): %s", supervisor.index, error)
         slots = Slots(loop, supervisors)
@@ -264,6 +286,17 @@ class ProcessPool:
         await asyncio.gather(*(s.stop_all() for s in slots.all))
         if self._guard is not None:
             self._guard.close()
+
+    def _forsake(self) -> None:
+        """In a forked child: the pool belongs to the parent, which goes on using it. Close the
+        child's copies of its descriptors (the executors' pipes and pidfds, the guard's pipe)
+        without a word to any process and without touching the event loop, whose epoll
+        instance the child shares with the parent; every call then raises ``NotRunning``."""
+        self._foreign = f"this pool belongs to process {self._owner}; create a pool in the child"
+        for supervisor in self._supervisors:
+            supervisor.forsake()
+        if self._guard is not None:
+            self._guard.forsake()
 
     # -- execute
 
@@ -338,8 +371,10 @@ class ProcessPool:
         return hard_timeout
 
     def _running_slots(self) -> Slots:
-        """:raises NotRunning: the pool is not started, or closed."""
+        """:raises NotRunning: the pool is not started, closed, or another process's."""
         slots = self._slots
+        if self._foreign is not None:
+            raise NotRunning(self._foreign)
         if self._closed or slots is None:
             raise NotRunning("the pool is closed" if self._closed else "the pool is not started; use `async with` or start()")
         return slots

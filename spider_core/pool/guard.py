@@ -79,6 +79,14 @@ class Guard:
             self._broken = True
             logger.warning("the pool's guard process is gone (%s): tasks' leftovers may outlive a killed pool", e)
 
+    def forsake(self) -> None:
+        """In a forked child: close the child's copy of the guard's pipe (the guard must see
+        end of file when the parent's pool closes it), and write nothing more."""
+        self._broken = True
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()  # type: ignore[union-attr]
+        self.proc.returncode = 0  # the parent's child: never waited for here
+
     def close(self) -> None:
         """Stop the guard (every group it knows is killed: call after the executors are
         reaped) and reap it."""

@@ -80,3 +80,10 @@ class LogSink:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+    def forsake(self) -> None:
+        """In a forked child: close the child's copy of the log file, writing nothing."""
+        self._partial = b""
+        if self._file is not None:
+            self._file.close()
+            self._file = None

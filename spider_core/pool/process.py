@@ -31,8 +31,17 @@ _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 #: Seconds a dying executor gets to exit by itself before SIGKILL.
 EXIT_GRACE = 1.0
 
+#: The longest single wait of ``poll()``, in milliseconds (what a C int holds); a longer
+#: timeout is several waits.
+_MAX_POLL_MS = 2**31 - 1
+
 #: What a waiter gets when its deadline passes first.
 TIMED_OUT = object()
+
+
+def _poll_ms(seconds: float) -> int:
+    """``seconds`` (> 0) as a ``poll()`` timeout, rounded up and capped at what one wait allows."""
+    return min(math.ceil(seconds * 1000), _MAX_POLL_MS)
 
 
 class Lost:
@@ -280,7 +289,7 @@ class ExecutorProcess:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return TIMED_OUT
-                poller.poll(math.ceil(remaining * 1000))
+                poller.poll(_poll_ms(remaining))
                 continue
             except OSError as e:
                 self._lose(f"reading from the executor failed: {e.strerror}")
@@ -308,7 +317,7 @@ class ExecutorProcess:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            if poller.poll(math.ceil(remaining * 1000)):
+            if poller.poll(_poll_ms(remaining)):
                 return True
 
     # -- log and exit
@@ -397,6 +406,22 @@ class ExecutorProcess:
             with contextlib.suppress(OSError):
                 stream.close()  # type: ignore[union-attr]  # all three are pipes
         self.sink.close()
+
+    def forsake(self) -> None:
+        """In a forked child: close the child's copies of the pipes and the pidfd, and nothing
+        else. The process is the parent's, and so is the event loop's interest list (the
+        child shares the parent's epoll instance: removing a reader here would remove the
+        parent's)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.lost = "the pool belongs to another process"
+        os.close(self._pidfd)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            with contextlib.suppress(OSError):
+                stream.close()  # type: ignore[union-attr]  # all three are pipes
+        self.proc.returncode = 0  # not this process's child: never waited for here
+        self.sink.forsake()
 
     def _drain_stderr(self) -> None:
         """Log what is left in the stderr pipe; bounded, since a process that escaped the

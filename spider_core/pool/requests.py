@@ -25,6 +25,9 @@ from spider_core.tdl import (
 _FIRST_TASK = TaskId.of(0)
 _SECONDS = (int, float)
 _MAX_VALID_NAMES = 4096
+#: The longest soft timeout the executor's interval timer is armed for, in seconds (about 31
+#: years): a longer one is the same in practice, and would not fit the timer or the wire.
+MAX_SOFT_TIMEOUT = 1e9
 
 
 def check_names(package: Any, task: Any) -> None:
@@ -106,7 +109,7 @@ class RequestEncoder:
         soft_timeout_us = 0
         if soft_timeout is not None:
             check_timeout(soft_timeout, "soft_timeout")
-            soft_timeout_us = max(1, round(soft_timeout * 1e6))
+            soft_timeout_us = max(1, round(min(soft_timeout, MAX_SOFT_TIMEOUT) * 1e6))
         package, task = request.package, request.task
         if not (type(package) is str and type(task) is str and (package, task) in self._valid_names):
             check_names(package, task)

@@ -189,6 +189,13 @@ class Supervisor:
                 await self.stop(executor)
         self.standby = None
 
+    def forsake(self) -> None:
+        """In a forked child: close the child's copies of this slot's executors' descriptors
+        (see ``ProcessPool._forsake``)."""
+        for executor in (self.current, self.standby):
+            if executor is not None:
+                executor.forsake()
+
     # -- spawning
 
     async def replace_dead(self) -> ExecutorProcess:

@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import signal
+import sys
 import threading
 import time
+import warnings
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,19 +39,19 @@ class SyncProcessPool:
     """The same pool for callers without an event loop: ``with SyncProcessPool(config) as
     pool: pool.execute(request, hard_timeout=5)``.
 
-    The pool runs its event loop in a thread of its own, which lives until ``close()``: it
-    notices an executor that dies between calls, and every executor is spawned from that one
-    thread (``PR_SET_PDEATHSIG`` is tied to the thread that spawned the child). Any thread may
-    call ``execute``, ``call`` or ``submit``; up to ``PoolConfig.slots`` calls run at once and
-    the others wait their turn.
+    The pool runs its event loop in a thread of its own, from ``start()`` until ``close()``:
+    it notices an executor that dies between calls, and every executor is spawned from that
+    one thread (``PR_SET_PDEATHSIG`` is tied to the thread that spawned the child). Any thread
+    may call ``execute``, ``call`` or ``submit``; up to ``PoolConfig.slots`` calls run at once
+    and the others wait their turn. A pool that is dropped without ``close()`` closes itself
+    when it is garbage collected, with a ``ResourceWarning``, as ``subprocess.Popen`` does.
     """
 
     def __init__(self, config: PoolConfig, *, plugin_manager: SpiderPluginManager | None = None) -> None:
         self._pool = ProcessPool(config, plugin_manager=plugin_manager)
         self._pool._direct = True
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="spider-core-pool", daemon=True)
-        self._thread.start()
+        self._loop: asyncio.AbstractEventLoop | None = None  # from start() until close()
+        self._thread: threading.Thread | None = None
         self._closed = False
 
     @property
@@ -84,7 +86,44 @@ class SyncProcessPool:
         self.close()
 
     def start(self) -> None:
-        self._run(self._pool.start())
+        """Start the pool's thread, spawn an executor per slot and wait until they are ready
+        (see :meth:`ProcessPool.start`). If that fails, the thread and everything else the
+        pool holds are released before the error propagates. Idempotent.
+
+        :raises ExecutorCreationFailure: as :meth:`ProcessPool.start`.
+        :raises NotRunning: the pool is closed, or was made in another process.
+        """
+        self._check()
+        if self._thread is not None:
+            return
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="spider-core-pool", daemon=True)
+        self._thread.start()
+        try:
+            self._run(self._pool.start())
+        except BaseException:
+            self._stop_thread()
+            raise
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        if self._thread is None or self._closed or self._pool._foreign is not None:
+            return
+        _warn(f"unclosed pool {self!r}", ResourceWarning, source=self)
+        if sys.is_finalizing():  # the pool's thread may be frozen; the guard reaps the executors
+            return
+        if threading.current_thread() is self._thread:  # collected on the pool's own thread
+            self._closed = True
+            loop = self._loop
+            loop.create_task(self._pool.close()).add_done_callback(lambda _: loop.stop())  # type: ignore[union-attr]
+            return
+        self.close()
+
+    def _check(self) -> None:
+        """:raises NotRunning: the pool is closed, or belongs to another process."""
+        if self._pool._foreign is not None:
+            raise NotRunning(self._pool._foreign)
+        if self._closed:
+            raise NotRunning("the pool is closed")
 
     def execute(
         self, request: ExecuteRequest, hard_timeout: float | None = None, *, soft_timeout: float | None = None
@@ -99,8 +138,7 @@ class SyncProcessPool:
         queued = time.perf_counter()
         hard_timeout = pool._hard_timeout(hard_timeout)
         message = pool._requests.prepare(request, hard_timeout, soft_timeout)
-        if self._closed:
-            raise NotRunning("the pool is closed")
+        self._check()
         slots = pool._running_slots()
         slot = slots.take_now()
         if slot is not None and not slot.current.quiet():  # type: ignore[union-attr]  # take_now(): healthy
@@ -159,10 +197,11 @@ class SyncProcessPool:
         running, its executor is killed and replaced, as for a cancelled caller. An
         ``InternalError`` (a bad request, say) is the future's exception.
 
-        :raises NotRunning: the pool is closed.
+        :raises NotRunning: the pool is closed, not started, or another process's.
         """
-        if self._closed:
-            raise NotRunning("the pool is closed")
+        self._check()
+        if self._loop is None:
+            raise NotRunning("the pool is not started; use `with` or start()")
         coro = self._pool.execute(request, hard_timeout, soft_timeout=soft_timeout)
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
@@ -177,8 +216,9 @@ class SyncProcessPool:
         is fine; an ``InternalError`` of one request is raised at its place. Leaving the loop
         early cancels the requests still running.
         """
-        if self._closed:
-            raise NotRunning("the pool is closed")
+        self._check()
+        if self._loop is None:
+            raise NotRunning("the pool is not started; use `with` or start()")
         handoff = _Handoff(self._loop, limit=64 * self.config.slots)
         feed = self._pool.map(requests, hard_timeout, soft_timeout=soft_timeout)
         future = asyncio.run_coroutine_threadsafe(handoff.fill(feed), self._loop)
@@ -192,27 +232,42 @@ class SyncProcessPool:
             future.cancel()
 
     def close(self) -> None:
-        """Stop the executor and the pool's thread. Idempotent."""
+        """Stop the executors and the pool's thread. Idempotent. In a forked child it does
+        nothing more: the child let go of the parent's pool when it was forked."""
         if self._closed:
+            return
+        if self._pool._foreign is not None or self._thread is None:
+            self._closed = True  # (the pool's thread is the parent's: it is not in the child)
             return
         try:
             self._run(self._pool.close())
         finally:
             self._closed = True
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join()
-            self._loop.close()
+            self._stop_thread()
+
+    def _stop_thread(self) -> None:
+        loop, thread = self._loop, self._thread
+        assert loop is not None and thread is not None  # started
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+        self._loop = self._thread = None
 
     def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
-        if self._closed:
+        if self._closed or self._loop is None:
             coro.close()
-            raise NotRunning("the pool is closed")
+            raise NotRunning("the pool is closed" if self._closed else "the pool is not started; use `with` or start()")
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return future.result()
         except BaseException:  # KeyboardInterrupt: cancel the call, as a cancelled coroutine would
             future.cancel()
             raise
+
+    def _started_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        assert loop is not None  # called with a slot held or wanted: the pool runs
+        return loop
 
     def _take(self, slots: Slots) -> Supervisor:
         """Queue for a slot on the pool's thread (which also spawns its executor if needed).
@@ -230,7 +285,7 @@ class SyncProcessPool:
                     return
             slots.release(slot)
 
-        future = asyncio.run_coroutine_threadsafe(take(), self._loop)
+        future = asyncio.run_coroutine_threadsafe(take(), self._started_loop())
         try:
             future.result()
         except BaseException:
@@ -245,7 +300,7 @@ class SyncProcessPool:
     def _settle(self, coro: Coroutine[Any, Any, _T]) -> _T:
         """Run ``coro`` on the pool's thread and wait for it to finish, even through a
         ``KeyboardInterrupt`` (raised once it has finished): a fault is always cleaned up."""
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        future = asyncio.run_coroutine_threadsafe(coro, self._started_loop())
         interrupted: BaseException | None = None
         while True:
             try:
