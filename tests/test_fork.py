@@ -81,15 +81,20 @@ def child_report(write_fd: int, use_inherited, use_new) -> None:
         os._exit(status)
 
 
-def fork_and_check(use_inherited, use_new, parent_calls) -> None:
-    """Fork while the parent calls; check both sides."""
+def fork(use_inherited, use_new) -> tuple[int, int]:
+    """Fork a child that reports on both pools (:func:`child_report`); its pid and the end of
+    the pipe its report comes on."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(read_fd)
         child_report(write_fd, use_inherited, use_new)
     os.close(write_fd)
-    parent_calls()
+    return pid, read_fd
+
+
+def check_child(pid: int, read_fd: int) -> None:
+    """The child's call on the parent's pool raised NotRunning at once; its own pool worked."""
     _, status = os.waitpid(pid, 0)
     with os.fdopen(read_fd) as f:
         first, took, second = f.read().splitlines()
@@ -116,7 +121,9 @@ def test_sync_pool_in_a_forked_child(config: sc.PoolConfig, slots: int) -> None:
                 for i in range(PARENT_CALLS):
                     assert pool.call(PKG, "fibonacci", i % 25) == [fib(i % 25)]
 
-            fork_and_check(lambda: pool.call(PKG, "fibonacci", 7), new_pool, parent_calls)
+            child = fork(lambda: pool.call(PKG, "fibonacci", 7), new_pool)
+            parent_calls()
+            check_child(*child)
             assert set(pool.pids) == executors  # nothing was replaced
         assert children() == before
 
@@ -155,25 +162,13 @@ def test_async_pool_in_a_forked_child(config: sc.PoolConfig, slots: int) -> None
                 outcomes = await asyncio.gather(*(pool.call(PKG, "fibonacci", i % 25) for i in range(PARENT_CALLS)))
                 assert outcomes == [[fib(i % 25)] for i in range(PARENT_CALLS)]
 
-            for _ in range(RUNS // 2):
-                read_fd, write_fd = os.pipe()
-                pid = os.fork()
-                if pid == 0:
-                    os.close(read_fd)
-                    child_report(
-                        write_fd,
-                        lambda: in_a_thread(lambda: pool.call(PKG, "fibonacci", 7)),
-                        lambda: in_a_thread(new_pool),
-                    )
-                os.close(write_fd)
+            for _ in range(RUNS):
+                child = fork(
+                    lambda: in_a_thread(lambda: pool.call(PKG, "fibonacci", 7)),
+                    lambda: in_a_thread(new_pool),
+                )
                 await parent_calls()
-                _, status = os.waitpid(pid, 0)
-                with os.fdopen(read_fd) as f:
-                    first, took, second = f.read().splitlines()
-                assert os.waitstatus_to_exitcode(status) == 0
-                assert first == f"NotRunning: this pool belongs to process {os.getpid()}; create a pool in the child"
-                assert float(took) < 1.0
-                assert second == "[55]"
+                check_child(*child)
 
     asyncio.run(main())
     assert children() == before
