@@ -723,7 +723,7 @@ def test_plugins_lists_defaults() -> None:
     assert records["spider_libso"]["status"] == "default"
     assert records["spider_libso"]["distribution"] == "spider-core"
     assert "spider_resolve_package" in records["spider_libso"]["hooks"]
-    assert records["spider_supervisor"]["hooks"] == ["spider_launcher", "spider_respawn_decision"]
+    assert records["spider_supervisor"]["hooks"] == ["spider_launcher", "spider_respawn_decision", "spider_spawner"]
     blocked = spider("plugins", env={"SPIDER_DISABLE_PLUGINS": "spider_msgpack"})
     line = next(line for line in blocked.stdout.splitlines() if line.startswith("spider_msgpack"))
     assert "blocked" in line
