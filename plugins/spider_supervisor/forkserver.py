@@ -31,6 +31,9 @@ class _Server:
 
     def __init__(self, spec: LaunchSpec, timeout: float) -> None:
         self.command = spec.argv[0]
+        #: What it runs: a fork can only be of this command (the environment is the one it was
+        #: started with, too).
+        self.started_as = (spec.argv, spec.cwd)
         self.exits: dict[int, int] = {}  # pid -> wait status, until the handle asks
         self.gone = False  # the control socket broke: no more reports
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -196,6 +199,11 @@ class ForkServerSpawner:
             if server is not None:
                 server.close()
             server = self.server = _Server(spec, self.timeout)
+        elif (spec.argv, spec.cwd) != server.started_as:
+            raise PluginError(
+                f"the fork server runs {' '.join(server.started_as[0])!r}, but the launcher asks for "
+                f"{' '.join(spec.argv)!r}: a launcher whose command changes needs start_method 'exec'"
+            )
         return server
 
     def close(self) -> None:
