@@ -479,6 +479,8 @@ def cmd_soak(args: argparse.Namespace) -> int:
             print(file=sys.stderr)
     replay = (f"spider soak --tasks {summary.tasks} --callers {summary.callers} --slots {summary.slots} "
               f"--fault-rate {summary.fault_rate:g} --seed {summary.seed}")
+    if args.start_method != "exec":
+        replay += f" --start-method {args.start_method}"
     if args.package is not None:
         import shlex
 

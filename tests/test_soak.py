@@ -121,6 +121,17 @@ def test_the_command_prints_one_table_and_writes_the_json_summary(package_dir: P
     assert record["fds_before"] == record["fds_after"]
 
 
+@pytest.mark.slow
+def test_the_command_runs_under_a_fork_server_and_says_how_to_replay(package_dir: Path) -> None:
+    done = subprocess.run(
+        [str(SPIDER), "soak", "--tasks", "200", "--fault-rate", "0.05", "--seed", "5", "--start-method", "forkserver",
+         "--package-dir", str(package_dir)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0 and "FAILED" not in done.stdout, done.stdout + done.stderr
+    assert done.stdout.splitlines()[0].endswith("--seed 5 --start-method forkserver")
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
