@@ -88,6 +88,7 @@ CHECKED = {
     "except sc.ExecutorCrashed": "test_values_or_an_exception",
     "# spider_metrics.py": "test_metrics_plugin",
     "# spider_nice.py": "test_launcher_plugin",
+    "# spider_pinned.py": "test_spawner_plugin",
     "# spider_tinyrust.py": "test_protocol_plugin",
     "def test_add(spider_build_package": "test_pytest_examples",
     "def test_fibonacci(spider_build_package": "test_pytest_examples",
@@ -262,6 +263,22 @@ def test_launcher_plugin(package_dir: Path) -> None:
     with sc.SyncProcessPool(sc.PoolConfig(package_dir=package_dir), plugin_manager=pm) as pool:
         assert pool.execute(request, hard_timeout=5).values == [55]
         assert os.getpriority(os.PRIO_PROCESS, pool.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+
+
+def test_spawner_plugin(package_dir: Path) -> None:
+    plugin = types.ModuleType("spider_pinned")
+    run(block("python", "# spider_pinned.py"), plugin.__dict__)
+    pm = sc.get_plugin_manager(sc.PluginSettings(autoload=False))
+    pm.register(plugin, name="pinned")
+    config = sc.PoolConfig(package_dir=package_dir, default_timeout=5)
+    with sc.SyncProcessPool(config, plugin_manager=pm) as pool:
+        first = pool.pid
+        assert os.sched_getaffinity(first) == {0}
+        with pytest.raises(sc.ExecutorCrashed) as info:
+            pool.call("integration_test_tasks", "exit_with", 7)
+        assert info.value.outcome.exit_status == 7
+        assert pool.call("integration_test_tasks", "fibonacci", 10) == [55]
+        assert pool.pid != first and os.sched_getaffinity(pool.pid) == {0}
 
 
 def test_protocol_plugin(package_dir: Path) -> None:
