@@ -481,7 +481,7 @@ def test_the_site_builds_without_warnings(tmp_path: Path) -> None:
     for field in attrs.fields(sc.PoolConfig):
         assert f"<strong>{field.name}</strong>" in configuration, field.name
     plugins = (out / "plugins.html").read_text()
-    assert plugins.count('<dt class="sig sig-object py" id="spider_core.plugin.spec.spider_') == 12
+    assert plugins.count('<dt class="sig sig-object py" id="spider_core.plugin.spec.spider_') == 13
     assert "usage: spider run [-h]" in (out / "cli.html").read_text()
     assert 'id="spider_core.dask.SpiderWorkerPlugin"' in (out / "api.html").read_text()
     assert (out / "abi.html").is_file()

@@ -19,7 +19,7 @@ from helpers import C_EXECUTE, C_HEADER, C_VERSION, c_name_fn, write_c_package
 from spider_core.build import build_package
 from spider_core.plugin import PluginError, PluginSettings, get_plugin_manager, hookimpl
 from spider_core.soak import process_stat
-from spider_supervisor import ExecSpawner
+from spider_supervisor.popen import ExecSpawner
 
 FORKSERVER = {"start_method": "forkserver", "plugin_autoload": False, "default_timeout": 30}
 
