@@ -203,7 +203,10 @@ def make_config(args: argparse.Namespace, package_dir: Path, *, here: bool = Tru
 
     if args.max_frame_size is not None:
         extra["max_frame_size"] = args.max_frame_size
+    extra["start_method"] = args.start_method
     executor = executor_of(args, here=here)
+    if executor is not None and args.start_method == "forkserver":
+        raise CliError("--start-method forkserver needs spider-core's own executor, and --executor runs spider's")
     if executor is not None:  # spider's Rust executor speaks its own protocol (spider_rustexec)
         extra["executor_command"] = (str(executor),)
         extra["protocol"] = "spider-rust"
@@ -465,7 +468,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
             summary = run_soak(
                 package_dir, tasks=args.tasks, callers=args.callers, slots=args.slots, fault_rate=args.fault_rate,
                 seed=args.seed, package=args.package, task=args.task, inputs=inputs, timeout=args.timeout,
-                progress=progress, _inject=inject,
+                start_method=args.start_method, progress=progress, _inject=inject,
             )
     except SoakError as e:
         raise CliError(str(e)) from None
@@ -476,6 +479,8 @@ def cmd_soak(args: argparse.Namespace) -> int:
             print(file=sys.stderr)
     replay = (f"spider soak --tasks {summary.tasks} --callers {summary.callers} --slots {summary.slots} "
               f"--fault-rate {summary.fault_rate:g} --seed {summary.seed}")
+    if args.start_method != "exec":
+        replay += f" --start-method {args.start_method}"
     if args.package is not None:
         import shlex
 
@@ -556,6 +561,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--executor", type=path, metavar="PATH",
                        help="run spider's own Rust executor (the spider-task-executor binary at PATH) instead of "
                             "spider-core's, speaking its protocol (spider-rust; its frames hold at most 8M)")
+        start_method_option(p)
+
+    def start_method_option(p: argparse.ArgumentParser) -> None:
+        from spider_core.models import START_METHODS
+
+        p.add_argument("--start-method", choices=START_METHODS, default="exec",
+                       help="how executors start: exec, a new process each; forkserver, forked by one server per "
+                            "pool (PoolConfig.start_method; default: %(default)s)")
 
     run = command("run", "run one task and print its outputs as a JSON array",
                   "Run TASK of PACKAGE with ARGs (each a JSON value: 10, '\"text\"', '[1,2]') and print "
@@ -645,6 +658,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "those of its first run), the other half echo a token")
     soak.add_argument("--input", dest="inputs", action="append", default=[], metavar="JSON",
                       help="one JSON value per parameter of --task, repeated in order")
+    start_method_option(soak)
     soak.add_argument("--json", type=path, metavar="PATH", help="also write the summary as JSON to PATH")
     soak.add_argument("--cache-dir", type=path, metavar="DIR",
                       help="where to build the bundled package (default: $XDG_CACHE_HOME/spider-core or "

@@ -468,6 +468,10 @@ class CoreProtocol:
 ENV_PACKAGE_DIR = "SPIDER_TDL_PACKAGE_DIR"
 #: The pool's pid: an executor whose parent is already another process exits at once.
 ENV_PARENT_PID = "SPIDER_EXECUTOR_PARENT_PID"
+#: Set for a fork server (``PoolConfig.start_method = "forkserver"``): the descriptor of its
+#: control socket (``AF_UNIX``, ``SOCK_SEQPACKET``). The executor command then serves forks
+#: (:mod:`spider_core.executor.forkserver` says how) instead of requests.
+ENV_FORK_SERVER = "SPIDER_FORK_SERVER"
 #: ``PoolConfig.max_frame_size``.
 ENV_MAX_FRAME_SIZE = "SPIDER_MAX_FRAME_SIZE"
 #: ``PoolConfig.executor_log_level``.

@@ -597,6 +597,7 @@ async def soak(
     task: str | None = None,
     inputs: Sequence[Any] = (),
     timeout: float = 60.0,
+    start_method: str = "exec",
     progress: Callable[[int, int], None] | None = None,
     _inject: Inject | None = None,
 ) -> SoakSummary:
@@ -613,6 +614,7 @@ async def soak(
         fault-free tasks run it (its values must equal those of its first run), the other half
         echo their token.
     :param timeout: The hard timeout of every task but a ``timeout`` fault, in seconds.
+    :param start_method: ``PoolConfig.start_method``.
     :param progress: Called with (tasks done, tasks) every 1,000 tasks.
     :raises SoakError: a bad setting, or a package the soak cannot use (one sentence).
     """
@@ -630,7 +632,7 @@ async def soak(
     plan = make_plan(tasks, fault_rate, rng, (FREE, USER) if user is not None else (FREE,))
     marks = Path(tempfile.mkdtemp(prefix="spider-soak-"))
     lifecycle = _Lifecycle()
-    config = PoolConfig(package_dir=package_dir, slots=slots, em_id="soak")
+    config = PoolConfig(package_dir=package_dir, slots=slots, em_id="soak", start_method=start_method)
     try:
         pool = ProcessPool(config)
         pool.pm.register(lifecycle, name="spider-soak")

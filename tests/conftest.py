@@ -18,6 +18,12 @@ def package_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(params=["exec", "forkserver"])
+def start_method(request: pytest.FixtureRequest) -> str:
+    """Each ``PoolConfig.start_method``: the tests of pools that take it run under both."""
+    return str(request.param)
+
+
 @pytest.fixture
 def pm():
     """A fresh plugin manager with entry-point autoload off."""

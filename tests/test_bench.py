@@ -483,7 +483,7 @@ def test_sync_and_recovery_run_with_the_real_executor(package_dir: Path, tmp_pat
     assert [c.name for c in sync.contenders] == ["spider-core", "spider-core-sync", "spider-core-sync-call", "futures"]
     assert all(len(c.samples["e2e"]) == 4 for c in sync.contenders)
     pebble = importlib.util.find_spec("pebble") is not None
-    expected = ["spider-core-standby", "spider-core"] + (["pebble"] if pebble else [])
+    expected = ["spider-core-standby", "spider-core", "spider-core-forkserver"] + (["pebble"] if pebble else [])
     assert [c.name for c in recovery.contenders] == expected
     assert len(report.notes) == (0 if pebble else 1)
     for contender in recovery.contenders:
@@ -501,6 +501,16 @@ def test_sync_and_recovery_run_with_the_real_executor(package_dir: Path, tmp_pat
     assert list(data["workloads"]) == ["sync"] and data["recovery"]["rounds"] == 1
     assert report.plot == tmp_path / PLOT_NAME and report.plot.read_bytes().startswith(b"\x89PNG")
     assert f"[{PLOT_NAME}]({PLOT_NAME})" in markdown and data["plot"] == PLOT_NAME
+
+    assert [m.name for m in report.start_methods] == ["exec", "forkserver"]
+    rows = table_rows(markdown, "Executor")  # its "### Start methods" table is in the section
+    for method in report.start_methods:
+        assert len(method.start_one_us) == len(method.start_all_us) == 1 and method.slots == 8
+        assert method.pss_kib is not None and method.rss_kib is not None and 0 < method.pss_kib <= method.rss_kib
+        one, every = method.start_one_us[0], method.start_all_us[0]
+        assert rows[method.name] == [f"{one / 1000:.1f}", f"{every / 1000:.1f}", f"{every / one:.2f}",
+                                     f"{method.rss_kib / 1024:.1f}", f"{method.pss_kib / 1024:.1f}"]
+        assert data["start_methods"][method.name]["pss_kib"] == method.pss_kib
 
 
 def test_recovery_options() -> None:

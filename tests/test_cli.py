@@ -47,6 +47,25 @@ def test_run_success_prints_a_json_array(run) -> None:
     assert (done.returncode, done.stdout, done.stderr) == (0, "[55]\n", "")
 
 
+def test_run_with_a_fork_server(run) -> None:
+    done = run(PKG, "fibonacci", "10", "--start-method", "forkserver", "--json")
+    record = json.loads(done.stdout)
+    assert (done.returncode, record["outcome"], record["values"]) == (0, "success", [55])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["--start-method", "spawn"],
+      "argument --start-method: invalid choice: 'spawn' (choose from 'exec', 'forkserver') (see `spider run --help`)"),
+     (["--start-method", "forkserver", "--executor", "/bin/true"],
+      "--start-method forkserver needs spider-core's own executor, and --executor runs spider's")],
+    ids=["unknown", "with-the-rust-executor"],
+)
+def test_a_start_method_that_cannot_serve_is_one_line_and_exit_2(run, argv: list[str], message: str) -> None:
+    done = run(PKG, "fibonacci", "10", *argv)
+    assert done.returncode == 2 and one_clear_line(done).endswith(message), done.stderr
+
+
 @pytest.mark.slow
 def test_run_takes_json_arguments(run) -> None:
     done = run(PKG, "sleep_and_echo", '["a", "b c"]')
@@ -723,7 +742,7 @@ def test_plugins_lists_defaults() -> None:
     assert records["spider_libso"]["status"] == "default"
     assert records["spider_libso"]["distribution"] == "spider-core"
     assert "spider_resolve_package" in records["spider_libso"]["hooks"]
-    assert records["spider_supervisor"]["hooks"] == ["spider_launcher", "spider_respawn_decision"]
+    assert records["spider_supervisor"]["hooks"] == ["spider_launcher", "spider_respawn_decision", "spider_spawner"]
     blocked = spider("plugins", env={"SPIDER_DISABLE_PLUGINS": "spider_msgpack"})
     line = next(line for line in blocked.stdout.splitlines() if line.startswith("spider_msgpack"))
     assert "blocked" in line

@@ -49,6 +49,7 @@ BAD = [
     ("executor_spin_us", -1, "a whole number of microseconds of at least 0 or None"),
     ("executor_spin_us", 2.5, "a whole number of microseconds of at least 0 or None"),
     ("standby", 1, "True or False"),
+    ("start_method", "spawn", "'exec' or 'forkserver'"),
     ("spin_us", "300", "a whole number of microseconds of at least 0"),
     ("executor_log_level", "loud", "one of 'debug', 'info', 'warning', 'error'"),
     ("executor_log_level", 10, "one of 'debug', 'info', 'warning', 'error'"),

@@ -88,6 +88,7 @@ CHECKED = {
     "except sc.ExecutorCrashed": "test_values_or_an_exception",
     "# spider_metrics.py": "test_metrics_plugin",
     "# spider_nice.py": "test_launcher_plugin",
+    "# spider_pinned.py": "test_spawner_plugin",
     "# spider_tinyrust.py": "test_protocol_plugin",
     "def test_add(spider_build_package": "test_pytest_examples",
     "def test_fibonacci(spider_build_package": "test_pytest_examples",
@@ -264,6 +265,22 @@ def test_launcher_plugin(package_dir: Path) -> None:
         assert os.getpriority(os.PRIO_PROCESS, pool.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
 
 
+def test_spawner_plugin(package_dir: Path) -> None:
+    plugin = types.ModuleType("spider_pinned")
+    run(block("python", "# spider_pinned.py"), plugin.__dict__)
+    pm = sc.get_plugin_manager(sc.PluginSettings(autoload=False))
+    pm.register(plugin, name="pinned")
+    config = sc.PoolConfig(package_dir=package_dir, default_timeout=5)
+    with sc.SyncProcessPool(config, plugin_manager=pm) as pool:
+        first = pool.pid
+        assert os.sched_getaffinity(first) == {0}
+        with pytest.raises(sc.ExecutorCrashed) as info:
+            pool.call("integration_test_tasks", "exit_with", 7)
+        assert info.value.outcome.exit_status == 7
+        assert pool.call("integration_test_tasks", "fibonacci", 10) == [55]
+        assert pool.pid != first and os.sched_getaffinity(pool.pid) == {0}
+
+
 def test_protocol_plugin(package_dir: Path) -> None:
     """The tiny spider-rust protocol of the plugin page drives the stand-in for spider's binary."""
     plugin = types.ModuleType("spider_tinyrust")
@@ -420,7 +437,7 @@ def test_hook_reference_lists_every_hook() -> None:
 
     page = (DOCS / "plugins.md").read_text()
     hooks = [name for name, f in vars(spec).items() if callable(f) and hasattr(f, "spider_core_spec")]
-    assert len(hooks) == 12
+    assert len(hooks) == 13
     for name in hooks:
         assert f".. autofunction:: spider_core.plugin.spec.{name}\n" in page, name
         assert f"| `{name}(" in page, f"{name} is missing from the hook table"
@@ -464,7 +481,7 @@ def test_the_site_builds_without_warnings(tmp_path: Path) -> None:
     for field in attrs.fields(sc.PoolConfig):
         assert f"<strong>{field.name}</strong>" in configuration, field.name
     plugins = (out / "plugins.html").read_text()
-    assert plugins.count('<dt class="sig sig-object py" id="spider_core.plugin.spec.spider_') == 12
+    assert plugins.count('<dt class="sig sig-object py" id="spider_core.plugin.spec.spider_') == 13
     assert "usage: spider run [-h]" in (out / "cli.html").read_text()
     assert 'id="spider_core.dask.SpiderWorkerPlugin"' in (out / "api.html").read_text()
     assert (out / "abi.html").is_file()

@@ -53,8 +53,14 @@ def children() -> set[int]:
 
 
 @pytest.fixture
-def config(package_dir: Path, tmp_path: Path) -> sc.PoolConfig:
-    return sc.PoolConfig(package_dir=package_dir, log_dir=tmp_path / "logs", plugin_autoload=False, default_timeout=10)
+def config(package_dir: Path, tmp_path: Path, start_method: str) -> sc.PoolConfig:
+    return sc.PoolConfig(
+        package_dir=package_dir,
+        log_dir=tmp_path / "logs",
+        plugin_autoload=False,
+        default_timeout=10,
+        start_method=start_method,
+    )
 
 
 def child_report(write_fd: int, use_inherited, use_new) -> None:

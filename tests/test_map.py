@@ -28,9 +28,9 @@ def echo(token: str) -> sc.ExecuteRequest:
 
 
 @pytest.fixture
-def config(package_dir: Path, tmp_path: Path) -> sc.PoolConfig:
+def config(package_dir: Path, tmp_path: Path, start_method: str) -> sc.PoolConfig:
     return sc.PoolConfig(
-        package_dir=package_dir, log_dir=tmp_path / "logs", slots=2, plugin_autoload=False,
+        package_dir=package_dir, log_dir=tmp_path / "logs", slots=2, plugin_autoload=False, start_method=start_method,
         default_timeout=10, executor_log_level="debug",
     )
 

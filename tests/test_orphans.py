@@ -23,8 +23,10 @@ PARENT = textwrap.dedent("""\
     import asyncio, json, sys
     import spider_core as sc
 
-    async def main(package_dir, standby, marks):
-        config = sc.PoolConfig(package_dir=package_dir, slots=2, standby=standby, default_timeout=600)
+    async def main(package_dir, standby, marks, start_method):
+        config = sc.PoolConfig(
+            package_dir=package_dir, slots=2, standby=standby, default_timeout=600, start_method=start_method
+        )
         async with sc.ProcessPool(config) as pool:
             grandchildren = [(await pool.call("integration_test_tasks", "fork_child", 600_000))[0] for _ in range(2)]
             running = [
@@ -34,7 +36,7 @@ PARENT = textwrap.dedent("""\
             print(json.dumps({"grandchildren": grandchildren}), flush=True)
             await asyncio.gather(*running)
 
-    asyncio.run(main(sys.argv[1], sys.argv[2] == "standby", sys.argv[3]))
+    asyncio.run(main(sys.argv[1], sys.argv[2] == "standby", sys.argv[3], sys.argv[4]))
 """)
 
 
@@ -79,18 +81,21 @@ def _wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-
 
 class Orphans:
     """A parent process running a pool (slots=2, optionally with standbys) whose two slots run
-    a task each, after two tasks forked a grandchild each; :meth:`kill` SIGKILLs the parent."""
+    a task each, after two tasks forked a grandchild each; :meth:`kill` SIGKILLs the parent.
+    With a fork server, the server counts as one more executor process."""
 
-    def __init__(self, package_dir: Path, tmp_path: Path, standby: bool) -> None:
+    def __init__(self, package_dir: Path, tmp_path: Path, standby: bool, start_method: str) -> None:
         script = tmp_path / "parent.py"
         script.write_text(PARENT)
         self.marks = tmp_path / "marks"
         self.marks.mkdir()
         self.parent = subprocess.Popen(
-            [sys.executable, str(script), str(package_dir), "standby" if standby else "slots", str(self.marks)],
+            [sys.executable, str(script), str(package_dir), "standby" if standby else "slots", str(self.marks),
+             start_method],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         self.executors = 4 if standby else 2  # with standby=True each slot has an idle one too
+        self.executors += start_method == "forkserver"
         self.recorded: dict[int, int] = {}  # pid -> start time
         self.grandchildren: list[int] = []
 
@@ -144,8 +149,8 @@ class Orphans:
 
 
 @pytest.fixture
-def orphans(request: pytest.FixtureRequest, package_dir: Path, tmp_path: Path) -> Iterator[Orphans]:
-    scenario = Orphans(package_dir, tmp_path, standby=getattr(request, "param", "slots") == "standby")
+def orphans(request: pytest.FixtureRequest, package_dir: Path, tmp_path: Path, start_method: str) -> Iterator[Orphans]:
+    scenario = Orphans(package_dir, tmp_path, getattr(request, "param", "slots") == "standby", start_method)
     try:
         scenario.start()
         yield scenario

@@ -34,8 +34,10 @@ def req(task: str, *inputs: object, **kwargs: object) -> sc.ExecuteRequest:
 
 
 @pytest.fixture
-def config(package_dir: Path, tmp_path: Path) -> sc.PoolConfig:
-    return sc.PoolConfig(package_dir=package_dir, log_dir=tmp_path / "logs", em_id="em-1", plugin_autoload=False)
+def config(package_dir: Path, tmp_path: Path, start_method: str) -> sc.PoolConfig:
+    return sc.PoolConfig(
+        package_dir=package_dir, log_dir=tmp_path / "logs", em_id="em-1", plugin_autoload=False, start_method=start_method
+    )
 
 
 def run(coro):
@@ -998,17 +1000,23 @@ def open_fds() -> int:
 
 
 def executor_children() -> list[int]:
-    pids = []
+    """The executor processes below this one: its children and, with a fork server (itself
+    an executor command), the server's children."""
+    parents, commands = {}, {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 stat = (entry / "stat").read_text()
-                cmdline = (entry / "cmdline").read_bytes()
+                commands[int(entry.name)] = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and b"spider_core.executor" in cmdline:
-                pids.append(int(entry.name))
-    return pids
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    ours = {os.getpid()}
+    while True:
+        more = {pid for pid, parent in parents.items() if parent in ours and b"spider_core.executor" in commands[pid]}
+        if more <= ours:
+            return sorted(ours - {os.getpid()})
+        ours |= more
 
 
 @pytest.mark.slow
@@ -1084,10 +1092,10 @@ def test_sync_pool_created_in_a_thread_that_ends(config) -> None:
 @pytest.mark.slow
 def test_an_executor_that_cannot_be_supervised_is_an_internal_error(config, monkeypatch, caplog) -> None:
     async def scenario(pool):
-        def no_pidfd(pid):
+        def no_descriptor(fd, blocking):
             raise OSError(24, "Too many open files")
 
-        monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+        monkeypatch.setattr(os, "set_blocking", no_descriptor)
         crash = await pool.execute(req("always_panic"), 5)  # its replacement cannot be supervised
         with pytest.raises(sc.NotRunning, match="failed to start 1 time"):
             await pool.execute(req("fibonacci", 1), 5)

@@ -23,8 +23,8 @@ def req(task: str, *inputs: object) -> sc.ExecuteRequest:
 
 
 @pytest.fixture
-def config(package_dir: Path, tmp_path: Path) -> sc.PoolConfig:
-    return sc.PoolConfig(package_dir=package_dir, log_dir=tmp_path / "logs", slots=2, plugin_autoload=False)
+def config(package_dir: Path, tmp_path: Path, start_method: str) -> sc.PoolConfig:
+    return sc.PoolConfig(package_dir=package_dir, log_dir=tmp_path / "logs", slots=2, plugin_autoload=False, start_method=start_method)
 
 
 def run(config: sc.PoolConfig, scenario, **kwargs):

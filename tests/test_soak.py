@@ -35,8 +35,8 @@ def assert_every_invariant(summary: SoakSummary, tasks: int) -> None:
 
 
 @pytest.mark.slow
-def test_a_short_soak_holds_every_invariant(package_dir: Path) -> None:
-    summary = run_soak(package_dir, tasks=5000, callers=16, slots=2, fault_rate=0.01, seed=7)
+def test_a_short_soak_holds_every_invariant(package_dir: Path, start_method: str) -> None:
+    summary = run_soak(package_dir, tasks=5000, callers=16, slots=2, fault_rate=0.01, seed=7, start_method=start_method)
     assert_every_invariant(summary, 5000)
     kinds = {k.kind: k.count for k in summary.kinds}
     assert set(FAULTS) <= set(kinds), f"seed 7 no longer draws every fault: {kinds}"
@@ -48,10 +48,10 @@ def test_a_short_soak_holds_every_invariant(package_dir: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_thousand_callers_on_two_slots_are_all_served(package_dir: Path) -> None:
+def test_a_thousand_callers_on_two_slots_are_all_served(package_dir: Path, start_method: str) -> None:
     """1,000 concurrent callers, two tasks each, on two slots, with 1% faults: every call
     completes as expected; the longest queue wait comes from the spider_task_finished hook."""
-    summary = run_soak(package_dir, tasks=2000, callers=1000, slots=2, fault_rate=0.01, seed=11)
+    summary = run_soak(package_dir, tasks=2000, callers=1000, slots=2, fault_rate=0.01, seed=11, start_method=start_method)
     assert_every_invariant(summary, 2000)
     assert 0 < summary.queue_wait_p99 <= summary.longest_queue_wait
     print(f"1000 callers on 2 slots: longest queue wait {summary.longest_queue_wait:.3f} s, "
@@ -119,6 +119,17 @@ def test_the_command_prints_one_table_and_writes_the_json_summary(package_dir: P
     record = json.loads(out.read_text())
     assert record["ok"] is True and record["tasks"] == 300 and record["lost"] == 0 and record["seed"] == 5
     assert record["fds_before"] == record["fds_after"]
+
+
+@pytest.mark.slow
+def test_the_command_runs_under_a_fork_server_and_says_how_to_replay(package_dir: Path) -> None:
+    done = subprocess.run(
+        [str(SPIDER), "soak", "--tasks", "200", "--fault-rate", "0.05", "--seed", "5", "--start-method", "forkserver",
+         "--package-dir", str(package_dir)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0 and "FAILED" not in done.stdout, done.stdout + done.stderr
+    assert done.stdout.splitlines()[0].endswith("--seed 5 --start-method forkserver")
 
 
 @pytest.mark.parametrize(

@@ -30,8 +30,8 @@ def req(task: str, *inputs: object) -> sc.ExecuteRequest:
 
 
 @pytest.fixture
-def config(package_dir: Path, tmp_path: Path) -> sc.PoolConfig:
-    return sc.PoolConfig(package_dir=package_dir, log_dir=tmp_path / "logs", plugin_autoload=False, default_timeout=10)
+def config(package_dir: Path, tmp_path: Path, start_method: str) -> sc.PoolConfig:
+    return sc.PoolConfig(package_dir=package_dir, log_dir=tmp_path / "logs", plugin_autoload=False, start_method=start_method, default_timeout=10)
 
 
 def gone(pid: int) -> bool:

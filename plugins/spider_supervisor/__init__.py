@@ -1,9 +1,12 @@
 """spider_supervisor: the default spawn and respawn policy.
 
-Launcher: one ``python -m spider_core.executor`` subprocess (or ``PoolConfig.executor_command``)
-per spawn. Respawn: at once; after consecutive spawn failures wait ``backoff_initial * 2**(n-1)``
-seconds (at most ``backoff_max``), and once ``max_spawn_failures`` is reached always the longest
-back-off, so a pool whose executor cannot start keeps trying instead of dying for good.
+Launcher: ``python -m spider_core.executor`` (or ``PoolConfig.executor_command``). Spawner:
+with ``PoolConfig.start_method="exec"`` a new subprocess of that command per executor
+(:mod:`spider_supervisor.popen`); with ``"forkserver"`` one server per pool, started with that
+command, that forks each executor (:mod:`spider_supervisor.forkserver`). Respawn: at once;
+after consecutive spawn failures wait ``backoff_initial * 2**(n-1)`` seconds (at most
+``backoff_max``), and once ``max_spawn_failures`` is reached always the longest back-off, so a
+pool whose executor cannot start keeps trying instead of dying for good.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from spider_core.plugin import LaunchSpec, RespawnDecision, hookimpl
+from spider_core.plugin import LaunchSpec, RespawnDecision, Spawner, hookimpl
 
 if TYPE_CHECKING:  # the pool's types: an executor registers this plugin but never calls it
     from spider_core.plugin import PoolConfig, RespawnState
@@ -32,6 +35,18 @@ def backoff(config: PoolConfig, failures: int) -> float:
 def spider_launcher(config: PoolConfig, executor_id: int, env: dict[str, str]) -> LaunchSpec:
     argv = config.executor_command or (sys.executable, "-m", "spider_core.executor")
     return LaunchSpec(argv=argv, env=env)
+
+
+@hookimpl(trylast=True)
+def spider_spawner(config: PoolConfig) -> Spawner:
+    # imported when a pool starts: the executor registers this plugin too, and needs neither
+    if config.start_method == "forkserver":
+        from spider_supervisor.forkserver import ForkServerSpawner
+
+        return ForkServerSpawner(config)
+    from spider_supervisor.popen import ExecSpawner
+
+    return ExecSpawner()
 
 
 @hookimpl(trylast=True)

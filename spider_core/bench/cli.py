@@ -27,6 +27,7 @@ from spider_core.bench.runner import (
     run_benchmark,
 )
 from spider_core.bench.workloads import DEFAULT_WORKLOADS, WORKLOADS
+from spider_core.models import START_METHODS
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -78,6 +79,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--peers", type=_names, default=PEERS, help=f"comma-separated ({','.join(PEERS)})")
     parser.add_argument(
+        "--start-method", choices=START_METHODS, default="exec",
+        help="PoolConfig.start_method of spider-core's latency, throughput and sync contenders; the start and "
+        "recovery measures show both (default: %(default)s)",
+    )
+    parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress line (shown only on a terminal)"
     )
 
@@ -124,6 +130,7 @@ def run_from_args(args: argparse.Namespace) -> int:
                 batch=args.batch,
                 rounds=args.rounds,
                 recovery_rounds=args.recovery_rounds,
+                start_method=args.start_method,
             )
         )
     except OSError as e:

@@ -37,8 +37,12 @@ from spider_core.pool import ProcessPool, SyncProcessPool
 PACKAGE = "integration_test_tasks"
 OURS = "spider-core"
 #: The optional contenders, in report order.
-#: spider-core itself with options that trade CPU for latency, measured as extra contenders.
-OUR_VARIANTS: dict[str, dict[str, Any]] = {"spider-core-spin": {"spin_us": 300}}
+#: spider-core itself with other options, measured as extra contenders: ``spin_us`` (CPU for
+#: latency), a fork server (the same calls from executors forked by a server).
+OUR_VARIANTS: dict[str, dict[str, Any]] = {
+    "spider-core-spin": {"spin_us": 300},
+    "spider-core-forkserver": {"start_method": "forkserver"},
+}
 PEERS = ("pipe-sync", "pipe-asyncio", "futures", "multiprocessing", "pebble", "loky", "billiard", *OUR_VARIANTS)
 HARD_TIMEOUT = 60.0
 #: The sync workload's contenders beside ``spider-core`` (the async pool) and ``futures``:

@@ -12,7 +12,9 @@ came back (``recovered``, the figure the targets are about).
 The contenders (:class:`RecoveryContender`): spider-core's ProcessPool with
 ``PoolConfig(standby=True)`` (``spider-core-standby``; after each of its rounds the benchmark
 waits, untimed, until its new standby executor is ready, as it would be in a service between
-faults, and before the next contender's round, whose measure that spawn would disturb) and without (``spider-core``), pebble and billiard. ``NOT_KILLABLE`` names the peers
+faults, and before the next contender's round, whose measure that spawn would disturb), without
+(``spider-core``), with ``start_method="forkserver"`` and no standby
+(``spider-core-forkserver``), pebble and billiard. ``NOT_KILLABLE`` names the peers
 that cannot do this at all, and why; the report lists them.
 """
 
@@ -42,6 +44,7 @@ SLEEP_S = 10.0
 #: fails the run, with a sentence saying which.
 GIVE_UP_S = 60.0
 OURS_STANDBY = f"{OURS}-standby"
+OURS_FORKSERVER = f"{OURS}-forkserver"
 #: The recovery contenders, in report order (spider-core's two always run).
 RECOVERY_PEERS = ("pebble", "billiard")
 #: The peers that cannot take part, and why (the report lists them).
@@ -91,13 +94,13 @@ class _StartedCounter:
 class _OursRecovery:
     """spider-core's ProcessPool, with or without a standby executor."""
 
-    def __init__(self, package_dir: Path, standby: bool) -> None:
-        self.name = OURS_STANDBY if standby else OURS
+    def __init__(self, package_dir: Path, standby: bool, start_method: str = "exec") -> None:
+        self.name = OURS_STANDBY if standby else OURS_FORKSERVER if start_method == "forkserver" else OURS
         self.standby = standby
         self._counter = _StartedCounter()
         pm = get_plugin_manager()
         pm.register(self._counter, name="spider-bench-started-counter")
-        config = PoolConfig(package_dir=package_dir, log_dir=None, standby=standby)
+        config = PoolConfig(package_dir=package_dir, log_dir=None, standby=standby, start_method=start_method)
         self.pool = ProcessPool(config, plugin_manager=pm)
         self._faults = 0
         self._noop = ExecuteRequest(package=PACKAGE, task="noop")
@@ -212,7 +215,11 @@ class _PeerRecovery:
 
 def recovery_contenders(package_dir: Path, peers: Sequence[str]) -> tuple[list[RecoveryContender], list[str]]:
     """The recovery contenders in report order, and notes on the peers skipped or unable."""
-    contenders: list[RecoveryContender] = [_OursRecovery(package_dir, True), _OursRecovery(package_dir, False)]
+    contenders: list[RecoveryContender] = [
+        _OursRecovery(package_dir, True),
+        _OursRecovery(package_dir, False),
+        _OursRecovery(package_dir, False, "forkserver"),
+    ]
     notes = []
     for name in RECOVERY_PEERS:
         if name not in peers:

@@ -121,6 +121,20 @@ class RecoveryResult:
 
 
 @frozen(kw_only=True)
+class StartMethodResult:
+    """Pools started with one ``PoolConfig.start_method``: ``ProcessPool.start()`` with one slot
+    and with ``slots`` (µs, spawn until every executor is ready), and what the larger pool's
+    processes hold once started and idle (the executors, and a fork server), in KiB."""
+
+    name: str
+    slots: int
+    start_one_us: tuple[float, ...]
+    start_all_us: tuple[float, ...]
+    rss_kib: int | None
+    pss_kib: int | None
+
+
+@frozen(kw_only=True)
 class BenchReport:
     """Everything one run measured, and where it was written."""
 
@@ -144,6 +158,8 @@ class BenchReport:
     sync: WorkloadResult | None = None
     #: The recovery workload, if it was run.
     recovery: RecoveryResult | None = None
+    #: Starts and idle memory per start method (exec, then forkserver).
+    start_methods: tuple[StartMethodResult, ...] = ()
     #: The latency plot, if one was drawn.
     plot: Path | None = None
     #: Why there is no plot, when there could have been one.
@@ -362,6 +378,42 @@ def _recovery_markdown(result: RecoveryResult) -> list[str]:
     return lines + [""]
 
 
+def _mib(kib: int | None) -> str:
+    return f"{kib / 1024:.1f}" if kib is not None else "unknown"
+
+
+def _start_methods_markdown(results: tuple[StartMethodResult, ...]) -> list[str]:
+    if not results:
+        return []
+    slots = results[0].slots
+    lines = [
+        "### Start methods",
+        "",
+        f"`ProcessPool.start()` (spawn until every executor is ready) with 1 and {slots} slots, p50 of "
+        f"{len(results[0].start_one_us)} starts each, alternating; then the memory of the {slots}-slot pool's "
+        "processes, idle (the executors, and the fork server with forkserver): RSS counts a page shared by "
+        "several processes in each, PSS divides it among them.",
+        "",
+        _row(["start method", "start, 1 slot, ms", f"start, {slots} slots, ms", "ratio", "RSS, MiB", "PSS, MiB"]),
+        _row(["---"] + ["---:"] * 5),
+    ]
+    for result in results:
+        one, every = Stats.of(result.start_one_us).p50, Stats.of(result.start_all_us).p50
+        lines.append(_row([result.name, f"{one / 1000:.1f}", f"{every / 1000:.1f}", f"{every / one:.2f}",
+                           _mib(result.rss_kib), _mib(result.pss_kib)]))
+    return lines + [""]
+
+
+def _start_methods_json(result: StartMethodResult) -> dict[str, Any]:
+    return {
+        "slots": result.slots,
+        "start_one_us": {"stats": _stats_dict(Stats.of(result.start_one_us)), "samples": list(result.start_one_us)},
+        "start_all_us": {"stats": _stats_dict(Stats.of(result.start_all_us)), "samples": list(result.start_all_us)},
+        "rss_kib": result.rss_kib,
+        "pss_kib": result.pss_kib,
+    }
+
+
 def render_markdown(report: BenchReport) -> str:
     """The report as markdown."""
     env = report.environment
@@ -416,6 +468,7 @@ def render_markdown(report: BenchReport) -> str:
         "",
         f"Idle RSS of the executor after the run (VmRSS): {rss}.",
         "",
+        *_start_methods_markdown(report.start_methods),
         "## Definitions",
         "",
     ]
@@ -457,7 +510,8 @@ def render_markdown(report: BenchReport) -> str:
             f"{RECOVERY_TIMEOUT_S * 1000:.0f} ms hard timeout (`execute(..., hard_timeout=0.2)`, pebble's "
             "`schedule(timeout=0.2)`, billiard's `apply_async(timeout=0.2)` in a pool with `enable_timeouts`). "
             "**reported**: submit until the pool reported the fault; **recovered**: submit until the no-op "
-            "submitted after that returned. spider-core-standby is `PoolConfig(standby=True)`; after each of "
+            "submitted after that returned. spider-core-forkserver is `PoolConfig(start_method=\"forkserver\")`, "
+            "without a standby; spider-core-standby is `PoolConfig(standby=True)`; after each of "
             "its rounds the benchmark waits, untimed, until its new standby executor is ready (before the next "
             "contender's round, which that spawn would slow down). No warm-up rounds.",
         ]
@@ -535,5 +589,6 @@ def report_to_json(report: BenchReport) -> dict[str, Any]:
         "targets": [{"target": t.target, "measured": t.measured, "met": t.met} for t in targets(report)],
         "plot": None if report.plot is None else report.plot.name,
         "idle_rss_kib": report.idle_rss_kib,
+        "start_methods": {result.name: _start_methods_json(result) for result in report.start_methods},
         "notes": list(report.notes),
     }

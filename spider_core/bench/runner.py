@@ -34,7 +34,7 @@ from spider_core.bench.contenders import (
     _Ours,
     _OursSync,
 )
-from spider_core.bench.environment import _environment, _idle_rss_kib
+from spider_core.bench.environment import _environment, _executor_processes, _idle_rss_kib, _memory_kib
 from spider_core.bench.plot import PLOT_NAME, write_plot
 from spider_core.bench.recovery import (
     FAULTS,
@@ -50,6 +50,7 @@ from spider_core.bench.report import (
     ContenderResult,
     RecoveryResult,
     RecoverySamples,
+    StartMethodResult,
     ThroughputResult,
     WorkloadResult,
     render_markdown,
@@ -132,6 +133,38 @@ async def _measure_start(package_dir: Path, samples: int, progress: _Progress) -
     return durations, floor
 
 
+#: The larger pool of the start-method measure (the issue's: 8 slots against 1).
+START_METHOD_SLOTS = 8
+
+
+async def _measure_start_methods(package_dir: Path, samples: int, progress: _Progress) -> list[StartMethodResult]:
+    """Time ``ProcessPool.start()`` with 1 and ``START_METHOD_SLOTS`` slots for each start
+    method, ``samples`` times each, alternating which method goes first; after the last
+    larger start, read the memory of that pool's processes (idle, just started)."""
+    methods = ("exec", "forkserver")
+    times: dict[tuple[str, int], list[float]] = {(m, n): [] for m in methods for n in (1, START_METHOD_SLOTS)}
+    memory: dict[str, tuple[int, int] | None] = {}
+    for i in range(samples):
+        for method in methods if i % 2 == 0 else methods[::-1]:
+            for slots in (1, START_METHOD_SLOTS):
+                pool = ProcessPool(PoolConfig(package_dir=package_dir, log_dir=None, slots=slots, start_method=method))
+                start = time.perf_counter()
+                await pool.start()
+                times[method, slots].append((time.perf_counter() - start) * 1e6)
+                if slots > 1 and i == samples - 1:
+                    memory[method] = _memory_kib(_executor_processes())
+                await pool.close()
+        progress.show("start methods", i + 1, samples)
+    results = []
+    for method in methods:
+        rss, pss = memory.get(method) or (None, None)
+        results.append(StartMethodResult(
+            name=method, slots=START_METHOD_SLOTS, start_one_us=tuple(times[method, 1]),
+            start_all_us=tuple(times[method, START_METHOD_SLOTS]), rss_kib=rss, pss_kib=pss,
+        ))
+    return results
+
+
 async def _run_workload(
     workload: Workload, contenders: Sequence[Contender], calls: int, warmup: int, progress: _Progress
 ) -> WorkloadResult:
@@ -187,9 +220,10 @@ async def _run_latency(
     warmup: int,
     progress: _Progress,
     notes: list[str],
+    start_method: str = "exec",
 ) -> tuple[list[WorkloadResult], int | None]:
     """Run the latency workloads; return their results and the idle executor's RSS after them."""
-    ours = _Ours(package_dir)
+    ours = _Ours(package_dir, start_method=start_method)
     contenders: list[Contender] = [ours]  # in report order
     for name in (name for name in PEERS if name in peers):
         peer = _make_peer(name, package_dir)
@@ -215,10 +249,11 @@ async def _run_throughput(
     rounds: int,
     progress: _Progress,
     notes: list[str],
+    start_method: str = "exec",
 ) -> tuple[ThroughputResult, int | None]:
     """Run the throughput workload; return its result and the RSS of an idle executor after it."""
     contenders: list[BatchContender]
-    contenders, skipped = _throughput_contenders(package_dir, slots, peers)
+    contenders, skipped = _throughput_contenders(package_dir, slots, peers, start_method)
     ours = contenders[0]
     assert isinstance(ours, _OursBatch)
     notes.extend(note for note in skipped if note not in notes)
@@ -250,12 +285,12 @@ async def _run_throughput(
 
 
 async def _run_sync(
-    package_dir: Path, calls: int, warmup: int, progress: _Progress
+    package_dir: Path, calls: int, warmup: int, progress: _Progress, start_method: str = "exec"
 ) -> tuple[WorkloadResult, int | None]:
     """Run the sync workload: the no-op through ProcessPool, SyncProcessPool (``execute`` and
     ``call``) and ProcessPoolExecutor (fork), interleaved round-robin; return its result and
     the RSS of the ProcessPool's idle executor after it."""
-    ours = _Ours(package_dir)
+    ours = _Ours(package_dir, start_method=start_method)
     contenders: list[Contender] = [
         ours,
         _OursSync(package_dir, OURS_SYNC),
@@ -329,6 +364,7 @@ async def run_benchmark(
     batch: int | None = None,
     rounds: int | None = None,
     recovery_rounds: int | None = None,
+    start_method: str = "exec",
 ) -> BenchReport:
     """Run the benchmark and write ``report.md``, ``report.json`` and the latency plot
     (``latency.png``, with matplotlib) to ``output_dir``.
@@ -354,6 +390,8 @@ async def run_benchmark(
     :param rounds: Throughput: measured batches per contender, overriding ``quick``.
     :param recovery_rounds: Recovery: rounds of one crash and one timeout per contender,
         overriding ``quick``.
+    :param start_method: ``PoolConfig.start_method`` of spider-core's latency, throughput and
+        sync contenders (the start and recovery measures always show both).
     :raises ValueError: an unknown workload or peer name, or a count below 1.
     """
     for name in workloads:
@@ -387,6 +425,8 @@ async def run_benchmark(
 
     latency = [name for name in workloads if name in WORKLOAD_SPECS]
     notes: list[str] = []
+    if start_method != "exec":
+        notes.append(f"spider-core's latency, throughput and sync contenders: start_method={start_method!r}")
     results: list[WorkloadResult] = []
     throughput = None
     sync = None
@@ -394,14 +434,19 @@ async def run_benchmark(
     idle_rss = None
     try:
         start_us, floor_us = await _measure_start(package_dir, start_samples, bar)
+        start_methods = await _measure_start_methods(package_dir, start_samples, bar)
         if latency:
-            results, idle_rss = await _run_latency(package_dir, latency, peers, calls, warmup, bar, notes)
+            results, idle_rss = await _run_latency(
+                package_dir, latency, peers, calls, warmup, bar, notes, start_method
+            )
         if THROUGHPUT in workloads:
-            throughput, rss = await _run_throughput(package_dir, peers, slots, batch, rounds, bar, notes)
+            throughput, rss = await _run_throughput(
+                package_dir, peers, slots, batch, rounds, bar, notes, start_method
+            )
             if idle_rss is None:
                 idle_rss = rss
         if SYNC in workloads:
-            sync, rss = await _run_sync(package_dir, calls, warmup, bar)
+            sync, rss = await _run_sync(package_dir, calls, warmup, bar, start_method)
             if idle_rss is None:
                 idle_rss = rss
         if RECOVERY in workloads:
@@ -423,6 +468,7 @@ async def run_benchmark(
         throughput=throughput,
         sync=sync,
         recovery=recovery,
+        start_methods=tuple(start_methods),
     )
     plot, plot_note = write_plot(report, output_dir / PLOT_NAME)
     report = attrs.evolve(report, plot=plot, plot_note=plot_note)

@@ -51,11 +51,13 @@ class BatchContender(Protocol):
 class _OursBatch:
     """spider-core's ProcessPool with ``slots`` executors, a batch queued from the event loop."""
 
-    def __init__(self, package_dir: Path, name: str, slots: int, how: Literal["gather", "map"]) -> None:
+    def __init__(
+        self, package_dir: Path, name: str, slots: int, how: Literal["gather", "map"], start_method: str = "exec"
+    ) -> None:
         self.name = name
         self.workers = slots
         self.how = how
-        self.pool = ProcessPool(PoolConfig(package_dir=package_dir, log_dir=None, slots=slots))
+        self.pool = ProcessPool(PoolConfig(package_dir=package_dir, log_dir=None, slots=slots, start_method=start_method))
         self._request = ExecuteRequest(package=PACKAGE, task=THROUGHPUT_TASK.task, inputs=THROUGHPUT_TASK.args)
 
     async def start(self) -> None:
@@ -136,12 +138,12 @@ class _BlockingBatch:
 
 
 def _throughput_contenders(
-    package_dir: Path, slots: int, peers: Sequence[str]
+    package_dir: Path, slots: int, peers: Sequence[str], start_method: str = "exec"
 ) -> tuple[list[BatchContender], list[str]]:
     """The throughput contenders in report order (spider-core first), and notes on skipped peers."""
     contenders: list[Any] = [
-        _OursBatch(package_dir, OURS, slots, "gather"),
-        _OursBatch(package_dir, OURS_MAP, slots, "map"),
+        _OursBatch(package_dir, OURS, slots, "gather", start_method),
+        _OursBatch(package_dir, OURS_MAP, slots, "map", start_method),
         _OursSyncMap(package_dir, slots),
     ]
     if slots > 1:

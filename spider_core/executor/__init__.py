@@ -28,6 +28,7 @@ from spider_core.plugin.manager import PluginError, PluginSettings, SpiderPlugin
 from spider_core.plugin.types import PackageSource, TaskPackage
 from spider_core.protocol import (
     DEFAULT_MAX_FRAME_SIZE,
+    ENV_FORK_SERVER,
     ENV_LOG_LEVEL,
     ENV_MAX_FRAME_SIZE,
     ENV_PACKAGE_DIR,
@@ -431,11 +432,9 @@ def _read_log_level() -> None:
     _log_threshold = _LEVELS.get(name, _INFO)
 
 
-def main() -> int:
-    in_fd, out_fd = _take_protocol_fds()
-    die_with_parent()
-    _read_log_level()
-    _log("start", pid=os.getpid(), abi_version=str(HOST_VERSION), python=sys.version.split()[0])
+def _setup() -> tuple[SpiderPluginManager, Framing] | int:
+    """The plugin manager and framing this executor (or fork server) works with; the exit
+    status if they cannot be set up."""
     try:
         settings = PluginSettings.from_env()
         if settings.trace or settings.plugins is None or not all(r.default for r in settings.plugins):
@@ -447,6 +446,29 @@ def main() -> int:
     except (PluginError, ValueError) as e:  # ValueError: a malformed setting
         _log("exit", _ERROR, reason="setup failed", error=str(e))
         return EXIT_SETUP_ERROR
+    return pm, framing
+
+
+def main() -> int:
+    control_fd = os.environ.pop(ENV_FORK_SERVER, None)
+    if control_fd is not None:  # a fork server: set up once, then each fork is an executor
+        die_with_parent()
+        _read_log_level()
+        setup = _setup()
+        if isinstance(setup, int):
+            return setup
+        from spider_core.executor.forkserver import serve_forks
+
+        serve_forks(int(control_fd))  # returns in each forked executor
+    in_fd, out_fd = _take_protocol_fds()
+    die_with_parent()
+    _read_log_level()
+    _log("start", pid=os.getpid(), abi_version=str(HOST_VERSION), python=sys.version.split()[0])
+    if control_fd is None:
+        setup = _setup()
+    if isinstance(setup, int):
+        return setup
+    pm, framing = setup
     package_dir = os.environ.get(ENV_PACKAGE_DIR)
     executor = Executor(pm, Path(package_dir) if package_dir else None)
     try:

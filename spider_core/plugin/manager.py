@@ -63,6 +63,7 @@ REQUIRED_HOOKS = (
     "spider_load_package",
     "spider_framing",
     "spider_launcher",
+    "spider_spawner",
     "spider_respawn_decision",
 )
 

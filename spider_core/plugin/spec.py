@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         PackageSource,
         RespawnDecision,
         RespawnState,
+        Spawner,
         TaskPackage,
     )
     from spider_core.protocol import ExecutorProtocol, Framing
@@ -199,6 +200,27 @@ def spider_launcher(config: PoolConfig, executor_id: int, env: dict[str, str]) -
     or ``execute()`` gets ``ExecutorCreationFailure`` naming the error, and the failure
     counts toward the respawn back-off. Default: ``spider_supervisor``
     (``PoolConfig.executor_command``, else ``python -m spider_core.executor``).
+    """
+
+
+@hookspec(firstresult=True)
+def spider_spawner(config: PoolConfig) -> Spawner | None:
+    """Provide what starts this pool's executor processes.
+
+    :param config: The pool's :class:`~spider_core.PoolConfig` (``start_method``, ...).
+    :return: A :class:`~spider_core.plugin.Spawner`: its ``spawn(executor_id, spec)`` starts
+        the process a ``spider_launcher`` spec describes and returns a started
+        :class:`~spider_core.plugin.ExecutorHandle` (pid, pipes, optional pidfd, ``wait()``
+        for the exit status); its ``close()`` runs when the pool closes. None to let another
+        plugin answer.
+
+    First non-None result wins; called once per pool, when it starts (the spawner may keep
+    per-pool state, such as a server process). If it raises, ``start()`` raises
+    ``ExecutorCreationFailure``: with the message alone for a ``PluginError`` (a configuration
+    the spawner cannot serve), naming the error otherwise. If ``spawn`` raises, that spawn fails
+    as for ``spider_launcher``. Default: ``spider_supervisor``: ``start_method="exec"``, a new
+    process per executor (``subprocess.Popen``); ``"forkserver"``, one server per pool,
+    started with the launcher's command and environment, that forks each executor.
     """
 
 

@@ -97,6 +97,54 @@ class LaunchSpec:
     cwd: Path | None = None
 
 
+class ExecutorHandle(Protocol):
+    """A started executor process, as a :class:`Spawner` hands it to the pool.
+
+    ``stdin``, ``stdout`` and ``stderr`` are the pool's ends of the executor's pipes (file
+    descriptors: the pool writes requests to ``stdin``, reads answers from ``stdout`` and the
+    log from ``stderr``). The executor leads its own process group (``pid`` is its group id), so
+    that what its tasks leave running can be killed with it. The handle owns its descriptors
+    until :meth:`close`.
+    """
+
+    pid: int
+    stdin: int
+    stdout: int
+    stderr: int
+    #: A pidfd of the process (the pool watches and signals it through it), or None for the
+    #: pool to open one itself (``os.pidfd_open(pid)``: safe while the process is unreaped).
+    pidfd: int | None
+
+    def wait(self) -> int | None:
+        """Reap the process, which has ended or was SIGKILLed, after SIGKILLing what is left
+        in its process group; return its status as ``Popen.returncode`` does (negative: the
+        signal that ended it), or None if nobody can tell any more (its parent died)."""
+        ...
+
+    def close(self) -> None:
+        """Release the descriptors; called once, after :meth:`wait` (or, in a process forked
+        from the pool's, without it: the process is not that child's to wait for)."""
+        ...
+
+
+class Spawner(Protocol):
+    """How one pool starts its executor processes: what ``spider_spawner`` returns."""
+
+    def spawn(self, executor_id: int, spec: LaunchSpec) -> ExecutorHandle:
+        """Start the executor ``spec`` (from ``spider_launcher``) describes, with pipes for
+        stdin, stdout and stderr, in its own session. Raise a ``PluginError`` (its message
+        becomes the ``ExecutorCreationFailure``) or an ``OSError`` if it cannot start."""
+        ...
+
+    def close(self) -> None:
+        """The pool closed (after every executor was reaped): release what the spawner holds.
+
+        Not called in a process forked from the pool's: a spawner that holds descriptors of its
+        own lets go of the child's copies itself (``os.register_at_fork``), as the fork server
+        does."""
+        ...
+
+
 @frozen(kw_only=True)
 class RespawnState:
     """What the respawn policy knows when the pool needs an executor.

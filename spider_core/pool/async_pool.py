@@ -31,12 +31,12 @@ from typing import Any
 
 from spider_core.errors import EncodeTaskInputs, ExecutorCreationFailure, InvalidRequest, NotRunning
 from spider_core.models import ExecuteRequest, ExecutorCrash, InTaskFailure, Outcome, PoolConfig, Success, Timeout
-from spider_core.plugin import PluginError, PluginSettings, SpiderPluginManager, get_plugin_manager
+from spider_core.plugin import PluginError, PluginSettings, Spawner, SpiderPluginManager, get_plugin_manager
 from spider_core.pool.events import Events
 from spider_core.pool.guard import Guard
 from spider_core.pool.mapping import DEPTH, pipelined_map
 from spider_core.pool.process import EXIT_GRACE, TIMED_OUT, ExecutorProcess, Lost
-from spider_core.pool.protocols import open_protocol
+from spider_core.pool.protocols import open_protocol, open_spawner
 from spider_core.pool.requests import RequestEncoder
 from spider_core.pool.slots import Slots
 from spider_core.pool.supervisor import Supervisor
@@ -131,6 +131,7 @@ class ProcessPool:
         self._starting: asyncio.Future[None] | None = None  # while start() spawns the executors
         self._guard: Guard | None = None
         self._supervisors: list[Supervisor] = []  # made by start()
+        self._spawner: Spawner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._seqs: Iterator[int] = itertools.count(1)  # next() is atomic: the sync pool's threads share it
         #: Whether callers drive the executors' channels from their own threads (set by
@@ -214,19 +215,23 @@ class ProcessPool:
         self._loop = loop = asyncio.get_running_loop()
         protocols = [open_protocol(self.pm, self.config) for _ in range(self.config.slots)]
         try:
-            for hook in ("spider_launcher", "spider_respawn_decision"):
+            for hook in ("spider_launcher", "spider_spawner", "spider_respawn_decision"):
                 self.pm.require(hook)
         except PluginError as e:
             raise ExecutorCreationFailure(str(e)) from None
+        spawner = open_spawner(self.pm, self.config)
         self._events = Events(self.pm)
         try:
             guard = Guard()
         except OSError as e:
+            spawner.close()
             raise ExecutorCreationFailure(f"cannot start the pool's guard process: {e.strerror or e}") from None
         self._guard = guard
         ids = itertools.count(1)  # executor ids are unique across the pool's slots
         supervisors = self._supervisors = [
-            Supervisor(self.config, self.pm, loop, protocol, self._events, ids, index, direct=self._direct, guard=guard)
+            Supervisor(
+                self.config, self.pm, loop, protocol, self._events, ids, index, self._direct, guard, spawner=spawner
+            )
             for index, protocol in enumerate(protocols)
         ]
         for supervisor in supervisors:
@@ -250,10 +255,12 @@ class ProcessPool:
             if len(failures) == len(supervisors):
                 raise failures[0][1]
         except BaseException:
-            guard.close()  # no executor is left (a failed spawn reaps what it started)
+            spawner.close()  # no executor is left (a failed spawn reaps what it started)
+            guard.close()
             self._guard = None
             self._supervisors = []
             raise
+        self._spawner = spawner
         for supervisor, error in failures:
             logger.warning("slot %d could not start an executor (it will retry): %s", supervisor.index, error)
         slots = Slots(loop, supervisors)
@@ -284,6 +291,8 @@ class ProcessPool:
         await asyncio.gather(*(s.cancel_standby() for s in slots.all))
         await slots.wait_all_free()
         await asyncio.gather(*(s.stop_all() for s in slots.all))
+        if self._spawner is not None:
+            self._spawner.close()
         if self._guard is not None:
             self._guard.close()
 

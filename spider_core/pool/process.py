@@ -16,11 +16,11 @@ import math
 import os
 import select
 import signal
-import subprocess
 import time
 from collections import deque
 from typing import Any
 
+from spider_core.plugin import ExecutorHandle
 from spider_core.pool.guard import Guard
 from spider_core.pool.logsink import LogSink
 from spider_core.protocol import AdaptiveSpin, ExecutorProtocol, FramingError
@@ -60,15 +60,15 @@ class ExecutorProcess:
         self,
         loop: asyncio.AbstractEventLoop,
         executor_id: int,
-        proc: subprocess.Popen[bytes],
+        handle: ExecutorHandle,
         protocol: ExecutorProtocol,
         sink: LogSink,
         guard: Guard | None = None,
     ) -> None:
         self.loop = loop
         self.id = executor_id
-        self.proc = proc
-        self.pid = proc.pid
+        self.handle = handle
+        self.pid = handle.pid
         self.sink = sink
         self.encode = protocol.encode_request
         self.result_fields = protocol.result_fields
@@ -86,15 +86,15 @@ class ExecutorProcess:
         #: request never reached it: it may be sent to another executor).
         self.refused = False
         self.exited = loop.create_future()
-        # the supervisor starts the process with stdin, stdout and stderr as pipes
-        self._out = proc.stdin.fileno()  # type: ignore[union-attr]
-        self._in = proc.stdout.fileno()  # type: ignore[union-attr]
-        self._err = proc.stderr.fileno()  # type: ignore[union-attr]
+        self._out = handle.stdin
+        self._in = handle.stdout
+        self._err = handle.stderr
         self._pending: memoryview | None = None
         self._closed = False
         for fd in (self._out, self._in, self._err):
             os.set_blocking(fd, False)
-        self._pidfd = os.pidfd_open(self.pid)
+        self._own_pidfd = handle.pidfd is None
+        self._pidfd = os.pidfd_open(self.pid) if handle.pidfd is None else handle.pidfd
         self._poller: select.poll | None = None  # made by detach()
         self._reading = True  # whether the loop reads the protocol channel
         loop.add_reader(self._in, self._on_readable)
@@ -357,13 +357,6 @@ class ExecutorProcess:
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(self._pidfd, signum)
 
-    def kill_group(self) -> None:
-        """SIGKILL whatever the executor's tasks left running in its process group (it leads
-        its own session). Only before the executor is reaped, while its group id is still
-        reserved."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
-
     async def wait_exit(self, timeout: float) -> bool:
         """Whether the process exited within ``timeout`` seconds."""
         if not self.exited.done():
@@ -382,13 +375,13 @@ class ExecutorProcess:
         except asyncio.CancelledError:
             # The caller gave up, the cleanup may not: SIGKILLed, the process exits at once.
             self.signal(signal.SIGKILL)
-            self.kill_group()
-            self.proc.wait()
+            self.handle.wait()
             self._close()
             raise
-        self.kill_group()
-        status = self.proc.wait()
+        status = self.handle.wait()  # and SIGKILLs what its tasks left in its process group
         self._close()
+        if status is None:
+            return None, None
         return (status, None) if status >= 0 else (None, -status)
 
     def _close(self) -> None:
@@ -399,12 +392,11 @@ class ExecutorProcess:
         self._drain_stderr()
         self.loop.remove_reader(self._err)
         self.loop.remove_reader(self._pidfd)
-        os.close(self._pidfd)
+        if self._own_pidfd:
+            os.close(self._pidfd)
         if self._guard is not None:
             self._guard.forget(self.pid)  # reaped: its group id may be reused
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            with contextlib.suppress(OSError):
-                stream.close()  # type: ignore[union-attr]  # all three are pipes
+        self.handle.close()
         self.sink.close()
 
     def forsake(self) -> None:
@@ -416,11 +408,9 @@ class ExecutorProcess:
             return
         self._closed = True
         self.lost = "the pool belongs to another process"
-        os.close(self._pidfd)
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            with contextlib.suppress(OSError):
-                stream.close()  # type: ignore[union-attr]  # all three are pipes
-        self.proc.returncode = 0  # not this process's child: never waited for here
+        if self._own_pidfd:
+            os.close(self._pidfd)
+        self.handle.close()
         self.sink.forsake()
 
     def _drain_stderr(self) -> None:

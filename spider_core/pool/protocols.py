@@ -1,12 +1,13 @@
 """Which protocol the pool speaks with its executors: ``PoolConfig.protocol``, resolved through
 the ``spider_protocol`` hook when the pool starts (one protocol object per slot), with
-spider-core's own :class:`~spider_core.protocol.CoreProtocol` built in."""
+spider-core's own :class:`~spider_core.protocol.CoreProtocol` built in; and what starts its
+executors, through the ``spider_spawner`` hook (one spawner per pool)."""
 
 from __future__ import annotations
 
 from spider_core.errors import ExecutorCreationFailure
 from spider_core.models import PoolConfig
-from spider_core.plugin import PluginError, SpiderPluginManager
+from spider_core.plugin import PluginError, Spawner, SpiderPluginManager
 from spider_core.protocol import CORE_PROTOCOL, CoreProtocol, ExecutorProtocol
 
 
@@ -53,3 +54,16 @@ def open_protocol(pm: SpiderPluginManager, config: PoolConfig) -> ExecutorProtoc
     raise ExecutorCreationFailure(
         f"unknown protocol {name!r} (PoolConfig.protocol): the available protocols are {available}{hint}"
     )
+
+
+def open_spawner(pm: SpiderPluginManager, config: PoolConfig) -> Spawner:
+    """The spawner of a pool with ``config`` (``start_method``, ...).
+
+    :raises ExecutorCreationFailure: no plugin answered, or the hook failed (a
+        ``PluginError``'s message alone: a configuration the spawner cannot serve).
+    """
+    try:
+        spawner: Spawner = pm.call_required("spider_spawner", config=config)
+    except Exception as e:
+        raise _failed("spider_spawner", e) from None
+    return spawner

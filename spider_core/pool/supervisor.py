@@ -2,7 +2,8 @@
 
 A :class:`Supervisor` is one slot. It owns the executor in use and, with ``PoolConfig.standby``, a second,
 idle one ready to take over. It asks the ``spider_respawn_decision`` hook before every spawn
-and the ``spider_launcher`` hook how to start the process, waits for its greeting (``Ready``;
+and the ``spider_launcher`` hook what to start, has the pool's spawner (the ``spider_spawner``
+hook's) start it, waits for its greeting (``Ready``;
 none for a protocol without a handshake), counts spawn failures for the back-off, and reaps
 every process it retires. It never decides what a call's
 outcome is; the pool does, and tells it which executor to retire and why. The pool hands a
@@ -16,7 +17,6 @@ import itertools
 import logging
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +29,7 @@ from spider_core.plugin import (
     PluginError,
     RespawnDecision,
     RespawnState,
+    Spawner,
     SpawnReason,
     SpiderPluginManager,
 )
@@ -64,6 +65,8 @@ class Supervisor:
         index: int = 0,
         direct: bool = False,
         guard: Guard | None = None,
+        *,
+        spawner: Spawner,
     ) -> None:
         self.config = config
         self.pm = pm
@@ -86,6 +89,8 @@ class Supervisor:
         self.direct = direct
         #: Kills what tasks leave running if the pool dies without closing.
         self.guard = guard
+        #: Starts the processes: the pool's, from the ``spider_spawner`` hook.
+        self.spawner = spawner
         #: How long callers poll for an answer before they block (``PoolConfig.spin_us``).
         self.spin = AdaptiveSpin(config.spin_us)
         #: Whether a caller holds this slot.
@@ -286,30 +291,22 @@ class Supervisor:
             raise self._spawn_failed(f"the spider_launcher hook failed: {type(e).__name__}: {e}", counted) from None
         sink = LogSink(executor_id, self.config.max_log_line_bytes, self.log_path_for(executor_id))
         try:
-            proc = subprocess.Popen(
-                list(spec.argv),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=spec.env,
-                cwd=spec.cwd,
-                close_fds=True,
-                # Its own session: terminal signals go to the pool alone, and what tasks leave
-                # running can be killed with the executor's process group.
-                start_new_session=True,
-            )
+            handle = self.spawner.spawn(executor_id, spec)
+        except PluginError as e:
+            sink.close()
+            raise self._spawn_failed(str(e), counted) from None
         except OSError as e:
             sink.close()
-            raise self._spawn_failed(
-                f"cannot start executor command {spec.argv[0]!r}: {e.strerror or e}", counted
-            ) from None
+            raise self._spawn_failed(f"cannot start executor command {spec.argv[0]!r}: {e.strerror or e}", counted) from None
+        except Exception as e:  # a plugin's bug
+            sink.close()
+            raise self._spawn_failed(f"the spider_spawner's spawner failed: {type(e).__name__}: {e}", counted) from None
         try:
-            executor = ExecutorProcess(self.loop, executor_id, proc, self.protocol, sink, self.guard)
+            executor = ExecutorProcess(self.loop, executor_id, handle, self.protocol, sink, self.guard)
         except OSError as e:  # e.g. no descriptor left for its pidfd
-            proc.kill()
-            proc.wait()
-            for stream in (proc.stdin, proc.stdout, proc.stderr):
-                stream.close()  # type: ignore[union-attr]  # all three are pipes
+            os.kill(handle.pid, signal.SIGKILL)
+            handle.wait()
+            handle.close()
             sink.close()
             raise self._spawn_failed(f"cannot supervise executor {executor_id}: {e}", counted) from None
         if self.protocol.handshake:
