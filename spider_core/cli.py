@@ -154,7 +154,7 @@ def check_package(pm: Any, package: str, package_dir: Path) -> None:
 
     pm.require("spider_resolve_package")  # PluginError: every resolver is blocked (exit 5)
     try:
-        pm.hook.spider_resolve_package(package=package, package_dir=package_dir)
+        pm.hook.spider_resolve_package(package=package, package_dir=package_dir, installed_packages=True)
     except (ExecutorError, OSError):
         pass  # the executor meets it too, and its InvalidLibrary says why
     except Exception as e:  # a plugin's bug

@@ -45,8 +45,11 @@ from spider_core.tdl import EncodingError, ExecutorError
 logger = logging.getLogger("spider_core.pool")
 
 
-def _check_package_dir(path: Path) -> None:
-    """:raises ExecutorCreationFailure: ``path`` is not a directory the pool can use."""
+def _check_package_dir(path: Path | None) -> None:
+    """:raises ExecutorCreationFailure: ``path`` is not a directory the pool can use (None,
+    no package directory, is fine)."""
+    if path is None:
+        return
     try:
         if stat.S_ISDIR(os.stat(path).st_mode):
             return
