@@ -67,10 +67,13 @@ class CliError(Exception):
 # -------------------------------------------------------------------------------------------
 
 
-def package_dir_of(args: argparse.Namespace, *, here: bool = True) -> Path:
+def package_dir_of(args: argparse.Namespace, *, here: bool = True, optional: bool = False) -> Path | None:
     """``--package-dir``, else ``$SPIDER_TDL_PACKAGE_DIR``; it must be a directory (``here``:
-    on this machine; otherwise it is the path on the Dask workers, which check it)."""
+    on this machine; otherwise it is the path on the Dask workers, which check it). With
+    neither: None if ``optional`` (installed packages only), else an error."""
     value = args.package_dir or os.environ.get("SPIDER_TDL_PACKAGE_DIR")
+    if not value and optional:
+        return None
     if not value:
         raise CliError("no package directory: pass --package-dir DIR or set SPIDER_TDL_PACKAGE_DIR")
     path = Path(value)
@@ -139,7 +142,7 @@ def plugin_failed(doing: str, error: Exception) -> CliError:
     )
 
 
-def check_package(pm: Any, package: str, package_dir: Path) -> None:
+def check_package(pm: Any, package: str, package_dir: Path | None) -> None:
     """Check ``package``'s name, and that the plugins can look for it (a resolver that raises
     is a plugin's bug, exit 5), before starting the pool. Whether the package is there and
     loads is the pool's answer: an ``InTaskFailure`` with ``InvalidLibrary`` (or another of
@@ -198,7 +201,7 @@ def executor_of(args: argparse.Namespace, *, here: bool = True) -> Path | None:
     return path.absolute()
 
 
-def make_config(args: argparse.Namespace, package_dir: Path, *, here: bool = True, **extra: Any) -> Any:
+def make_config(args: argparse.Namespace, package_dir: Path | None, *, here: bool = True, **extra: Any) -> Any:
     from spider_core.models import PoolConfig
 
     if args.max_frame_size is not None:
@@ -226,7 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             inputs.append(parse_json(text))
         except ValueError as e:
             raise CliError(f"argument {position} ({text[:40]!r}) is not a JSON value: {e}") from None
-    package_dir = package_dir_of(args)
+    package_dir = package_dir_of(args, optional=True)  # none: installed packages only
     config = make_config(args, package_dir)
 
     async def run() -> Any:
@@ -334,10 +337,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_packages(args: argparse.Namespace) -> int:
     from spider_core.plugin import get_plugin_manager
 
-    value = args.package_dir or os.environ.get("SPIDER_TDL_PACKAGE_DIR")
-    package_dir = Path(value) if value else None  # none: installed packages only
-    if package_dir is not None and not package_dir.is_dir():
-        raise CliError(f"package directory {package_dir} does not exist or is not a directory")
+    package_dir = package_dir_of(args, optional=True)  # none: installed packages only
     pm = get_plugin_manager()
     try:
         found = pm.hook.spider_list_packages(package_dir=package_dir)
@@ -358,7 +358,7 @@ def cmd_packages(args: argparse.Namespace) -> int:
         print(f"no task packages {where}")
         return EXIT_OK
     in_directory = {info.name for info in infos if info.source == "directory" and not info.error}
-    rows = [["NAME", "KIND", "SOURCE", "DISTRIBUTION", "ABI", "STATUS", "PATH"]]
+    rows = [["NAME", "KIND", "SOURCE", "ABI", "STATUS", "PATH"]]
     for info in infos:
         if info.error:
             status = f"broken: {info.error}"
@@ -368,12 +368,14 @@ def cmd_packages(args: argparse.Namespace) -> int:
             status = "hidden by the package directory's copy"
         else:
             status = "ok"
-        dist = f"{info.distribution} {info.version}" if info.distribution else "-"
-        rows.append([info.name, info.kind, info.source, dist, info.abi_version or "-", status, str(info.location)])
+        source = info.source  # an installed package's distribution and version say more
+        if info.source == "installed" and info.distribution:
+            source = f"{info.distribution} {info.version}"
+        rows.append([info.name, info.kind, source, info.abi_version or "-", status, str(info.location)])
     print_table(rows)
     for info in infos:
         if info.tasks:
-            print(f"\n{info.name} tasks ({info.source}):")
+            print(f"\n{info.name} tasks{' (installed)' if info.source == 'installed' else ''}:")
             for task in info.tasks:
                 print(f"  {task}")
     return EXIT_OK

@@ -176,7 +176,7 @@ def test_an_installed_wheel_runs_without_a_package_directory(venv: Venv, wheels:
     assert info["abi_version"] == "0.1.0" and info["error"] is None
     assert info["location"].endswith(f"spider_task_integration_test_tasks/lib{PKG}.so")
     table = venv.spider("packages").stdout
-    assert "installed  spider-task-integration-test-tasks 1.0.0" in table
+    assert f"{PKG}  native  spider-task-integration-test-tasks 1.0.0  0.1.0  ok" in table
 
     # Uninstalled: the missing-package outcome.
     venv.pip("uninstall", "--yes", "spider-task-integration-test-tasks")
