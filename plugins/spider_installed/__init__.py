@@ -18,19 +18,16 @@ distribution fails only the package it claims.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from attrs import evolve, frozen
+from attrs import evolve, field, frozen
 
 from spider_core.plugin import TASK_PACKAGE_GROUP, InstalledPackage, PackageInfo, PackageSource, hookimpl
-from spider_core.tdl import DuplicatePackage, InvalidLibrary, InvalidPackageName, validate_package_name
+from spider_core.tdl import DuplicatePackage, ExecutorError, InvalidLibrary, InvalidPackageName, validate_package_name
 
-if TYPE_CHECKING:
-    import importlib.metadata
-
-__all__ = ["Claim", "installed_packages", "source_of"]
+__all__ = ["Claim", "Installed", "installed_packages", "source_of"]
 
 
 @frozen(kw_only=True)
@@ -42,27 +39,55 @@ class Claim:
     root: Path  # where the distribution is installed (its site-packages directory)
 
 
-def installed_packages() -> dict[str, list[Claim]]:
-    """Every installed task package by name, each with the distributions that claim it (one
-    entry point per distribution: a distribution found twice on ``sys.path`` counts once)."""
+@frozen(kw_only=True)
+class Installed:
+    """What the installed distributions declare.
+
+    :param claims: Each task package name, with the distributions that claim it.
+    :param unreadable: Distributions that mention the group but whose entry points cannot be
+        read, by name: ``(version, root, why)``. They claim nothing; the others still resolve.
+    """
+
+    claims: dict[str, list[Claim]] = field(factory=dict)
+    unreadable: dict[str, tuple[str | None, Path, str]] = field(factory=dict)
+
+
+def installed_packages() -> Installed:
+    """Every installed task package, read distribution by distribution (one whose metadata is
+    broken is set apart, where ``importlib.metadata.entry_points()`` would fail for all); a
+    distribution found twice on ``sys.path`` counts once, as the first found, as Python
+    imports it."""
     import importlib.metadata
 
-    claims: dict[str, list[Claim]] = {}
-    for ep in importlib.metadata.entry_points(group=TASK_PACKAGE_GROUP):
-        claim = _claim(ep)
-        found = claims.setdefault(ep.name, [])
-        if all(c.installed.distribution != claim.installed.distribution for c in found):
-            found.append(claim)
-    return claims
+    found = Installed()
+    seen: set[str] = set()
+    for dist in importlib.metadata.distributions():
+        name = dist.name
+        if not isinstance(name, str) or _normalized(name) in seen:
+            continue
+        seen.add(_normalized(name))
+        text = dist.read_text("entry_points.txt")
+        if not text or TASK_PACKAGE_GROUP not in text:
+            continue
+        root = Path(str(dist.locate_file("")))
+        try:
+            entry_points = dist.entry_points.select(group=TASK_PACKAGE_GROUP)
+        except Exception as e:  # a malformed entry_points.txt raises whatever its parser meets
+            found.unreadable[name] = (dist.version, root, f"cannot read its entry points: {type(e).__name__}: {e}")
+            continue
+        for ep in entry_points:
+            installed = InstalledPackage(entry_point=ep.value, distribution=name, version=dist.version)
+            found.claims.setdefault(ep.name, []).append(Claim(name=ep.name, installed=installed, root=root))
+    return found
 
 
-def _claim(ep: importlib.metadata.EntryPoint) -> Claim:
-    dist = ep.dist
-    root = Path(str(dist.locate_file(""))) if dist is not None else Path(".")
-    installed = InstalledPackage(
-        entry_point=ep.value, distribution=dist.name if dist else None, version=dist.version if dist else None
-    )
-    return Claim(name=ep.name, installed=installed, root=root)
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _kind(installed: InstalledPackage) -> str:
+    """``"python"`` for an entry point ``module:attribute``, else ``"native"``."""
+    return "python" if ":" in installed.entry_point else "native"
 
 
 def source_of(name: str, claims: list[Claim]) -> PackageSource:
@@ -79,9 +104,9 @@ def source_of(name: str, claims: list[Claim]) -> PackageSource:
         )
     (claim,) = claims
     installed = claim.installed
-    module, _, attribute = installed.entry_point.partition(":")
-    if attribute:
+    if _kind(installed) == "python":
         return PackageSource(package=name, kind="python", location=claim.root, details=installed)
+    module = installed.entry_point
     library = _module_directory(module, name, installed) / f"lib{name}.so"
     if not library.is_file():
         raise InvalidLibrary(
@@ -109,7 +134,7 @@ def _module_directory(module: str, name: str, installed: InstalledPackage) -> Pa
 
 #: The installed packages as this process first read them, and the ``sys.path`` they were
 #: read from (see :func:`_lookup`).
-_cache: tuple[tuple[str, ...], dict[str, list[Claim]]] | None = None
+_cache: tuple[tuple[str, ...], Installed] | None = None
 
 
 def _lookup(name: str) -> list[Claim]:
@@ -120,7 +145,7 @@ def _lookup(name: str) -> list[Claim]:
     path = tuple(sys.path)
     if _cache is None or _cache[0] != path:
         _cache = (path, installed_packages())
-    return _cache[1].get(name, [])
+    return _cache[1].claims.get(name, [])
 
 
 @hookimpl(trylast=True)
@@ -134,35 +159,37 @@ def spider_resolve_package(package: str, installed_packages: bool) -> PackageSou
 @hookimpl
 def spider_list_packages(package_dir: Path | None) -> list[PackageInfo]:
     """Every installed task package, described by the plugin that understands its kind (in a
-    child process); packages the package directory also holds are listed too: it wins."""
+    child process), with its distribution and version. A package the package directory also
+    holds is listed too (the directory's copy is the one used); a broken one is listed with
+    the reason, and never keeps the others from being listed."""
     from spider_core.plugin import get_plugin_manager
 
-    pm = get_plugin_manager()
-    infos = []
-    for name, claims in sorted(installed_packages().items()):
-        first = claims[0]
-        info = PackageInfo(
-            name=name,
-            kind="-",
-            location=first.root,
-            source="installed",
-            distribution=first.installed.distribution,
-            version=first.installed.version,
-        )
+    # The kinds an entry point can name (native, python) are the default plugins': no need to
+    # read every distribution's entry points again for third-party plugins.
+    pm = get_plugin_manager(autoload=False)
+    found = installed_packages()
+    infos = [
+        PackageInfo(name=dist, kind="unknown", location=root, source="installed", distribution=dist, version=version,
+                    error=why)
+        for dist, (version, root, why) in sorted(found.unreadable.items())
+    ]
+    for name, claims in sorted(found.claims.items()):
+        installed = claims[0].installed
+        info = PackageInfo(name=name, kind=_kind(installed), location=claims[0].root, source="installed",
+                           distribution=installed.distribution, version=installed.version)
         try:
             validate_package_name(name)
             source = source_of(name, claims)
             described: PackageInfo | None = pm.hook.spider_inspect_package(source=source)
-        except (InvalidPackageName, DuplicatePackage, InvalidLibrary) as e:
-            infos.append(evolve(info, error=e.message if isinstance(e, InvalidLibrary | DuplicatePackage) else str(e)))
+        except (ExecutorError, InvalidPackageName) as e:  # each one sentence
+            infos.append(evolve(info, error=str(e)))
             continue
         if described is None:
-            infos.append(evolve(info, kind=source.kind, location=source.location, error="no plugin can inspect it"))
+            infos.append(evolve(info, location=source.location, error=f"no plugin can inspect a {source.kind} package"))
             continue
         error = described.error
         if error is None and described.name != name:
             error = f"it declares package name {described.name!r}, not {name!r}"
-        infos.append(
-            evolve(described, name=name, source="installed", distribution=info.distribution, version=info.version, error=error)
-        )
+        infos.append(evolve(described, name=name, source="installed", distribution=info.distribution,
+                            version=info.version, error=error))
     return infos
