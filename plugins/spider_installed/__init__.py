@@ -54,21 +54,22 @@ class Installed:
 
 def installed_packages() -> Installed:
     """Every installed task package, read distribution by distribution (one whose metadata is
-    broken is set apart, where ``importlib.metadata.entry_points()`` would fail for all); a
-    distribution found twice on ``sys.path`` counts once, as the first found, as Python
-    imports it."""
+    broken is set apart, where ``importlib.metadata.entry_points()`` would fail for all). Only
+    the distributions whose ``entry_points.txt`` mentions the group have their metadata
+    parsed; one found twice on ``sys.path`` counts once, as the first found (the one Python
+    imports)."""
     import importlib.metadata
 
     found = Installed()
     seen: set[str] = set()
     for dist in importlib.metadata.distributions():
+        text = dist.read_text("entry_points.txt")
+        if not text or TASK_PACKAGE_GROUP not in text:
+            continue
         name = dist.name
         if not isinstance(name, str) or _normalized(name) in seen:
             continue
         seen.add(_normalized(name))
-        text = dist.read_text("entry_points.txt")
-        if not text or TASK_PACKAGE_GROUP not in text:
-            continue
         root = Path(str(dist.locate_file("")))
         try:
             entry_points = dist.entry_points.select(group=TASK_PACKAGE_GROUP)
