@@ -293,3 +293,63 @@ def test_a_python_task_package_installed_the_same_way(venv: Venv, tmp_path: Path
     assert (info["kind"], info["distribution"], info["version"], info["tasks"]) == (
         "python", "acme-pytasks", "3.1", ["double(n: int) -> int"]
     )
+
+
+def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.stdout == "" and "Traceback" not in done.stderr
+    (line,) = done.stderr.splitlines()
+    return line
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "message"),
+    [
+        (["--version", "one"], 2, "spider: error: --version 'one' is not a version number (PEP 440, such as 1.2.0)"),
+        (["--dist-name=-acme"], 2, "spider: error: --dist-name '-acme' is not a distribution name: use letters, "
+                                   "digits, '-', '_' and '.', starting and ending with a letter or digit"),
+        (["--dist-name", "9lives"], 2, "spider: error: --dist-name '9lives' gives the module name '9lives', which is "
+                                       "not a Python identifier: start it with a letter"),
+    ],
+)
+def test_bad_wheel_options_are_one_sentence_and_build_nothing(tmp_path: Path, args: list[str], status: int,
+                                                              message: str) -> None:
+    out, dist = tmp_path / "out", tmp_path / "dist"
+    done = subprocess.run([SPIDER, "build-package", TASK_PACKAGES / PKG, "--out", out, "--wheel", dist, *args],
+                          capture_output=True, text=True)
+    assert (done.returncode, one_line_error(done)) == (status, message)
+    assert not out.exists() and not dist.exists()
+
+
+def test_a_wheel_directory_that_cannot_be_written(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    done = subprocess.run([SPIDER, "build-package", TASK_PACKAGES / PKG, "--wheel", tmp_path / "file" / "dist"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    assert one_line_error(done) == f"spider: error: cannot write the wheel to {tmp_path / 'file' / 'dist'}: Not a directory"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--version", "1"], "spider: error: say what to build: --out DIR (a package directory), --wheel DIR (a wheel), "
+                             "or both"),
+        (["--out", "x", "--dist-name", "acme"], "spider: error: --version and --dist-name describe a wheel: pass "
+                                                "--wheel DIR too"),
+    ],
+)
+def test_wheel_options_without_a_wheel(tmp_path: Path, args: list[str], message: str) -> None:
+    done = subprocess.run([SPIDER, "build-package", TASK_PACKAGES / PKG, *args], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert (done.returncode, one_line_error(done)) == (2, message)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_wheel_without_hatchling_says_how_to_get_it(tmp_path: Path) -> None:
+    hide = "import sys; sys.modules['hatchling'] = None; from spider_core.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run([sys.executable, "-c", hide, "build-package", TASK_PACKAGES / PKG, "--wheel", tmp_path],
+                          capture_output=True, text=True)
+    assert done.returncode == 1
+    line = one_line_error(done)
+    assert line.startswith("spider: error: --wheel needs hatchling, which writes the wheel (")
+    assert line.endswith("): pip install 'spider-core-pool[wheel]'")
+    assert list(tmp_path.iterdir()) == []
