@@ -24,7 +24,7 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-from spider_core.build import BuildError, PackageSourceError, build_package
+from spider_core.build import BuildError, PackageSourceError, build_package, missing_directories, remove_empty
 from spider_core.plugin import TASK_PACKAGE_GROUP
 from spider_core.tdl import InvalidPackageName, validate_package_name
 
@@ -89,8 +89,6 @@ class TaskPackageHook(BuildHookInterface):  # type: ignore[type-arg]  # hatchlin
     Python package of the project that receives ``lib<name>.so``; ``cc``, the compiler
     command (default ``$CC``, then ``cc``).
     """
-
-    PLUGIN_NAME = "spider-task-package"
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
         if self.target_name != "wheel":
@@ -159,7 +157,20 @@ def build_wheel(
     dist_name = dist_name if dist_name is not None else default_dist_name(name)
     module = module_name(dist_name)
     wheel_dir = Path(wheel_dir)
+    created = missing_directories(wheel_dir)
     _check_writable(wheel_dir)
+    try:
+        return _build_project(src, name, wheel_dir, version=version, dist_name=dist_name, module=module, cc=cc,
+                              check=check)
+    except BuildError:
+        remove_empty(created)  # a failed build leaves no directory it made
+        raise
+
+
+def _build_project(
+    src: Path, name: str, wheel_dir: Path, *, version: str, dist_name: str, module: str, cc: str | None, check: bool
+) -> Path:
+    """Write the project of the wheel into a temporary directory and build it."""
     with tempfile.TemporaryDirectory(prefix="spider-wheel-project-") as project:
         root = Path(project)
         (root / module).mkdir()

@@ -353,3 +353,12 @@ def test_a_wheel_without_hatchling_says_how_to_get_it(tmp_path: Path) -> None:
     assert line.startswith("spider: error: --wheel needs hatchling, which writes the wheel (")
     assert line.endswith("): pip install 'spider-core-pool[wheel]'")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_build_leaves_no_wheel_directory(tmp_path: Path) -> None:
+    src = write_c_package(tmp_path / "src", "broken", "int x = ;\n")
+    dist = tmp_path / "dist" / "sub"
+    done = subprocess.run([SPIDER, "build-package", src, "--wheel", dist], capture_output=True, text=True)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"spider: error: compiling package 'broken' from {src} failed (compiler exit status 1)")
+    assert not (tmp_path / "dist").exists()
