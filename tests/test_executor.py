@@ -188,7 +188,7 @@ def test_invalid_package_name_is_an_error_reply(executor: ExecutorProcess, name:
 @pytest.mark.parametrize(
     ("installed", "message"),
     [
-        ("1", f"no task package named {NAME!r} installed (searched by "),
+        ("1", f"no task package named {NAME!r} installed, and no package directory is set (SPIDER_TDL_PACKAGE_DIR) (searched by "),
         ("0", f"cannot locate package {NAME!r}: SPIDER_TDL_PACKAGE_DIR is not set and installed packages are off"),
     ],
 )

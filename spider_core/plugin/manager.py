@@ -284,7 +284,11 @@ class SpiderPluginManager(pluggy.PluginManager):
         places = [] if package_dir is None else [f"in {package_dir}"]
         if installed_packages:
             places.append("installed")
-        where = " or ".join(places) or "anywhere: no package directory is set and installed packages are off"
+        where = " or ".join(places) or "anywhere: installed packages are off"
+        if package_dir is None:
+            from spider_core.protocol import ENV_PACKAGE_DIR
+
+            where += f", and no package directory is set ({ENV_PACKAGE_DIR})"
         see = "spider packages" if package_dir is None else f"spider packages --package-dir {package_dir}"
         return f"no task package named {name!r} {where} (searched by {searched}{blocked_text}); see `{see}`"
 
