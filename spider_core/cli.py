@@ -14,7 +14,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -431,7 +431,7 @@ def cmd_build_package(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _wheel_builder(args: argparse.Namespace) -> Any:
+def _wheel_builder(args: argparse.Namespace) -> Callable[[], Path]:
     """A function that builds the wheel ``--wheel``, ``--version`` and ``--dist-name`` ask for,
     once those are checked.
 
