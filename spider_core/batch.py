@@ -537,7 +537,7 @@ class DaskCluster:
             self.address, self.workers = parse_dask_address(address)
         except ValueError as e:
             raise BatchError(f"--dask {e}") from None
-        if self.workers is not None:
+        if self.workers is not None and config.package_dir is not None:
             # The same machine: the workers see the package directory at the same path.
             config = attrs.evolve(config, package_dir=Path(config.package_dir).absolute())
         self.config = config

@@ -93,7 +93,7 @@ def build_package(
     target_dir = Path(out) / name
     target = target_dir / f"lib{name}.so"
     env_cflags = _split(os.environ.get("CFLAGS", ""), "$CFLAGS")
-    created = _missing_directories(target_dir)
+    created = missing_directories(target_dir)
     built = False
     tmp: str | None = None
     try:
@@ -118,7 +118,7 @@ def build_package(
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
         if not built:
-            _remove_empty(created)  # a failed build leaves no directory it made
+            remove_empty(created)  # a failed build leaves no directory it made
     return target
 
 
@@ -139,7 +139,7 @@ def _named(message: str, tmp: str, target: Path) -> str:
     return message.replace(tmp, str(target)).replace(os.path.basename(tmp), target.name)
 
 
-def _missing_directories(path: Path) -> list[Path]:
+def missing_directories(path: Path) -> list[Path]:
     """``path`` and those of its parents that do not exist yet, deepest first."""
     missing = []
     while not path.exists() and path != path.parent:
@@ -148,7 +148,7 @@ def _missing_directories(path: Path) -> list[Path]:
     return missing
 
 
-def _remove_empty(directories: list[Path]) -> None:
+def remove_empty(directories: list[Path]) -> None:
     """Remove each of ``directories`` (deepest first) that is empty; keep the others."""
     for directory in directories:
         try:

@@ -14,7 +14,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -67,10 +67,13 @@ class CliError(Exception):
 # -------------------------------------------------------------------------------------------
 
 
-def package_dir_of(args: argparse.Namespace, *, here: bool = True) -> Path:
+def package_dir_of(args: argparse.Namespace, *, here: bool = True, optional: bool = False) -> Path | None:
     """``--package-dir``, else ``$SPIDER_TDL_PACKAGE_DIR``; it must be a directory (``here``:
-    on this machine; otherwise it is the path on the Dask workers, which check it)."""
+    on this machine; otherwise it is the path on the Dask workers, which check it). With
+    neither: None if ``optional`` (installed packages only), else an error."""
     value = args.package_dir or os.environ.get("SPIDER_TDL_PACKAGE_DIR")
+    if not value and optional:
+        return None
     if not value:
         raise CliError("no package directory: pass --package-dir DIR or set SPIDER_TDL_PACKAGE_DIR")
     path = Path(value)
@@ -139,7 +142,7 @@ def plugin_failed(doing: str, error: Exception) -> CliError:
     )
 
 
-def check_package(pm: Any, package: str, package_dir: Path) -> None:
+def check_package(pm: Any, package: str, package_dir: Path | None) -> None:
     """Check ``package``'s name, and that the plugins can look for it (a resolver that raises
     is a plugin's bug, exit 5), before starting the pool. Whether the package is there and
     loads is the pool's answer: an ``InTaskFailure`` with ``InvalidLibrary`` (or another of
@@ -154,7 +157,7 @@ def check_package(pm: Any, package: str, package_dir: Path) -> None:
 
     pm.require("spider_resolve_package")  # PluginError: every resolver is blocked (exit 5)
     try:
-        pm.hook.spider_resolve_package(package=package, package_dir=package_dir)
+        pm.hook.spider_resolve_package(package=package, package_dir=package_dir, installed_packages=True)
     except (ExecutorError, OSError):
         pass  # the executor meets it too, and its InvalidLibrary says why
     except Exception as e:  # a plugin's bug
@@ -198,7 +201,7 @@ def executor_of(args: argparse.Namespace, *, here: bool = True) -> Path | None:
     return path.absolute()
 
 
-def make_config(args: argparse.Namespace, package_dir: Path, *, here: bool = True, **extra: Any) -> Any:
+def make_config(args: argparse.Namespace, package_dir: Path | None, *, here: bool = True, **extra: Any) -> Any:
     from spider_core.models import PoolConfig
 
     if args.max_frame_size is not None:
@@ -229,7 +232,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             inputs.append(parse_json(text))
         except ValueError as e:
             raise CliError(f"argument {position} ({text[:40]!r}) is not a JSON value: {e}") from None
-    package_dir = package_dir_of(args)
+    package_dir = package_dir_of(args, optional=True)  # none: installed packages only
     config = make_config(args, package_dir)
 
     async def run() -> Any:
@@ -337,7 +340,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_packages(args: argparse.Namespace) -> int:
     from spider_core.plugin import get_plugin_manager
 
-    package_dir = package_dir_of(args)
+    package_dir = package_dir_of(args, optional=True)  # none: installed packages only
     pm = get_plugin_manager()
     try:
         found = pm.hook.spider_list_packages(package_dir=package_dir)
@@ -347,28 +350,35 @@ def cmd_packages(args: argparse.Namespace) -> int:
         raise plugin_failed("listing packages", e) from None
     infos = sorted(
         (info for infos in found for info in infos or ()),
-        key=lambda i: (i.name, i.kind),
+        key=lambda i: (i.name, i.source != "directory", i.kind, i.distribution or ""),
     )
     if args.json:
         for info in infos:
             print(to_json({**vars_of(info), "location": str(info.location)}))
         return EXIT_OK
     if not infos:
-        print(f"no task packages in {package_dir}")
+        where = "installed" if package_dir is None else f"in {package_dir} or installed"
+        print(f"no task packages {where}")
         return EXIT_OK
-    rows = [["NAME", "KIND", "ABI", "STATUS", "PATH"]]
+    in_directory = {info.name for info in infos if info.source == "directory" and not info.error}
+    rows = [["NAME", "KIND", "SOURCE", "ABI", "STATUS", "PATH"]]
     for info in infos:
         if info.error:
             status = f"broken: {info.error}"
         elif info.compatible is False:
             status = "incompatible"
+        elif info.source == "installed" and info.name in in_directory:
+            status = "hidden by the package directory's copy"
         else:
             status = "ok"
-        rows.append([info.name, info.kind, info.version or "-", status, str(info.location)])
+        source = info.source  # an installed package's distribution and version say more
+        if info.source == "installed" and info.distribution:
+            source = f"{info.distribution} {info.version}"
+        rows.append([info.name, info.kind, source, info.abi_version or "-", status, str(info.location)])
     print_table(rows)
     for info in infos:
         if info.tasks:
-            print(f"\n{info.name} tasks:")
+            print(f"\n{info.name} tasks{' (installed)' if info.source == 'installed' else ''}:")
             for task in info.tasks:
                 print(f"  {task}")
     return EXIT_OK
@@ -406,14 +416,42 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def cmd_build_package(args: argparse.Namespace) -> int:
     from spider_core.build import BuildError, PackageSourceError, build_package
 
+    if args.out is None and args.wheel is None:
+        raise CliError("say what to build: --out DIR (a package directory), --wheel DIR (a wheel), or both")
+    if args.wheel is None and (args.version is not None or args.dist_name is not None):
+        raise CliError("--version and --dist-name describe a wheel: pass --wheel DIR too")
     try:
-        library = build_package(args.src, args.out, cc=args.cc)
+        if args.wheel is not None:
+            build_wheel = _wheel_builder(args)  # bad wheel options fail before anything is built
+        if args.out is not None:
+            print(build_package(args.src, args.out, cc=args.cc))
+        if args.wheel is not None:
+            print(build_wheel())
     except PackageSourceError as e:
         raise CliError(str(e), EXIT_USAGE) from None
     except BuildError as e:
         raise CliError(str(e), EXIT_TASK_FAILURE) from None
-    print(library)
     return EXIT_OK
+
+
+def _wheel_builder(args: argparse.Namespace) -> Callable[[], Path]:
+    """A function that builds the wheel ``--wheel``, ``--version`` and ``--dist-name`` ask for,
+    once those are checked.
+
+    :raises CliError: hatchling, which writes wheels, is not installed (exit 1).
+    :raises PackageSourceError: a bad version or distribution name.
+    """
+    try:
+        from spider_core import wheel
+    except ImportError as e:
+        raise CliError(
+            f"--wheel needs hatchling, which writes the wheel ({e}): pip install 'spider-core-pool[wheel]'",
+            EXIT_TASK_FAILURE,
+        ) from None
+    version = wheel.normalized_version(args.version if args.version is not None else "0.0.0")
+    if args.dist_name is not None:
+        wheel.module_name(args.dist_name)
+    return lambda: wheel.build_wheel(args.src, args.wheel, version=version, dist_name=args.dist_name, cc=args.cc)
 
 
 def fraction(text: str) -> float:
@@ -604,21 +642,37 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where to build packages (default: $XDG_CACHE_HOME/spider-core or ~/.cache/spider-core)")
     demo.set_defaults(func=cmd_demo)
 
-    packages = command("packages", "list the task packages in a package directory")
+    packages = command("packages", "list the task packages in a package directory and the installed ones",
+                       "List the task packages in the package directory and those installed with pip (found "
+                       "by their entry point in the spider_core.task_packages group), each with its kind, "
+                       "source, distribution and version, ABI version and status; a broken one is listed "
+                       "as broken.")
     packages.add_argument("--package-dir", type=directory, metavar="DIR",
-                          help="task package directory (default: $SPIDER_TDL_PACKAGE_DIR)")
-    packages.add_argument("--json", action="store_true", help="one JSON record per package")
+                          help="task package directory (default: $SPIDER_TDL_PACKAGE_DIR; none: installed "
+                               "packages only)")
+    packages.add_argument("--json", action="store_true",
+                          help="one JSON record per package (name, kind, location, source, distribution, "
+                               "version, abi_version, compatible, tasks, error)")
     packages.set_defaults(func=cmd_packages)
 
     plugins = command("plugins", "list the registered plugins and the hooks they implement")
     plugins.add_argument("--json", action="store_true", help="one JSON record per plugin")
     plugins.set_defaults(func=cmd_plugins)
 
-    build = command("build-package", "compile a C task package into <out>/<name>/lib<name>.so",
+    build = command("build-package", "compile a C task package into <out>/<name>/lib<name>.so, or a wheel",
                     "Compile SRC/*.c with $CC (default cc) against spider_tdl.h into OUT/<name>/lib<name>.so, "
-                    "where <name> is SRC's directory name.")
+                    "where <name> is SRC's directory name, and/or into a wheel in the --wheel directory that "
+                    "pip installs and spider finds by its entry point (see the docs, Distributing task "
+                    "packages).")
     build.add_argument("src", type=path, metavar="SRC", help="package source directory")
-    build.add_argument("--out", type=path, required=True, metavar="DIR", help="package directory")
+    build.add_argument("--out", type=path, metavar="DIR", help="package directory")
+    build.add_argument("--wheel", type=path, metavar="DIR",
+                       help="write a wheel (py3-none-linux_<arch>) holding the library into DIR "
+                            "(needs hatchling: pip install 'spider-core-pool[wheel]')")
+    build.add_argument("--version", metavar="V", help="the wheel's version (PEP 440; default: 0.0.0)")
+    build.add_argument("--dist-name", metavar="NAME",
+                       help="the wheel's distribution name (default: spider-task-<name>, '_' as '-'); "
+                            "the library's module is this name with '_' (spider_task_<name>)")
     build.add_argument("--cc", help="C compiler command (default: $CC, then cc)")
     build.set_defaults(func=cmd_build_package)
 

@@ -164,7 +164,7 @@ class SpiderWorkerPlugin(WorkerPlugin):
         config = self.config
         if self._archive is not None:
             config = attrs.evolve(config, package_dir=_unpack(self._archive, Path(worker.local_directory)))
-        elif not config.package_dir.is_dir():
+        elif config.package_dir is not None and not config.package_dir.is_dir():
             raise WorkerPoolError(f"package_dir {config.package_dir} does not exist on Dask worker {worker.address}")
         if config.log_dir is not None:
             config = attrs.evolve(config, em_id=f"{config.em_id}-{_file_safe(str(worker.name))}")

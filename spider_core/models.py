@@ -104,6 +104,12 @@ class PoolConfig:
     :param package_dir: Task packages live here; exported to the executor as
         ``SPIDER_TDL_PACKAGE_DIR``. It must be a directory when the pool starts: else
         ``start()`` raises ``ExecutorCreationFailure`` naming it, before spawning anything.
+        None (the default): no package directory, only installed task packages.
+    :param installed_packages: Whether a package the package directory does not hold may come
+        from an installed distribution (an entry point of the ``spider_core.task_packages``
+        group, such as a wheel from ``spider build-package --wheel``). The package directory
+        always wins; the executor reads the installed distributions once, on its first such
+        package.
     :param log_dir: Each executor's stderr goes to ``<log_dir>/<em_id>-<executor_id>.log``
         (created if missing, appended to); None forwards each line to the
         ``spider_core.executor.log`` logger instead, with an ``executor_id`` attribute. A log
@@ -174,7 +180,10 @@ class PoolConfig:
         now and then; 0 never spins. None (the default): as ``spin_us``.
     """
 
-    package_dir: Path = field(converter=_path, validator=_Check("a path (a string or a Path)", lambda v: isinstance(v, Path)))
+    package_dir: Path | None = field(
+        default=None, converter=_path, validator=_Check("a path (a string or a Path)", lambda v: isinstance(v, Path), True)
+    )
+    installed_packages: bool = field(default=True, validator=_Check("True or False", lambda v: isinstance(v, bool)))
     slots: int = field(default=1, validator=_at_least(1))
     default_timeout: float | None = field(default=None, validator=_seconds(optional=True))
     log_dir: Path | None = field(

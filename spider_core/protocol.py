@@ -478,6 +478,8 @@ ENV_MAX_FRAME_SIZE = "SPIDER_MAX_FRAME_SIZE"
 ENV_LOG_LEVEL = "SPIDER_EXECUTOR_LOG_LEVEL"
 #: ``PoolConfig.executor_spin_us``.
 ENV_SPIN_US = "SPIDER_EXECUTOR_SPIN_US"
+#: ``PoolConfig.installed_packages``: ``"0"`` turns the installed-package lookup off.
+ENV_INSTALLED_PACKAGES = "SPIDER_INSTALLED_PACKAGES"
 
 #: ``Shutdown``, end of input, or the parent gone.
 EXIT_OK = 0
@@ -487,15 +489,21 @@ EXIT_PROTOCOL_ERROR = 3
 EXIT_SETUP_ERROR = 4
 
 
-def executor_environment(*, package_dir: str, max_frame_size: int, spin_us: int, log_level: str) -> dict[str, str]:
-    """The spider-core settings the pool passes to each executor (see the ``ENV_*`` names)."""
-    return {
-        ENV_PACKAGE_DIR: package_dir,
+def executor_environment(
+    *, package_dir: str | None, installed_packages: bool, max_frame_size: int, spin_us: int, log_level: str
+) -> dict[str, str]:
+    """The spider-core settings the pool passes to each executor (see the ``ENV_*`` names);
+    without a package directory, ``SPIDER_TDL_PACKAGE_DIR`` is left out."""
+    env = {
+        ENV_INSTALLED_PACKAGES: "1" if installed_packages else "0",
         ENV_PARENT_PID: str(os.getpid()),
         ENV_MAX_FRAME_SIZE: str(max_frame_size),
         ENV_SPIN_US: str(spin_us),
         ENV_LOG_LEVEL: log_level,
     }
+    if package_dir is not None:
+        env[ENV_PACKAGE_DIR] = package_dir
+    return env
 
 
 class AdaptiveSpin:

@@ -7,10 +7,12 @@ Fixtures:
   ``src`` (or copy the Python package in ``src``) into ``out``, by default
   ``spider_package_dir``; returns the package directory.
 - ``spider_pool_factory(package_dir, **config)``: a started
-  :class:`~spider_core.SyncProcessPool` on ``package_dir`` (``config`` is passed to
-  :class:`~spider_core.PoolConfig`); every pool it made is closed after the test.
+  :class:`~spider_core.SyncProcessPool` on ``package_dir`` (None: installed task packages
+  only; ``config`` is passed to :class:`~spider_core.PoolConfig`); every pool it made is
+  closed after the test.
 - ``spider_pool``: a started pool on ``spider_package_dir``; configure it with
-  ``@pytest.mark.spider_pool(**config)`` (``package_dir=`` included). Packages are resolved
+  ``@pytest.mark.spider_pool(**config)`` (``package_dir=`` included; ``package_dir=None`` to
+  test installed packages, such as a wheel the test session installed). Packages are resolved
   when first called, so they may be built into the directory after the pool started.
 
 Helper: ``assert_outcome(outcome, kind, values=..., error=..., **fields)`` (also importable
@@ -77,13 +79,14 @@ def spider_build_package(spider_package_dir: Path) -> Callable[..., Path]:
 
 @pytest.fixture
 def spider_pool_factory() -> Iterator[Callable[..., SyncProcessPool]]:
-    """``factory(package_dir, **config) -> SyncProcessPool``, started; closed after the test."""
+    """``factory(package_dir, **config) -> SyncProcessPool``, started; closed after the test
+    (``package_dir`` None: installed task packages only)."""
     from spider_core.models import PoolConfig
     from spider_core.pool import SyncProcessPool
 
     pools: list[SyncProcessPool] = []
 
-    def factory(package_dir: str | Path, **config: Any) -> SyncProcessPool:
+    def factory(package_dir: str | Path | None, **config: Any) -> SyncProcessPool:
         pool = SyncProcessPool(PoolConfig(package_dir=package_dir, **config))
         pools.append(pool)
         pool.start()

@@ -168,7 +168,7 @@ def test_spider_inspect_package_reads_the_declared_name_and_version(package_dir:
     pm = get_plugin_manager(autoload=False)
     library = package_dir / "integration_test_tasks" / "libintegration_test_tasks.so"
     info = pm.hook.spider_inspect_package(source=PackageSource(package="anything", kind="native", location=library))
-    assert (info.name, info.version, info.compatible, info.error) == ("integration_test_tasks", str(HOST_VERSION), True, None)
+    assert (info.name, info.abi_version, info.compatible, info.error) == ("integration_test_tasks", str(HOST_VERSION), True, None)
     broken = build_package(write_c_package(tmp_path, "noexport", "int foo(void) { return 1; }\n"), tmp_path / "out", check=False)
     info = pm.hook.spider_inspect_package(source=PackageSource(package="noexport", kind="native", location=broken))
     assert info.name == "noexport" and info.error.startswith("not a spider-tdl package: ")

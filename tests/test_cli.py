@@ -168,8 +168,10 @@ def test_a_missing_or_unloadable_package_is_one_error_in_run_batch_and_the_api(p
 def test_exit_2_missing_package_dir(tmp_path: Path) -> None:
     done = spider("run", "--package-dir", str(tmp_path / "nope"), PKG, "fibonacci", "1")
     assert done.returncode == 2 and "does not exist" in one_clear_line(done)
-    done = spider("run", PKG, "fibonacci", "1")
-    assert done.returncode == 2 and "set SPIDER_TDL_PACKAGE_DIR" in one_clear_line(done)
+    done = spider("run", PKG, "fibonacci", "1")  # no package directory: installed packages only
+    assert done.returncode == 2
+    assert (f"no task package named {PKG!r} installed, and no package directory is set (SPIDER_TDL_PACKAGE_DIR)"
+            in one_clear_line(done))
 
 
 @pytest.mark.parametrize(
@@ -716,7 +718,7 @@ def test_packages_lists_native_packages(package_dir: Path, tmp_path: Path) -> No
     done = spider("packages", "--package-dir", str(tmp_path), "--json")
     assert done.returncode == 0, done.stderr
     records = {r["name"]: r for r in map(json.loads, done.stdout.splitlines())}
-    assert records[PKG]["version"] == "0.1.0" and records[PKG]["compatible"] is True and records[PKG]["error"] is None
+    assert records[PKG]["abi_version"] == "0.1.0" and records[PKG]["compatible"] is True and records[PKG]["error"] is None
     assert records[PKG]["kind"] == "native"
     assert "cannot load" in records["junk"]["error"]
     assert "declares package name 'integration_test_tasks'" in records["renamed"]["error"]
@@ -731,7 +733,7 @@ def test_packages_shows_incompatible_versions(tmp_path: Path) -> None:
 
     spider_core.build_package(TASK_PACKAGES / PKG, tmp_path, cflags=["-DSPIDER_TDL_VERSION_MINOR=2"])
     record = json.loads(spider("packages", "--package-dir", str(tmp_path), "--json").stdout)
-    assert (record["version"], record["compatible"]) == ("0.2.0", False)
+    assert (record["abi_version"], record["compatible"]) == ("0.2.0", False)
 
 
 @pytest.mark.slow
@@ -889,9 +891,9 @@ def test_blocked_resolvers_are_named(package_dir: Path) -> None:
     done = spider("run", "--package-dir", str(package_dir), PKG, "fibonacci", "1",
                   env={"SPIDER_DISABLE_PLUGINS": "spider_libso"})
     assert done.returncode == 2
-    assert "(searched by spider_pytasks; blocked plugins: spider_libso)" in one_clear_line(done)
+    assert "(searched by spider_installed, spider_pytasks; blocked plugins: spider_libso)" in one_clear_line(done)
     done = spider("run", "--package-dir", str(package_dir), PKG, "fibonacci", "1",
-                  env={"SPIDER_DISABLE_PLUGINS": "spider_libso,spider_pytasks"})
+                  env={"SPIDER_DISABLE_PLUGINS": "spider_libso,spider_pytasks,spider_installed"})
     assert done.returncode == 5
     assert "no plugin implements the required hook spider_resolve_package" in one_clear_line(done)
 

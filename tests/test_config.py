@@ -12,8 +12,9 @@ import spider_core as sc
 
 SECONDS = "a positive, finite number of seconds"
 BAD = [
-    ("package_dir", 5, "a path (a string or a Path)"),
-    ("package_dir", None, "a path (a string or a Path)"),
+    ("package_dir", 5, "a path (a string or a Path) or None"),
+    ("installed_packages", "yes", "True or False"),
+    ("installed_packages", None, "True or False"),
     ("slots", 0, "a whole number of at least 1"),
     ("slots", True, "a whole number of at least 1"),
     ("slots", 1.5, "a whole number of at least 1"),

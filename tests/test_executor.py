@@ -185,12 +185,19 @@ def test_invalid_package_name_is_an_error_reply(executor: ExecutorProcess, name:
     assert isinstance(error, InvalidLibrary) and "invalid package name" in error.message
 
 
-def test_no_package_dir(clean_env: None) -> None:
-    proc = ExecutorProcess(None)
+@pytest.mark.parametrize(
+    ("installed", "message"),
+    [
+        ("1", f"no task package named {NAME!r} installed, and no package directory is set (SPIDER_TDL_PACKAGE_DIR) (searched by "),
+        ("0", f"cannot locate package {NAME!r}: SPIDER_TDL_PACKAGE_DIR is not set and installed packages are off"),
+    ],
+)
+def test_no_package_dir(clean_env: None, installed: str, message: str) -> None:
+    proc = ExecutorProcess(None, env={"SPIDER_INSTALLED_PACKAGES": installed})
     try:
         ready(proc)
         error = error_of(proc.execute(NAME, "fibonacci", encode_values([1])))
-        assert isinstance(error, InvalidLibrary) and "SPIDER_TDL_PACKAGE_DIR is not set" in error.message
+        assert isinstance(error, InvalidLibrary) and message in error.message
     finally:
         proc.close()
 
@@ -231,7 +238,7 @@ def test_task_lines_are_debug_level(executor: ExecutorProcess) -> None:
 
 
 def test_blocked_libso_makes_packages_unresolvable(package_dir: Path) -> None:
-    proc = ExecutorProcess(package_dir, env={"SPIDER_DISABLE_PLUGINS": "spider_libso,spider_pytasks"})
+    proc = ExecutorProcess(package_dir, env={"SPIDER_DISABLE_PLUGINS": "spider_libso,spider_pytasks,spider_installed"})
     try:
         ready(proc)
         error = error_of(proc.execute(NAME, "fibonacci", encode_values([1])))

@@ -180,9 +180,9 @@ def test_bad_package_names_are_refused(name: str, tmp_path: Path) -> None:
 
 
 def test_resolve_hook(pm, package_dir: Path, tmp_path: Path) -> None:
-    source = pm.hook.spider_resolve_package(package=NAME, package_dir=package_dir)
+    source = pm.hook.spider_resolve_package(package=NAME, package_dir=package_dir, installed_packages=True)
     assert source == PackageSource(package=NAME, kind="native", location=package_dir / NAME / f"lib{NAME}.so")
-    assert pm.hook.spider_resolve_package(package="absent", package_dir=package_dir) is None
+    assert pm.hook.spider_resolve_package(package="absent", package_dir=package_dir, installed_packages=True) is None
     package = pm.hook.spider_load_package(source=source)
     assert decode_values(package.execute("fibonacci", CTX, encode_values([20]))) == [6765]
     other = PackageSource(package="x", kind="other", location=tmp_path)
@@ -203,7 +203,7 @@ def test_list_packages_hook(pm, package_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "libbroken.so").write_bytes(b"junk")
     found = [i for infos in pm.hook.spider_list_packages(package_dir=package_dir) for i in infos]
-    assert [(i.name, i.kind, i.version, i.compatible, i.error) for i in found if i.kind == "native"] == [
+    assert [(i.name, i.kind, i.abi_version, i.compatible, i.error) for i in found if i.kind == "native"] == [
         (NAME, "native", "0.1.0", True, None)
     ]
     broken = [i for infos in pm.hook.spider_list_packages(package_dir=tmp_path) for i in infos if i.kind == "native"]

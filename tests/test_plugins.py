@@ -88,7 +88,7 @@ def test_fake_resolver_wins_over_the_default(pm, package_dir: Path) -> None:
             return PackageSource(package=package, kind="mine", location=package_dir / "elsewhere")
 
     pm.register(Resolver(), name="resolver")
-    source = pm.hook.spider_resolve_package(package="integration_test_tasks", package_dir=package_dir)
+    source = pm.hook.spider_resolve_package(package="integration_test_tasks", package_dir=package_dir, installed_packages=True)
     assert source.kind == "mine"
 
 
@@ -102,16 +102,18 @@ def test_resolver_may_return_a_path(package_dir: Path) -> None:
 
     pm = get_plugin_manager(PluginSettings(autoload=False))
     pm.register(PathResolver(), name="path-resolver")
-    assert pm.hook.spider_resolve_package(package="alias", package_dir=package_dir) == library
+    assert pm.hook.spider_resolve_package(package="alias", package_dir=package_dir, installed_packages=True) == library
 
 
 def test_blocking_by_settings(package_dir: Path) -> None:
-    pm = get_plugin_manager(PluginSettings(autoload=False, blocked={"spider_libso", "spider_pytasks"}))
+    blocked = {"spider_installed", "spider_libso", "spider_pytasks"}
+    pm = get_plugin_manager(PluginSettings(autoload=False, blocked=blocked))
     assert pm.get_plugin("spider_libso") is None
     assert {i.name: i.status for i in pm.plugin_infos()}["spider_libso"] == "blocked"
     with pytest.raises(
         PluginError,
-        match="no plugin implements the required hook spider_resolve_package; blocked plugins: spider_libso, spider_pytasks",
+        match="no plugin implements the required hook spider_resolve_package; "
+        "blocked plugins: spider_installed, spider_libso, spider_pytasks",
     ):
         pm.require("spider_resolve_package")
 
@@ -153,7 +155,7 @@ def test_entry_point_plugin_is_loaded_and_listed(fake_dist: Path, package_dir: P
     info = {i.name: i for i in pm.plugin_infos()}["fake"]
     assert (info.status, info.distribution, info.version) == ("third-party", "spider-fakeplugin", "1.2.3")
     assert info.hooks == ("spider_load_package", "spider_resolve_package")
-    source = pm.hook.spider_resolve_package(package="fakepkg", package_dir=package_dir)
+    source = pm.hook.spider_resolve_package(package="fakepkg", package_dir=package_dir, installed_packages=True)
     assert source.kind == "fake"
 
 
@@ -257,7 +259,7 @@ def test_broken_plugins_are_listed_when_tolerated_and_refused_otherwise(
 def test_trace_hooks_logs_calls(caplog: pytest.LogCaptureFixture, package_dir: Path) -> None:
     pm = get_plugin_manager(PluginSettings(autoload=False, trace=True))
     with caplog.at_level(logging.INFO, logger="spider_core.plugins"):
-        pm.hook.spider_resolve_package(package="integration_test_tasks", package_dir=package_dir)
+        pm.hook.spider_resolve_package(package="integration_test_tasks", package_dir=package_dir, installed_packages=True)
     assert any("spider_resolve_package" in r.getMessage() for r in caplog.records)
 
 
@@ -319,6 +321,7 @@ def test_a_manager_records_what_it_registered(fake_dist: Path) -> None:
         Registration(name="spider_msgpack", value="spider_msgpack", default=True, distribution="spider-core"),
         Registration(name="spider_supervisor", value="spider_supervisor", default=True, distribution="spider-core"),
         Registration(name="spider_rustexec", value="spider_rustexec", default=True, distribution="spider-core"),
+        Registration(name="spider_installed", value="spider_installed", default=True, distribution="spider-core"),
         Registration(name="fake", value="fakeplugin", distribution="spider-fakeplugin", version="1.2.3"),
     )
     assert [r.name for r in get_plugin_manager(PluginSettings(autoload=False)).settings.plugins] == list(DEFAULT_PLUGINS)
@@ -340,7 +343,7 @@ def test_the_recorded_settings_rebuild_the_manager_without_a_scan(fake_dist: Pat
     pm = get_plugin_manager(settings)
     assert pm.list_name_plugin() == first.list_name_plugin()  # the same modules, in the same order
     assert pm.settings == first.settings
-    assert pm.hook.spider_resolve_package(package="fakepkg", package_dir=package_dir).kind == "fake"
+    assert pm.hook.spider_resolve_package(package="fakepkg", package_dir=package_dir, installed_packages=True).kind == "fake"
     infos = {i.name: i for i in pm.plugin_infos()}
     assert (infos["fake"].status, infos["fake"].distribution, infos["fake"].version) == (
         "third-party", "spider-fakeplugin", "1.2.3"

@@ -18,7 +18,7 @@ import pytest
 import spider_core as sc
 import spider_pytasks
 from helpers import REPO, TASK_PACKAGES
-from spider_core.plugin import PackageInfo, PackageSource, TaskPackage
+from spider_core.plugin import TASK_PACKAGE_GROUP, InstalledPackage, PackageInfo, PackageSource, TaskPackage
 from spider_core.tdl import (
     EMPTY_FRAME,
     DuplicatePackage,
@@ -226,14 +226,14 @@ def write_package(root: Path, name: str, source: str, files: dict[str, str] | No
 
 
 def make_installed(root: Path, dist: str, module: str, source: str, entries: dict[str, str]) -> Path:
-    """A distribution in ``root`` whose ``spider_core.packages`` entry points are ``entries``."""
+    """A distribution in ``root`` whose ``spider_core.task_packages`` entry points are ``entries``."""
     root.mkdir(parents=True, exist_ok=True)
     (root / f"{module}.py").write_text(textwrap.dedent(source))
     info = root / f"{dist.replace('-', '_')}-2.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 2.0\n")
     lines = "".join(f"{name} = {value}\n" for name, value in entries.items())
-    (info / "entry_points.txt").write_text(f"[{spider_pytasks.ENTRY_POINT_GROUP}]\n{lines}")
+    (info / "entry_points.txt").write_text(f"[{TASK_PACKAGE_GROUP}]\n{lines}")
     return root
 
 
@@ -371,7 +371,7 @@ def test_native_library_wins_in_a_directory_holding_both(tmp_path: Path, package
     both.mkdir()
     (both / f"lib{NATIVE}.so").symlink_to(package_dir / NATIVE / f"lib{NATIVE}.so")
     (both / "__init__.py").write_text("raise RuntimeError('must not be imported')\n")
-    source = pm.hook.spider_resolve_package(package=NATIVE, package_dir=tmp_path)
+    source = pm.hook.spider_resolve_package(package=NATIVE, package_dir=tmp_path, installed_packages=True)
     assert source.kind == "native"
     assert spider_pytasks.spider_resolve_package(package=NATIVE, package_dir=tmp_path) is None
 
@@ -582,10 +582,10 @@ def test_installed_entry_point_package_through_the_pool(
 
 
 def test_installed_package_is_resolved_with_its_distribution(installed_site: Path, tmp_path: Path, pm) -> None:
-    source = pm.hook.spider_resolve_package(package="installed_tasks", package_dir=tmp_path)
+    source = pm.hook.spider_resolve_package(package="installed_tasks", package_dir=tmp_path, installed_packages=True)
     assert source.kind == "python"
-    assert source.details == spider_pytasks.EntryPointRef(
-        value="installed_tasks_mod:package", distribution="spider-installed-tasks", version="2.0"
+    assert source.details == InstalledPackage(
+        entry_point="installed_tasks_mod:package", distribution="spider-installed-tasks", version="2.0"
     )
     loaded = pm.hook.spider_load_package(source=source)
     assert loaded.name == "installed_tasks" and loaded.kind == "python"
@@ -593,9 +593,9 @@ def test_installed_package_is_resolved_with_its_distribution(installed_site: Pat
 
 
 def test_installed_package_whose_entry_point_names_another_package(tmp_path: Path, monkeypatch, pm) -> None:
-    site = make_installed(tmp_path / "site", "spider-misnamed", "misnamed_mod", INSTALLED, {"alias": "misnamed_mod"})
+    site = make_installed(tmp_path / "site", "spider-misnamed", "misnamed_mod", INSTALLED, {"alias": "misnamed_mod:package"})
     monkeypatch.syspath_prepend(str(site))
-    source = pm.hook.spider_resolve_package(package="alias", package_dir=tmp_path)
+    source = pm.hook.spider_resolve_package(package="alias", package_dir=tmp_path, installed_packages=True)
     with pytest.raises(InvalidLibrary, match="declares package name 'installed_tasks' but was requested as 'alias'"):
         pm.hook.spider_load_package(source=source)
 
@@ -607,12 +607,12 @@ def test_two_distributions_installing_one_name_is_a_duplicate(tmp_path: Path, mo
         )
         monkeypatch.syspath_prepend(str(site))
     with pytest.raises(DuplicatePackage, match="task package 'dup' is installed more than once"):
-        pm.hook.spider_resolve_package(package="dup", package_dir=tmp_path)
+        pm.hook.spider_resolve_package(package="dup", package_dir=tmp_path, installed_packages=True)
 
 
 def test_unknown_package_resolves_to_none(tmp_path: Path, pm) -> None:
     assert spider_pytasks.spider_resolve_package(package="nowhere", package_dir=tmp_path) is None
-    assert pm.hook.spider_resolve_package(package="nowhere", package_dir=tmp_path) is None
+    assert pm.hook.spider_resolve_package(package="nowhere", package_dir=tmp_path, installed_packages=True) is None
 
 
 def test_loader_ignores_other_kinds() -> None:
@@ -770,15 +770,19 @@ def test_list_packages(tmp_path: Path, installed_site: Path, package_dir: Path, 
     assert infos["exits"].error == "SystemExit: 3"
     assert infos["crashes"].error == "importing it broke the inspecting process (exit status 9)"
     assert infos["misnamed"].error == "declares package name 'other' but is found as 'misnamed'"
-    # A directory package hides an installed one of the same name.
     assert infos["shadowed"].location == root / "shadowed" and infos["shadowed"].error is None
-    installed = infos["installed_tasks"]
-    assert installed.tasks == ("where() -> str", "add(a: int, b: int) -> int") and installed.error is None
-    assert installed.location == installed_site / "installed_tasks_mod.py"
+    assert "installed_tasks" not in infos  # spider_installed lists installed packages
     assert not (root / "complex_number" / "__pycache__").exists()
 
-    listed = [(i.name, i.kind) for found in pm.hook.spider_list_packages(package_dir=root) for i in found]
-    assert (NATIVE, "native") in listed and ("complex_number", "python") in listed
+    listed = {(i.name, i.source): i for found in pm.hook.spider_list_packages(package_dir=root) for i in found}
+    assert listed[NATIVE, "directory"].kind == "native" and listed["complex_number", "directory"].kind == "python"
+    # Both copies of a package in the directory and installed are listed, each with its source.
+    assert listed["shadowed", "directory"].location == root / "shadowed"
+    assert listed["shadowed", "installed"].distribution == "spider-installed-tasks"
+    installed = listed["installed_tasks", "installed"]
+    assert installed.tasks == ("where() -> str", "add(a: int, b: int) -> int") and installed.error is None
+    assert installed.location == installed_site / "installed_tasks_mod.py"
+    assert (installed.kind, installed.distribution, installed.version) == ("python", "spider-installed-tasks", "2.0")
 
 
 @pytest.mark.slow
@@ -791,7 +795,7 @@ def test_list_packages_survives_a_package_that_hangs_on_import(tmp_path: Path, m
     write_package(tmp_path, "c_hangs", "while True:\n    pass\n")
     write_package(tmp_path, "d_fine", "from spider_core.sdk import Package\npackage = Package('d_fine')\n")
     started = time.monotonic()
-    infos = spider_pytasks.list_packages(tmp_path, installed=False, timeout=30)
+    infos = spider_pytasks.list_packages(tmp_path, timeout=30)
     assert [(i.name, i.error) for i in infos] == [
         ("a_hangs", "importing it broke the inspecting process (no answer within 1 s)"),
         ("b_fine", None),
@@ -808,7 +812,7 @@ def test_list_packages_has_one_overall_deadline(tmp_path: Path, monkeypatch) -> 
     monkeypatch.setattr(listing, "PACKAGE_TIMEOUT", 1.0)
     for name in ("a_hangs", "b_hangs", "c_hangs"):
         write_package(tmp_path, name, "while True:\n    pass\n")
-    infos = spider_pytasks.list_packages(tmp_path, installed=False, timeout=1.5)
+    infos = spider_pytasks.list_packages(tmp_path, timeout=1.5)
     errors = [i.error for i in infos]
     assert errors[0] == "importing it broke the inspecting process (no answer within 1 s)"
     assert errors[1].startswith("importing it broke the inspecting process (no answer within 0.")
@@ -824,21 +828,22 @@ def test_list_packages_does_not_wait_for_processes_a_package_starts(tmp_path: Pa
         "from spider_core.sdk import Package\npackage = Package('spawner')\n",
     )
     started = time.monotonic()
-    infos = spider_pytasks.list_packages(tmp_path, installed=False, timeout=30)
+    infos = spider_pytasks.list_packages(tmp_path, timeout=30)
     assert [(i.name, i.error) for i in infos] == [("spawner", None)]
     assert time.monotonic() - started < 10
 
 
-def test_list_packages_without_a_directory(tmp_path: Path, monkeypatch) -> None:
-    assert spider_pytasks.list_packages(None, installed=False) == []
-    assert spider_pytasks.list_packages("/no/such/dir", installed=False) == []
+def test_list_packages_without_a_directory(tmp_path: Path, monkeypatch, pm) -> None:
+    assert spider_pytasks.list_packages(None) == []
+    assert spider_pytasks.list_packages("/no/such/dir") == []
     for i in (1, 2):
         site = make_installed(
             tmp_path / f"site{i}", f"spider-twice{i}", f"twice_mod{i}", INSTALLED, {"twice": f"twice_mod{i}:package"}
         )
         monkeypatch.syspath_prepend(str(site))
-    (twice,) = [i for i in spider_pytasks.list_packages(None) if i.name == "twice"]
-    assert twice.error.startswith("installed more than once (twice_mod")
+    (twice,) = [i for found in pm.hook.spider_list_packages(package_dir=None) for i in found if i.name == "twice"]
+    assert twice.error.startswith("task package 'twice' is installed more than once: entry point twice_mod")
+    assert "spider-twice1 2.0" in twice.error and "spider-twice2 2.0" in twice.error
 
 
 # -- the documented example ----------------------------------------------------------------

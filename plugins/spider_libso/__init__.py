@@ -19,7 +19,9 @@ KIND = "native"
 
 
 @hookimpl(trylast=True)
-def spider_resolve_package(package: str, package_dir: Path) -> PackageSource | None:
+def spider_resolve_package(package: str, package_dir: Path | None) -> PackageSource | None:
+    if package_dir is None:
+        return None
     path = library_path(package_dir, package)
     try:
         if not path.is_file():
@@ -74,14 +76,14 @@ def spider_inspect_package(source: PackageSource) -> PackageInfo | None:
         name=record["name"],
         kind=KIND,
         location=source.location,
-        version=str(version),
+        abi_version=str(version),
         compatible=HOST_VERSION.is_compatible_with(version),
     )
 
 
 @hookimpl
-def spider_list_packages(package_dir: Path) -> list[PackageInfo]:
-    libraries = sorted(Path(package_dir).glob("*/lib*.so"))
+def spider_list_packages(package_dir: Path | None) -> list[PackageInfo]:
+    libraries = [] if package_dir is None else sorted(Path(package_dir).glob("*/lib*.so"))
     if not libraries:
         return []
     found, status = _inspect(libraries)
@@ -105,7 +107,7 @@ def spider_list_packages(package_dir: Path) -> list[PackageInfo]:
                     name=directory,
                     kind=KIND,
                     location=library,
-                    version=str(version),
+                    abi_version=str(version),
                     compatible=HOST_VERSION.is_compatible_with(version),
                     error=error,
                 )

@@ -1,19 +1,17 @@
 """spider_pytasks: the default plugin for task packages written in Python.
 
-Resolution, in order (the first match wins):
-
-1. ``<package_dir>/<name>/__init__.py``: a directory package, imported as
-   ``spider_pytasks.loaded.<name>``. A directory that holds ``lib<name>.so`` is a native
-   package and is left to ``spider_libso``, so native and Python packages share one package
-   directory.
-2. An installed package: an entry point named ``<name>`` in the ``spider_core.packages``
-   group, whose value (``module:attribute``, or a module) gives the package object.
+Resolves ``<package_dir>/<name>/__init__.py``: a directory package, imported as
+``spider_pytasks.loaded.<name>``. A directory that holds ``lib<name>.so`` is a native package
+and is left to ``spider_libso``, so native and Python packages share one package directory.
+It also loads installed Python packages, which ``spider_installed`` finds (an entry point
+``<name> = module:attribute`` in the ``spider_core.task_packages`` group).
 
 Either way the package object is a :class:`spider_core.sdk.Package` whose declared name must
 equal ``<name>``. Write tasks with the SDK in :mod:`spider_core.sdk`.
 
-``spider packages`` lists both kinds with their task signatures; the modules are imported in
-a child process (:mod:`spider_pytasks.inspect`), never in the caller.
+``spider packages`` lists directory packages, and describes installed ones, with their task
+signatures; the modules are imported in a child process (:mod:`spider_pytasks.inspect`),
+never in the caller.
 """
 
 from __future__ import annotations
@@ -22,13 +20,13 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spider_core.plugin import PackageInfo, PackageSource, hookimpl
-from spider_core.tdl import library_path, validate_package_name
-from spider_pytasks.finder import ENTRY_POINT_GROUP, KIND, EntryPointRef, find_directory_package, find_entry_point
+from spider_core.plugin import InstalledPackage, PackageInfo, PackageSource, hookimpl
+from spider_core.tdl import validate_package_name
+from spider_pytasks.finder import KIND, find_directory_package
 
 if TYPE_CHECKING:
     # isort: off
-    from spider_pytasks.listing import list_packages as list_packages
+    from spider_pytasks.listing import inspect_installed as inspect_installed, list_packages as list_packages
     from spider_pytasks.loader import (
         PythonPackage as PythonPackage,
         load_directory_package as load_directory_package,
@@ -37,10 +35,9 @@ if TYPE_CHECKING:
     # isort: on
 
 __all__ = [
-    "ENTRY_POINT_GROUP",
     "KIND",
-    "EntryPointRef",
     "PythonPackage",
+    "inspect_installed",
     "list_packages",
     "load_directory_package",
     "load_entry_point_package",
@@ -53,6 +50,7 @@ _LAZY = {
     "load_directory_package": "spider_pytasks.loader",
     "load_entry_point_package": "spider_pytasks.loader",
     "list_packages": "spider_pytasks.listing",
+    "inspect_installed": "spider_pytasks.listing",
 }
 
 
@@ -66,18 +64,12 @@ def __getattr__(name: str) -> Any:
 
 
 @hookimpl(trylast=True)
-def spider_resolve_package(package: str, package_dir: Path) -> PackageSource | None:
+def spider_resolve_package(package: str, package_dir: Path | None) -> PackageSource | None:
     validate_package_name(package)
-    directory = find_directory_package(package_dir, package)
-    if directory is not None:
-        return PackageSource(package=package, kind=KIND, location=directory)
-    if library_path(package_dir, package).is_file():
-        return None  # a native package shadows an installed Python one of the same name
-    installed = find_entry_point(package)
-    if installed is not None:
-        location, ref = installed
-        return PackageSource(package=package, kind=KIND, location=location, details=ref)
-    return None
+    directory = None if package_dir is None else find_directory_package(package_dir, package)
+    if directory is None:
+        return None
+    return PackageSource(package=package, kind=KIND, location=directory)
 
 
 @hookimpl(trylast=True)
@@ -86,13 +78,22 @@ def spider_load_package(source: PackageSource) -> PythonPackage | None:
         return None
     from spider_pytasks.loader import load_directory_package, load_entry_point_package
 
-    if isinstance(source.details, EntryPointRef):
+    if isinstance(source.details, InstalledPackage):
         return load_entry_point_package(source.details, expected_name=source.package)
     return load_directory_package(source.location, expected_name=source.package)
 
 
 @hookimpl
-def spider_list_packages(package_dir: Path) -> list[PackageInfo]:
+def spider_list_packages(package_dir: Path | None) -> list[PackageInfo]:
     from spider_pytasks.listing import list_packages
 
     return list_packages(package_dir)
+
+
+@hookimpl(trylast=True)
+def spider_inspect_package(source: PackageSource) -> PackageInfo | None:
+    if source.kind != KIND or not isinstance(source.details, InstalledPackage):
+        return None
+    from spider_pytasks.listing import inspect_installed
+
+    return inspect_installed(source.package, source.details, source.location)

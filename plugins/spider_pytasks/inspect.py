@@ -17,9 +17,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from spider_core.plugin import die_with_parent
+from spider_core.plugin import TASK_PACKAGE_GROUP, die_with_parent
 from spider_core.tdl import InvalidLibrary
-from spider_pytasks.finder import ENTRY_POINT_GROUP
 from spider_pytasks.loader import forget_module, import_directory, module_name, package_of
 
 
@@ -53,7 +52,7 @@ def inspect_candidate(candidate: dict[str, str]) -> dict[str, Any]:
             finally:
                 forget_module(mod_name)
         else:
-            ep = importlib.metadata.EntryPoint(name=name, value=candidate["entry_point"], group=ENTRY_POINT_GROUP)
+            ep = importlib.metadata.EntryPoint(name=name, value=candidate["entry_point"], group=TASK_PACKAGE_GROUP)
             obj = ep.load()
             module = obj if isinstance(obj, ModuleType) else sys.modules.get(ep.module)
             location = getattr(module, "__file__", None)

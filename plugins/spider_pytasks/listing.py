@@ -1,7 +1,8 @@
 """What ``spider packages`` shows about Python task packages.
 
 Listing must not run package code in the caller, so the parent only finds the candidates
-(directories holding ``__init__.py`` and no native library, then entry points) and a child,
+(directories holding ``__init__.py`` and no native library, or an installed package's entry
+point) and a child,
 ``python -m spider_pytasks.inspect``, imports each one (running its top level, never its init
 function) and reports its tasks' signatures. A package that crashes or hangs the child is
 reported as broken; the others keep their answers.
@@ -10,7 +11,6 @@ reported as broken; the others keep their answers.
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import json
 import os
 import selectors
@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from spider_core.plugin import PackageInfo
-from spider_core.tdl import InvalidPackageName, library_path, validate_package_name
-from spider_pytasks.finder import ENTRY_POINT_GROUP, KIND, find_directory_package
+from spider_core.plugin import InstalledPackage, PackageInfo
+from spider_core.tdl import InvalidPackageName, validate_package_name
+from spider_pytasks.finder import KIND, find_directory_package
 
 #: Seconds the listing may take for all packages together.
 DEFAULT_TIMEOUT = 60.0
@@ -34,55 +34,21 @@ PACKAGE_TIMEOUT = 10.0
 # -- in the parent: candidates, then the child's answers ------------------------------------
 
 
-def _candidates(root: Path | None, installed: bool) -> tuple[list[dict[str, str]], list[PackageInfo]]:
-    """Packages to inspect, and those already known to be broken (duplicate installs)."""
+def _candidates(root: Path | None) -> list[dict[str, str]]:
+    """The directory packages to inspect (directories holding ``__init__.py`` and no native
+    library)."""
     candidates: list[dict[str, str]] = []
-    broken: list[PackageInfo] = []
-    taken: set[str] = set()
-    if root is not None and root.is_dir():
-        for child in sorted(root.iterdir()):
-            try:
-                validate_package_name(child.name)
-            except InvalidPackageName:
-                continue
-            if library_path(root, child.name).is_file():
-                taken.add(child.name)  # native: spider_libso lists it
-                continue
-            directory = find_directory_package(root, child.name)
-            if directory is not None:
-                taken.add(child.name)
-                candidates.append({"name": child.name, "directory": str(directory.absolute())})
-    if installed:
-        by_name: dict[str, dict[str, importlib.metadata.EntryPoint]] = {}
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            by_name.setdefault(ep.name, {}).setdefault(ep.value, ep)
-        for name, eps in sorted(by_name.items()):
-            if name in taken:  # a directory package of the same name is used instead
-                continue
-            try:
-                validate_package_name(name)
-            except InvalidPackageName as e:
-                ep = next(iter(eps.values()))
-                broken.append(PackageInfo(name=name, kind=KIND, location=_dist_location(ep), error=str(e)))
-                continue
-            if len(eps) > 1:
-                sources = "; ".join(f"{value} from {ep.dist.name if ep.dist else '?'}" for value, ep in eps.items())
-                broken.append(
-                    PackageInfo(
-                        name=name,
-                        kind=KIND,
-                        location=_dist_location(next(iter(eps.values()))),
-                        error=f"installed more than once ({sources}); uninstall all but one",
-                    )
-                )
-                continue
-            (ep,) = eps.values()
-            candidates.append({"name": name, "entry_point": ep.value, "dist_location": str(_dist_location(ep))})
-    return candidates, broken
-
-
-def _dist_location(ep: importlib.metadata.EntryPoint) -> Path:
-    return Path(ep.dist.locate_file("")) if ep.dist is not None else Path(".")  # type: ignore[arg-type]  # a Path for an installed distribution; typeshed says SimplePath
+    if root is None or not root.is_dir():
+        return candidates
+    for child in sorted(root.iterdir()):
+        try:
+            validate_package_name(child.name)
+        except InvalidPackageName:
+            continue
+        directory = find_directory_package(root, child.name)
+        if directory is not None:
+            candidates.append({"name": child.name, "directory": str(directory.absolute())})
+    return candidates
 
 
 def _run_child(
@@ -166,33 +132,42 @@ def _inspect_all(candidates: list[dict[str, str]], timeout: float) -> list[dict[
     return answers
 
 
-def list_packages(
-    package_dir: Path | str | None, *, installed: bool = True, timeout: float = DEFAULT_TIMEOUT
-) -> list[PackageInfo]:
-    """Every Python task package: those in ``package_dir`` (by name), then installed ones
-    (entry-point group ``spider_core.packages``) not hidden by a directory of the same name.
-    Each has its task signatures (``add(a: Complex, b: Complex) -> Complex``) or an error.
+def list_packages(package_dir: Path | str | None, *, timeout: float = DEFAULT_TIMEOUT) -> list[PackageInfo]:
+    """Every Python task package in ``package_dir``, each with its task signatures
+    (``add(a: Complex, b: Complex) -> Complex``) or an error.
 
-    :param package_dir: The package directory; None or a missing directory lists none there.
-    :param installed: Whether to list installed packages too.
+    :param package_dir: The package directory; None or a missing directory lists none.
     :param timeout: Seconds an inspecting child process may take.
     """
-    root = Path(package_dir) if package_dir is not None else None
-    candidates, infos = _candidates(root, installed)
+    candidates = _candidates(Path(package_dir) if package_dir is not None else None)
     if not candidates:
-        return infos
-    for candidate, answer in zip(candidates, _inspect_all(candidates, timeout), strict=True):
-        if "directory" in candidate:
-            location = Path(candidate["directory"])
-        else:
-            location = Path(answer.get("location") or candidate["dist_location"])
-        infos.append(
-            PackageInfo(
-                name=candidate["name"],
-                kind=KIND,
-                location=location,
-                tasks=tuple(answer.get("tasks") or ()),
-                error=answer.get("error"),
-            )
+        return []
+    return [
+        PackageInfo(
+            name=candidate["name"],
+            kind=KIND,
+            location=Path(candidate["directory"]),
+            tasks=tuple(answer.get("tasks") or ()),
+            error=answer.get("error"),
         )
-    return infos
+        for candidate, answer in zip(candidates, _inspect_all(candidates, timeout), strict=True)
+    ]
+
+
+def inspect_installed(
+    name: str, installed: InstalledPackage, root: Path, *, timeout: float = DEFAULT_TIMEOUT
+) -> PackageInfo:
+    """Describe the installed Python package ``name`` (its entry point ``installed``, its
+    distribution installed in ``root``), importing it in a child process."""
+    candidate = {"name": name, "entry_point": installed.entry_point}
+    (answer,) = _inspect_all([candidate], timeout)
+    return PackageInfo(
+        name=name,
+        kind=KIND,
+        location=Path(answer.get("location") or root),
+        source="installed",
+        distribution=installed.distribution,
+        version=installed.version,
+        tasks=tuple(answer.get("tasks") or ()),
+        error=answer.get("error"),
+    )

@@ -3,7 +3,7 @@
 A directory package ``<package_dir>/<name>/__init__.py`` is imported as the module
 ``spider_pytasks.loaded.<name>`` (relative imports inside it work; ``sys.path`` is never
 touched; no bytecode is written into the package directory). An installed package is an
-entry point of the ``spider_core.packages`` group. Either way the module exposes a
+entry point of the ``spider_core.task_packages`` group. Either way the module exposes a
 :class:`spider_core.sdk.Package`, normally as ``package``.
 """
 
@@ -19,6 +19,7 @@ from types import ModuleType
 from typing import Any
 
 import spider_pytasks.loaded
+from spider_core.plugin import TASK_PACKAGE_GROUP, InstalledPackage
 from spider_core.sdk import Package
 from spider_core.tdl import (
     InvalidLibrary,
@@ -27,7 +28,7 @@ from spider_core.tdl import (
     TdlError,
     TdlErrorKind,
 )
-from spider_pytasks.finder import ENTRY_POINT_GROUP, KIND, EntryPointRef
+from spider_pytasks.finder import KIND
 
 logger = logging.getLogger("spider_pytasks")
 
@@ -206,7 +207,7 @@ def load_directory_package(directory: Path, expected_name: str | None = None) ->
     return PythonPackage(package, str(directory), module)
 
 
-def load_entry_point_package(ref: EntryPointRef, expected_name: str | None = None) -> PythonPackage:
+def load_entry_point_package(ref: InstalledPackage, expected_name: str | None = None) -> PythonPackage:
     """Import, check and initialise an installed package.
 
     :raises ExecutorError: as :func:`load_directory_package`.
@@ -214,7 +215,7 @@ def load_entry_point_package(ref: EntryPointRef, expected_name: str | None = Non
     import importlib.metadata
 
     where = ref.describe()
-    entry_point = importlib.metadata.EntryPoint(name=expected_name or "", value=ref.value, group=ENTRY_POINT_GROUP)
+    entry_point = importlib.metadata.EntryPoint(name=expected_name or "", value=ref.entry_point, group=TASK_PACKAGE_GROUP)
     try:
         obj = entry_point.load()
     except _LOAD_FAILURES as e:

@@ -29,6 +29,7 @@ from spider_core.plugin.types import PackageSource, TaskPackage
 from spider_core.protocol import (
     DEFAULT_MAX_FRAME_SIZE,
     ENV_FORK_SERVER,
+    ENV_INSTALLED_PACKAGES,
     ENV_LOG_LEVEL,
     ENV_MAX_FRAME_SIZE,
     ENV_PACKAGE_DIR,
@@ -270,9 +271,10 @@ def _write_all(fd: int, data: bytes) -> None:
 class Executor:
     """Resolves, loads and runs packages for the requests of one protocol channel."""
 
-    def __init__(self, pm: SpiderPluginManager, package_dir: Path | None) -> None:
+    def __init__(self, pm: SpiderPluginManager, package_dir: Path | None, installed_packages: bool = True) -> None:
         self.pm = pm
         self.package_dir = package_dir
+        self.installed_packages = installed_packages
         self.packages: dict[str, TaskPackage] = {}
         self.soft_timer = _SoftTimer()
 
@@ -288,14 +290,18 @@ class Executor:
             validate_package_name(name)
         except InvalidPackageName as e:
             raise InvalidLibrary(str(e)) from None
-        if self.package_dir is None:
-            raise InvalidLibrary(f"cannot locate package {name!r}: {ENV_PACKAGE_DIR} is not set")
+        if self.package_dir is None and not self.installed_packages:
+            raise InvalidLibrary(
+                f"cannot locate package {name!r}: {ENV_PACKAGE_DIR} is not set and installed packages are off"
+            )
         _setup_logging_if_imported()
         try:
             self.pm.require("spider_resolve_package")
-            source = self.pm.hook.spider_resolve_package(package=name, package_dir=self.package_dir)
+            source = self.pm.hook.spider_resolve_package(
+                package=name, package_dir=self.package_dir, installed_packages=self.installed_packages
+            )
             if source is None:
-                raise InvalidLibrary(self.pm.no_such_package(name, self.package_dir))
+                raise InvalidLibrary(self.pm.no_such_package(name, self.package_dir, self.installed_packages))
             if isinstance(source, Path):
                 source = PackageSource(package=name, kind="native", location=source)
             if source.kind != "native":  # Python code may log while it loads
@@ -470,7 +476,8 @@ def main() -> int:
         return setup
     pm, framing = setup
     package_dir = os.environ.get(ENV_PACKAGE_DIR)
-    executor = Executor(pm, Path(package_dir) if package_dir else None)
+    installed = os.environ.get(ENV_INSTALLED_PACKAGES, "1") != "0"
+    executor = Executor(pm, Path(package_dir) if package_dir else None, installed)
     try:
         spin_us = int(os.environ.get(ENV_SPIN_US) or 0)
         return serve(_Input(in_fd, spin_us), out_fd, executor, framing, _Channel(in_fd, out_fd))

@@ -40,13 +40,16 @@ def _logger() -> logging.Logger:
 #: Third-party plugins register under this entry-point group.
 ENTRY_POINT_GROUP = "spider_core"
 
-#: Default plugins: name -> module. Their firstresult hooks are ``trylast``.
+#: Default plugins: name -> module. Their firstresult hooks are ``trylast``; pluggy calls
+#: ``trylast`` implementations in registration order, so ``spider_installed`` comes last here:
+#: the package directory's plugins resolve a package before installed distributions are read.
 DEFAULT_PLUGINS = {
     "spider_libso": "spider_libso",
     "spider_msgpack": "spider_msgpack",
     "spider_supervisor": "spider_supervisor",
     "spider_pytasks": "spider_pytasks",
     "spider_rustexec": "spider_rustexec",
+    "spider_installed": "spider_installed",
 }
 
 ENV_DISABLE = "SPIDER_DISABLE_PLUGINS"
@@ -273,15 +276,22 @@ class SpiderPluginManager(pluggy.PluginManager):
                 f"that provides it)"
             )
 
-    def no_such_package(self, name: str, package_dir: Path) -> str:
-        """Why package ``name`` was not found: which plugins searched, which were blocked."""
+    def no_such_package(self, name: str, package_dir: Path | None, installed_packages: bool = True) -> str:
+        """Why package ``name`` was not found: where it was looked for, which plugins searched,
+        which were blocked."""
         searched = ", ".join(self.implementers("spider_resolve_package"))
         blocked = sorted(self.settings.blocked)
         blocked_text = f"; blocked plugins: {', '.join(blocked)}" if blocked else ""
-        return (
-            f"no task package named {name!r} in {package_dir} (searched by {searched}{blocked_text}); "
-            f"see `spider packages --package-dir {package_dir}`"
-        )
+        places = [] if package_dir is None else [f"in {package_dir}"]
+        if installed_packages:
+            places.append("installed")
+        where = " or ".join(places) or "anywhere: installed packages are off"
+        if package_dir is None:
+            from spider_core.protocol import ENV_PACKAGE_DIR
+
+            where += f", and no package directory is set ({ENV_PACKAGE_DIR})"
+        see = "spider packages" if package_dir is None else f"spider packages --package-dir {package_dir}"
+        return f"no task package named {name!r} {where} (searched by {searched}{blocked_text}); see `{see}`"
 
     def call_required(self, hook_name: str, **kwargs: Any) -> Any:
         """Call a firstresult hook that must answer; None becomes a clear error."""

@@ -42,12 +42,17 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 @hookspec(firstresult=True)
-def spider_resolve_package(package: str, package_dir: Path) -> PackageSource | Path | None:
+def spider_resolve_package(
+    package: str, package_dir: Path | None, installed_packages: bool
+) -> PackageSource | Path | None:
     """Locate the task package named ``package``.
 
     :param package: Name from the request, already validated (no separators, ``.``/``..``,
         NUL or absolute paths).
-    :param package_dir: Root directory of installed task packages (``SPIDER_TDL_PACKAGE_DIR``).
+    :param package_dir: Root directory of the task packages (``SPIDER_TDL_PACKAGE_DIR``), or
+        None when none is set (then only installed packages can be found).
+    :param installed_packages: Whether installed task packages (entry points of the
+        ``spider_core.task_packages`` group) may be used (``PoolConfig.installed_packages``).
     :return: Where the package lives: a :class:`~spider_core.plugin.PackageSource`, or a
         :class:`pathlib.Path` to a native ``lib<name>.so`` (treated as a source of kind
         ``"native"``); None if this plugin does not know the package, to let another try.
@@ -58,8 +63,9 @@ def spider_resolve_package(package: str, package_dir: Path) -> PackageSource | P
     ``InvalidLibrary`` failure naming the plugin's error (traceback in the executor's log),
     and the next call tries again; in ``spider run``: an ``ExecutorError`` or ``OSError`` is
     a usage error (exit 2), anything else a plugin failure (exit 5). Default:
-    ``spider_pytasks`` (``<dir>/<pkg>/__init__.py``, then installed Python packages), then
-    ``spider_libso`` (``<dir>/<pkg>/lib<pkg>.so``).
+    ``spider_pytasks`` (``<dir>/<pkg>/__init__.py``), then ``spider_libso``
+    (``<dir>/<pkg>/lib<pkg>.so``), then ``spider_installed`` (installed distributions, only
+    when the package directory has no such package).
     """
 
 
@@ -82,10 +88,10 @@ def spider_load_package(source: PackageSource) -> TaskPackage | None:
 
 
 @hookspec
-def spider_list_packages(package_dir: Path) -> list[PackageInfo] | None:
-    """List the packages of this plugin's kind found in ``package_dir`` (``spider packages``).
+def spider_list_packages(package_dir: Path | None) -> list[PackageInfo] | None:
+    """List the packages this plugin finds (``spider packages``).
 
-    :param package_dir: Root directory of installed task packages.
+    :param package_dir: Root directory of the task packages, or None when none is set.
     :return: One :class:`~spider_core.plugin.PackageInfo` per package found, broken ones
         included with ``error`` set; an empty list (or None) if there are none.
 
@@ -93,8 +99,9 @@ def spider_list_packages(package_dir: Path) -> list[PackageInfo] | None:
     process: never run package code here (inspect packages in a child process that calls
     :func:`~spider_core.plugin.die_with_parent`). If one raises, ``spider packages`` fails:
     an ``OSError`` as an unreadable directory (exit 2), anything else as a plugin failure
-    (exit 5). Default: ``spider_libso`` (every ``<dir>/<name>/lib<name>.so``) and
-    ``spider_pytasks`` (directory packages, then installed ones).
+    (exit 5). Default: ``spider_libso`` (every ``<dir>/<name>/lib<name>.so``),
+    ``spider_pytasks`` (every ``<dir>/<name>/__init__.py``) and ``spider_installed`` (every
+    installed task package, with its distribution and version).
     """
 
 
@@ -109,9 +116,11 @@ def spider_inspect_package(source: PackageSource) -> PackageInfo | None:
         understand sources of this kind.
 
     First non-None result wins. Called in the parent process, by ``spider build-package`` and
-    :func:`spider_core.build_package` (sources of kind ``"native"``); read the package in a
+    :func:`spider_core.build_package` (sources of kind ``"native"``), and by
+    ``spider_installed`` to list installed packages (either kind); read the package in a
     child process. If no plugin answers, the build is not checked; if one raises, the build
-    fails naming the error. Default: ``spider_libso`` (sources of kind ``"native"``).
+    fails naming the error. Default: ``spider_libso`` (sources of kind ``"native"``) and
+    ``spider_pytasks`` (installed sources of kind ``"python"``).
     """
 
 

@@ -63,19 +63,58 @@ class TaskPackage(Protocol):
         ...
 
 
+#: The entry-point group of installed task packages: ``<package name> = module`` (native: the
+#: module's directory holds ``lib<name>.so``) or ``module:attribute`` (a Python package).
+TASK_PACKAGE_GROUP = "spider_core.task_packages"
+
+
+@frozen(kw_only=True)
+class InstalledPackage:
+    """Where an installed task package comes from: ``PackageSource.details`` of a package found
+    by its entry point in the ``spider_core.task_packages`` group.
+
+    :param entry_point: The entry point's value: ``module`` (a native package: the module's
+        directory holds ``lib<name>.so``) or ``module:attribute`` (a Python package).
+    :param distribution: The distribution that declares it (None if unknown).
+    :param version: That distribution's version.
+    """
+
+    entry_point: str
+    distribution: str | None = None
+    version: str | None = None
+
+    def describe(self) -> str:
+        """``entry point MODULE from DIST VERSION``, for messages."""
+        dist = f"{self.distribution} {self.version}" if self.distribution else "an unknown distribution"
+        return f"entry point {self.entry_point} from {dist}"
+
+
+#: Where ``spider packages`` found a package: in the package directory, or installed (a
+#: distribution's entry point).
+PackageOrigin = Literal["directory", "installed"]
+
+
 @frozen(kw_only=True)
 class PackageInfo:
-    """One package found in a package directory, as ``spider packages`` shows it.
+    """One package, as ``spider packages`` shows it.
 
-    :param error: Why the package cannot be used (None if it can).
+    :param source: ``"directory"`` (in the package directory) or ``"installed"`` (found by its
+        entry point in an installed distribution).
+    :param distribution: The installed distribution that provides it (None for a directory).
+    :param version: That distribution's version (None for a directory).
+    :param abi_version: The spider-tdl ABI version a native package declares.
     :param compatible: Whether its ABI version is compatible with this host (None if unknown).
     :param tasks: Task signatures, when the package kind can tell them.
+    :param error: Why the package cannot be used (None if it can).
     """
 
     name: str
     kind: str
     location: Path
+    source: PackageOrigin = "directory"
+    distribution: str | None = None
     version: str | None = None
+    abi_version: str | None = None
     compatible: bool | None = None
     tasks: tuple[str, ...] = ()
     error: str | None = None

@@ -58,8 +58,11 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 
-def _check_package_dir(path: Path) -> None:
-    """:raises ExecutorCreationFailure: ``path`` is not a directory the pool can use."""
+def _check_package_dir(path: Path | None) -> None:
+    """:raises ExecutorCreationFailure: ``path`` is not a directory the pool can use (None,
+    no package directory, is fine)."""
+    if path is None:
+        return
     try:
         if stat.S_ISDIR(os.stat(path).st_mode):
             return

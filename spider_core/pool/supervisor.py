@@ -365,7 +365,8 @@ class Supervisor:
         env.update(self.pm.settings.to_env())
         env.update(
             executor_environment(
-                package_dir=os.path.abspath(self.config.package_dir),
+                package_dir=None if self.config.package_dir is None else os.path.abspath(self.config.package_dir),
+                installed_packages=self.config.installed_packages,
                 max_frame_size=self.config.max_frame_size,
                 spin_us=self.config.executor_spin_us if self.config.executor_spin_us is not None else self.config.spin_us,
                 log_level=self.config.executor_log_level,
