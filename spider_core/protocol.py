@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import mmap
 import os
 import signal
 import struct
@@ -279,9 +280,18 @@ class FrameDecoder(Protocol):
 #: Bytes a decoder reads at once while no large frame is under way (the default pipe size).
 READ_SIZE = 64 * 1024
 
+#: Buffers at least this large are anonymous mappings: the kernel hands out their pages
+#: zeroed as they are first written, where a bytearray is zeroed all at once (page faults and
+#: a pass over memory that the read then overwrites).
+_MAP_FROM = 1024 * 1024
+
 _LENGTH = struct.Struct(">I")
 _LENGTH_SIZE = _LENGTH.size
 _unpack_length = _LENGTH.unpack_from
+
+
+def _allocate(size: int) -> bytearray | mmap.mmap:
+    return mmap.mmap(-1, size) if size >= _MAP_FROM else bytearray(size)
 
 
 class LengthDelimitedDecoder:
@@ -302,7 +312,7 @@ class LengthDelimitedDecoder:
 
     def __init__(self, max_frame_size: int) -> None:
         self.max_frame_size = max_frame_size
-        self._buffer = bytearray(READ_SIZE)
+        self._buffer: bytearray | mmap.mmap = bytearray(READ_SIZE)
         self._start = 0  # the first byte not yet taken by next_body
         self._end = 0  # the end of the bytes read
 
@@ -387,7 +397,7 @@ class LengthDelimitedDecoder:
             if self._start:
                 old[:pending] = old[self._start : self._end]
         else:
-            self._buffer = bytearray(size)
+            self._buffer = _allocate(size)
             self._buffer[:pending] = memoryview(old)[self._start : self._end]
         self._start, self._end = 0, pending
 

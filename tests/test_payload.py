@@ -25,6 +25,7 @@ import msgpack
 import pytest
 
 import spider_core as sc
+from spider_core import protocol
 from spider_core.protocol import READ_SIZE, FramingError, read_into
 from spider_msgpack import OUT_OF_LINE, MsgpackFraming
 
@@ -147,12 +148,46 @@ def test_large_bytes_fields_stay_out_of_line_with_the_same_bytes_on_the_pipe(siz
     assert decoder.next_message() == message
 
 
+@pytest.mark.parametrize(
+    "value",
+    [b"x" * (64 * KIB - 1), pattern(64 * KIB), pattern(MIB + 3), "\u00e9" * 40_000, "a" * 70_000, ["x" * 70_000]],
+    ids=["bytes-64KiB-1", "bytes-64KiB", "bytes-1MiB+3", "str-2-byte-chars", "str-ascii", "nested"],
+)
+def test_large_values_are_framed_with_the_bytes_packb_gives(value: Any) -> None:
+    from spider_core.tdl import decode_values, encode_values, frame_payloads
+
+    frame = encode_values([value, 3])
+    assert frame == frame_payloads([msgpack.packb(value), msgpack.packb(3)])
+    assert decode_values(frame) == [value, 3]
+
+
+def test_a_large_str_that_is_not_utf8_is_refused_as_before() -> None:
+    from spider_core.tdl import WireFormatError, encode_values
+
+    with pytest.raises(WireFormatError, match="value 0: cannot encode str value .* as msgpack"):
+        encode_values(["\ud800" * 70_000])
+
+
 def test_a_large_field_over_max_frame_size_is_refused_by_the_encoder() -> None:
     framing = MsgpackFraming(MIB)
     with pytest.raises(FramingError, match=f"exceeds the maximum frame size of {MIB} bytes"):
         framing.encode(["Result", 1, True, bytes(MIB + 1), 0])
     with pytest.raises(FramingError, match="exceeds the maximum frame size"):  # the whole frame counts
         framing.encode(["Result", 1, True, bytes(MIB - 2), 0])
+
+
+@pytest.fixture
+def allocations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the buffers frame decoders allocate (beyond the one each starts with)."""
+    sizes: list[int] = []
+    allocate = protocol._allocate
+
+    def recording(size: int) -> Any:
+        sizes.append(size)
+        return allocate(size)
+
+    monkeypatch.setattr(protocol, "_allocate", recording)
+    return sizes
 
 
 def _pipe_frame_through(decoder: Any, frame: bytes) -> tuple[Any, int]:
@@ -180,17 +215,18 @@ def _write(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def test_a_large_frame_is_read_into_one_buffer_of_its_announced_length() -> None:
+def test_a_large_frame_is_read_into_one_buffer_of_its_announced_length(allocations: list[int]) -> None:
     framing = MsgpackFraming(8 * MIB)
     message = ["Result", 1, True, pattern(8 * MIB - 64), 0]
     frame = b"".join(framing.encode(message))  # type: ignore[arg-type]  # large: a list of parts
     assert len(frame) <= 8 * MIB
     got, peak = _pipe_frame_through(framing.decoder(), frame)
     assert got == message
-    assert len(frame) <= peak < len(frame) + 2 * READ_SIZE  # one buffer for the frame, nothing more
+    assert allocations == [len(frame)]  # one buffer for the frame,
+    assert peak < 2 * READ_SIZE  # and no copy of it on the Python heap while it is read
 
 
-def test_max_frame_size_bounds_what_the_decoder_allocates() -> None:
+def test_max_frame_size_bounds_what_the_decoder_allocates(allocations: list[int]) -> None:
     decoder = MsgpackFraming(MIB).decoder()
     header = struct.pack(">I", 2**32 - 1)  # 4 GiB announced
     read_fd, write_fd = os.pipe()
@@ -209,6 +245,7 @@ def test_max_frame_size_bounds_what_the_decoder_allocates() -> None:
     finally:
         os.close(read_fd)
         os.close(write_fd)
+    assert allocations == []
     assert peak < READ_SIZE
 
 
@@ -230,7 +267,7 @@ def test_a_decoder_without_buffer_is_fed_what_is_read() -> None:
 
 
 def test_the_pool_refuses_a_reply_over_its_max_frame_size_before_allocating(
-    packages: Path, caplog: pytest.LogCaptureFixture
+    packages: Path, caplog: pytest.LogCaptureFixture, allocations: list[int]
 ) -> None:
     class LargerExecutorLimit:
         @sc.hookimpl
@@ -252,7 +289,8 @@ def test_the_pool_refuses_a_reply_over_its_max_frame_size_before_allocating(
             tracemalloc.stop()
     assert isinstance(outcome, sc.ExecutorCrash)
     assert f"the executor sent an undecodable frame: frame of 4194335 bytes exceeds the maximum frame size of {MIB} bytes" in caplog.text
-    assert peak < MIB  # the 4 MiB reply was never given a buffer
+    assert all(size <= MIB for size in allocations)  # the 4 MiB reply was never given a buffer,
+    assert peak < MIB  # nor copied
 
 
 def test_the_executor_refuses_a_request_over_its_max_frame_size(package_dir: Path) -> None:
