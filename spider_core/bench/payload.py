@@ -53,6 +53,9 @@ PIPE = "pipe"
 PAYLOAD_PEERS = ("futures", "multiprocessing", "loky")
 PLOT_NAME = "payload.png"
 HARD_TIMEOUT = 600.0
+#: The smallest size the workload echoes: its payload is a wire frame of one string.
+MIN_SIZE = 9
+_UNITS = {"": 1, "b": 1, "kib": KIB, "mib": MIB, "gib": 1 << 30}
 
 _HEADER = struct.Struct(">I")
 _STOP = 0xFFFFFFFF  # the pipe child's "exit" header: no payload is that large
@@ -61,6 +64,34 @@ _STOP = 0xFFFFFFFF  # the pipe child's "exit" header: no payload is that large
 def peer_echo_bytes(data: bytes) -> bytes:
     """The echo for the peers."""
     return data
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """``1KiB,64KiB,1MiB`` as byte counts (``--payload-sizes``).
+
+    :raises argparse.ArgumentTypeError: not a comma-separated list of sizes of at least ``MIN_SIZE``.
+    """
+    import argparse
+    import re
+
+    sizes = []
+    for item in filter(None, (item.strip() for item in text.split(","))):
+        match = re.fullmatch(r"(\d+)\s*([a-zA-Z]*)", item)
+        unit = _UNITS.get(match[2].lower()) if match else None
+        if match is None or unit is None:
+            raise argparse.ArgumentTypeError(f"{item!r} is not a size: give bytes, or a number with KiB, MiB or GiB")
+        sizes.append(int(match[1]) * unit)
+    try:
+        check_sizes(sizes)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return tuple(sizes)
+
+
+def check_sizes(sizes: Sequence[int]) -> None:
+    """:raises ValueError: no sizes, or one below ``MIN_SIZE``."""
+    if not sizes or min(sizes) < MIN_SIZE:
+        raise ValueError(f"payload sizes must be at least {MIN_SIZE} bytes each, got {list(sizes)}")
 
 
 def payload_of_size(size: int) -> bytes:
@@ -303,9 +334,37 @@ def payload_markdown(result: PayloadResult, plot: Path | None) -> list[str]:
                 f"{_median_kib(s.worker_peak_kib)} |"
             )
     lines.append("")
+    targets = payload_targets(result)
+    if targets:
+        lines += ["Targets (issue 26, over pipes):", ""]
+        lines += [f"- {target}: {measured}: {'met' if met else 'unmet'}" for target, measured, met in targets]
+        lines.append("")
     if plot is not None:
         lines += [f"![round trip against payload size]({plot.name})", ""]
     return lines
+
+
+def payload_targets(result: PayloadResult) -> list[tuple[str, str, bool]]:
+    """``(target, measured, met)`` for each target whose sizes and contenders were run."""
+    found = []
+    for size, most in ((64 * MIB, 2.0), (8 * MIB, 1.5)):
+        ours, pipe = result.get(OURS, size), result.get(PIPE, size)
+        overhead = ours.overhead_ms() if ours else None
+        if overhead is not None and pipe is not None:
+            ratio = overhead / pipe.median_ms()
+            found.append((f"{_size_label(size)} overhead <= {most}x the pipe's round trip", f"{ratio:.2f}x", ratio <= most))
+    ours, futures = result.get(OURS, 64 * MIB), result.get("futures", 64 * MIB)
+    if ours and futures:
+        ratio = ours.median_ms() / futures.median_ms()
+        found.append(("64 MiB round trip <= 1.0x ProcessPoolExecutor's", f"{ratio:.2f}x", ratio <= 1.0))
+    per_mib = [s.median_ms() / (s.size / MIB) for s in result.samples if s.name == OURS and s.size >= 8 * MIB]
+    if len(per_mib) > 1:
+        spread = max(per_mib) / min(per_mib)
+        found.append(("ms per MiB from 8 MiB up within 1.3x of constant", f"{spread:.2f}x", spread <= 1.3))
+    if ours and ours.parent_peak_kib:
+        peak = statistics.median(ours.parent_peak_kib) * KIB / (64 * MIB)
+        found.append(("parent's peak RSS during a 64 MiB echo <= 3x the payload", f"{peak:.2f}x", peak <= 3.0))
+    return found
 
 
 def payload_json(result: PayloadResult) -> dict[str, Any]:
@@ -330,13 +389,13 @@ def write_payload_plot(result: PayloadResult, path: Path) -> Path | None:
     """``payload.png``: the median round trip of each contender against the size, log-log; None
     without matplotlib."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError:
         return None
-    figure, axes = plt.subplots(figsize=(7, 4.5))
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
     for name in result.names:
         points = [(s.size, s.median_ms()) for s in result.samples if s.name == name]
         axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
@@ -344,12 +403,10 @@ def write_payload_plot(result: PayloadResult, path: Path) -> Path | None:
     axes.set_yscale("log")
     axes.set_xlabel("payload (bytes)")
     axes.set_ylabel("median round trip (ms)")
-    axes.set_title("echo of one bytes object, 1 worker")
+    axes.set_title(f"echo of one bytes object, 1 worker, median of {result.rounds}")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend()
-    figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
     return path
 
 
