@@ -312,7 +312,7 @@ class LengthDelimitedDecoder:
 
     def __init__(self, max_frame_size: int) -> None:
         self.max_frame_size = max_frame_size
-        self._buffer: bytearray | mmap.mmap = bytearray(READ_SIZE)
+        self._buffer = memoryview(bytearray(READ_SIZE))  # a view: slicing it copies nothing
         self._start = 0  # the first byte not yet taken by next_body
         self._end = 0  # the end of the bytes read
 
@@ -333,12 +333,17 @@ class LengthDelimitedDecoder:
         :raises FramingError: the frame under way announces more than ``max_frame_size`` bytes
             (nothing is allocated for it).
         """
-        needed = self._frame_size()
-        if needed is None or needed <= self._end - self._start:  # its prefix, or the next one
-            needed = self._end - self._start + 1
-        if self._start + needed > len(self._buffer):
-            self._make_room(needed)
-        return memoryview(self._buffer)[self._end :]
+        pending = self._end - self._start
+        if pending < _LENGTH_SIZE:  # no prefix yet: any free byte will do
+            if self._end == len(self._buffer):
+                self._make_room(pending + 1)
+        else:
+            needed: int = self._frame_size()  # type: ignore[assignment]  # a prefix is there
+            if needed <= pending:  # complete: room for the next one
+                needed = pending + 1
+            if self._start + needed > len(self._buffer):
+                self._make_room(needed)
+        return self._buffer[self._end :]
 
     def filled(self, count: int) -> None:
         """``count`` bytes were read into :meth:`buffer`."""
@@ -365,11 +370,11 @@ class LengthDelimitedDecoder:
             return None
         start = self._start
         self._start += size
-        body = memoryview(self._buffer)[start + _LENGTH_SIZE : self._start]
+        body = self._buffer[start + _LENGTH_SIZE : self._start]
         if self._start == self._end:  # all taken: start over, and drop a large frame's buffer
             self._start = self._end = 0
             if len(self._buffer) > READ_SIZE:
-                self._buffer = bytearray(READ_SIZE)
+                self._buffer = memoryview(bytearray(READ_SIZE))
         return body
 
     def _frame_size(self) -> int | None:
@@ -397,8 +402,8 @@ class LengthDelimitedDecoder:
             if self._start:
                 old[:pending] = old[self._start : self._end]
         else:
-            self._buffer = _allocate(size)
-            self._buffer[:pending] = memoryview(old)[self._start : self._end]
+            self._buffer = memoryview(_allocate(size))
+            self._buffer[:pending] = old[self._start : self._end]
         self._start, self._end = 0, pending
 
 
@@ -454,6 +459,10 @@ def write_some(fd: int, views: list[memoryview]) -> list[memoryview]:
     :raises BlockingIOError: a non-blocking ``fd`` took nothing.
     :raises OSError: the write failed.
     """
+    if len(views) == 1:  # the usual small frame: a plain write
+        view = views[0]
+        count = os.write(fd, view)
+        return [view[count:]] if count < len(view) else []
     count = os.writev(fd, views[:_IOV_MAX])
     done = 0
     while done < len(views) and count >= len(views[done]):

@@ -325,17 +325,23 @@ def _pipe_inodes(pid: int | str, writable: bool, lowest_fd: int = 0) -> set[str]
     return found
 
 
-def bytes_in_protocol_pipe(executor_pid: int, direction: str) -> int:
-    """Bytes waiting in the executor's request or reply pipe (its protocol descriptors sit at
-    200 and above), read through the pool's end of it."""
+def protocol_pipe(executor_pid: int, direction: str) -> int:
+    """The pool's end of the executor's request or reply pipe (the executor's protocol
+    descriptors sit at 200 and above)."""
     inode = _pipe_inodes(executor_pid, writable=direction == "reply", lowest_fd=200).pop()
     for fd in os.listdir("/proc/self/fd"):
         try:
             if os.readlink(f"/proc/self/fd/{fd}") == inode:
-                return struct.unpack("i", fcntl.ioctl(int(fd), termios.FIONREAD, b"\0\0\0\0"))[0]
+                return int(fd)
         except OSError:
             continue
     raise AssertionError(f"the pool holds no end of the executor's {direction} pipe")
+
+
+def bytes_in_protocol_pipe(executor_pid: int, direction: str) -> int:
+    """Bytes waiting in the executor's request or reply pipe."""
+    fd = protocol_pipe(executor_pid, direction)
+    return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
 
 
 def open_fds() -> int:
@@ -397,3 +403,19 @@ def test_an_executor_killed_while_it_writes_a_large_reply(packages: Path) -> Non
             assert open_fds() == fds
 
     asyncio.run(main())
+
+
+def test_both_sides_widen_their_pipe_for_a_large_frame_only(packages: Path) -> None:
+    with sc.SyncProcessPool(config(packages)) as pool:
+        pid = pool.pid
+        assert pid is not None
+
+        def capacities() -> list[int]:
+            return [fcntl.fcntl(protocol_pipe(pid, d), fcntl.F_GETPIPE_SZ) for d in ("request", "reply")]
+
+        fresh = capacities()
+        check_echo("native", pool.execute(request("native", pattern(60 * KIB)), 60), pattern(60 * KIB))
+        assert capacities() == fresh  # small frames leave the pipes as they are
+        data = pattern(2 * MIB)
+        check_echo("native", pool.execute(request("native", data), 60), data)
+        assert capacities() == [min(PIPE_MAX, 4 * MIB)] * 2  # the pool's request pipe, the executor's reply pipe
