@@ -291,7 +291,9 @@ _unpack_length = _LENGTH.unpack_from
 
 
 def _allocate(size: int) -> bytearray | mmap.mmap:
-    return mmap.mmap(-1, size) if size >= _MAP_FROM else bytearray(size)
+    if size < _MAP_FROM:
+        return bytearray(size)
+    return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)  # not shared with a child a task forks
 
 
 class LengthDelimitedDecoder:
