@@ -91,7 +91,8 @@ class ExecutorProcess:
 
         if attrs.has(type(message)):
             message = message_to_primitive(message)
-        self.proc.stdin.write(self.framing.encode(message))
+        frame = self.framing.encode(message)
+        self.proc.stdin.writelines(frame if isinstance(frame, list) else [frame])
         self.proc.stdin.flush()
 
     def receive(self) -> Any:

@@ -159,7 +159,7 @@ def test_unknown_peer_is_refused(package_dir: Path, tmp_path: Path) -> None:
 
 
 def test_unknown_workload_is_refused(package_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown workload 'bogus'; choose from noop, echo, throughput, sync, recovery"):
+    with pytest.raises(ValueError, match="unknown workload 'bogus'; choose from noop, echo, throughput, sync, recovery, payload"):
         asyncio.run(run_benchmark(package_dir, quick=True, output_dir=tmp_path, workloads=("bogus",), progress=False))
 
 
@@ -175,7 +175,7 @@ def test_throughput_counts_below_one_are_refused(package_dir: Path, tmp_path: Pa
 def test_throughput_options() -> None:
     args = build_parser().parse_args([])
     assert args.workloads == DEFAULT_WORKLOADS == ("noop", "echo", "throughput", "sync")
-    assert WORKLOADS == (*DEFAULT_WORKLOADS, "recovery")
+    assert WORKLOADS == (*DEFAULT_WORKLOADS, "recovery", "payload")
     assert (args.slots, args.batch, args.rounds) == (DEFAULT_SLOTS, None, None) == (2, None, None)
     args = build_parser().parse_args(["--workloads", "throughput", "--slots", "3", "--batch", "50", "--rounds", "4"])
     assert (args.workloads, args.slots, args.batch, args.rounds) == (("throughput",), 3, 50, 4)
@@ -526,3 +526,41 @@ def test_recovery_rounds_below_one(package_dir: Path, tmp_path: Path, capsys: py
     assert "argument --recovery-rounds: '0' must be at least 1" in capsys.readouterr().err
     with pytest.raises(ValueError, match="recovery_rounds must be at least 1"):
         asyncio.run(run_benchmark(package_dir, quick=True, output_dir=tmp_path, progress=False, recovery_rounds=0))
+
+
+# -- the payload workload ---------------------------------------------------------------------
+
+
+def test_payload_sizes_option(capsys: pytest.CaptureFixture[str]) -> None:
+    assert build_parser().parse_args(["--payload-sizes", "1KiB, 64kib,3MiB,100"]).payload_sizes == (1024, 65536, 3 << 20, 100)
+    assert build_parser().parse_args([]).payload_sizes is None
+    for bad, said in (("1KB", "'1KB' is not a size: give bytes, or a number with KiB, MiB or GiB"), ("8", "at least 9 bytes")):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["--payload-sizes", bad])
+        assert said in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_payload_runs_with_the_real_executor(package_dir: Path, tmp_path: Path) -> None:
+    from spider_core.bench.payload import PLOT_NAME as PAYLOAD_PLOT
+
+    report = asyncio.run(
+        run_benchmark(
+            package_dir, quick=True, output_dir=tmp_path, workloads=("payload",), peers=("futures",),
+            progress=False, start_samples=1, payload_sizes=(1024, 70_000),
+        )
+    )
+    payload = report.payload
+    assert payload is not None and payload.sizes == (1024, 70_000) and payload.rounds == 3
+    assert payload.names == ["spider-core", "pipe", "futures"]
+    for samples in payload.samples:
+        assert len(samples.e2e_us) == 3 and all(us > 0 for us in samples.e2e_us)
+        assert len(samples.executor_us) == (3 if samples.name == "spider-core" else 0)
+        assert len(samples.parent_peak_kib) == 3
+    markdown = report.markdown_path.read_text()
+    rows = [line for line in markdown.splitlines() if line.startswith("| 68 KiB |")]
+    assert [row.split("|")[2].strip() for row in rows] == ["spider-core", "pipe", "futures"]
+    assert f"![round trip against payload size]({PAYLOAD_PLOT})" in markdown
+    assert (tmp_path / PAYLOAD_PLOT).read_bytes().startswith(b"\x89PNG")
+    data = json.loads(report.json_path.read_text())
+    assert data["payload"]["sizes"] == [1024, 70_000] and len(data["payload"]["samples"]) == 6

@@ -1134,8 +1134,11 @@ def test_an_answer_before_the_whole_request_was_read_is_a_crash(package_dir: Pat
     config = sc.PoolConfig(package_dir=package_dir, executor_command=(sys.executable, str(script)),
                            plugin_autoload=False, shutdown_grace=0.2)
 
+    # more than a pipe holds even once the pool widens it for a large frame (to pipe-max-size)
+    strings = 2 * int(Path("/proc/sys/fs/pipe-max-size").read_text()) // 1000
+
     async def scenario(pool):
-        return await pool.execute(req("sleep_and_echo", ["y" * 1000] * 1000), 5)  # > one pipe buffer
+        return await pool.execute(req("sleep_and_echo", ["y" * 1000] * strings), 5)
 
     crash = pool_run(config, scenario)
     assert isinstance(crash, sc.ExecutorCrash) and crash.executor_id == 1

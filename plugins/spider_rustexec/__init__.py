@@ -57,10 +57,10 @@ class RustDecoder(LengthDelimitedDecoder):
         body = self.next_body()
         if body is None:
             return None
-        if self._buffer:  # one request, one reply: anything after it is not the executor's
-            raise FramingError(f"{len(self._buffer)} more bytes came with a reply; {_STDOUT_HINT}")
+        if self.pending():  # one request, one reply: anything after it is not the executor's
+            raise FramingError(f"{self.pending()} more bytes came with a reply; {_STDOUT_HINT}")
         try:
-            return decode_result(bytes(body))
+            return decode_result(body)
         except BincodeError as e:
             raise FramingError(f"not a spider executor Response: {e}; {_STDOUT_HINT}") from None
 

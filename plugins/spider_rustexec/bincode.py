@@ -78,7 +78,7 @@ def encode_result(ok: bool, payload: bytes, elapsed_us: int) -> bytes:
     return b"".join((_U32.pack(RESULT), _U32.pack(SUCCESS if ok else FAILURE), _vec(payload), _U64.pack(elapsed_us)))
 
 
-def decode_result(body: bytes) -> tuple[bool, bytes, int]:
+def decode_result(body: bytes | memoryview) -> tuple[bool, bytes, int]:
     """``(ok, payload, elapsed_us)`` of a ``Response::Result`` body.
 
     Stricter than bincode, which ignores trailing bytes: a body with bytes after the result

@@ -30,7 +30,10 @@ Workload ``sync``: the no-op through ``SyncProcessPool`` (``execute`` and ``call
 ratios the issue's targets are about. Workload ``recovery`` (not in the default set: it takes
 minutes): from submitting a task that crashes its worker, or outlives a 200 ms hard timeout,
 until the next no-op returns, for spider-core with and without a standby executor, pebble and
-billiard (:mod:`~spider_core.bench.recovery`). Every run times executor starts beside their
+billiard (:mod:`~spider_core.bench.recovery`). Workload ``payload`` (not in the default set
+either: minutes and gigabytes): one bytes object echoed from 1 KiB to 256 MiB through
+spider-core, a raw pipe, ProcessPoolExecutor, multiprocessing and loky
+(:mod:`~spider_core.bench.payload`). Every run times executor starts beside their
 floor, a fresh ``python -c "import msgpack"``; the report checks the issue's targets (one line
 each: met or unmet) and links ``latency.png``, the CDF of every contender's samples per
 workload (:mod:`~spider_core.bench.plot`, with matplotlib from the ``bench`` extra).
@@ -48,6 +51,7 @@ The package's modules, each with one job: :mod:`~spider_core.bench.stats` (perce
 :mod:`~spider_core.bench.contenders` (spider-core, the floors and the peers),
 :mod:`~spider_core.bench.throughput` (the throughput workload's contenders),
 :mod:`~spider_core.bench.recovery` (the recovery workload's contenders),
+:mod:`~spider_core.bench.payload` (the payload workload: contenders, run, report section, plot),
 :mod:`~spider_core.bench.plot` (the latency plot),
 :mod:`~spider_core.bench.runner` (:func:`run_benchmark`), :mod:`~spider_core.bench.environment`
 (memory and machine probes), :mod:`~spider_core.bench.report` (the results, as markdown and

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from spider_core.argtypes import whole_number
 from spider_core.bench.contenders import PACKAGE, PEERS
+from spider_core.bench.payload import SIZES, parse_sizes
 from spider_core.bench.runner import (
     DEFAULT_BATCH,
     DEFAULT_CALLS,
@@ -32,6 +33,10 @@ from spider_core.models import START_METHODS
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _size_text(size: int) -> str:
+    return f"{size >> 20}MiB" if size >= 1 << 20 else f"{size >> 10}KiB"
 
 
 class BenchError(Exception):
@@ -76,6 +81,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--recovery-rounds", type=whole_number, metavar="R",
         help=f"recovery: rounds of one crash and one timeout per contender (default: {DEFAULT_RECOVERY_ROUNDS}, "
         f"{QUICK_RECOVERY_ROUNDS} with --quick)",
+    )
+    parser.add_argument(
+        "--payload-sizes", type=parse_sizes, metavar="SIZES",
+        help="payload: comma-separated sizes to echo, in bytes or with KiB, MiB or GiB (default: "
+        f"{','.join(map(_size_text, SIZES))}; up to 64MiB with --quick)",
     )
     parser.add_argument("--peers", type=_names, default=PEERS, help=f"comma-separated ({','.join(PEERS)})")
     parser.add_argument(
@@ -131,6 +141,7 @@ def run_from_args(args: argparse.Namespace) -> int:
                 rounds=args.rounds,
                 recovery_rounds=args.recovery_rounds,
                 start_method=args.start_method,
+                payload_sizes=args.payload_sizes,
             )
         )
     except OSError as e:

@@ -35,6 +35,16 @@ from spider_core.bench.contenders import (
     _OursSync,
 )
 from spider_core.bench.environment import _environment, _executor_processes, _idle_rss_kib, _memory_kib
+from spider_core.bench.payload import (
+    DEFAULT_PAYLOAD_ROUNDS,
+    QUICK_PAYLOAD_ROUNDS,
+    QUICK_SIZES,
+    SIZES,
+    check_sizes,
+    run_payload,
+    write_payload_plot,
+)
+from spider_core.bench.payload import PLOT_NAME as PAYLOAD_PLOT_NAME
 from spider_core.bench.plot import PLOT_NAME, write_plot
 from spider_core.bench.recovery import (
     FAULTS,
@@ -59,6 +69,7 @@ from spider_core.bench.report import (
 from spider_core.bench.throughput import BatchContender, _BlockingBatch, _OursBatch, _throughput_contenders
 from spider_core.bench.workloads import (
     DEFAULT_WORKLOADS,
+    PAYLOAD,
     RECOVERY,
     SYNC,
     SYNC_WORKLOAD,
@@ -365,6 +376,7 @@ async def run_benchmark(
     rounds: int | None = None,
     recovery_rounds: int | None = None,
     start_method: str = "exec",
+    payload_sizes: Sequence[int] | None = None,
 ) -> BenchReport:
     """Run the benchmark and write ``report.md``, ``report.json`` and the latency plot
     (``latency.png``, with matplotlib) to ``output_dir``.
@@ -376,7 +388,9 @@ async def run_benchmark(
         recovery 3 rounds instead of 10.
     :param output_dir: Created if missing.
     :param workloads: Names from ``WORKLOADS``: the latency workloads run in this order, then
-        throughput, sync and recovery. Default: all but recovery.
+        throughput, sync, recovery and payload (:mod:`~spider_core.bench.payload`: 1 KiB to
+        256 MiB, to 64 MiB with ``quick``, 5 rounds, 3 with ``quick``). Default: all but
+        recovery and payload.
     :param peers: Names from ``PEERS``; spider-core itself is always measured (for
         throughput also through ``map`` and with one slot). The throughput workload takes
         the blocking peers among them, the recovery workload pebble and billiard; the sync
@@ -392,6 +406,8 @@ async def run_benchmark(
         overriding ``quick``.
     :param start_method: ``PoolConfig.start_method`` of spider-core's latency, throughput and
         sync contenders (the start and recovery measures always show both).
+    :param payload_sizes: Payload: the sizes to echo, in bytes (each at least
+        ``MIN_SIZE``), overriding ``quick``.
     :raises ValueError: an unknown workload or peer name, or a count below 1.
     """
     for name in workloads:
@@ -418,6 +434,9 @@ async def run_benchmark(
         raise ValueError("slots, batch and rounds must be at least 1")
     if recovery_rounds < 1:
         raise ValueError("recovery_rounds must be at least 1")
+    if payload_sizes is None:
+        payload_sizes = QUICK_SIZES if quick else SIZES
+    check_sizes(payload_sizes)
     package_dir = Path(package_dir)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -431,6 +450,7 @@ async def run_benchmark(
     throughput = None
     sync = None
     recovery = None
+    payload = None
     idle_rss = None
     try:
         start_us, floor_us = await _measure_start(package_dir, start_samples, bar)
@@ -451,6 +471,9 @@ async def run_benchmark(
                 idle_rss = rss
         if RECOVERY in workloads:
             recovery = await _run_recovery(package_dir, peers, recovery_rounds, bar, notes)
+        if PAYLOAD in workloads:
+            rounds_ = QUICK_PAYLOAD_ROUNDS if quick else DEFAULT_PAYLOAD_ROUNDS
+            payload = run_payload(package_dir, peers, payload_sizes, rounds_, notes, bar.show)
     finally:
         bar.done()
 
@@ -469,9 +492,11 @@ async def run_benchmark(
         sync=sync,
         recovery=recovery,
         start_methods=tuple(start_methods),
+        payload=payload,
     )
     plot, plot_note = write_plot(report, output_dir / PLOT_NAME)
-    report = attrs.evolve(report, plot=plot, plot_note=plot_note)
+    payload_plot = None if payload is None else write_payload_plot(payload, output_dir / PAYLOAD_PLOT_NAME)
+    report = attrs.evolve(report, plot=plot, plot_note=plot_note, payload_plot=payload_plot)
     report.markdown_path.write_text(render_markdown(report))
     report.json_path.write_text(json.dumps(report_to_json(report), indent=1) + "\n")
     return report

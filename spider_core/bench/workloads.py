@@ -30,10 +30,13 @@ THROUGHPUT = "throughput"
 SYNC = "sync"
 #: Crash and hard timeout, then the next no-op: how long until a pool serves again.
 RECOVERY = "recovery"
+#: One bytes object echoed, 1 KiB to 256 MiB (:mod:`spider_core.bench.payload`).
+PAYLOAD = "payload"
 #: Every workload, in report order.
-WORKLOADS = (*LATENCY_WORKLOADS, THROUGHPUT, SYNC, RECOVERY)
+WORKLOADS = (*LATENCY_WORKLOADS, THROUGHPUT, SYNC, RECOVERY, PAYLOAD)
 #: What ``spider bench`` runs unless told otherwise: ``recovery`` takes minutes (billiard
-#: notices a crashed worker only after 10 s), so it runs when asked for.
+#: notices a crashed worker only after 10 s), and ``payload`` minutes and gigabytes, so they
+#: run when asked for.
 DEFAULT_WORKLOADS = (*LATENCY_WORKLOADS, THROUGHPUT, SYNC)
 
 ECHO_SLEEP_S = 50e-6

@@ -38,6 +38,8 @@ from spider_core.protocol import (
     EXIT_PROTOCOL_ERROR,
     EXIT_SETUP_ERROR,
     AdaptiveSpin,
+    Frame,
+    FrameDecoder,
     Framing,
     FramingError,
     ProtocolError,
@@ -45,8 +47,12 @@ from spider_core.protocol import (
     Shutdown,
     decode_request,
     die_with_parent,
+    frame_size,
     message_to_primitive,
+    read_into,
     result_primitive,
+    widen_pipe,
+    write_all,
 )
 from spider_core.tdl.errors import ExecutorError, InvalidLibrary, TaskError, TdlError, TdlErrorKind
 from spider_core.tdl.names import InvalidPackageName, validate_package_name
@@ -54,8 +60,6 @@ from spider_core.tdl.version import HOST_VERSION
 
 if TYPE_CHECKING:
     import logging
-
-_READ_SIZE = 64 * 1024
 
 #: ``logging``'s level numbers and names, without importing it (see :func:`_setup_logging`).
 _LEVELS = {"CRITICAL": 50, "FATAL": 50, "ERROR": 40, "WARN": 30, "WARNING": 30, "INFO": 20, "DEBUG": 10, "NOTSET": 0}
@@ -208,16 +212,17 @@ class _Input:
             self._poller = select.poll()
             self._poller.register(fd, select.POLLIN)
 
-    def read(self, size: int) -> bytes:
+    def read_into(self, decoder: FrameDecoder) -> int:
+        """Read the next bytes of the request channel into ``decoder``; 0 at end of input."""
         spin = self.spin
         if spin is None:
-            return os.read(self.fd, size)
+            return read_into(self.fd, decoder)
         budget = spin.budget()
         if budget:
             deadline = time.perf_counter_ns() + budget
             while True:
                 try:
-                    data = os.read(self.fd, size)
+                    count = read_into(self.fd, decoder)
                 except BlockingIOError:
                     if time.perf_counter_ns() > deadline:
                         spin.answered(False)
@@ -225,11 +230,11 @@ class _Input:
                     os.sched_yield()
                     continue
                 spin.answered(True)
-                return data
+                return count
         while True:
             self._poller.poll()
             try:
-                return os.read(self.fd, size)
+                return read_into(self.fd, decoder)
             except BlockingIOError:
                 continue
 
@@ -262,10 +267,19 @@ class _SoftTimer:
             raise SoftTimeout(self.seconds)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+class _Output:
+    """The reply channel: writes whole frames, after widening the pipe for one larger than it
+    holds (:func:`~spider_core.protocol.widen_pipe`)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.pipe_size = 64 * 1024  # a fresh pipe's
+
+    def write(self, frame: Frame) -> None:
+        size = frame_size(frame)
+        if size > self.pipe_size:
+            self.pipe_size = widen_pipe(self.fd, size)
+        write_all(self.fd, frame)
 
 
 class Executor:
@@ -377,7 +391,7 @@ def _since(start_ns: int) -> int:
     return (time.perf_counter_ns() - start_ns) // 1000 if start_ns else 0
 
 
-def _encode_result(framing: Framing, seq: int, ok: bool, payload: bytes, elapsed_us: int) -> bytes:
+def _encode_result(framing: Framing, seq: int, ok: bool, payload: bytes, elapsed_us: int) -> Frame:
     try:
         return framing.encode(result_primitive(seq, ok, payload, elapsed_us))
     except FramingError as e:
@@ -386,11 +400,11 @@ def _encode_result(framing: Framing, seq: int, ok: bool, payload: bytes, elapsed
         return framing.encode(result_primitive(seq, False, error.encode(), elapsed_us))
 
 
-def serve(channel: _Input, out_fd: int, executor: Executor, framing: Framing, guard: _Channel) -> int:
+def serve(channel: _Input, output: _Output, executor: Executor, framing: Framing, guard: _Channel) -> int:
     """Answer requests until ``Shutdown`` or end of input; return the exit status."""
     decoder = framing.decoder()
     ready = Ready(pid=os.getpid(), abi_version=str(HOST_VERSION))
-    _write_all(out_fd, framing.encode(message_to_primitive(ready)))
+    output.write(framing.encode(message_to_primitive(ready)))
     debug = _log_threshold <= _DEBUG
     while True:
         try:
@@ -399,14 +413,12 @@ def serve(channel: _Input, out_fd: int, executor: Executor, framing: Framing, gu
             _log("bad request", _ERROR, error=str(e))
             return EXIT_PROTOCOL_ERROR
         if message is None:
-            data = channel.read(max(_READ_SIZE, decoder.wanted()))
-            if not data:
+            if not channel.read_into(decoder):
                 if decoder.pending():
                     _log("truncated request", _ERROR, pending_bytes=decoder.pending())
                     return EXIT_PROTOCOL_ERROR
                 _log("exit", reason="end of input")
                 return EXIT_OK
-            decoder.feed(data)
             continue
         try:
             request = decode_request(message)
@@ -425,7 +437,7 @@ def serve(channel: _Input, out_fd: int, executor: Executor, framing: Framing, gu
                 os._exit(EXIT_OK)  # a forked copy of the executor returned from the task: vanish
             _log("protocol channel lost", _ERROR, error=problem, package=package, task=task)
             return EXIT_PROTOCOL_ERROR
-        _write_all(out_fd, _encode_result(framing, seq, ok, payload, elapsed_us))
+        output.write(_encode_result(framing, seq, ok, payload, elapsed_us))
         if debug:
             # A line per task costs the pool a read and a write per call, hence debug level.
             # Logged after the reply, so the pool is woken by the result, not by this line.
@@ -480,7 +492,7 @@ def main() -> int:
     executor = Executor(pm, Path(package_dir) if package_dir else None, installed)
     try:
         spin_us = int(os.environ.get(ENV_SPIN_US) or 0)
-        return serve(_Input(in_fd, spin_us), out_fd, executor, framing, _Channel(in_fd, out_fd))
+        return serve(_Input(in_fd, spin_us), _Output(out_fd), executor, framing, _Channel(in_fd, out_fd))
     except BrokenPipeError:
         _log("exit", reason="protocol channel closed")
         return EXIT_OK

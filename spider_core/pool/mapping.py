@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from spider_core.errors import EncodeTaskInputs, InternalError
 from spider_core.models import ExecuteRequest, Outcome, Success
-from spider_core.protocol import EXECUTE_SEQ, FramingError
+from spider_core.protocol import EXECUTE_SEQ, FramingError, join_frames
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -118,7 +118,7 @@ class _Mapper:
         items: list[_Item] = []
         size = 0
         while pending and len(items) < limit:
-            size += len(pending[0][2][3]) + len(pending[0][2][4])  # context and inputs
+            size += len(pending[0][2][4]) + len(pending[0][2][5])  # context and inputs (raw_ctx, raw_inputs)
             if items and size > BATCH_BYTES:
                 break
             items.append(pending.popleft())
@@ -143,7 +143,7 @@ class _Mapper:
         fast = executor.recycle_after is None and not pool._max_rss
         events = pool._events
         started = time.perf_counter()
-        executor.send(b"".join(frames), replies=len(sent))
+        executor.send(join_frames(frames), replies=len(sent))
         for position, (item, seq) in enumerate(sent):
             # at once if it came with the answer before; its clock starts when that one ended
             reply = await slot.answer(executor, executor.expect(), loop.time() + self.hard_timeout)

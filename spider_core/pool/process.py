@@ -23,9 +23,22 @@ from typing import Any
 from spider_core.plugin import ExecutorHandle
 from spider_core.pool.guard import Guard
 from spider_core.pool.logsink import LogSink
-from spider_core.protocol import AdaptiveSpin, ExecutorProtocol, FramingError
+from spider_core.protocol import (
+    READ_SIZE,
+    AdaptiveSpin,
+    ExecutorProtocol,
+    Frame,
+    FramingError,
+    frame_size,
+    frame_views,
+    read_into,
+    widen_pipe,
+    write_some,
+)
 
-_READ_SIZE = 64 * 1024
+#: What a fresh pipe holds (Linux's default); the pool widens the request pipe when a larger
+#: frame comes (:func:`~spider_core.protocol.widen_pipe`).
+_PIPE_SIZE = 64 * 1024
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 #: Seconds a dying executor gets to exit by itself before SIGKILL.
@@ -89,7 +102,8 @@ class ExecutorProcess:
         self._out = handle.stdin
         self._in = handle.stdout
         self._err = handle.stderr
-        self._pending: memoryview | None = None
+        self._pending: list[memoryview] | None = None  # what send() could not write yet
+        self._pipe_size = _PIPE_SIZE  # what the request pipe holds
         self._closed = False
         for fd in (self._out, self._in, self._err):
             os.set_blocking(fd, False)
@@ -137,18 +151,17 @@ class ExecutorProcess:
 
     def _on_readable(self) -> bool:
         """Read what the executor sent and deliver complete messages; False if nothing was read."""
+        decoder = self.decoder
         try:
-            data = os.read(self._in, max(_READ_SIZE, self.decoder.wanted()))
+            count = read_into(self._in, decoder)
         except BlockingIOError:
             return False
         except OSError as e:
             self._lose(f"reading from the executor failed: {e.strerror}")
             return False
-        if not data:
+        if not count:
             self._lose("the executor closed its protocol channel")
             return False
-        decoder = self.decoder
-        decoder.feed(data)
         while self.lost is None:
             try:
                 message = decoder.next_message()
@@ -181,35 +194,45 @@ class ExecutorProcess:
                 os.sched_yield()  # the executor may be waiting for this very CPU
         return waiter.done()
 
-    def send(self, frame: bytes, replies: int = 1) -> None:
-        """Write ``frame`` (one or more requests, owing ``replies`` answers) without blocking;
-        what the pipe does not take now is written as it drains."""
+    def send(self, frame: Frame, replies: int = 1) -> None:
+        """Write ``frame`` (one or more requests, owing ``replies`` answers; its bytes or its
+        buffers, see :func:`~spider_core.protocol.join_frames`) without blocking; what the
+        pipe does not take now is written as it drains."""
         if self.lost is not None:
             return
         self.owed += replies
+        views = self._views(frame)
         try:
-            written = os.write(self._out, frame)
+            rest = write_some(self._out, views)
         except BlockingIOError:
-            written = 0
+            rest = views
         except OSError as e:
             self.refused = True
             self._lose(f"writing to the executor failed: {e.strerror}")
             return
-        if written < len(frame):
-            self._pending = memoryview(frame)[written:]
+        if rest:
+            self._pending = rest
             self.loop.add_writer(self._out, self._on_writable)
+
+    def _views(self, frame: Frame) -> list[memoryview]:
+        """``frame`` as views to write, the request pipe widened first if it is too narrow."""
+        size = frame_size(frame)
+        if size > self._pipe_size:
+            self._pipe_size = widen_pipe(self._out, size)
+        return frame_views(frame)
 
     def _on_writable(self) -> None:
         # registered by send() while a frame is pending, removed (by _stop_writing) with it
         try:
-            written = os.write(self._out, self._pending)  # type: ignore[arg-type]
+            rest = write_some(self._out, self._pending)  # type: ignore[arg-type]
         except BlockingIOError:
             return
         except OSError as e:
             self._lose(f"writing to the executor failed: {e.strerror}")
             return
-        self._pending = self._pending[written:]  # type: ignore[index]
-        if not self._pending:
+        if rest:
+            self._pending = rest
+        else:
             self._stop_writing()
 
     def _stop_writing(self) -> None:
@@ -252,24 +275,25 @@ class ExecutorProcess:
             return False
         return True
 
-    def exchange(self, frame: bytes, deadline: float, spin: AdaptiveSpin) -> Any:
-        """Send ``frame`` and wait for the answer, in the calling thread: the message,
-        :class:`Lost`, or :data:`TIMED_OUT` once ``deadline`` (``time.monotonic()``) passes.
-        Polls for the answer without blocking first, as ``spin`` allows. The channel must be
-        detached, and the caller must hold the slot."""
-        view = memoryview(frame)
+    def exchange(self, frame: Frame, deadline: float, spin: AdaptiveSpin) -> Any:
+        """Send ``frame`` (its bytes or its buffers) and wait for the answer, in the calling
+        thread: the message, :class:`Lost`, or :data:`TIMED_OUT` once ``deadline``
+        (``time.monotonic()``) passes. Polls for the answer without blocking first, as
+        ``spin`` allows. The channel must be detached, and the caller must hold the slot."""
+        views = self._views(frame)
+        first = views[0]
         try:
             while True:
                 try:
-                    view = view[os.write(self._out, view) :]
+                    views = write_some(self._out, views)
                 except BlockingIOError:
                     pass
-                if not view:
+                if not views:
                     break
                 if not self._wait_for(select.POLLOUT, self._out, deadline):
                     return TIMED_OUT
         except OSError as e:
-            self.refused = len(view) == len(frame)
+            self.refused = views[0] is first  # not a byte of it was written
             self._lose(f"writing to the executor failed: {e.strerror}")
             return Lost(self.lost)  # type: ignore[arg-type]  # set by _lose
         decoder = self.decoder
@@ -278,7 +302,7 @@ class ExecutorProcess:
         poller: select.poll = self._poller  # type: ignore[assignment]  # detached
         while True:
             try:
-                data = os.read(self._in, max(_READ_SIZE, decoder.wanted()))
+                count = read_into(self._in, decoder)
             except BlockingIOError:
                 if spin_until:
                     if time.perf_counter_ns() < spin_until:
@@ -297,10 +321,9 @@ class ExecutorProcess:
             if spin_until:
                 spin.answered(True)
                 spin_until = 0
-            if not data:
+            if not count:
                 self._lose("the executor closed its protocol channel")
                 return Lost(self.lost)  # type: ignore[arg-type]
-            decoder.feed(data)
             try:
                 message = decoder.next_message()
             except FramingError as e:
@@ -324,7 +347,7 @@ class ExecutorProcess:
 
     def _on_stderr(self) -> None:
         try:
-            data = os.read(self._err, _READ_SIZE)
+            data = os.read(self._err, READ_SIZE)
         except BlockingIOError:
             return
         except OSError:
@@ -418,7 +441,7 @@ class ExecutorProcess:
         executor's group may still hold the pipe and write to it forever."""
         for _ in range(64):
             try:
-                data = os.read(self._err, _READ_SIZE)
+                data = os.read(self._err, READ_SIZE)
             except (BlockingIOError, OSError):
                 return
             if not data:

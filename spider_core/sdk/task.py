@@ -23,9 +23,9 @@ from spider_core.tdl.wire import (
     EMPTY_FRAME,
     WireFormatError,
     decode_value,
-    encode_value,
-    frame_payloads,
-    unframe_payloads,
+    encode_value_parts,
+    frame_payload_parts,
+    payload_views,
 )
 
 __all__ = ["Task", "task"]
@@ -131,7 +131,7 @@ class Task:
         params = self.parameters
         where = f"`__{self.function_name}_params`"
         try:
-            payloads = unframe_payloads(raw_inputs)
+            payloads = payload_views(raw_inputs)
         except WireFormatError as e:
             raise TdlError(TdlErrorKind.DeserializationError, f"{where}: {e}") from None
         if len(payloads) != len(params):
@@ -160,7 +160,7 @@ class Task:
         payloads = []
         for i, value in enumerate(values):
             try:
-                payloads.append(encode_value(unstructure(value)))
+                payloads.append(encode_value_parts(unstructure(value)))
             except Exception as e:
                 what = f"output {i}" if type(result) is tuple else "the output"
                 raise TdlError(
@@ -168,7 +168,7 @@ class Task:
                     f"task {self.name!r}: cannot serialize {what} ({type(value).__name__}): {e}",
                 ) from None
         try:
-            return frame_payloads(payloads)
+            return frame_payload_parts(payloads)
         except WireFormatError as e:
             raise TdlError(TdlErrorKind.SerializationError, f"task {self.name!r}: {e}") from None
 

@@ -50,8 +50,11 @@ if TYPE_CHECKING:
         decode_value as decode_value,
         decode_values as decode_values,
         encode_value as encode_value,
+        encode_value_parts as encode_value_parts,
         encode_values as encode_values,
+        frame_payload_parts as frame_payload_parts,
         frame_payloads as frame_payloads,
+        payload_views as payload_views,
         unframe_payloads as unframe_payloads,
     )
     # isort: on
@@ -86,8 +89,11 @@ _EXPORTS = {
     "decode_value": "spider_core.tdl.wire",
     "decode_values": "spider_core.tdl.wire",
     "encode_value": "spider_core.tdl.wire",
+    "encode_value_parts": "spider_core.tdl.wire",
     "encode_values": "spider_core.tdl.wire",
+    "frame_payload_parts": "spider_core.tdl.wire",
     "frame_payloads": "spider_core.tdl.wire",
+    "payload_views": "spider_core.tdl.wire",
     "unframe_payloads": "spider_core.tdl.wire",
 }
 
