@@ -23,7 +23,8 @@ from typing import Any
 
 from spider_core.pool.guard import Guard
 from spider_core.pool.logsink import LogSink
-from spider_core.protocol import AdaptiveSpin, ExecutorProtocol, FramingError
+from spider_core.protocol import ExecutorProtocol, FramingError
+from spider_core.spin import AdaptiveSpin
 
 _READ_SIZE = 64 * 1024
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")

@@ -13,22 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import signal
 import threading
-import time
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from spider_core.errors import EncodeTaskInputs, NotRunning
-from spider_core.models import ExecuteRequest, Outcome, PoolConfig, Success
+from spider_core.errors import NotRunning
+from spider_core.models import ExecuteRequest, Outcome, PoolConfig
 from spider_core.plugin import SpiderPluginManager
 from spider_core.pool.async_pool import ProcessPool
-from spider_core.pool.events import Events
-from spider_core.pool.process import TIMED_OUT
-from spider_core.pool.slots import Slots
-from spider_core.pool.supervisor import Supervisor
-from spider_core.protocol import EXECUTE_SEQ, FramingError
 
 _T = TypeVar("_T")
 
@@ -46,7 +39,7 @@ class SyncProcessPool:
 
     def __init__(self, config: PoolConfig, *, plugin_manager: SpiderPluginManager | None = None) -> None:
         self._pool = ProcessPool(config, plugin_manager=plugin_manager)
-        self._pool._direct = True
+        self._pool.calls.direct = True
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="spider-core-pool", daemon=True)
         self._thread.start()
@@ -95,53 +88,11 @@ class SyncProcessPool:
         kills and replaces the task's executor before it propagates, as cancelling an async
         caller does.
         """
-        pool = self._pool
-        queued = time.perf_counter()
-        hard_timeout = pool._hard_timeout(hard_timeout)
-        message = pool._requests.prepare(request, hard_timeout, soft_timeout)
+        calls = self._pool.calls
+        prepared = calls.prepare(request, hard_timeout, soft_timeout)
         if self._closed:
             raise NotRunning("the pool is closed")
-        slots = pool._running_slots()
-        slot = slots.take_now()
-        if slot is not None and not slot.current.quiet():  # type: ignore[union-attr]  # take_now(): healthy
-            slots.release_threadsafe(slot)  # it died while idle: the pool's thread replaces it
-            slot = None
-        if slot is None:
-            slot = self._take(slots)
-        executor = slot.current
-        assert executor is not None  # a slot handed out has a live executor
-        try:
-            locked = time.perf_counter()
-            message[EXECUTE_SEQ] = seq = next(pool._seqs)
-            try:
-                frame = executor.encode(message)
-            except FramingError as e:
-                raise EncodeTaskInputs(f"cannot send the request: {e}") from None
-            try:
-                reply = executor.exchange(frame, time.monotonic() + hard_timeout, slot.spin)
-                if executor.refused:  # it died while idle, and nobody had noticed yet
-                    executor = self._settle(slot.replace_dead())
-                    frame = executor.encode(message)
-                    reply = executor.exchange(frame, time.monotonic() + hard_timeout, slot.spin)
-            except BaseException:
-                if slot.current is executor:  # (not if it was being replaced, unasked)
-                    executor.signal(signal.SIGKILL)  # before anything else: its answer is void
-                    self._settle(slot.replace(executor, "cancelled"))
-                raise
-            if reply is TIMED_OUT:
-                executor.signal(signal.SIGKILL)  # the deadline is now, not when the pool's thread wakes
-            fields = executor.result_fields(reply)
-            if fields is not None and fields[0] == seq and fields[1] and executor.recycle_after is None and not pool._max_rss:
-                executor.tasks_run += 1
-                outcome: Outcome = Success(outputs=fields[2], elapsed_us=fields[3], executor_id=executor.id)
-            else:
-                outcome = self._settle(pool._outcome(slot, executor, seq, reply, hard_timeout))
-        finally:
-            slots.release_threadsafe(slot)
-        events: Events = pool._events  # type: ignore[assignment]  # set by start()
-        if events.wants_task_finished:
-            events.task_finished(request, outcome, executor.id, locked - queued, time.perf_counter() - locked)
-        return outcome
+        return calls.execute_in_thread(prepared)
 
     def call(
         self, package: str, task: str, *inputs: Any, hard_timeout: float | None = None, soft_timeout: float | None = None
@@ -213,49 +164,6 @@ class SyncProcessPool:
         except BaseException:  # KeyboardInterrupt: cancel the call, as a cancelled coroutine would
             future.cancel()
             raise
-
-    def _take(self, slots: Slots) -> Supervisor:
-        """Queue for a slot on the pool's thread (which also spawns its executor if needed).
-        A caller interrupted while it waits leaves the queue, and gives back a slot handed to it
-        meanwhile."""
-        lock = threading.Lock()
-        handed: list[Supervisor] = []
-        abandoned = False
-
-        async def take() -> None:
-            slot, _ = await slots.take()
-            with lock:
-                if not abandoned:
-                    handed.append(slot)
-                    return
-            slots.release(slot)
-
-        future = asyncio.run_coroutine_threadsafe(take(), self._loop)
-        try:
-            future.result()
-        except BaseException:
-            with lock:
-                abandoned = True
-            future.cancel()
-            if handed:
-                slots.release_threadsafe(handed[0])
-            raise
-        return handed[0]
-
-    def _settle(self, coro: Coroutine[Any, Any, _T]) -> _T:
-        """Run ``coro`` on the pool's thread and wait for it to finish, even through a
-        ``KeyboardInterrupt`` (raised once it has finished): a fault is always cleaned up."""
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        interrupted: BaseException | None = None
-        while True:
-            try:
-                result = future.result()
-                break
-            except (KeyboardInterrupt, SystemExit) as e:
-                interrupted = interrupted or e
-        if interrupted is not None:
-            raise interrupted
-        return result
 
 
 class _Handoff:

@@ -1,0 +1,421 @@
+"""One call, from a prepared request to its outcome: the path every entry point takes.
+
+``ProcessPool.execute`` (an asyncio caller), ``SyncProcessPool.execute`` (a thread that drives
+the executor's pipe itself), ``SyncProcessPool.submit`` (``execute`` on the pool's thread) and
+the lanes of ``map`` all go through :class:`Calls`. It owns everything between a
+:class:`~spider_core.pool.requests.Prepared` request and its outcome: numbering and sending
+the request (to the successor if the executor died idle, unnoticed), reading the answer
+(with the adaptive spin), the fast path for a plain ``Success``, every other outcome (a
+timeout, a crash, a failure, a protocol violation), recycling between tasks, and the
+``spider_task_finished`` event. The entry points differ only in how they wait: on the loop,
+or in the calling thread.
+
+Pipelining: a caller that holds a slot whose protocol is pipelined sends the requests of the
+``execute`` callers queued right behind it in the same write (:meth:`Calls.execute`), as a map
+lane sends its batch (:meth:`Calls.run_batch`). The executor still runs one task at a time, in
+order, and each caller still reads its own answer: the slot passes from one caller to the next
+as the answers come. So:
+
+- a request's hard-timeout clock starts when the answer before it arrives (when the executor
+  starts it), not when it was sent;
+- a caller cancelled while its request waits behind another (sent ahead or not) costs no
+  executor and gets no result: a request already sent runs, and its answer is read and
+  dropped (as ``concurrent.futures`` runs a call it has handed to a worker); only a running
+  call's cancellation kills and replaces the executor;
+- after a timeout or a crash, the requests sent behind the failed one never ran: they are
+  sent to the successor, once;
+- callers are served first come, first served with the lanes of ``map``: only the callers
+  queued right behind, before any map lane or thread caller, are sent ahead;
+- ``recycle_after`` and ``max_executor_rss`` still fall between tasks: an executor is never
+  sent more requests than it has left of its share, and with ``max_executor_rss`` nothing is
+  sent ahead (the memory check comes after each task);
+- a protocol that is not pipelined (spider-rust) gets one request at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from typing import Any, TypeVar
+
+from spider_core.errors import EncodeTaskInputs, InvalidRequest, NotRunning
+from spider_core.models import ExecuteRequest, ExecutorCrash, InTaskFailure, Outcome, PoolConfig, Success, Timeout
+from spider_core.pool.events import Events
+from spider_core.pool.process import EXIT_GRACE, TIMED_OUT, ExecutorProcess, Lost
+from spider_core.pool.requests import Prepared, RequestEncoder
+from spider_core.pool.slots import Slots
+from spider_core.pool.supervisor import Supervisor
+from spider_core.protocol import FramingError, ProtocolError
+from spider_core.tdl import EncodingError, ExecutorError
+
+logger = logging.getLogger("spider_core.pool")
+
+_T = TypeVar("_T")
+
+#: Requests sent to one executor in one write, at most...
+DEPTH = 16
+#: ... and at most this many bytes (but always one request), so that the write never waits
+#: for the executor to read: a pipe holds 64 KiB, and an answer must then follow the whole
+#: request it answers.
+BATCH_BYTES = 32 * 1024
+
+#: What a batch delivers for each of its requests: an outcome, or the error it raised.
+Deliver = Callable[[int, Outcome | BaseException], None]
+
+
+class Calls:
+    """The call path of one pool: what ``execute``, the sync pool and ``map`` share.
+
+    Made with the pool; :meth:`open` gives it the running pool's loop, slots and events.
+    """
+
+    def __init__(self, config: PoolConfig) -> None:
+        self.config = config
+        #: Whether callers drive the executors' channels from their own threads (set by
+        #: ``SyncProcessPool`` before the pool starts).
+        self.direct = False
+        #: Set when the pool closes: no new call is taken.
+        self.closed = False
+        self.max_rss = config.max_executor_rss
+        self._requests = RequestEncoder()
+        self._seqs: Iterator[int] = itertools.count(1)  # next() is atomic: the sync pool's threads share it
+        self._slots: Slots | None = None
+        self._events: Events | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def open(self, loop: asyncio.AbstractEventLoop, slots: Slots, events: Events) -> None:
+        """Serve calls on ``slots`` (the pool started)."""
+        self._loop = loop
+        self._slots = slots
+        self._events = events
+
+    @property
+    def slots(self) -> Slots:
+        """The running pool's slots.
+
+        :raises NotRunning: the pool is not started, or closed.
+        """
+        slots = self._slots
+        if self.closed or slots is None:
+            raise NotRunning("the pool is closed" if self.closed else "the pool is not started; use `async with` or start()")
+        return slots
+
+    # -- preparing
+
+    def prepare(self, request: ExecuteRequest, hard_timeout: float | None, soft_timeout: float | None) -> Prepared:
+        """Check and encode ``request`` (``hard_timeout`` None: ``PoolConfig.default_timeout``).
+
+        :raises InternalError: ``InvalidRequest`` and the encoding errors of
+            :meth:`~spider_core.pool.requests.RequestEncoder.prepare`.
+        """
+        return self._requests.prepare(request, self.hard_timeout(hard_timeout), soft_timeout)
+
+    def hard_timeout(self, hard_timeout: float | None) -> float:
+        """:raises InvalidRequest: None, and no ``PoolConfig.default_timeout``."""
+        if hard_timeout is None:
+            hard_timeout = self.config.default_timeout
+            if hard_timeout is None:
+                raise InvalidRequest(
+                    "no hard timeout: pass hard_timeout= to the call or set PoolConfig.default_timeout"
+                )
+        return hard_timeout
+
+    def depth(self) -> int:
+        """How many requests a slot's executor may be sent at once: :data:`DEPTH` if every
+        slot's protocol is pipelined and no memory limit must be checked after each task,
+        else 1."""
+        pipelined = all(getattr(slot.protocol, "pipelined", False) for slot in self.slots.all)
+        return DEPTH if pipelined and not self.max_rss else 1
+
+    def room(self, executor: ExecutorProcess, depth: int) -> int:
+        """How many requests ``executor`` may be sent now, up to ``depth``: never past its
+        share (``recycle_after``), since the recycle must come after its last task."""
+        if executor.recycle_after is None:
+            return depth
+        return max(1, min(depth, executor.recycle_after - executor.tasks_run))
+
+    # -- the pieces every path shares
+
+    def frame(self, executor: ExecutorProcess, prepared: Prepared) -> tuple[int, bytes]:
+        """A new sequence number for ``prepared`` and its frame for ``executor``.
+
+        :raises EncodeTaskInputs: the protocol cannot encode it.
+        """
+        seq = next(self._seqs)
+        try:
+            return seq, prepared.frame(executor.encode, seq)
+        except FramingError as e:
+            raise EncodeTaskInputs(f"cannot send the request: {e}") from None
+
+    def success(self, executor: ExecutorProcess, seq: int, reply: Any) -> Outcome | None:
+        """The usual answer, a plain Success to request ``seq``, when nothing is to be checked
+        after the task (no share, no memory limit); None for everything else
+        (:meth:`outcome`). From any thread."""
+        fields = executor.result_fields(reply)
+        if fields is None or fields[0] != seq or not fields[1] or executor.recycle_after is not None or self.max_rss:
+            return None
+        executor.tasks_run += 1
+        return Success(outputs=fields[2], elapsed_us=fields[3], executor_id=executor.id)
+
+    async def outcome(
+        self, slot: Supervisor, executor: ExecutorProcess, seq: int, reply: Any, hard_timeout: float
+    ) -> Outcome:
+        """Every answer but a plain Success: a timeout, a lost channel, a failure, a protocol
+        violation, or a Success that ends the executor's share of tasks. Replaces or recycles
+        the executor as the answer requires."""
+        if reply is TIMED_OUT:
+            executor.signal(signal.SIGKILL)
+            await slot.replace(executor, "timeout")
+            return Timeout(hard_timeout=hard_timeout, executor_id=executor.id)
+        if isinstance(reply, Lost):
+            return await self._crash(slot, executor, reply.reason, grace=EXIT_GRACE)
+        try:
+            _, ok, payload, elapsed_us = slot.protocol.decode_result(reply, seq)
+        except ProtocolError as e:
+            return await self._crash(slot, executor, str(e))
+        executor.tasks_run += 1
+        if ok:
+            outcome: Outcome = Success(outputs=payload, elapsed_us=elapsed_us, executor_id=executor.id)
+        else:
+            try:
+                error = ExecutorError.decode(payload)
+            except EncodingError as e:
+                return await self._crash(slot, executor, f"the executor sent an undecodable error: {e}")
+            outcome = InTaskFailure(error=error, elapsed_us=elapsed_us, executor_id=executor.id)
+        if executor.recycle_after is not None and executor.tasks_run >= executor.recycle_after:
+            await slot.recycle(executor)
+        elif self.max_rss and executor.rss() > self.max_rss:
+            logger.info("executor %d holds %d bytes, over max_executor_rss: replacing it", executor.id, executor.rss())
+            await slot.recycle(executor, "memory")
+        return outcome
+
+    async def _crash(self, slot: Supervisor, executor: ExecutorProcess, reason: str, grace: float = 0.0) -> ExecutorCrash:
+        status, signum = await slot.retire(executor, "crash", grace)
+        logger.warning(
+            "executor %d (pid %d) crashed: %s (exit status %s, signal %s)",
+            executor.id, executor.pid, reason, status, signum,
+        )
+        await slot.respawn("crash")
+        return ExecutorCrash(exit_status=status, signal=signum, executor_id=executor.id)
+
+    def finished(self, prepared: Prepared, outcome: Outcome, executor_id: int, started: float) -> float:
+        """Report the ``spider_task_finished`` event of a request its executor started at
+        ``started`` (``time.perf_counter()``); when it finished."""
+        now = time.perf_counter()
+        events: Events = self._events  # type: ignore[assignment]  # set by open()
+        if events.wants_task_finished:
+            events.task_finished(prepared.request, outcome, executor_id, started - prepared.queued, now - started)
+        return now
+
+    def _write(self, executor: ExecutorProcess, frames: list[bytes]) -> bool:
+        """Send ``frames`` in one write; whether they reached ``executor`` (False: it had died
+        while idle, unnoticed, and never got a byte: see :meth:`_resend`)."""
+        executor.send(frames[0] if len(frames) == 1 else b"".join(frames), replies=len(frames))
+        return not executor.refused
+
+    async def _resend(self, slot: Supervisor, prepared: Sequence[Prepared]) -> tuple[ExecutorProcess, list[int]]:
+        """Send ``prepared`` (which never reached the slot's dead executor) to its successor;
+        the successor and the requests' new numbers. Sent once: if the successor refuses
+        too, its answers are lost (a crash)."""
+        executor = await slot.replace_dead()
+        numbered = [self.frame(executor, p) for p in prepared]
+        self._write(executor, [frame for _, frame in numbered])
+        return executor, [seq for seq, _ in numbered]
+
+    # -- an asyncio caller (ProcessPool.execute, SyncProcessPool.submit)
+
+    async def execute(self, prepared: Prepared) -> Outcome:
+        """Run ``prepared`` on the first free slot and return its outcome (on the loop).
+
+        :raises InternalError: no slot could serve it (``NotRunning``,
+            ``ExecutorCreationFailure``), or the protocol cannot encode it.
+        """
+        slots = self.slots
+        slot = slots.take_now()
+        if slot is not None and not self.direct:
+            executor: ExecutorProcess = slot.current  # type: ignore[assignment]  # take_now(): healthy slots only
+        else:
+            slot, executor = await self._take(slots, slot)
+        try:
+            started = time.perf_counter()
+            seq, frame = self.frame(executor, prepared)
+            if not self._write(executor, [frame]):
+                executor, (seq,) = await self._resend(slot, (prepared,))
+            waiter = executor.expect()
+            deadline = self._loop.time() + prepared.hard_timeout  # type: ignore[union-attr]  # set by open()
+            # Poll only while this is the one call in flight: the loop runs nothing else meanwhile.
+            spin = slot.spin.budget() if slot.spin.window_ns and slots.alone else 0
+            if spin:
+                slot.spin.answered(executor.poll(min(spin, int(min(prepared.hard_timeout, 1.0) * 1e9))))
+            reply = await slot.answer(executor, waiter, deadline)  # at once if answered while we spun
+            outcome = self.success(executor, seq, reply)
+            if outcome is None:
+                outcome = await self.outcome(slot, executor, seq, reply, prepared.hard_timeout)
+        finally:
+            self._release(slots, slot)
+        self.finished(prepared, outcome, executor.id, started)
+        return outcome
+
+    async def _take(self, slots: Slots, slot: Supervisor | None) -> tuple[Supervisor, ExecutorProcess]:
+        """``slot`` (taken at once) or the first slot free, with a live executor: one that
+        died between calls of the sync pool's threads, unnoticed, is replaced first."""
+        if slot is None:
+            slot, executor = await slots.take()
+        else:
+            executor = slot.current  # type: ignore[assignment]  # taken: healthy
+        if self.direct and not executor.quiet():
+            try:
+                executor = await slot.replace_dead()
+            except BaseException:
+                slots.release(slot)
+                raise
+        return slot, executor
+
+    def _release(self, slots: Slots, slot: Supervisor) -> None:
+        if self.direct and slot.current is not None:
+            slot.current.detach()  # back to the callers' threads
+        slots.release(slot)
+
+    # -- a batch on one slot (the lanes of map)
+
+    async def lane(self, choose: Callable[[ExecutorProcess], list[tuple[int, Prepared]]], deliver: Deliver) -> list[tuple[int, Prepared]]:
+        """Take the first slot free, run the batch ``choose`` picks for its executor
+        (:meth:`run_batch`) and give the slot back; the requests to run again."""
+        slots = self.slots
+        slot, executor = await self._take(slots, slots.take_now())
+        try:
+            return await self.run_batch(slot, executor, choose(executor), deliver)
+        finally:
+            self._release(slots, slot)
+
+    async def run_batch(
+        self, slot: Supervisor, executor: ExecutorProcess, batch: Sequence[tuple[int, Prepared]], deliver: Deliver
+    ) -> list[tuple[int, Prepared]]:
+        """Send ``batch`` to the executor of ``slot`` (which the caller holds) in one write and
+        deliver each request's outcome, by its key, as its answer comes; the requests to run
+        again: those sent behind one that timed out or crashed, which never ran."""
+        sent: list[tuple[int, Prepared]] = []
+        seqs: list[int] = []
+        frames: list[bytes] = []
+        for key, prepared in batch:
+            try:
+                seq, frame = self.frame(executor, prepared)
+            except EncodeTaskInputs as e:
+                deliver(key, e)
+                continue
+            sent.append((key, prepared))
+            seqs.append(seq)
+            frames.append(frame)
+        if not sent:
+            return []
+        loop: asyncio.AbstractEventLoop = self._loop  # type: ignore[assignment]  # set by open()
+        started = time.perf_counter()
+        if not self._write(executor, frames):
+            executor, seqs = await self._resend(slot, [prepared for _, prepared in sent])
+        for position, ((key, prepared), seq) in enumerate(zip(sent, seqs, strict=True)):
+            # at once if it came with the answer before; its clock starts when that one ended
+            reply = await slot.answer(executor, executor.expect(), loop.time() + prepared.hard_timeout)
+            outcome = self.success(executor, seq, reply)
+            if outcome is None:
+                outcome = await self.outcome(slot, executor, seq, reply, prepared.hard_timeout)
+            deliver(key, outcome)
+            started = self.finished(prepared, outcome, executor.id, started)
+            # Replaced (this request timed out, crashed it, or ended its share): the requests
+            # after this one never reached a live executor. (One that died after answering is
+            # replaced only once its answers so far are read, at the first request it owes.)
+            if slot.current is not executor:
+                return sent[position + 1 :]
+        return []
+
+    # -- a thread without an event loop (SyncProcessPool.execute)
+
+    def execute_in_thread(self, prepared: Prepared) -> Outcome:
+        """Run ``prepared`` from the calling thread: it takes a free slot, writes the request
+        and waits for the answer on the executor's pipe itself; queueing for a busy slot,
+        spawning and everything after a fault happen on the pool's loop, and it waits for
+        them. Anything raised while the task runs (``KeyboardInterrupt``) kills and replaces
+        the executor before it propagates, as cancelling an async caller does.
+
+        :raises InternalError: as :meth:`execute`.
+        """
+        slots = self.slots
+        slot = slots.take_now()
+        if slot is not None and not slot.current.quiet():  # type: ignore[union-attr]  # take_now(): healthy
+            slots.release_threadsafe(slot)  # it died while idle: the pool's thread replaces it
+            slot = None
+        if slot is None:
+            slot = self._take_from_thread(slots)
+        executor = slot.current
+        assert executor is not None  # a slot handed out has a live executor
+        try:
+            started = time.perf_counter()
+            seq, frame = self.frame(executor, prepared)
+            try:
+                reply = executor.exchange(frame, time.monotonic() + prepared.hard_timeout, slot.spin)
+                if executor.refused:  # it died while idle, and nobody had noticed yet
+                    executor = self._on_loop(slot.replace_dead())
+                    seq, frame = self.frame(executor, prepared)
+                    reply = executor.exchange(frame, time.monotonic() + prepared.hard_timeout, slot.spin)
+            except BaseException:
+                if slot.current is executor:  # (not if it was being replaced, unasked)
+                    executor.signal(signal.SIGKILL)  # before anything else: its answer is void
+                    self._on_loop(slot.replace(executor, "cancelled"))
+                raise
+            if reply is TIMED_OUT:
+                executor.signal(signal.SIGKILL)  # the deadline is now, not when the pool's thread wakes
+            outcome = self.success(executor, seq, reply)
+            if outcome is None:
+                outcome = self._on_loop(self.outcome(slot, executor, seq, reply, prepared.hard_timeout))
+        finally:
+            slots.release_threadsafe(slot)
+        self.finished(prepared, outcome, executor.id, started)
+        return outcome
+
+    def _take_from_thread(self, slots: Slots) -> Supervisor:
+        """Queue for a slot on the pool's loop (which also spawns its executor if needed). A
+        caller interrupted while it waits leaves the queue, and gives back a slot handed to it
+        meanwhile."""
+        lock = threading.Lock()
+        handed: list[Supervisor] = []
+        abandoned = False
+
+        async def take() -> None:
+            slot, _ = await slots.take()
+            with lock:
+                if not abandoned:
+                    handed.append(slot)
+                    return
+            slots.release(slot)
+
+        future = asyncio.run_coroutine_threadsafe(take(), self._loop)  # type: ignore[arg-type]  # set by open()
+        try:
+            future.result()
+        except BaseException:
+            with lock:
+                abandoned = True
+            future.cancel()
+            if handed:
+                slots.release_threadsafe(handed[0])
+            raise
+        return handed[0]
+
+    def _on_loop(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run ``coro`` on the pool's loop and wait for it to finish, even through a
+        ``KeyboardInterrupt`` (raised once it has finished): a fault is always cleaned up."""
+        future: concurrent.futures.Future[_T] = asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
+        interrupted: BaseException | None = None
+        while True:
+            try:
+                result = future.result()
+                break
+            except (KeyboardInterrupt, SystemExit) as e:
+                interrupted = interrupted or e
+        if interrupted is not None:
+            raise interrupted
+        return result
