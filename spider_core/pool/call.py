@@ -41,8 +41,11 @@ import logging
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
+
+import attrs
 
 from spider_core.errors import EncodeTaskInputs, InvalidRequest, NotRunning
 from spider_core.models import ExecuteRequest, ExecutorCrash, InTaskFailure, Outcome, PoolConfig, Success, Timeout
@@ -69,6 +72,38 @@ BATCH_BYTES = 32 * 1024
 Deliver = Callable[[int, Outcome | BaseException], None]
 
 
+@attrs.define(slots=True, eq=False)
+class _Ticket:
+    """An ``execute`` caller whose request waits behind another on a slot (sent ahead, or to
+    be sent once there is room)."""
+
+    prepared: Prepared
+    #: Set when the caller holds the slot: its answer is the next one.
+    turn: asyncio.Future[None]
+    #: The slot it waits on (None while it is still in the pool's queue).
+    slot: Supervisor | None = None
+    #: The executor its request was sent to, and with which number (None: not sent).
+    executor: ExecutorProcess | None = None
+    seq: int = 0
+    #: The caller left once its turn had come.
+    dropped: bool = False
+
+    @property
+    def gone(self) -> bool:
+        """Whether nobody waits for the answer any more."""
+        return self.dropped or self.turn.cancelled()
+
+
+@attrs.define(slots=True, eq=False)
+class _Pipe:
+    """The callers waiting behind the ``execute`` caller that holds a slot, in order."""
+
+    tickets: deque[_Ticket] = attrs.field(factory=deque)
+    #: The executor the holder's request and every ticket's were sent to, while callers may
+    #: join (None: some are not sent, or the executor changed).
+    executor: ExecutorProcess | None = None
+
+
 class Calls:
     """The call path of one pool: what ``execute``, the sync pool and ``map`` share.
 
@@ -88,12 +123,17 @@ class Calls:
         self._slots: Slots | None = None
         self._events: Events | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._depth = 1
+        self._pipes: dict[int, _Pipe] = {}  # by slot index: the slots execute callers hold
+        self._drains: set[asyncio.Task[None]] = set()
 
     def open(self, loop: asyncio.AbstractEventLoop, slots: Slots, events: Events) -> None:
         """Serve calls on ``slots`` (the pool started)."""
         self._loop = loop
         self._slots = slots
         self._events = events
+        pipelined = all(getattr(slot.protocol, "pipelined", False) for slot in slots.all)
+        self._depth = DEPTH if pipelined and not self.max_rss else 1
 
     @property
     def slots(self) -> Slots:
@@ -130,8 +170,8 @@ class Calls:
         """How many requests a slot's executor may be sent at once: :data:`DEPTH` if every
         slot's protocol is pipelined and no memory limit must be checked after each task,
         else 1."""
-        pipelined = all(getattr(slot.protocol, "pipelined", False) for slot in self.slots.all)
-        return DEPTH if pipelined and not self.max_rss else 1
+        self.slots  # noqa: B018  # raises NotRunning
+        return self._depth
 
     def room(self, executor: ExecutorProcess, depth: int) -> int:
         """How many requests ``executor`` may be sent now, up to ``depth``: never past its
@@ -231,26 +271,40 @@ class Calls:
     # -- an asyncio caller (ProcessPool.execute, SyncProcessPool.submit)
 
     async def execute(self, prepared: Prepared) -> Outcome:
-        """Run ``prepared`` on the first free slot and return its outcome (on the loop).
+        """Run ``prepared`` on the first free slot, or behind the caller that holds a slot
+        (see the module's doc), and return its outcome (on the loop).
 
         :raises InternalError: no slot could serve it (``NotRunning``,
             ``ExecutorCreationFailure``), or the protocol cannot encode it.
         """
         slots = self.slots
         slot = slots.take_now()
+        ticket = None
         if slot is not None and not self.direct:
             executor: ExecutorProcess = slot.current  # type: ignore[assignment]  # take_now(): healthy slots only
+        elif slot is None and self._depth > 1:
+            ticket, slot, executor = await self._queue(slots, prepared)
         else:
             slot, executor = await self._take(slots, slot)
+        pipe = self._pipes.get(slot.index)
+        if pipe is None:
+            pipe = self._pipes[slot.index] = _Pipe()
         try:
             started = time.perf_counter()
-            seq, frame = self.frame(executor, prepared)
-            if not self._write(executor, [frame]):
-                executor, (seq,) = await self._resend(slot, (prepared,))
+            if ticket is not None and ticket.executor is executor:  # sent ahead
+                seq = ticket.seq
+            else:
+                seq, frame = self.frame(executor, prepared)
+                if not self._write(executor, [frame]):
+                    executor, (seq,) = await self._resend(slot, (prepared,))
+            if self._depth > 1 and (pipe.tickets or slots.waiting):
+                self._send_ahead(slots, slot, executor, pipe)
+            else:
+                pipe.executor = executor
             waiter = executor.expect()
             deadline = self._loop.time() + prepared.hard_timeout  # type: ignore[union-attr]  # set by open()
             # Poll only while this is the one call in flight: the loop runs nothing else meanwhile.
-            spin = slot.spin.budget() if slot.spin.window_ns and slots.alone else 0
+            spin = slot.spin.budget() if slot.spin.window_ns and slots.alone and not pipe.tickets else 0
             if spin:
                 slot.spin.answered(executor.poll(min(spin, int(min(prepared.hard_timeout, 1.0) * 1e9))))
             reply = await slot.answer(executor, waiter, deadline)  # at once if answered while we spun
@@ -258,9 +312,160 @@ class Calls:
             if outcome is None:
                 outcome = await self.outcome(slot, executor, seq, reply, prepared.hard_timeout)
         finally:
-            self._release(slots, slot)
+            self._hand_on(slots, slot)
         self.finished(prepared, outcome, executor.id, started)
         return outcome
+
+    # -- pipelining
+
+    async def _queue(self, slots: Slots, prepared: Prepared) -> tuple[_Ticket | None, Supervisor, ExecutorProcess]:
+        """Every slot is busy: join the pipeline of a slot an ``execute`` caller holds (if
+        nobody is queued and one has room), or queue for a slot with a ticket (which the
+        holder of a slot may adopt); then wait for the turn. The ticket (None: the caller
+        got a slot of its own), the slot and its executor."""
+        loop: asyncio.AbstractEventLoop = self._loop  # type: ignore[assignment]  # set by open()
+        ticket = self._join(slots, prepared)
+        if ticket is None:
+            ticket = _Ticket(prepared, loop.create_future())
+            try:
+                taken = await slots.take_or_adopted(ticket)
+            except asyncio.CancelledError:
+                ticket.turn.cancel()  # if it was adopted meanwhile, its answer is dropped
+                raise
+            if taken is not None:
+                return None, *await self._take(slots, taken[0])
+        try:
+            await ticket.turn
+        except asyncio.CancelledError:
+            if ticket.turn.done() and not ticket.turn.cancelled():  # its turn came as it left
+                ticket.dropped = True
+                self._pipes[ticket.slot.index].tickets.appendleft(ticket)  # type: ignore[union-attr]  # on a slot
+                self._hand_on(slots, ticket.slot)  # type: ignore[arg-type]
+            raise
+        slot: Supervisor = ticket.slot  # type: ignore[assignment]  # its turn: on a slot
+        executor: ExecutorProcess | None = slot.current
+        if executor is None or not executor.alive:  # the one before it was replaced, and its successor died
+            try:
+                executor = await slot.replace_dead()
+            except BaseException:
+                self._hand_on(slots, slot)
+                raise
+        return ticket, slot, executor
+
+    def _join(self, slots: Slots, prepared: Prepared) -> _Ticket | None:
+        """Send ``prepared`` ahead to the slot an ``execute`` caller holds with the fewest
+        requests behind it, if nobody is queued (they come first) and that executor has room."""
+        if slots.waiting:
+            return None
+        best = None
+        for index, pipe in self._pipes.items():
+            executor = pipe.executor
+            slot = slots.all[index]
+            if executor is None or executor is not slot.current or not executor.alive:
+                continue
+            if 1 + len(pipe.tickets) < self.room(executor, self._depth) and (
+                best is None or len(pipe.tickets) < len(best[1].tickets)
+            ):
+                best = (slot, pipe)
+        if best is None:
+            return None
+        slot, pipe = best
+        executor = pipe.executor
+        assert executor is not None
+        seq, frame = self.frame(executor, prepared)
+        ticket = _Ticket(prepared, self._loop.create_future(), slot, executor, seq)  # type: ignore[union-attr]
+        self._write(executor, [frame])  # refused: the holder's answer is lost too, and its successor gets this
+        pipe.tickets.append(ticket)
+        return ticket
+
+    def _send_ahead(self, slots: Slots, slot: Supervisor, executor: ExecutorProcess, pipe: _Pipe) -> None:
+        """The holder of ``slot`` sent its request to ``executor``: send those of the tickets
+        behind it that are not there yet (they were sent to an executor since replaced), and
+        adopt the callers at the front of the pool's queue, as far as the executor has room."""
+        room = self.room(executor, self._depth) - 1  # the holder's own request
+        frames = []
+        numbered = []
+        for ticket in list(pipe.tickets):
+            if ticket.executor is executor:
+                room -= 1
+                continue
+            ticket.executor = None
+            if room <= 0 or ticket.gone:
+                continue  # sent later, by the holder whose turn it is then; or dropped
+            try:
+                seq, frame = self.frame(executor, ticket.prepared)
+            except EncodeTaskInputs as e:
+                pipe.tickets.remove(ticket)
+                ticket.turn.set_exception(e)
+                continue
+            frames.append(frame)
+            numbered.append((ticket, seq))
+            room -= 1
+        for ticket in slots.adopt(room) if room > 0 and slots.waiting else ():
+            ticket.slot = slot
+            try:
+                seq, frame = self.frame(executor, ticket.prepared)
+            except EncodeTaskInputs as e:
+                ticket.turn.set_exception(e)
+                continue
+            pipe.tickets.append(ticket)
+            frames.append(frame)
+            numbered.append((ticket, seq))
+        if frames:
+            self._write(executor, frames)  # refused: the holder's answer is lost too (see _join)
+            for ticket, seq in numbered:
+                ticket.executor, ticket.seq = executor, seq
+        complete = all(ticket.executor is executor for ticket in pipe.tickets)
+        pipe.executor = executor if complete else None
+
+    def _hand_on(self, slots: Slots, slot: Supervisor) -> None:
+        """The holder of ``slot`` is done: the slot goes to the next caller waiting behind it
+        (whose answer comes next), or back to the pool. An answer nobody waits for any more
+        is read and dropped first (:meth:`_drain`)."""
+        pipe = self._pipes.get(slot.index)
+        if pipe is not None:
+            tickets = pipe.tickets
+            if self.closed:  # the requests behind count as queued: refused, as the pool's queue is
+                for ticket in tickets:
+                    if not ticket.gone:
+                        ticket.turn.set_exception(NotRunning("the pool is closed"))
+                tickets.clear()
+            while tickets:
+                ticket = tickets[0]
+                if not ticket.gone:
+                    tickets.popleft()
+                    ticket.turn.set_result(None)
+                    return
+                executor = ticket.executor
+                if executor is not None and executor is slot.current and executor.alive:
+                    drain = self._loop.create_task(self._drain(slots, slot))  # type: ignore[union-attr]  # set by open()
+                    self._drains.add(drain)
+                    drain.add_done_callback(self._drains.discard)
+                    return
+                tickets.popleft()  # never sent, or sent to an executor since replaced: nothing to read
+            del self._pipes[slot.index]
+        self._release(slots, slot)
+
+    async def _drain(self, slots: Slots, slot: Supervisor) -> None:
+        """Read and drop the answers of the requests at the front of ``slot``'s pipeline whose
+        callers left (they were sent ahead: the executor runs them, as it started the ones
+        before them); then hand the slot on."""
+        loop: asyncio.AbstractEventLoop = self._loop  # type: ignore[assignment]  # set by open()
+        tickets = self._pipes[slot.index].tickets
+        try:
+            while tickets and tickets[0].gone:
+                ticket = tickets.popleft()
+                executor = ticket.executor
+                if executor is None or executor is not slot.current:
+                    continue
+                started = time.perf_counter()
+                reply = await slot.answer(executor, executor.expect(), loop.time() + ticket.prepared.hard_timeout)
+                outcome = self.success(executor, ticket.seq, reply)
+                if outcome is None:
+                    outcome = await self.outcome(slot, executor, ticket.seq, reply, ticket.prepared.hard_timeout)
+                self.finished(ticket.prepared, outcome, executor.id, started)
+        finally:
+            self._hand_on(slots, slot)
 
     async def _take(self, slots: Slots, slot: Supervisor | None) -> tuple[Supervisor, ExecutorProcess]:
         """``slot`` (taken at once) or the first slot free, with a live executor: one that
