@@ -344,7 +344,9 @@ class Calls:
             raise
         slot: Supervisor = ticket.slot  # type: ignore[assignment]  # its turn: on a slot
         executor: ExecutorProcess | None = slot.current
-        if executor is None or not executor.alive:  # the one before it was replaced, and its successor died
+        if executor is not None and executor is ticket.executor:
+            return ticket, slot, executor  # its answer comes next (or Lost: it died running this request)
+        if executor is None or not executor.alive:  # replaced, and the successor is gone too
             try:
                 executor = await slot.replace_dead()
             except BaseException:
@@ -437,7 +439,7 @@ class Calls:
                     ticket.turn.set_result(None)
                     return
                 executor = ticket.executor
-                if executor is not None and executor is slot.current and executor.alive:
+                if executor is not None and executor is slot.current:  # its answer (or Lost) is next
                     drain = self._loop.create_task(self._drain(slots, slot))  # type: ignore[union-attr]  # set by open()
                     self._drains.add(drain)
                     drain.add_done_callback(self._drains.discard)

@@ -185,6 +185,8 @@ class ExecutorProcess:
             written = 0
         except OSError as e:
             self.refused = True
+            while self._reading and self.lost is None and self._on_readable():
+                pass  # answers it wrote before it died still count (requests sent ahead of this one)
             self._lose(f"writing to the executor failed: {e.strerror}")
             return
         if written < len(frame):
