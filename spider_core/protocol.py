@@ -372,8 +372,9 @@ class ExecutorProtocol(Protocol):
     #: takes requests. Without one, an executor takes requests as soon as it is spawned.
     handshake: bool
     #: Whether several requests may be sent before their replies come (each reply names its
-    #: request): ``map`` then sends an executor a batch in one write. Without it (or if the
-    #: attribute is missing), ``map`` sends one request at a time.
+    #: request): ``map`` then sends an executor a batch in one write, and ``execute`` sends
+    #: the requests of queued callers ahead. Without it (or if the attribute is missing), the
+    #: pool sends one request at a time.
     pipelined: bool
     #: Environment variables every executor gets on top of what the pool sets (the
     #: ``spider_launcher`` hook sees them in its ``env``): settings in the executor's terms.

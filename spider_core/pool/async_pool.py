@@ -1,8 +1,9 @@
 """``ProcessPool``: supervised executor processes, one per slot, for asyncio callers.
 
-Callers queue first come, first served for a slot (:mod:`spider_core.pool.slots`) and hold it
-for the whole call. The hard-timeout clock starts when the caller holds the slot. On a
-timeout, a crash, a protocol violation or a cancelled caller, that slot's executor is
+Callers queue first come, first served for a slot (:mod:`spider_core.pool.slots`); while
+every slot is busy, the requests of queued callers are sent ahead to an executor and each
+caller holds the slot in turn, for its own answer (:mod:`spider_core.pool.call`). The
+hard-timeout clock starts when the executor starts the request. On a timeout, a crash, a protocol violation or a cancelled caller, that slot's executor is
 SIGKILLed, reaped and replaced before the slot is given back, so the next caller finds a
 healthy executor and no response is ever read by the wrong caller (every request carries a
 sequence number the response must echo; a protocol without one answers the slot's single
@@ -263,8 +264,8 @@ class ProcessPool:
     ) -> Outcome:
         """Run one task; return its outcome.
 
-        :param hard_timeout: Seconds the task may run once it holds a slot; then its executor
-            is killed and the outcome is a ``Timeout``. None: ``PoolConfig.default_timeout``.
+        :param hard_timeout: Seconds the task may run once its executor starts it; then the
+            executor is killed and the outcome is a ``Timeout``. None: ``PoolConfig.default_timeout``.
         :param soft_timeout: Seconds after which a Python task gets ``SoftTimeout`` raised
             inside it (it may catch it, clean up and return); native tasks are not
             interrupted. None: no soft timeout.

@@ -304,7 +304,7 @@ class Calls:
             waiter = executor.expect()
             deadline = self._loop.time() + prepared.hard_timeout  # type: ignore[union-attr]  # set by open()
             # Poll only while this is the one call in flight: the loop runs nothing else meanwhile.
-            spin = slot.spin.budget() if slot.spin.window_ns and slots.alone and not pipe.tickets else 0
+            spin = slot.spin.budget() if slot.spin.window_ns and slots.alone and not waiter.done() else 0
             if spin:
                 slot.spin.answered(executor.poll(min(spin, int(min(prepared.hard_timeout, 1.0) * 1e9))))
             reply = await slot.answer(executor, waiter, deadline)  # at once if answered while we spun
