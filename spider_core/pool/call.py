@@ -10,11 +10,14 @@ timeout, a crash, a failure, a protocol violation), recycling between tasks, and
 ``spider_task_finished`` event. The entry points differ only in how they wait: on the loop,
 or in the calling thread.
 
-Pipelining: a caller that holds a slot whose protocol is pipelined sends the requests of the
-``execute`` callers queued right behind it in the same write (:meth:`Calls.execute`), as a map
-lane sends its batch (:meth:`Calls.run_batch`). The executor still runs one task at a time, in
-order, and each caller still reads its own answer: the slot passes from one caller to the next
-as the answers come. So:
+Pipelining: an ``execute`` caller that holds a slot whose protocol is pipelined sends the
+requests of callers queued behind it ahead to its executor (:meth:`Calls.execute`), as a map
+lane sends its batch (:meth:`Calls.run_batch`), when at least as many callers wait as there
+are slots (each slot's holder takes its share of the queue): a caller sent ahead then waits
+behind a running task whichever slot it gets, while with fewer waiting it takes the first
+slot that frees (a short task's, not a long one's). The executor still runs one task at a
+time, in order, and each caller still reads its own answer: the slot passes from one caller
+to the next as the answers come. So:
 
 - a request's hard-timeout clock starts when the answer before it arrives (when the executor
   starts it), not when it was sent;
@@ -354,10 +357,19 @@ class Calls:
                 raise
         return ticket, slot, executor
 
+    @staticmethod
+    def _share(slots: Slots, waiting: int) -> int:
+        """How many of ``waiting`` queued callers a slot's holder may send ahead: their share
+        of the slots. A caller is sent ahead only when there are at least as many waiting as
+        slots, so that it waits behind a running task whichever slot it gets: with fewer, it
+        takes the first slot that frees (a short task's, not a long one's)."""
+        return waiting // len(slots.all)
+
     def _join(self, slots: Slots, prepared: Prepared) -> _Ticket | None:
         """Send ``prepared`` ahead to the slot an ``execute`` caller holds with the fewest
-        requests behind it, if nobody is queued (they come first) and that executor has room."""
-        if slots.waiting:
+        requests behind it, if nobody is queued (they come first), it is its share
+        (:meth:`_share`) and that executor has room."""
+        if slots.waiting or not self._share(slots, 1):
             return None
         best = None
         for index, pipe in self._pipes.items():
@@ -403,7 +415,7 @@ class Calls:
             frames.append(frame)
             numbered.append((ticket, seq))
             room -= 1
-        for ticket in slots.adopt(room) if room > 0 and slots.waiting else ():
+        for ticket in slots.adopt(min(room, self._share(slots, slots.waiting))) if room > 0 else ():
             ticket.slot = slot
             try:
                 seq, frame = self.frame(executor, ticket.prepared)

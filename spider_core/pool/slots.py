@@ -54,9 +54,9 @@ class Slots:
         self.closed = False
 
     @property
-    def waiting(self) -> bool:
-        """Whether callers are queued for a slot."""
-        return bool(self._waiters)
+    def waiting(self) -> int:
+        """How many callers are queued for a slot."""
+        return len(self._waiters)
 
     @property
     def alone(self) -> bool:
