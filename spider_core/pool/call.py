@@ -81,8 +81,9 @@ class _Ticket:
     be sent once there is room)."""
 
     prepared: Prepared
-    #: Set when the caller holds the slot: its answer is the next one.
-    turn: asyncio.Future[None]
+    #: Set when the caller holds the slot: its answer is the next one. (For a caller
+    #: adopted from the pool's queue, its place there; None until then.)
+    turn: asyncio.Future[Any] | None = None
     #: The slot it waits on (None while it is still in the pool's queue).
     slot: Supervisor | None = None
     #: The executor its request was sent to, and with which number (None: not sent).
@@ -94,7 +95,15 @@ class _Ticket:
     @property
     def gone(self) -> bool:
         """Whether nobody waits for the answer any more."""
-        return self.dropped or self.turn.cancelled()
+        return self.dropped or (self.turn is not None and self.turn.cancelled())
+
+    def go(self, error: BaseException | None = None) -> None:
+        """Its turn: the caller holds the slot now; or it gets ``error`` instead."""
+        assert self.turn is not None  # on a slot's pipeline: joined or adopted
+        if error is None:
+            self.turn.set_result(None)
+        else:
+            self.turn.set_exception(error)
 
 
 @attrs.define(slots=True, eq=False)
@@ -326,25 +335,20 @@ class Calls:
         nobody is queued and one has room), or queue for a slot with a ticket (which the
         holder of a slot may adopt); then wait for the turn. The ticket (None: the caller
         got a slot of its own), the slot and its executor."""
-        loop: asyncio.AbstractEventLoop = self._loop  # type: ignore[assignment]  # set by open()
         ticket = self._join(slots, prepared)
-        if ticket is None:
-            ticket = _Ticket(prepared, loop.create_future())
-            try:
-                taken = await slots.take_or_adopted(ticket)
-            except asyncio.CancelledError:
-                ticket.turn.cancel()  # if it was adopted meanwhile, its answer is dropped
-                raise
-            if taken is not None:
-                return None, *await self._take(slots, taken[0])
         try:
-            await ticket.turn
+            if ticket is not None:
+                await ticket.turn  # type: ignore[misc]  # joined: a future of its own
+            else:
+                ticket = _Ticket(prepared)
+                taken = await slots.take_or_adopted(ticket)
+                if taken is not None:
+                    return None, *await self._take(slots, taken[0])
         except asyncio.CancelledError:
-            if ticket.turn.done() and not ticket.turn.cancelled():  # its turn came as it left
-                ticket.dropped = True
-                self._pipes[ticket.slot.index].tickets.appendleft(ticket)  # type: ignore[union-attr]  # on a slot
-                self._hand_on(slots, ticket.slot)  # type: ignore[arg-type]
-            raise
+            turn = ticket.turn if ticket is not None else None
+            if turn is not None and turn.done() and not turn.cancelled():  # its turn came as it left
+                self._drop(slots, ticket)  # type: ignore[arg-type]  # it has a turn
+            raise  # else it was still queued or waiting behind: its answer, if it gets one, is dropped
         slot: Supervisor = ticket.slot  # type: ignore[assignment]  # its turn: on a slot
         executor: ExecutorProcess | None = slot.current
         if executor is not None and executor is ticket.executor:
@@ -364,6 +368,14 @@ class Calls:
         slots, so that it waits behind a running task whichever slot it gets: with fewer, it
         takes the first slot that frees (a short task's, not a long one's)."""
         return waiting // len(slots.all)
+
+    def _drop(self, slots: Slots, ticket: _Ticket) -> None:
+        """The caller of ``ticket`` left as its turn came: its answer is read and dropped, and
+        the slot handed on."""
+        slot: Supervisor = ticket.slot  # type: ignore[assignment]  # it had a turn on a slot
+        ticket.dropped = True
+        self._pipes[slot.index].tickets.appendleft(ticket)
+        self._hand_on(slots, slot)
 
     def _join(self, slots: Slots, prepared: Prepared) -> _Ticket | None:
         """Send ``prepared`` ahead to the slot an ``execute`` caller holds with the fewest
@@ -395,13 +407,18 @@ class Calls:
     def _send_ahead(self, slots: Slots, slot: Supervisor, executor: ExecutorProcess, pipe: _Pipe) -> None:
         """The holder of ``slot`` sent its request to ``executor``: send those of the tickets
         behind it that are not there yet (they were sent to an executor since replaced), and
-        adopt the callers at the front of the pool's queue, as far as the executor has room."""
+        adopt the callers at the front of the pool's queue, as far as the executor has room.
+        Adopted callers come in batches of at least half :data:`DEPTH` once some are there:
+        each write wakes the executor and costs the pool a system call, as ``map``'s batches
+        do once."""
         room = self.room(executor, self._depth) - 1  # the holder's own request
+        there = 0
         frames = []
         numbered = []
         for ticket in list(pipe.tickets):
             if ticket.executor is executor:
                 room -= 1
+                there += 1
                 continue
             ticket.executor = None
             if room <= 0 or ticket.gone:
@@ -410,17 +427,18 @@ class Calls:
                 seq, frame = self.frame(executor, ticket.prepared)
             except EncodeTaskInputs as e:
                 pipe.tickets.remove(ticket)
-                ticket.turn.set_exception(e)
+                ticket.go(e)
                 continue
             frames.append(frame)
             numbered.append((ticket, seq))
             room -= 1
-        for ticket in slots.adopt(min(room, self._share(slots, slots.waiting))) if room > 0 else ():
-            ticket.slot = slot
+        adopt = room > 0 and (not there or room >= self._depth // 2)
+        for place, ticket in slots.adopt(min(room, self._share(slots, slots.waiting))) if adopt else ():
+            ticket.slot, ticket.turn = slot, place
             try:
                 seq, frame = self.frame(executor, ticket.prepared)
             except EncodeTaskInputs as e:
-                ticket.turn.set_exception(e)
+                ticket.go(e)
                 continue
             pipe.tickets.append(ticket)
             frames.append(frame)
@@ -442,13 +460,13 @@ class Calls:
             if self.closed:  # the requests behind count as queued: refused, as the pool's queue is
                 for ticket in tickets:
                     if not ticket.gone:
-                        ticket.turn.set_exception(NotRunning("the pool is closed"))
+                        ticket.go(NotRunning("the pool is closed"))
                 tickets.clear()
             while tickets:
                 ticket = tickets[0]
                 if not ticket.gone:
                     tickets.popleft()
-                    ticket.turn.set_result(None)
+                    ticket.go()
                     return
                 executor = ticket.executor
                 if executor is not None and executor is slot.current:  # its answer (or Lost) is next

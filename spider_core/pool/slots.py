@@ -93,7 +93,8 @@ class Slots:
 
     async def take_or_adopted(self, ticket: Any) -> tuple[Supervisor, ExecutorProcess] | None:
         """:meth:`take`, or None if the caller's ``ticket`` (unless None) was adopted
-        meanwhile (:meth:`adopt`): the adopter serves it.
+        (:meth:`adopt`) and the adopter then resolved the caller's place with None: the caller's
+        turn on the adopter's slot has come.
 
         :raises NotRunning: the pool closed, or no slot has an executor and the respawn policy
             refuses to start one now.
@@ -185,11 +186,12 @@ class Slots:
         self._busy += 1
         return slot
 
-    def adopt(self, limit: int) -> list[Any]:
-        """Take up to ``limit`` tickets from the front of the queue, while the front is a
-        caller that gave one (on the loop's thread): their callers' :meth:`take` returns
-        None, and the caller of ``adopt`` serves them."""
-        adopted: list[Any] = []
+    def adopt(self, limit: int) -> list[tuple[asyncio.Future[Supervisor | None], Any]]:
+        """Take up to ``limit`` callers from the front of the queue, while the front is a
+        caller that gave a ticket (on the loop's thread): each one's place (a future) and its
+        ticket. The adopter serves them: it resolves a place with None when that caller's
+        turn comes (its :meth:`take_or_adopted` then returns None), or with an exception."""
+        adopted: list[tuple[asyncio.Future[Supervisor | None], Any]] = []
         with self._lock:
             waiters = self._waiters
             while waiters and len(adopted) < limit:
@@ -202,8 +204,7 @@ class Slots:
                 if ticket is None:
                     break
                 waiters.popleft()
-                waiter.set_result(None)
-                adopted.append(ticket)
+                adopted.append((waiter, ticket))
         return adopted
 
     def _enqueue(self, front: bool, ticket: Any = None) -> asyncio.Future[Supervisor | None]:
