@@ -91,6 +91,8 @@ class _Ticket:
     seq: int = 0
     #: The caller left once its turn had come.
     dropped: bool = False
+    #: The caller left while the executor ran its request: the executor was killed.
+    killed: bool = False
 
     @property
     def gone(self) -> bool:
@@ -348,6 +350,8 @@ class Calls:
             turn = ticket.turn if ticket is not None else None
             if turn is not None and turn.done() and not turn.cancelled():  # its turn came as it left
                 self._drop(slots, ticket)  # type: ignore[arg-type]  # it has a turn
+            elif ticket is not None:
+                self._kill_if_started(ticket)
             raise  # else it was still queued or waiting behind: its answer, if it gets one, is dropped
         slot: Supervisor = ticket.slot  # type: ignore[assignment]  # its turn: on a slot
         executor: ExecutorProcess | None = slot.current
@@ -369,11 +373,33 @@ class Calls:
         takes the first slot that frees (a short task's, not a long one's)."""
         return waiting // len(slots.all)
 
+    def _kill_if_started(self, ticket: _Ticket) -> None:
+        """The caller of ``ticket`` left before its turn: if the executor has already started
+        its request (every answer before it has come, though the loop has not yet handed the
+        slot on), it is a running call's cancellation: the executor is killed now, and
+        replaced when the slot comes to this ticket (:meth:`_drain`)."""
+        slot, executor = ticket.slot, ticket.executor
+        if slot is None or executor is None or executor is not slot.current or not executor.alive:
+            return  # still in the pool's queue, or sent to an executor since replaced
+        pipe = self._pipes.get(slot.index)
+        if pipe is None or ticket not in pipe.tickets:
+            return  # its answer is already being read and dropped
+        executor.catch_up()
+        tickets = pipe.tickets
+        behind = sum(1 for other in itertools.islice(tickets, tickets.index(ticket) + 1, None) if other.executor is executor)
+        if executor.owed <= 1 + behind:
+            ticket.killed = True
+            executor.signal(signal.SIGKILL)  # before anything else: its answer is void
+
     def _drop(self, slots: Slots, ticket: _Ticket) -> None:
-        """The caller of ``ticket`` left as its turn came: its answer is read and dropped, and
-        the slot handed on."""
+        """The caller of ``ticket`` left as its turn came: the executor runs its request (the
+        answer before it came), so this is a running call's cancellation: the executor is
+        killed, and replaced before the slot is handed on (:meth:`_drain`)."""
         slot: Supervisor = ticket.slot  # type: ignore[assignment]  # it had a turn on a slot
         ticket.dropped = True
+        if ticket.executor is not None and ticket.executor is slot.current:
+            ticket.killed = True
+            ticket.executor.signal(signal.SIGKILL)  # before anything else: its answer is void
         self._pipes[slot.index].tickets.appendleft(ticket)
         self._hand_on(slots, slot)
 
@@ -489,6 +515,9 @@ class Calls:
                 ticket = tickets.popleft()
                 executor = ticket.executor
                 if executor is None or executor is not slot.current:
+                    continue
+                if ticket.killed:  # cancelled while it ran
+                    await slot.replace(executor, "cancelled")
                     continue
                 started = time.perf_counter()
                 reply = await slot.answer(executor, executor.expect(), loop.time() + ticket.prepared.hard_timeout)

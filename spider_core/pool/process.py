@@ -164,6 +164,12 @@ class ExecutorProcess:
                 waiter.set_result(message)
         return True
 
+    def catch_up(self) -> None:
+        """Take in every answer the executor has sent so far (on the loop's thread, while the
+        loop reads the channel): what a waiter or the inbox gets, without waiting."""
+        while self._reading and self.lost is None and self._on_readable():
+            pass
+
     def poll(self, budget_ns: int) -> bool:
         """Read the answer without the event loop for up to ``budget_ns``; whether it came."""
         waiter: asyncio.Future[Any] = self.waiter  # type: ignore[assignment]  # called after expect()
