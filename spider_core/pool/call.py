@@ -24,7 +24,8 @@ to the next as the answers come. So:
 - a caller cancelled while its request waits behind another (sent ahead or not) costs no
   executor and gets no result: a request already sent runs, and its answer is read and
   dropped (as ``concurrent.futures`` runs a call it has handed to a worker); only a running
-  call's cancellation kills and replaces the executor;
+  call's cancellation kills and replaces the executor, and a request sent ahead is running
+  once every answer before it has come (read by the pool or still in the pipe);
 - after a timeout or a crash, the requests sent behind the failed one never ran: they are
   sent to the successor, once;
 - callers are served first come, first served with the lanes of ``map``: only the callers
