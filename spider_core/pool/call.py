@@ -366,13 +366,17 @@ class Calls:
                 raise
         return ticket, slot, executor
 
-    @staticmethod
-    def _share(slots: Slots, waiting: int) -> int:
-        """How many of ``waiting`` queued callers a slot's holder may send ahead: their share
-        of the slots. A caller is sent ahead only when there are at least as many waiting as
-        slots, so that it waits behind a running task whichever slot it gets: with fewer, it
-        takes the first slot that frees (a short task's, not a long one's)."""
-        return waiting // len(slots.all)
+    def _share(self, slots: Slots, waiting: int) -> int:
+        """How many of ``waiting`` queued callers a slot's holder may send ahead. With one
+        slot, all of them (the order is the queue's anyway). With more, only a deep queue (at
+        least half :data:`DEPTH` per slot), and then each slot's share of it: a caller sent
+        ahead is bound to that slot, while one that waits in the queue takes the first slot
+        that frees (a short task's, not a long one's), which is what a handful of queued
+        callers should get; a deep queue gains more from pipelining than it loses there."""
+        count = len(slots.all)
+        if count == 1:
+            return waiting
+        return waiting // count if waiting >= count * (self._depth // 2) else 0
 
     def _kill_if_started(self, ticket: _Ticket) -> None:
         """The caller of ``ticket`` left before its turn: if the executor has already started
