@@ -12,12 +12,12 @@ or in the calling thread.
 
 Pipelining: an ``execute`` caller that holds a slot whose protocol is pipelined sends the
 requests of callers queued behind it ahead to its executor (:meth:`Calls.execute`), as a map
-lane sends its batch (:meth:`Calls.run_batch`), when at least as many callers wait as there
-are slots (each slot's holder takes its share of the queue): a caller sent ahead then waits
-behind a running task whichever slot it gets, while with fewer waiting it takes the first
-slot that frees (a short task's, not a long one's). The executor still runs one task at a
-time, in order, and each caller still reads its own answer: the slot passes from one caller
-to the next as the answers come. So:
+lane sends its batch (:meth:`Calls.run_batch`): with one slot, every caller that queues; with
+more, only from a deep queue (at least half :data:`DEPTH` callers per slot), each slot's
+holder its share (:meth:`Calls._share`), so that a handful of queued callers still take the
+first slot that frees. The executor still runs one task at a time, in order, and each caller
+still reads its own answer: the slot passes from one caller to the next as the answers come.
+So:
 
 - a request's hard-timeout clock starts when the answer before it arrives (when the executor
   starts it), not when it was sent;
