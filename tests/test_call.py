@@ -251,3 +251,28 @@ def test_five_hundred_callers_each_get_their_own_outcome_and_nothing_runs_twice(
     assert exits["crash"] == sum(kind == "segfault" for kind, _, _ in kinds)
     assert exits["timeout"] == sum(kind == "timeout" for kind, _, _ in kinds)
     assert exits["cancelled"] <= sum(kind == "cancelled" for kind, _, _ in kinds)  # only running ones
+
+
+def test_a_caller_cancelled_once_its_request_sent_ahead_started_replaces_the_executor(config, tmp_path: Path) -> None:
+    """Once the executor has started a request sent ahead (the answer before it came, read or
+    not), its caller's cancellation is a running call's: the executor is killed and replaced,
+    and the next caller is served by the successor."""
+    started = tmp_path / "started"
+
+    async def scenario(pool):
+        first = asyncio.create_task(pool.execute(req("sleep_ms", 100), 10))
+        await asyncio.sleep(0.05)
+        running = asyncio.create_task(pool.execute(mark(started, 60_000), 120))
+        for _ in range(1000):
+            if started.exists():
+                break
+            await asyncio.sleep(0.01)
+        ids = pool.executor_ids
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        return await first, ids, await pool.execute(echo("next"), 10)
+
+    first, ids, after = pool_run(attrs.evolve(config, slots=1), scenario)
+    assert isinstance(first, sc.Success) and ids == (1,)
+    assert after.values == [["next"]] and after.executor_id == 2  # killed and replaced
