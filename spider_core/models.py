@@ -97,8 +97,9 @@ class PoolConfig:
     """How a :class:`spider_core.ProcessPool` runs its executors.
 
     :param slots: How many tasks run at once: one executor process per slot, each with the
-        guarantees of a single-slot pool (one task in flight, its own hard timeout, its own
-        respawn). Calls wait in one first-come, first-served queue for the first free slot.
+        guarantees of a single-slot pool (one task running at a time, its own hard timeout,
+        its own respawn). Calls wait in one first-come, first-served queue for the first free
+        slot (a deep queue is sent ahead to the executors: see ``spider_core.pool.call``).
     :param default_timeout: The hard timeout, in seconds, of a call that passes none (None:
         every call must pass ``hard_timeout``).
     :param package_dir: Task packages live here; exported to the executor as

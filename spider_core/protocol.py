@@ -105,9 +105,6 @@ for _cls in _MESSAGES.values():
     attrs.resolve_types(_cls)
     _FIELDS[_cls] = tuple((a.name, a.type) for a in attrs.fields(_cls))
 
-#: Where an Execute array holds its sequence number (the pool fills it in under its lock).
-EXECUTE_SEQ = 1
-
 
 class ProtocolError(ValueError):
     """A message that breaks the protocol: malformed, unexpected, or answering another request."""
@@ -575,8 +572,9 @@ class ExecutorProtocol(Protocol):
     #: takes requests. Without one, an executor takes requests as soon as it is spawned.
     handshake: bool
     #: Whether several requests may be sent before their replies come (each reply names its
-    #: request): ``map`` then sends an executor a batch in one write. Without it (or if the
-    #: attribute is missing), ``map`` sends one request at a time.
+    #: request): ``map`` then sends an executor a batch in one write, and ``execute`` sends
+    #: the requests of queued callers ahead. Without it (or if the attribute is missing), the
+    #: pool sends one request at a time.
     pipelined: bool
     #: Environment variables every executor gets on top of what the pool sets (the
     #: ``spider_launcher`` hook sees them in its ``env``): settings in the executor's terms.
@@ -705,44 +703,6 @@ def executor_environment(
     if package_dir is not None:
         env[ENV_PACKAGE_DIR] = package_dir
     return env
-
-
-class AdaptiveSpin:
-    """How long to poll for the other side's next message before blocking, learnt from the
-    last polls: both the pool (waiting for an answer) and the executor (waiting for the next
-    request) use one.
-
-    A poll that is answered within the window earns the next poll the whole window. One that
-    is not (a long task, a caller that paused) costs its window once; then the next 1, 2, 4,
-    ... up to 64 waits block at once before polling is tried again. So a burst of quick
-    calls is served without wake-ups, a steady stream of slow ones wastes at most 1/64 of a
-    window per call, and an idle pool spins for no longer than one window after its last
-    call.
-    """
-
-    __slots__ = ("window_ns", "_skip", "_backoff")
-
-    MAX_BACKOFF = 64
-
-    def __init__(self, window_us: int) -> None:
-        self.window_ns = window_us * 1000
-        self._skip = 0
-        self._backoff = 1
-
-    def budget(self) -> int:
-        """Nanoseconds to poll before this wait blocks (0: block at once)."""
-        if self._skip:
-            self._skip -= 1
-            return 0
-        return self.window_ns
-
-    def answered(self, hit: bool) -> None:
-        """Report whether the poll that :meth:`budget` allowed was answered in time."""
-        if hit:
-            self._backoff = 1
-        else:
-            self._skip = self._backoff
-            self._backoff = min(2 * self._backoff, self.MAX_BACKOFF)
 
 
 _PR_SET_PDEATHSIG = 1

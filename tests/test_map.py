@@ -14,7 +14,7 @@ import pytest
 
 import spider_core as sc
 from spider_core.plugin import hookimpl
-from spider_core.pool.mapping import DEPTH
+from spider_core.pool.call import DEPTH
 
 PKG = "integration_test_tasks"
 

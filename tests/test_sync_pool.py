@@ -238,7 +238,7 @@ def test_keyboard_interrupt_while_queued_leaves_the_queue_and_the_running_call_a
 
 
 def test_adaptive_spin_backs_off_after_misses_and_resets_on_a_hit() -> None:
-    from spider_core.protocol import AdaptiveSpin
+    from spider_core.spin import AdaptiveSpin
 
     spin = AdaptiveSpin(300)
     assert [spin.budget() for _ in range(3)] == [300_000] * 3  # polls answered: the whole window

@@ -43,7 +43,12 @@ OUR_VARIANTS: dict[str, dict[str, Any]] = {
     "spider-core-spin": {"spin_us": 300},
     "spider-core-forkserver": {"start_method": "forkserver"},
 }
-PEERS = ("pipe-sync", "pipe-asyncio", "futures", "multiprocessing", "pebble", "loky", "billiard", *OUR_VARIANTS)
+#: spider-core called back to back within each round (:mod:`spider_core.bench.backtoback`),
+#: without and with the spin.
+BACK_TO_BACK: dict[str, dict[str, Any]] = {"spider-core-b2b": {}, "spider-core-spin-b2b": {"spin_us": 300}}
+PEERS = (
+    "pipe-sync", "pipe-asyncio", "futures", "multiprocessing", "pebble", "loky", "billiard", *OUR_VARIANTS, *BACK_TO_BACK
+)
 HARD_TIMEOUT = 60.0
 #: The sync workload's contenders beside ``spider-core`` (the async pool) and ``futures``:
 #: ``SyncProcessPool.execute`` and ``SyncProcessPool.call``.

@@ -488,6 +488,9 @@ def render_markdown(report: BenchReport) -> str:
             "- **IPC overhead**: E2E minus executor time, per call.",
             "- **pipe-sync / pipe-asyncio**: the floor, a child answering 4-byte big-endian length-prefixed "
             "msgpack frames, driven with blocking reads, or with one `add_reader` callback and one future per call.",
+            "- **spider-core-b2b / spider-core-spin-b2b**: the mean of 8 calls made back to back within the round "
+            "(after one uncounted call), without and with `spin_us=300`: what the spin does for back-to-back calls, "
+            "which the round-robin interleaving of the other rows keeps it from seeing.",
             "- spider-core's E2E does not include decoding its outputs into Python values (`Success.values`); "
             "the peers' and the floors' E2E include unpickling or unpacking theirs.",
         ]
@@ -500,7 +503,7 @@ def render_markdown(report: BenchReport) -> str:
             "spider-core-sync-map: `SyncProcessPool.map(...)` iterated in a thread; "
             "spider-core-slots1: the gather with `slots=1`, for reference. The peers: `submit` (futures, loky), "
             "`schedule` (pebble) or `apply_async` (multiprocessing, billiard) for every task, then every result, "
-            "with N workers. The floors and spider-core-spin take no part.",
+            "with N workers. The floors, spider-core-spin and the back-to-back rows take no part.",
         ]
     if report.sync is not None:
         lines += [

@@ -23,6 +23,7 @@ from typing import Any
 
 import attrs
 
+from spider_core.bench.backtoback import make_contender
 from spider_core.bench.contenders import (
     BLOCKING_PEERS,
     OURS_SYNC,
@@ -30,7 +31,6 @@ from spider_core.bench.contenders import (
     PEERS,
     Contender,
     _BlockingPeer,
-    _make_peer,
     _Ours,
     _OursSync,
 )
@@ -237,7 +237,7 @@ async def _run_latency(
     ours = _Ours(package_dir, start_method=start_method)
     contenders: list[Contender] = [ours]  # in report order
     for name in (name for name in PEERS if name in peers):
-        peer = _make_peer(name, package_dir)
+        peer = make_contender(name, package_dir)
         if isinstance(peer, str):
             notes.append(peer)
         else:

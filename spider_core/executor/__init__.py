@@ -37,7 +37,6 @@ from spider_core.protocol import (
     EXIT_OK,
     EXIT_PROTOCOL_ERROR,
     EXIT_SETUP_ERROR,
-    AdaptiveSpin,
     Frame,
     FrameDecoder,
     Framing,
@@ -54,6 +53,7 @@ from spider_core.protocol import (
     widen_pipe,
     write_all,
 )
+from spider_core.spin import AdaptiveSpin
 from spider_core.tdl.errors import ExecutorError, InvalidLibrary, TaskError, TdlError, TdlErrorKind
 from spider_core.tdl.names import InvalidPackageName, validate_package_name
 from spider_core.tdl.version import HOST_VERSION
@@ -198,7 +198,7 @@ _REPLACED = "a task closed or replaced the executor's protocol descriptors"
 
 class _Input:
     """The request channel. With ``spin_us``, a read first polls for up to that long before
-    it blocks, as an :class:`~spider_core.protocol.AdaptiveSpin` allows: a pool that sends
+    it blocks, as an :class:`~spider_core.spin.AdaptiveSpin` allows: a pool that sends
     calls back to back then finds the executor awake (a cross-CPU wake-up costs far more than
     the spin on some virtual machines), and one that pauses costs no spinning. Each empty
     poll yields the CPU, which the pool may be waiting for when the scheduler put both on one

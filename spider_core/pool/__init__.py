@@ -2,10 +2,14 @@
 
 Split along its seams, one job per module:
 
-- :mod:`~spider_core.pool.async_pool`: ``ProcessPool``, the lock, the hard timeout and each
-  call's outcome;
+- :mod:`~spider_core.pool.async_pool`: ``ProcessPool``, its lifecycle and entry points;
+- :mod:`~spider_core.pool.call`: one call from a prepared request to its outcome, the path
+  ``execute``, the sync pool and ``map`` share (sending, the answer, the hard timeout's
+  verdict, recycling, the task-finished event, pipelining);
 - :mod:`~spider_core.pool.sync_pool`: ``SyncProcessPool``, the same pool on a thread of its
   own for callers without an event loop;
+- :mod:`~spider_core.pool.mapping`: ``map``, a lane per slot;
+- :mod:`~spider_core.pool.slots`: the slots and the queue of callers;
 - :mod:`~spider_core.pool.supervisor`: spawn, standby and respawn (the launcher and respawn
   policy hooks);
 - :mod:`~spider_core.pool.process`: one executor process, its pipes on the event loop;

@@ -1,8 +1,9 @@
 """``ProcessPool``: supervised executor processes, one per slot, for asyncio callers.
 
-Callers queue first come, first served for a slot (:mod:`spider_core.pool.slots`) and hold it
-for the whole call. The hard-timeout clock starts when the caller holds the slot. On a
-timeout, a crash, a protocol violation or a cancelled caller, that slot's executor is
+Callers queue first come, first served for a slot (:mod:`spider_core.pool.slots`); while
+every slot is busy, the requests of queued callers are sent ahead to an executor and each
+caller holds the slot in turn, for its own answer (:mod:`spider_core.pool.call`). The
+hard-timeout clock starts when the executor starts the request. On a timeout, a crash, a protocol violation or a cancelled caller, that slot's executor is
 SIGKILLed, reaped and replaced before the slot is given back, so the next caller finds a
 healthy executor and no response is ever read by the wrong caller (every request carries a
 sequence number the response must echo; a protocol without one answers the slot's single
@@ -21,27 +22,23 @@ import contextlib
 import itertools
 import logging
 import os
-import signal
 import stat
-import time
 import weakref
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
-from spider_core.errors import EncodeTaskInputs, ExecutorCreationFailure, InvalidRequest, NotRunning
-from spider_core.models import ExecuteRequest, ExecutorCrash, InTaskFailure, Outcome, PoolConfig, Success, Timeout
+from spider_core.errors import ExecutorCreationFailure, NotRunning
+from spider_core.models import ExecuteRequest, Outcome, PoolConfig
 from spider_core.plugin import PluginError, PluginSettings, Spawner, SpiderPluginManager, get_plugin_manager
+from spider_core.pool.call import Calls
 from spider_core.pool.events import Events
 from spider_core.pool.guard import Guard
-from spider_core.pool.mapping import DEPTH, pipelined_map
-from spider_core.pool.process import EXIT_GRACE, TIMED_OUT, ExecutorProcess, Lost
+from spider_core.pool.mapping import pipelined_map
+from spider_core.pool.process import TIMED_OUT, ExecutorProcess
 from spider_core.pool.protocols import open_protocol, open_spawner
-from spider_core.pool.requests import RequestEncoder
 from spider_core.pool.slots import Slots
 from spider_core.pool.supervisor import Supervisor
-from spider_core.protocol import EXECUTE_SEQ, FramingError, ProtocolError
-from spider_core.tdl import EncodingError, ExecutorError
 
 logger = logging.getLogger("spider_core.pool")
 
@@ -128,24 +125,16 @@ class ProcessPool:
             PluginSettings.from_env(blocked=config.disabled_plugins), autoload=config.plugin_autoload
         )
         self._slots: Slots | None = None  # made by start(), on the running loop
-        self._events: Events | None = None
-        self._requests = RequestEncoder()
+        #: The call path every entry point takes (:mod:`spider_core.pool.call`).
+        self.calls = Calls(config)
         self._close_task: asyncio.Future[None] | None = None
         self._starting: asyncio.Future[None] | None = None  # while start() spawns the executors
         self._guard: Guard | None = None
         self._supervisors: list[Supervisor] = []  # made by start()
         self._spawner: Spawner | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._seqs: Iterator[int] = itertools.count(1)  # next() is atomic: the sync pool's threads share it
-        #: Whether callers drive the executors' channels from their own threads (set by
-        #: SyncProcessPool before start()).
-        self._direct = False
         self._started = False
         self._closed = False
-        self._max_rss = config.max_executor_rss
         self._owner = os.getpid()
-        #: Why this pool may not be used here (set in a forked child), or None.
-        self._foreign: str | None = None
         _pools.add(self)
 
     # -- introspection
@@ -208,14 +197,14 @@ class ProcessPool:
         :raises ExecutorCreationFailure: ``PoolConfig.package_dir`` is not a directory (no
             executor is spawned), or no slot could start an executor.
         """
-        if self._foreign is not None:
-            raise NotRunning(self._foreign)
+        if self.calls.foreign is not None:
+            raise NotRunning(self.calls.foreign)
         if self._closed:
             raise NotRunning("the pool is closed")
         if self._started:
             return
         _check_package_dir(self.config.package_dir)
-        self._loop = loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         protocols = [open_protocol(self.pm, self.config) for _ in range(self.config.slots)]
         try:
             for hook in ("spider_launcher", "spider_spawner", "spider_respawn_decision"):
@@ -223,7 +212,7 @@ class ProcessPool:
         except PluginError as e:
             raise ExecutorCreationFailure(str(e)) from None
         spawner = open_spawner(self.pm, self.config)
-        self._events = Events(self.pm)
+        events = Events(self.pm)
         try:
             guard = Guard()
         except OSError as e:
@@ -233,7 +222,7 @@ class ProcessPool:
         ids = itertools.count(1)  # executor ids are unique across the pool's slots
         supervisors = self._supervisors = [
             Supervisor(
-                self.config, self.pm, loop, protocol, self._events, ids, index, self._direct, guard, spawner=spawner
+                self.config, self.pm, loop, protocol, events, ids, index, self.calls.direct, guard, spawner=spawner
             )
             for index, protocol in enumerate(protocols)
         ]
@@ -269,14 +258,19 @@ class ProcessPool:
         slots = Slots(loop, supervisors)
         slots.recover_failed()
         self._slots = slots
+        self.calls.open(loop, slots, events)
         self._started = True
 
     async def close(self) -> None:
         """Let the calls in progress finish, refuse new and queued ones, and stop every
         executor: ``Shutdown``, then SIGTERM, then SIGKILL, each after ``shutdown_grace``
-        seconds. Idempotent."""
-        if self._close_task is None:
+        seconds. Idempotent. In a forked child it does nothing: the child let go of the
+        parent's pool when it was forked."""
+        if self.calls.foreign is not None:
             self._closed = True
+            return
+        if self._close_task is None:
+            self._closed = self.calls.closed = True
             if self._slots is not None:
                 self._slots.close()
                 for supervisor in self._slots.all:
@@ -304,7 +298,7 @@ class ProcessPool:
         child's copies of its descriptors (the executors' pipes and pidfds, the guard's pipe)
         without a word to any process and without touching the event loop, whose epoll
         instance the child shares with the parent; every call then raises ``NotRunning``."""
-        self._foreign = f"this pool belongs to process {self._owner}; create a pool in the child"
+        self.calls.foreign = f"this pool belongs to process {self._owner}; create a pool in the child"
         for supervisor in self._supervisors:
             supervisor.forsake()
         if self._guard is not None:
@@ -317,8 +311,8 @@ class ProcessPool:
     ) -> Outcome:
         """Run one task; return its outcome.
 
-        :param hard_timeout: Seconds the task may run once it holds a slot; then its executor
-            is killed and the outcome is a ``Timeout``. None: ``PoolConfig.default_timeout``.
+        :param hard_timeout: Seconds the task may run once its executor starts it; then the
+            executor is killed and the outcome is a ``Timeout``. None: ``PoolConfig.default_timeout``.
         :param soft_timeout: Seconds after which a Python task gets ``SoftTimeout`` raised
             inside it (it may catch it, clean up and return); native tasks are not
             interrupted. None: no soft timeout.
@@ -326,70 +320,8 @@ class ProcessPool:
             ``ExecutorCreationFailure``, ``InvalidRequest``, ``EncodeTaskInputs``,
             ``EncodeTaskContext``, ``BuildTaskContext``).
         """
-        queued = time.perf_counter()
-        hard_timeout = self._hard_timeout(hard_timeout)
-        message = self._requests.prepare(request, hard_timeout, soft_timeout)
-        slots = self._running_slots()
-        slot = slots.take_now()
-        if slot is not None:
-            executor: ExecutorProcess = slot.current  # type: ignore[assignment]  # take_now(): healthy slots only
-        else:
-            slot, executor = await slots.take()
-        try:
-            if self._direct and not executor.quiet():  # between calls, no reader noticed
-                executor = await slot.replace_dead()
-            locked = time.perf_counter()
-            message[EXECUTE_SEQ] = seq = next(self._seqs)
-            try:
-                frame = executor.encode(message)
-            except FramingError as e:
-                raise EncodeTaskInputs(f"cannot send the request: {e}") from None
-            waiter = executor.expect()
-            deadline = self._loop.time() + hard_timeout  # type: ignore[union-attr]  # set by start()
-            executor.send(frame)
-            if executor.refused:  # it died while idle, and nobody had noticed yet
-                executor = await slot.replace_dead()
-                frame = executor.encode(message)
-                waiter = executor.expect()
-                deadline = self._loop.time() + hard_timeout  # type: ignore[union-attr]
-                executor.send(frame)
-            # Poll only while this is the one call in flight: the loop runs nothing else meanwhile.
-            spin = slot.spin.budget() if slot.spin.window_ns and slots.alone else 0
-            if spin:
-                slot.spin.answered(executor.poll(min(spin, int(min(hard_timeout, 1.0) * 1e9))))
-            reply = await slot.answer(executor, waiter, deadline)  # at once if answered while we spun
-            fields = executor.result_fields(reply)
-            if fields is not None and fields[0] == seq and fields[1] and executor.recycle_after is None and not self._max_rss:
-                executor.tasks_run += 1  # the usual answer, a Success, inline
-                outcome: Outcome = Success(outputs=fields[2], elapsed_us=fields[3], executor_id=executor.id)
-            else:
-                outcome = await self._outcome(slot, executor, seq, reply, hard_timeout)
-        finally:
-            if self._direct:
-                executor.detach()  # back to the callers' threads
-            slots.release(slot)
-        events: Events = self._events  # type: ignore[assignment]  # set by start(), like self._slots
-        if events.wants_task_finished:
-            events.task_finished(request, outcome, executor.id, locked - queued, time.perf_counter() - locked)
-        return outcome
-
-    def _hard_timeout(self, hard_timeout: float | None) -> float:
-        if hard_timeout is None:
-            hard_timeout = self.config.default_timeout
-            if hard_timeout is None:
-                raise InvalidRequest(
-                    "no hard timeout: pass hard_timeout= to the call or set PoolConfig.default_timeout"
-                )
-        return hard_timeout
-
-    def _running_slots(self) -> Slots:
-        """:raises NotRunning: the pool is not started, closed, or another process's."""
-        slots = self._slots
-        if self._foreign is not None:
-            raise NotRunning(self._foreign)
-        if self._closed or slots is None:
-            raise NotRunning("the pool is closed" if self._closed else "the pool is not started; use `async with` or start()")
-        return slots
+        calls = self.calls
+        return await calls.execute(calls.prepare(request, hard_timeout, soft_timeout))
 
     async def call(
         self, package: str, task: str, *inputs: Any, hard_timeout: float | None = None, soft_timeout: float | None = None
@@ -417,50 +349,9 @@ class ProcessPool:
         successor (:mod:`spider_core.pool.mapping`). Leaving the loop early cancels the
         requests still running.
         """
-        hard_timeout = self._hard_timeout(hard_timeout)
-        slots = self._running_slots()
-        pipelined = all(getattr(slot.protocol, "pipelined", False) for slot in slots.all)
-        depth = DEPTH if pipelined and not self._max_rss else 1  # the memory check comes after each task
-        async with contextlib.aclosing(pipelined_map(self, requests, hard_timeout, soft_timeout, depth)) as outcomes:
+        calls = self.calls
+        hard_timeout = calls.hard_timeout(hard_timeout)
+        depth = calls.depth()
+        async with contextlib.aclosing(pipelined_map(calls, requests, hard_timeout, soft_timeout, depth)) as outcomes:
             async for outcome in outcomes:
                 yield outcome
-
-    async def _outcome(
-        self, slot: Supervisor, executor: ExecutorProcess, seq: int, reply: Any, hard_timeout: float
-    ) -> Outcome:
-        """Every answer but a plain Success: a timeout, a lost channel, a failure, a protocol
-        violation, or a Success that ends the executor's share of tasks."""
-        if reply is TIMED_OUT:
-            executor.signal(signal.SIGKILL)
-            await slot.replace(executor, "timeout")
-            return Timeout(hard_timeout=hard_timeout, executor_id=executor.id)
-        if isinstance(reply, Lost):
-            return await self._crash(slot, executor, reply.reason, grace=EXIT_GRACE)
-        try:
-            _, ok, payload, elapsed_us = slot.protocol.decode_result(reply, seq)
-        except ProtocolError as e:
-            return await self._crash(slot, executor, str(e))
-        executor.tasks_run += 1
-        if ok:
-            outcome: Outcome = Success(outputs=payload, elapsed_us=elapsed_us, executor_id=executor.id)
-        else:
-            try:
-                error = ExecutorError.decode(payload)
-            except EncodingError as e:
-                return await self._crash(slot, executor, f"the executor sent an undecodable error: {e}")
-            outcome = InTaskFailure(error=error, elapsed_us=elapsed_us, executor_id=executor.id)
-        if executor.recycle_after is not None and executor.tasks_run >= executor.recycle_after:
-            await slot.recycle(executor)
-        elif self._max_rss and executor.rss() > self._max_rss:
-            logger.info("executor %d holds %d bytes, over max_executor_rss: replacing it", executor.id, executor.rss())
-            await slot.recycle(executor, "memory")
-        return outcome
-
-    async def _crash(self, slot: Supervisor, executor: ExecutorProcess, reason: str, grace: float = 0.0) -> ExecutorCrash:
-        status, signum = await slot.retire(executor, "crash", grace)
-        logger.warning(
-            "executor %d (pid %d) crashed: %s (exit status %s, signal %s)",
-            executor.id, executor.pid, reason, status, signum,
-        )
-        await slot.respawn("crash")
-        return ExecutorCrash(exit_status=status, signal=signum, executor_id=executor.id)

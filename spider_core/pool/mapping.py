@@ -2,7 +2,7 @@
 
 A call of ``execute`` sends one request and waits for its answer: each task costs the pool a
 write, a wake-up and a coroutine. ``map`` knows what comes next, so it keeps a lane per slot:
-a lane holds its slot for one batch of up to :data:`DEPTH` requests, sends them in one write,
+a lane holds its slot for one batch of up to :data:`~spider_core.pool.call.DEPTH` requests, sends them in one write,
 and reads the answers as they come. The executor still runs one task at a time, in order; a
 request's hard-timeout clock starts when the answer before it arrives (when the executor
 starts it). After a timeout, a crash or a lost channel the executor is replaced as for any
@@ -14,50 +14,17 @@ to the pool, so callers of ``execute`` keep their place in the queue.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import AsyncGenerator, Iterable
-from typing import TYPE_CHECKING, Any, Protocol
 
-from spider_core.errors import EncodeTaskInputs, InternalError
-from spider_core.models import ExecuteRequest, Outcome, Success
-from spider_core.protocol import EXECUTE_SEQ, FramingError, join_frames
+from spider_core.errors import InternalError
+from spider_core.models import ExecuteRequest, Outcome
+from spider_core.pool.call import BATCH_BYTES, Calls
+from spider_core.pool.process import ExecutorProcess
+from spider_core.pool.requests import Prepared
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-    from spider_core.pool.events import Events
-    from spider_core.pool.process import ExecutorProcess
-    from spider_core.pool.requests import RequestEncoder
-    from spider_core.pool.slots import Slots
-    from spider_core.pool.supervisor import Supervisor
-
-
-class _Pool(Protocol):
-    """What a map needs of :class:`~spider_core.pool.async_pool.ProcessPool`."""
-
-    _direct: bool
-    _seqs: Iterator[int]
-    _loop: asyncio.AbstractEventLoop | None
-    _max_rss: int | None
-    _events: Events | None
-    _requests: RequestEncoder
-
-    def _running_slots(self) -> Slots: ...
-
-    async def _outcome(
-        self, slot: Supervisor, executor: ExecutorProcess, seq: int, reply: Any, hard_timeout: float
-    ) -> Outcome: ...
-
-#: Requests sent to one executor in one write, at most...
-DEPTH = 16
-#: ... and at most this many bytes (but always one request), so that the write never waits
-#: for the executor to read: a pipe holds 64 KiB, and an answer must then follow the whole
-#: request it answers.
-BATCH_BYTES = 32 * 1024
-
-# (index in the map, the request, its Execute message, when it was read)
-_Item = tuple[int, ExecuteRequest, list[Any], float]
+# (index in the map, the request prepared)
+_Item = tuple[int, Prepared]
 
 
 class _Mapper:
@@ -65,10 +32,9 @@ class _Mapper:
     one lane task per slot. A lane puts each outcome in :attr:`results` as it comes and wakes
     the map (:meth:`deliver`)."""
 
-    def __init__(self, pool: _Pool, hard_timeout: float, depth: int) -> None:
-        self.pool = pool
-        self.slots = pool._running_slots()
-        self.hard_timeout = hard_timeout
+    def __init__(self, calls: Calls, depth: int) -> None:
+        self.calls = calls
+        self.slots = calls.slots
         self.depth = depth
         self.pending: deque[_Item] = deque()
         self.results: dict[int, Outcome | BaseException] = {}
@@ -77,7 +43,7 @@ class _Mapper:
 
     def start_lanes(self) -> None:
         while self.pending and len(self.lanes) < len(self.slots.all):
-            self.lanes.add(asyncio.ensure_future(self.lane()))
+            self.lanes.add(asyncio.ensure_future(self.calls.lane(self.batch, self.deliver)))
 
     def deliver(self, index: int, result: Outcome | BaseException) -> None:
         self.results[index] = result
@@ -94,83 +60,26 @@ class _Mapper:
             wake.cancel()
             self._wake = None
 
-    async def lane(self) -> list[_Item]:
-        """Take a slot and run one batch on it; the requests to run again."""
-        slots = self.slots
-        slot = slots.take_now()
-        if slot is None:
-            slot, _ = await slots.take()
-        executor: ExecutorProcess = slot.current  # type: ignore[assignment]  # taken: healthy
-        try:
-            if self.pool._direct and not executor.quiet():
-                executor = await slot.replace_dead()
-            return await self.run(slot, executor, self.batch(executor))
-        finally:
-            if self.pool._direct and slot.current is not None:
-                slot.current.detach()  # back to the callers' threads
-            slots.release(slot)
-
     def batch(self, executor: ExecutorProcess) -> list[_Item]:
-        limit = self.depth
-        if executor.recycle_after is not None:  # never past the recycle: it must come last
-            limit = max(1, min(limit, executor.recycle_after - executor.tasks_run))
+        """The requests to send ``executor`` in one write: from the front of the queue, as
+        many as it may take (:meth:`Calls.room`) within :data:`BATCH_BYTES`."""
+        limit = self.calls.room(executor, self.depth)
         pending = self.pending
         items: list[_Item] = []
         size = 0
         while pending and len(items) < limit:
-            size += len(pending[0][2][4]) + len(pending[0][2][5])  # context and inputs (raw_ctx, raw_inputs)
+            size += pending[0][1].size
             if items and size > BATCH_BYTES:
                 break
             items.append(pending.popleft())
         return items
 
-    async def run(self, slot: Supervisor, executor: ExecutorProcess, items: list[_Item]) -> list[_Item]:
-        pool = self.pool
-        sent: list[tuple[_Item, int]] = []
-        frames = []
-        for item in items:
-            message = item[2]
-            message[EXECUTE_SEQ] = seq = next(pool._seqs)
-            try:
-                frames.append(executor.encode(message))
-            except FramingError as e:
-                self.deliver(item[0], EncodeTaskInputs(f"cannot send the request: {e}"))
-                continue
-            sent.append((item, seq))
-        if not sent:
-            return []
-        loop: asyncio.AbstractEventLoop = pool._loop  # type: ignore[assignment]  # started
-        fast = executor.recycle_after is None and not pool._max_rss
-        events = pool._events
-        started = time.perf_counter()
-        executor.send(join_frames(frames), replies=len(sent))
-        for position, (item, seq) in enumerate(sent):
-            # at once if it came with the answer before; its clock starts when that one ended
-            reply = await slot.answer(executor, executor.expect(), loop.time() + self.hard_timeout)
-            fields = executor.result_fields(reply)
-            if fast and fields is not None and fields[0] == seq and fields[1]:
-                executor.tasks_run += 1
-                outcome: Outcome = Success(outputs=fields[2], elapsed_us=fields[3], executor_id=executor.id)
-            else:
-                outcome = await pool._outcome(slot, executor, seq, reply, self.hard_timeout)
-            self.deliver(item[0], outcome)
-            finished = time.perf_counter()
-            if events is not None and events.wants_task_finished:
-                events.task_finished(item[1], outcome, executor.id, started - item[3], finished - started)
-            started = finished
-            # Replaced (this request timed out, crashed it, or ended its share): the requests
-            # after this one never reached a live executor. (One that died after answering is
-            # replaced only once its answers so far are read, at the first request it owes.)
-            if slot.current is not executor:
-                return [later for later, _ in sent[position + 1 :]]
-        return []
-
 
 async def pipelined_map(
-    pool: _Pool, requests: Iterable[ExecuteRequest], hard_timeout: float, soft_timeout: float | None, depth: int
+    calls: Calls, requests: Iterable[ExecuteRequest], hard_timeout: float, soft_timeout: float | None, depth: int
 ) -> AsyncGenerator[Outcome, None]:
     """The outcomes of ``requests`` in request order (see :meth:`ProcessPool.map`)."""
-    mapper = _Mapper(pool, hard_timeout, depth)
+    mapper = _Mapper(calls, depth)
     window = 2 * depth * len(mapper.slots.all)
     source = iter(requests)
     results = mapper.results
@@ -191,11 +100,11 @@ async def pipelined_map(
                     exhausted = True
                     break
                 try:
-                    message = pool._requests.prepare(request, hard_timeout, soft_timeout)
+                    prepared = calls.prepare(request, hard_timeout, soft_timeout)
                 except InternalError as e:
                     results[read] = e  # raised at its place
                 else:
-                    mapper.pending.append((read, request, message, time.perf_counter()))
+                    mapper.pending.append((read, prepared))
                 read += 1
             mapper.start_lanes()
             while given in results:

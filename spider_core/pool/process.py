@@ -25,7 +25,6 @@ from spider_core.pool.guard import Guard
 from spider_core.pool.logsink import LogSink
 from spider_core.protocol import (
     READ_SIZE,
-    AdaptiveSpin,
     ExecutorProtocol,
     Frame,
     FramingError,
@@ -35,6 +34,7 @@ from spider_core.protocol import (
     widen_pipe,
     write_some,
 )
+from spider_core.spin import AdaptiveSpin
 
 #: What a fresh pipe holds (Linux's default); the pool widens the request pipe when a larger
 #: frame comes (:func:`~spider_core.protocol.widen_pipe`).
@@ -185,6 +185,12 @@ class ExecutorProcess:
                 waiter.set_result(message)
         return True
 
+    def catch_up(self) -> None:
+        """Take in every answer the executor has sent so far (on the loop's thread, while the
+        loop reads the channel): what a waiter or the inbox gets, without waiting."""
+        while self._reading and self.lost is None and self._on_readable():
+            pass
+
     def poll(self, budget_ns: int) -> bool:
         """Read the answer without the event loop for up to ``budget_ns``; whether it came."""
         waiter: asyncio.Future[Any] = self.waiter  # type: ignore[assignment]  # called after expect()
@@ -208,6 +214,8 @@ class ExecutorProcess:
             rest = views
         except OSError as e:
             self.refused = True
+            while self._reading and self.lost is None and self._on_readable():
+                pass  # answers it wrote before it died still count (requests sent ahead of this one)
             self._lose(f"writing to the executor failed: {e.strerror}")
             return
         if rest:

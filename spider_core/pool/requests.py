@@ -1,16 +1,21 @@
-"""Request preparation: validate an :class:`~spider_core.ExecuteRequest` and encode it as an
-Execute message, outside the pool's lock, so a bad request fails before it waits for a slot."""
+"""Request preparation: validate an :class:`~spider_core.ExecuteRequest` and encode its context
+and inputs (a :class:`Prepared` request) outside the pool's lock, so a bad request fails before
+it waits for a slot."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import math
+import time
+from collections.abc import Callable
 from typing import Any
+
+import attrs
 
 from spider_core.errors import BuildTaskContext, EncodeTaskContext, EncodeTaskInputs, InvalidRequest
 from spider_core.models import ExecuteRequest
-from spider_core.protocol import execute_primitive
+from spider_core.protocol import Frame, execute_primitive
 from spider_core.tdl import (
     EMPTY_FRAME,
     InvalidPackageName,
@@ -85,8 +90,42 @@ def check_timeout(seconds: Any, name: str = "hard_timeout") -> None:
         raise InvalidRequest(f"{name} must be a positive number of seconds, got {seconds!r}")
 
 
+@attrs.define(slots=True, eq=False)
+class Prepared:
+    """A request checked and encoded, waiting for an executor: everything of its Execute
+    message but the sequence number, which it gets each time it is sent (:meth:`frame`)."""
+
+    #: What the caller asked for (the ``spider_task_finished`` event reports it).
+    request: ExecuteRequest
+    package: str
+    task: str
+    #: The msgpack TaskContext.
+    raw_ctx: bytes
+    #: The wire-format inputs.
+    raw_inputs: bytes
+    soft_timeout_us: int
+    #: Seconds the task may run once its executor starts it.
+    hard_timeout: float
+    #: When the caller asked (``time.perf_counter()``): its queue wait counts from here.
+    queued: float = attrs.field(factory=time.perf_counter)
+
+    @property
+    def size(self) -> int:
+        """Bytes of context and inputs (what a batch of requests is bounded by)."""
+        return len(self.raw_ctx) + len(self.raw_inputs)
+
+    def frame(self, encode: Callable[[list[Any]], Frame], seq: int) -> Frame:
+        """The Execute frame numbered ``seq``, by the protocol's ``encode`` (``encode_request``).
+
+        :raises FramingError: the protocol cannot encode it (over the size limit, say).
+        """
+        return encode(
+            execute_primitive(seq, self.package, self.task, self.raw_ctx, self.raw_inputs, self.soft_timeout_us)
+        )
+
+
 class RequestEncoder:
-    """Turns requests into Execute arrays (their ``seq`` left 0 for the pool to fill in).
+    """Turns requests into :class:`Prepared` requests.
 
     It remembers the (package, task) pairs it has already checked, so a steady stream of
     requests pays for name validation once.
@@ -95,7 +134,7 @@ class RequestEncoder:
     def __init__(self) -> None:
         self._valid_names: set[tuple[str, str]] = set()
 
-    def prepare(self, request: ExecuteRequest, hard_timeout: float, soft_timeout: float | None = None) -> list[Any]:
+    def prepare(self, request: ExecuteRequest, hard_timeout: float, soft_timeout: float | None = None) -> Prepared:
         """Validate and encode ``request``.
 
         :raises InvalidRequest: not an ExecuteRequest, a bad name or a bad timeout.
@@ -133,4 +172,4 @@ class RequestEncoder:
                 raw_inputs = encode_values(request.inputs)
             except WireFormatError as e:
                 raise EncodeTaskInputs(f"cannot encode the inputs of {request.package}/{request.task}: {e}") from None
-        return execute_primitive(0, package, task, raw_ctx, raw_inputs, soft_timeout_us)  # seq: once a slot is held
+        return Prepared(request, package, task, raw_ctx, raw_inputs, soft_timeout_us, hard_timeout)

@@ -8,6 +8,12 @@ the background when the policy's ``retry_at`` comes, and callers are served by t
 when no slot is alive does a caller drive a failed slot itself, so the policy answers it (with
 ``NotRunning`` while it backs off), exactly as in a single-slot pool.
 
+A caller of ``execute`` queues with its request (a ticket): while every slot is busy, the
+holder of a slot whose executor takes several requests at once may take the tickets at the
+front of the queue (:meth:`Slots.adopt`) and send their requests ahead
+(:mod:`spider_core.pool.call`); those callers then leave the queue and wait for their turn on
+that slot. A map lane or a thread in the queue ends what may be adopted, so nobody is passed.
+
 The sync pool's callers take and give back slots from their own threads
 (:meth:`Slots.take_now`, :meth:`Slots.release_threadsafe`); everything else happens on the
 loop's thread. A lock, never held across an ``await``, keeps the free slots and the queue
@@ -21,6 +27,7 @@ import logging
 import threading
 import time
 from collections import deque
+from typing import Any
 
 from spider_core.errors import InternalError, NotRunning
 from spider_core.pool.process import ExecutorProcess
@@ -36,13 +43,20 @@ class Slots:
         self.loop = loop
         self.all = slots
         self._idle = list(reversed(slots))  # pop() takes the lowest-numbered slot first
-        self._waiters: deque[asyncio.Future[Supervisor]] = deque()
+        #: The queue: each waiter gets a slot, or None once its ticket is adopted.
+        self._waiters: deque[asyncio.Future[Supervisor | None]] = deque()
+        self._tickets: dict[asyncio.Future[Supervisor | None], Any] = {}  # waiters that may be adopted
         self._busy = 0
         self._all_free: asyncio.Future[None] | None = None
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._recoveries: set[asyncio.Task[None]] = set()
         self._lock = threading.Lock()
         self.closed = False
+
+    @property
+    def waiting(self) -> int:
+        """How many callers are queued for a slot."""
+        return len(self._waiters)
 
     @property
     def alone(self) -> bool:
@@ -73,14 +87,29 @@ class Slots:
             refuses to start one now.
         :raises ExecutorCreationFailure: no slot is alive and starting an executor failed.
         """
+        taken = await self.take_or_adopted(None)
+        assert taken is not None  # nobody adopts a caller without a ticket
+        return taken
+
+    async def take_or_adopted(self, ticket: Any) -> tuple[Supervisor, ExecutorProcess] | None:
+        """:meth:`take`, or None if the caller's ``ticket`` (unless None) was adopted
+        (:meth:`adopt`) and the adopter then resolved the caller's place with None: the caller's
+        turn on the adopter's slot has come.
+
+        :raises NotRunning: the pool closed, or no slot has an executor and the respawn policy
+            refuses to start one now.
+        :raises ExecutorCreationFailure: no slot is alive and starting an executor failed.
+        """
         if self.closed:
             raise NotRunning("the pool is closed")
         with self._lock:
             slot = None if self._waiters else self._pick()
-            waiter = self._enqueue(False) if slot is None else None
+            waiter = self._enqueue(False, ticket) if slot is None else None
         while True:
             if waiter is not None:
                 slot = await self._wait(waiter)
+                if slot is None:
+                    return None
                 waiter = None
             assert slot is not None
             if slot.healthy:
@@ -93,7 +122,7 @@ class Slots:
                         slot.busy = False
                         self._busy -= 1
                         self._park(slot)  # the others serve; this one recovers in the background
-                        waiter = self._enqueue(True)
+                        waiter = self._enqueue(True, ticket)
                     continue
                 self.release(slot)
                 raise
@@ -116,6 +145,7 @@ class Slots:
                 waiters = self._waiters
                 while waiters:
                     waiter = waiters.popleft()
+                    self._tickets.pop(waiter, None)
                     if not waiter.done():
                         slot.busy = True
                         self._busy += 1
@@ -156,23 +186,49 @@ class Slots:
         self._busy += 1
         return slot
 
-    def _enqueue(self, front: bool) -> asyncio.Future[Supervisor]:
+    def adopt(self, limit: int) -> list[tuple[asyncio.Future[Supervisor | None], Any]]:
+        """Take up to ``limit`` callers from the front of the queue, while the front is a
+        caller that gave a ticket (on the loop's thread): each one's place (a future) and its
+        ticket. The adopter serves them: it resolves a place with None when that caller's
+        turn comes (its :meth:`take_or_adopted` then returns None), or with an exception."""
+        adopted: list[tuple[asyncio.Future[Supervisor | None], Any]] = []
+        with self._lock:
+            waiters = self._waiters
+            while waiters and len(adopted) < limit:
+                waiter = waiters[0]
+                if waiter.done():  # cancelled, on its way out
+                    waiters.popleft()
+                    self._tickets.pop(waiter, None)
+                    continue
+                ticket = self._tickets.pop(waiter, None)
+                if ticket is None:
+                    break
+                waiters.popleft()
+                adopted.append((waiter, ticket))
+        return adopted
+
+    def _enqueue(self, front: bool, ticket: Any = None) -> asyncio.Future[Supervisor | None]:
         """A place in the queue (under the lock)."""
-        waiter: asyncio.Future[Supervisor] = self.loop.create_future()
+        waiter: asyncio.Future[Supervisor | None] = self.loop.create_future()
         if front:
             self._waiters.appendleft(waiter)
         else:
             self._waiters.append(waiter)
+        if ticket is not None:
+            self._tickets[waiter] = ticket
         return waiter
 
-    async def _wait(self, waiter: asyncio.Future[Supervisor]) -> Supervisor:
+    async def _wait(self, waiter: asyncio.Future[Supervisor | None]) -> Supervisor | None:
         try:
             return await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                self.release(waiter.result())  # handed a slot as it was cancelled: pass it on
+                slot = waiter.result()
+                if slot is not None:
+                    self.release(slot)  # handed a slot as it was cancelled: pass it on
             else:
                 with self._lock:
+                    self._tickets.pop(waiter, None)
                     try:
                         self._waiters.remove(waiter)
                     except ValueError:
@@ -238,6 +294,7 @@ class Slots:
         self._timers.clear()
         for task in self._recoveries:
             task.cancel()
+        self._tickets.clear()
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():

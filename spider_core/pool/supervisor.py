@@ -37,7 +37,8 @@ from spider_core.pool.events import Events
 from spider_core.pool.guard import Guard
 from spider_core.pool.logsink import LogSink
 from spider_core.pool.process import EXIT_GRACE, TIMED_OUT, ExecutorProcess, Lost
-from spider_core.protocol import AdaptiveSpin, ExecutorProtocol, ProtocolError, executor_environment
+from spider_core.protocol import ExecutorProtocol, ProtocolError, executor_environment
+from spider_core.spin import AdaptiveSpin
 
 logger = logging.getLogger("spider_core.pool")
 

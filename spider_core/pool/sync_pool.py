@@ -13,24 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import signal
 import sys
 import threading
-import time
 import warnings
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from spider_core.errors import EncodeTaskInputs, NotRunning
-from spider_core.models import ExecuteRequest, Outcome, PoolConfig, Success
+from spider_core.errors import NotRunning
+from spider_core.models import ExecuteRequest, Outcome, PoolConfig
 from spider_core.plugin import SpiderPluginManager
 from spider_core.pool.async_pool import ProcessPool
-from spider_core.pool.events import Events
-from spider_core.pool.process import TIMED_OUT
-from spider_core.pool.slots import Slots
-from spider_core.pool.supervisor import Supervisor
-from spider_core.protocol import EXECUTE_SEQ, FramingError
 
 _T = TypeVar("_T")
 
@@ -49,7 +42,7 @@ class SyncProcessPool:
 
     def __init__(self, config: PoolConfig, *, plugin_manager: SpiderPluginManager | None = None) -> None:
         self._pool = ProcessPool(config, plugin_manager=plugin_manager)
-        self._pool._direct = True
+        self._pool.calls.direct = True
         self._loop: asyncio.AbstractEventLoop | None = None  # from start() until close()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -106,7 +99,7 @@ class SyncProcessPool:
             raise
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
-        if self._thread is None or self._closed or self._pool._foreign is not None:
+        if self._thread is None or self._closed or self._pool.calls.foreign is not None:
             return
         _warn(f"unclosed pool {self!r}", ResourceWarning, source=self)
         if sys.is_finalizing():  # the pool's thread may be frozen; the guard reaps the executors
@@ -120,8 +113,8 @@ class SyncProcessPool:
 
     def _check(self) -> None:
         """:raises NotRunning: the pool is closed, or belongs to another process."""
-        if self._pool._foreign is not None:
-            raise NotRunning(self._pool._foreign)
+        if self._pool.calls.foreign is not None:
+            raise NotRunning(self._pool.calls.foreign)
         if self._closed:
             raise NotRunning("the pool is closed")
 
@@ -134,52 +127,10 @@ class SyncProcessPool:
         kills and replaces the task's executor before it propagates, as cancelling an async
         caller does.
         """
-        pool = self._pool
-        queued = time.perf_counter()
-        hard_timeout = pool._hard_timeout(hard_timeout)
-        message = pool._requests.prepare(request, hard_timeout, soft_timeout)
+        calls = self._pool.calls
+        prepared = calls.prepare(request, hard_timeout, soft_timeout)
         self._check()
-        slots = pool._running_slots()
-        slot = slots.take_now()
-        if slot is not None and not slot.current.quiet():  # type: ignore[union-attr]  # take_now(): healthy
-            slots.release_threadsafe(slot)  # it died while idle: the pool's thread replaces it
-            slot = None
-        if slot is None:
-            slot = self._take(slots)
-        executor = slot.current
-        assert executor is not None  # a slot handed out has a live executor
-        try:
-            locked = time.perf_counter()
-            message[EXECUTE_SEQ] = seq = next(pool._seqs)
-            try:
-                frame = executor.encode(message)
-            except FramingError as e:
-                raise EncodeTaskInputs(f"cannot send the request: {e}") from None
-            try:
-                reply = executor.exchange(frame, time.monotonic() + hard_timeout, slot.spin)
-                if executor.refused:  # it died while idle, and nobody had noticed yet
-                    executor = self._settle(slot.replace_dead())
-                    frame = executor.encode(message)
-                    reply = executor.exchange(frame, time.monotonic() + hard_timeout, slot.spin)
-            except BaseException:
-                if slot.current is executor:  # (not if it was being replaced, unasked)
-                    executor.signal(signal.SIGKILL)  # before anything else: its answer is void
-                    self._settle(slot.replace(executor, "cancelled"))
-                raise
-            if reply is TIMED_OUT:
-                executor.signal(signal.SIGKILL)  # the deadline is now, not when the pool's thread wakes
-            fields = executor.result_fields(reply)
-            if fields is not None and fields[0] == seq and fields[1] and executor.recycle_after is None and not pool._max_rss:
-                executor.tasks_run += 1
-                outcome: Outcome = Success(outputs=fields[2], elapsed_us=fields[3], executor_id=executor.id)
-            else:
-                outcome = self._settle(pool._outcome(slot, executor, seq, reply, hard_timeout))
-        finally:
-            slots.release_threadsafe(slot)
-        events: Events = pool._events  # type: ignore[assignment]  # set by start()
-        if events.wants_task_finished:
-            events.task_finished(request, outcome, executor.id, locked - queued, time.perf_counter() - locked)
-        return outcome
+        return calls.execute_in_thread(prepared)
 
     def call(
         self, package: str, task: str, *inputs: Any, hard_timeout: float | None = None, soft_timeout: float | None = None
@@ -236,7 +187,7 @@ class SyncProcessPool:
         nothing more: the child let go of the parent's pool when it was forked."""
         if self._closed:
             return
-        if self._pool._foreign is not None or self._thread is None:
+        if self._pool.calls.foreign is not None or self._thread is None:
             self._closed = True  # (the pool's thread is the parent's: it is not in the child)
             return
         try:
@@ -263,54 +214,6 @@ class SyncProcessPool:
         except BaseException:  # KeyboardInterrupt: cancel the call, as a cancelled coroutine would
             future.cancel()
             raise
-
-    def _started_loop(self) -> asyncio.AbstractEventLoop:
-        loop = self._loop
-        assert loop is not None  # called with a slot held or wanted: the pool runs
-        return loop
-
-    def _take(self, slots: Slots) -> Supervisor:
-        """Queue for a slot on the pool's thread (which also spawns its executor if needed).
-        A caller interrupted while it waits leaves the queue, and gives back a slot handed to it
-        meanwhile."""
-        lock = threading.Lock()
-        handed: list[Supervisor] = []
-        abandoned = False
-
-        async def take() -> None:
-            slot, _ = await slots.take()
-            with lock:
-                if not abandoned:
-                    handed.append(slot)
-                    return
-            slots.release(slot)
-
-        future = asyncio.run_coroutine_threadsafe(take(), self._started_loop())
-        try:
-            future.result()
-        except BaseException:
-            with lock:
-                abandoned = True
-            future.cancel()
-            if handed:
-                slots.release_threadsafe(handed[0])
-            raise
-        return handed[0]
-
-    def _settle(self, coro: Coroutine[Any, Any, _T]) -> _T:
-        """Run ``coro`` on the pool's thread and wait for it to finish, even through a
-        ``KeyboardInterrupt`` (raised once it has finished): a fault is always cleaned up."""
-        future = asyncio.run_coroutine_threadsafe(coro, self._started_loop())
-        interrupted: BaseException | None = None
-        while True:
-            try:
-                result = future.result()
-                break
-            except (KeyboardInterrupt, SystemExit) as e:
-                interrupted = interrupted or e
-        if interrupted is not None:
-            raise interrupted
-        return result
 
 
 class _Handoff:
