@@ -683,7 +683,7 @@ def _start_resource_tracker() -> None:
 def dask_import_error(e: ImportError) -> str:
     """The one line for ``--dask`` without a working ``distributed``."""
     if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in ("dask", "distributed"):
-        return "--dask needs Dask's distributed: pip install 'spider-core[dask]'"
+        return "--dask needs Dask's distributed: pip install 'spider-core-pool[dask]'"
     return f"--dask cannot import Dask's distributed: {_one_line(e)}"
 
 

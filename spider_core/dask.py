@@ -1,6 +1,6 @@
 """Scale out on Dask: a supervised spider-core pool on every Dask worker.
 
-``pip install 'spider-core[dask]'`` brings ``distributed``; nothing else in spider-core imports
+``pip install 'spider-core-pool[dask]'`` brings ``distributed``; nothing else in spider-core imports
 it (``import spider_core`` and the executor stay free of Dask).
 
 - :class:`SpiderWorkerPlugin` is a ``distributed.WorkerPlugin``: registered with

@@ -445,7 +445,7 @@ def test_without_matplotlib_the_report_says_how_to_get_the_plot(tmp_path: Path, 
     hide_matplotlib(monkeypatch)
     report = hand_made_report(tmp_path, sync=sync_result(30, 33, 300))
     assert write_plot(report, tmp_path / PLOT_NAME) == (None, NO_MATPLOTLIB)
-    assert "pip install 'spider-core[bench]'" in NO_MATPLOTLIB
+    assert "pip install 'spider-core-pool[bench]'" in NO_MATPLOTLIB
     assert not (tmp_path / PLOT_NAME).exists()
 
 

@@ -561,9 +561,10 @@ def children(pid: int) -> list[int]:
 
 
 def wait_for_log(path: Path, event: str) -> None:
+    """Wait until the log at ``path`` (its wildcards matching one file) holds ``event``."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if path.exists() and f'"event": "{event}"' in path.read_text():
+        if any(f'"event": "{event}"' in log.read_text() for log in Path(path.anchor).glob(str(path.relative_to(path.anchor)))):
             return
         time.sleep(0.02)
     raise AssertionError(f"no {event!r} event in {path} after 30 s")
@@ -705,6 +706,23 @@ def test_packages_lists_native_packages(package_dir: Path, tmp_path: Path) -> No
     assert "integration_test_tasks" in table and "broken: cannot load" in table
 
 
+def test_packages_prints_native_and_python_paths_absolute(package_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from helpers import TASK_PACKAGES
+
+    shutil.copytree(package_dir / PKG, tmp_path / "packages" / PKG)
+    shutil.copytree(TASK_PACKAGES / "complex_number", tmp_path / "packages" / "complex_number")
+    done = spider("packages", "--package-dir", "packages", "--json", cwd=tmp_path)  # a relative directory
+    assert done.returncode == 0, done.stderr
+    assert {r["name"]: r["location"] for r in map(json.loads, done.stdout.splitlines())} == {
+        PKG: str(tmp_path / "packages" / PKG / f"lib{PKG}.so"),
+        "complex_number": str(tmp_path / "packages" / "complex_number"),
+    }
+    table = spider("packages", "--package-dir", "packages", cwd=tmp_path).stdout
+    assert f" {tmp_path}/packages/{PKG}/lib{PKG}.so\n" in table and f" {tmp_path}/packages/complex_number\n" in table
+
+
 @pytest.mark.slow
 def test_packages_shows_incompatible_versions(tmp_path: Path) -> None:
     import spider_core
@@ -721,7 +739,7 @@ def test_plugins_lists_defaults() -> None:
     assert done.returncode == 0
     records = {r["name"]: r for r in map(json.loads, done.stdout.splitlines())}
     assert records["spider_libso"]["status"] == "default"
-    assert records["spider_libso"]["distribution"] == "spider-core"
+    assert records["spider_libso"]["distribution"] == "spider-core-pool"
     assert "spider_resolve_package" in records["spider_libso"]["hooks"]
     assert records["spider_supervisor"]["hooks"] == ["spider_launcher", "spider_respawn_decision"]
     blocked = spider("plugins", env={"SPIDER_DISABLE_PLUGINS": "spider_msgpack"})
@@ -742,7 +760,32 @@ def test_demo(tmp_path: Path) -> None:
         assert text in out
     assert len(list((tmp_path / "demo-logs").glob("*/demo-*.log"))) >= 5
     again = spider("demo", "--cache-dir", str(tmp_path))
-    assert again.returncode == 0 and len(list((tmp_path / "packages").iterdir())) == 1  # built once
+    assert again.returncode == 0 and len([p for p in (tmp_path / "packages").iterdir() if not p.is_symlink()]) == 1  # built once
+    current = tmp_path / "packages" / "current"  # what the last line says to export
+    assert f"try: export SPIDER_TDL_PACKAGE_DIR={current}; spider run" in again.stdout
+    assert (current / "integration_test_tasks" / "libintegration_test_tasks.so").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "status", "line"), [
+    pytest.param(signal.SIGINT, 130, "spider: interrupted", id="SIGINT"),
+    pytest.param(signal.SIGTERM, 143, "spider: terminated", id="SIGTERM"),
+])
+def test_a_signal_stops_the_demo_during_its_10_s_task(tmp_path: Path, signum: int, status: int, line: str) -> None:
+    """The demo's cancelled call runs a 10 s task: a signal then does not wait it out."""
+    runner = subprocess.Popen([str(SPIDER), "demo", "--cache-dir", str(tmp_path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_log(tmp_path / "demo-logs" / "*" / "demo-3.log", "package loaded")  # executor 3 runs sleep_ms(10000)
+        executors = children(runner.pid)
+        assert executors
+        runner.send_signal(signum)
+        assert runner.wait(5) == status  # well before the task's 10 s
+        assert runner.stderr.read().splitlines() == [line] and "done in" not in runner.stdout.read()
+        assert [pid for pid in executors if Path(f"/proc/{pid}").exists()] == []  # killed and reaped
+    finally:
+        runner.kill()
+        runner.communicate()
 
 
 @pytest.mark.slow

@@ -57,7 +57,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         text=True,
     )
     assert done.returncode == 0, done.stderr
-    (path,) = out.glob("spider_core-*.whl")
+    (path,) = out.glob("spider_core_pool-*.whl")
     return path
 
 

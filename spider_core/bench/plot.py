@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 PLOT_NAME = "latency.png"
 #: What the report says when matplotlib is missing.
 NO_MATPLOTLIB = (
-    "No latency plot: matplotlib is not installed. `pip install 'spider-core[bench]'` installs it "
+    "No latency plot: matplotlib is not installed. `pip install 'spider-core-pool[bench]'` installs it "
     f"(with the peers), and the next run writes {PLOT_NAME} next to this report."
 )
 
