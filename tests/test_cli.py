@@ -405,6 +405,17 @@ def test_batch_line_that_is_not_utf8_is_malformed_and_lines_split_only_at_newlin
     assert records[0]["values"] == [["x\u2028y"]] and "line 2: not UTF-8 text; skipped" in done.stderr
 
 
+def test_batch_refuses_an_out_file_in_a_missing_directory(package_dir: Path, tmp_path: Path) -> None:
+    requests = write_requests(tmp_path / "r.jsonl", [call("a", "fibonacci", 3)])
+    out = tmp_path / "missing" / "dir" / "r.jsonl"
+    done = spider("batch", str(requests), "--out", str(out), "--package-dir", str(package_dir))
+    assert done.returncode == 2
+    assert one_clear_line(done) == (
+        f"spider: error: --out {out}: the directory {out.parent} does not exist; create it first"
+    )
+    assert not (tmp_path / "missing").exists()
+
+
 @pytest.mark.slow
 def test_batch_refuses_standard_input_that_is_its_own_output(package_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "o.jsonl"
@@ -666,6 +677,22 @@ def test_max_frame_size_sets_the_limit_and_the_error_says_how_to_raise_it(packag
     assert records["ok"]["outcome"] == "success"
     assert spider("batch", str(requests), "--out", str(tmp_path / "o2.jsonl"), "--package-dir", str(package_dir),
                   "--max-frame-size", "3MiB", "--quiet").returncode == 0
+
+
+@pytest.mark.slow
+def test_batch_reads_a_line_as_long_as_max_frame_size(package_dir: Path, tmp_path: Path) -> None:
+    """A line over 64 MiB (here padded with JSON whitespace) is read when --max-frame-size is larger."""
+    line = json.dumps(call("long", "fibonacci", 5))[:-1] + " " * (65 << 20) + "}\n"
+    requests = tmp_path / "r.jsonl"
+    requests.write_text(line + json.dumps(call("short", "fibonacci", 6)) + "\n")
+    base = ["batch", str(requests), "--package-dir", str(package_dir), "--quiet"]
+    done = spider(*base, "--out", str(tmp_path / "o.jsonl"), "--max-frame-size", "100M")
+    assert done.returncode == 0, done.stderr
+    assert [(r["id"], r["values"]) for r in results(tmp_path / "o.jsonl")] == [("long", [5]), ("short", [8])]
+    done = spider(*base, "--out", str(tmp_path / "o2.jsonl"))  # the default, 64M
+    assert done.returncode == 1
+    assert [(r["line"], r["outcome"]) for r in results(tmp_path / "o2.jsonl")] == [(1, "invalid_request"), (2, "success")]
+    assert f"line 1: longer than {64 << 20} bytes (raise --max-frame-size to read it); skipped" in done.stderr
 
 
 @pytest.mark.parametrize(("value", "message"), [
