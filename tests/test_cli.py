@@ -856,14 +856,18 @@ def test_a_plugin_that_fails_to_import_is_listed_as_broken_and_fails_the_other_c
     records = {r["name"]: r for r in map(json.loads, spider("plugins", "--json", env=env).stdout.splitlines())}
     assert (records["broken"]["status"], records["broken"]["error"]) == ("broken", "RuntimeError: boom")
     assert records["spider_libso"]["error"] is None
+    from helpers import TASK_PACKAGES
+
     for args in (["run", "--package-dir", str(package_dir), PKG, "fibonacci", "1"],
-                 ["packages", "--package-dir", str(package_dir)]):
+                 ["packages", "--package-dir", str(package_dir)],
+                 ["build-package", str(TASK_PACKAGES / PKG), "--out", str(tmp_path / "built")]):
         done = spider(*args, env=env)
         assert done.returncode == 5
         assert one_clear_line(done) == (
             "spider: error: plugin 'broken' (from spider-broken) failed to import: RuntimeError: boom; "
             "disable it with SPIDER_DISABLE_PLUGINS=broken"
         )
+    assert not (tmp_path / "built").exists()  # the build that could not be checked left nothing
     done = spider("run", "--package-dir", str(package_dir), PKG, "fibonacci", "1", env={**env, "SPIDER_DISABLE_PLUGINS": "broken"})
     assert done.returncode == 5
     assert one_clear_line(done).startswith("spider: error: plugin 'typo' (from spider-typo) is invalid: ")
