@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -298,6 +299,29 @@ def test_log_dir_none_forwards_lines_to_logging(package_dir: Path, caplog) -> No
     records = [r for r in caplog.records if r.name == "spider_core.executor.log"]
     assert any("hello from a task" in r.getMessage() for r in records)
     assert {r.executor_id for r in records} == {1}
+
+
+@pytest.mark.parametrize("configured", [False, True], ids=["embedded", "logging-configured"])
+def test_a_handled_crash_prints_nothing_unless_the_application_configures_logging(
+    package_dir: Path, configured: bool
+) -> None:
+    """The library's logger has a NullHandler: Python's last-resort handler does not print its
+    warnings to an application's stderr, and an application that configures logging gets them."""
+    script = textwrap.dedent(f"""
+        import logging
+        from pathlib import Path
+        import spider_core as sc
+        if {configured}:
+            logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+        with sc.SyncProcessPool(sc.PoolConfig(package_dir=Path({str(package_dir)!r}))) as pool:
+            print(type(pool.execute(sc.ExecuteRequest(package={PKG!r}, task="segfault"), 5)).__name__)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout == "ExecutorCrash\n"
+    if configured:
+        assert re.search(r"^WARNING spider_core\.pool: executor 1 \(pid \d+\) crashed: ", done.stderr, flags=re.M)
+    else:
+        assert done.stderr == ""
 
 
 def test_unwritable_log_dir_falls_back_to_logging(package_dir: Path, tmp_path: Path, caplog) -> None:
