@@ -818,7 +818,7 @@ def test_a_signal_stops_the_demo_during_its_10_s_task(tmp_path: Path, signum: in
 @pytest.mark.slow
 def test_bench_quick_writes_a_report(package_dir: Path, tmp_path: Path) -> None:
     done = spider("bench", "--package-dir", str(package_dir), "--quick", "--calls", "20", "--peers", "pipe-sync",
-                  "--workloads", "noop", "--output", str(tmp_path / "report"))
+                  "--workloads", "noop", "--output", str(tmp_path / "report"), "--targets")
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     from spider_core.bench import Stats
@@ -832,6 +832,7 @@ def test_bench_quick_writes_a_report(package_dir: Path, tmp_path: Path) -> None:
     floor = report["workloads"]["noop"]["pipe-sync"]
     assert floor["ours_over_peer"]["p50"] == pytest.approx(expected.p50 / floor["stats"]["e2e"]["p50"], rel=1e-3)
     assert "| spider-core |" in (tmp_path / "report" / "report.md").read_text()
+    assert "\n## Targets\n" in done.stdout and "- target: executor start" in done.stdout  # asked for with --targets
 
 
 @pytest.mark.slow

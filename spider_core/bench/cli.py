@@ -78,6 +78,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--peers", type=_names, default=PEERS, help=f"comma-separated ({','.join(PEERS)})")
     parser.add_argument(
+        "--targets", action="store_true",
+        help="add a section checking the project's own performance targets (for its development; "
+        "report.json always holds them)",
+    )
+    parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress line (shown only on a terminal)"
     )
 
@@ -124,6 +129,7 @@ def run_from_args(args: argparse.Namespace) -> int:
                 batch=args.batch,
                 rounds=args.rounds,
                 recovery_rounds=args.recovery_rounds,
+                show_targets=args.targets,
             )
         )
     except OSError as e:

@@ -362,8 +362,9 @@ def _recovery_markdown(result: RecoveryResult) -> list[str]:
     return lines + [""]
 
 
-def render_markdown(report: BenchReport) -> str:
-    """The report as markdown."""
+def render_markdown(report: BenchReport, *, show_targets: bool = False) -> str:
+    """The report as markdown; with ``show_targets``, a section checking the project's own
+    performance targets (:func:`targets`: a development aid, so not shown by default)."""
     env = report.environment
     lines = [
         "# spider-core benchmark",
@@ -383,7 +384,7 @@ def render_markdown(report: BenchReport) -> str:
             f"warm-up batch each; {t.slots} workers, every task of a batch queued at once."
         )
     lines.append("")
-    checked = targets(report)
+    checked = targets(report) if show_targets else []
     if checked:
         lines += ["## Targets", ""] + [f"- {target.line()}" for target in checked] + [""]
     if report.plot is not None:
