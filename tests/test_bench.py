@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import itertools
 import json
 import re
 import sys
@@ -458,7 +459,7 @@ def test_the_plot_has_a_throughput_panel_and_no_overlapping_tick_labels(tmp_path
                  if label.get_visible() and label.get_text() and low <= label.get_position()[0] <= high]
         boxes = sorted((label.get_window_extent(renderer) for label in shown), key=lambda box: box.x0)
         assert len(boxes) >= 2, title
-        assert all(left.x1 <= right.x0 for left, right in zip(boxes, boxes[1:])), (title, [t.get_text() for t in shown])
+        assert all(left.x1 <= right.x0 for left, right in itertools.pairwise(boxes)), (title, [t.get_text() for t in shown])
     bars = panels["throughput: batches of 1000 no-ops, 2 workers"]
     assert [label.get_text() for label in bars.get_yticklabels()] == ["spider-core", "futures"]
     assert [patch.get_width() for patch in bars.patches] == pytest.approx([10000, 4000])  # the medians, nearest rank
