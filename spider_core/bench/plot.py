@@ -62,7 +62,7 @@ def _draw_cdf(axes: Axes, title: str, unit: str, divisor: float, curves: list[tu
                      max(max(samples) for _, samples in curves) / divisor)
     axes.set_ylim(0, 1.02)
     axes.set_title(title, fontsize=10)
-    axes.set_xlabel(f"{unit}, log scale")
+    axes.set_xlabel(f"{unit}, log scale (right is slower)")
     axes.set_ylabel("fraction of calls ≤ x")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=7, loc="lower right")
@@ -95,7 +95,7 @@ def _draw_throughput(axes: Axes, result: ThroughputResult) -> None:
     for y, median in zip(positions, medians, strict=True):
         axes.annotate(f"{median:,.0f}", (median, y), xytext=(4, 6), textcoords="offset points", fontsize=7)
     axes.set_title(f"throughput: batches of {result.batch} no-ops, {result.slots} workers", fontsize=10)
-    axes.set_xlabel("tasks per second (median; whiskers: slowest and fastest round)")
+    axes.set_xlabel("tasks per second (right is faster): median, whiskers to slowest and fastest round")
     axes.grid(True, axis="x", alpha=0.3)
 
 
@@ -122,7 +122,7 @@ def draw(report: BenchReport) -> Figure | None:
     if throughput is not None:
         _draw_throughput(figure.add_subplot(rows, columns, count), throughput)
     env = report.environment
-    figure.suptitle(f"spider bench, {env['date']}, Python {env['python']}: empirical CDFs (right is slower)")
+    figure.suptitle(f"spider bench, {env['date']}, Python {env['python']}")
     return figure
 
 
