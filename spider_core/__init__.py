@@ -7,13 +7,7 @@ imports ``spider_core.executor``) does not pay for the pool, asyncio or the buil
 from __future__ import annotations
 
 import importlib
-import logging
 from typing import TYPE_CHECKING, Any
-
-# A library leaves its log records to the application's configuration: without a handler of its
-# own, Python's last-resort handler would print the pool's warnings (a handled crash, say) to
-# stderr (the logging HOWTO, "Configuring Logging for a Library"). The CLI configures its own.
-logging.getLogger("spider_core").addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
     # `X as X` re-exports each name for type checkers, which cannot compute __all__ below
