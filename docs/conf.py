@@ -22,7 +22,7 @@ project = "spider-core"
 author = "spider-core contributors"
 copyright = "spider-core contributors"
 try:
-    release = metadata.version("spider-core")
+    release = metadata.version("spider-core-pool")
 except metadata.PackageNotFoundError:  # building from a checkout that is not installed
     release = "unknown"
 version = release

@@ -43,8 +43,15 @@ STDIN = "-"
 _READ_AHEAD = 64  # lines a pipe's reader thread may hold before the run takes them
 _CHUNK = 64 * 1024
 _SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-#: A longer request line is malformed (and skipped without being held in memory).
+#: A request line longer than this and than ``--max-frame-size`` is malformed, and skipped
+#: without being held in memory; a shorter one that makes too large a frame gets its own error.
 MAX_LINE = 64 * 1024 * 1024
+
+
+def line_limit(config: PoolConfig) -> int:
+    """The longest request line read, in bytes: :data:`MAX_LINE`, or ``config.max_frame_size``
+    if larger (a longer line could not be sent anyway)."""
+    return max(MAX_LINE, config.max_frame_size)
 
 
 class BatchError(Exception):
@@ -97,8 +104,10 @@ def _records(data: bytes) -> list[dict[str, Any]]:
 def check_out(out: Path, requests: BinaryIO) -> bool:
     """Whether ``out`` is a regular file we may read and repair. Refuses a directory, the
     requests file itself (also as standard input, which would feed on its own results), and
-    an existing file that is not a results file; a torn last line (the runner died mid-write)
-    is cut off."""
+    an existing file that is not a results file, and a file in a directory that does not exist
+    (a mistyped path is not created); a torn last line (the runner died mid-write) is cut off."""
+    if not out.parent.is_dir():
+        raise BatchError(f"--out {out}: the directory {out.parent} does not exist; create it first")
     if not out.exists():
         return True
     if out.is_dir():
@@ -212,18 +221,17 @@ def run_batch(
             raise BatchError(f"cannot --resume from {out}: it is not a regular file")
         skip = done_keys(out) if resume and out.exists() else {}
         try:
-            out.parent.mkdir(parents=True, exist_ok=True)
             sink = stack.enter_context(out.open("a", encoding="utf-8"))
         except OSError as e:
             raise BatchError(f"cannot write {out}: {e.strerror}") from None
         meter = Progress(progress)
-        code = asyncio.run(_run(_Lines(stream), sink, config, default_timeout, skip, strict, meter, cluster=cluster))
+        code = asyncio.run(_run(_Lines(stream, line_limit(config)), sink, config, default_timeout, skip, strict, meter, cluster=cluster))
     meter.summary()
     return code
 
 
 class _Overlong:
-    """A request line over :data:`MAX_LINE` bytes, skipped without holding it in memory."""
+    """A request line over :func:`line_limit`, skipped without holding it in memory."""
 
 
 _OVERLONG = _Overlong()
@@ -238,8 +246,10 @@ class _Lines:
     thread wakes the loop only when the run is waiting for a line.
     """
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: BinaryIO, limit: int) -> None:
         self.stream = stream
+        #: A longer line (in bytes, without its newline) is ``_OVERLONG``.
+        self.limit = limit
         try:
             self.blocking = not stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
         except (OSError, ValueError):  # no descriptor: plain reads
@@ -278,8 +288,8 @@ class _Lines:
 
     def _readline(self) -> _Line:
         try:
-            line = self.stream.readline(MAX_LINE + 1)
-            if len(line) <= MAX_LINE or line.endswith(b"\n"):
+            line = self.stream.readline(self.limit + 1)
+            if len(line) <= self.limit or line.endswith(b"\n"):
                 return line
             while (rest := self.stream.readline(_CHUNK)) and not rest.endswith(b"\n"):
                 pass
@@ -293,7 +303,7 @@ class _Lines:
         signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         # Raw reads, not the buffered stream: a daemon thread blocked inside a buffered read
         # holds its lock, and the interpreter aborts when it meets that lock at exit.
-        lines = _raw_lines(self.stream.fileno())
+        lines = _raw_lines(self.stream.fileno(), self.limit)
         while True:
             try:
                 line: _Line = next(lines)
@@ -316,8 +326,8 @@ def _wake(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-def _raw_lines(fd: int) -> Iterator[_Line]:
-    """The lines of ``fd`` with their newlines (``_OVERLONG`` for one over MAX_LINE bytes),
+def _raw_lines(fd: int, limit: int) -> Iterator[_Line]:
+    """The lines of ``fd`` with their newlines (``_OVERLONG`` for one over ``limit`` bytes),
     then ``b""``; an OSError ends them."""
     pending: list[bytes] = []
     size = 0
@@ -337,7 +347,7 @@ def _raw_lines(fd: int) -> Iterator[_Line]:
             return
         *complete, rest = chunk.split(b"\n")
         for part in complete:
-            if overlong or size + len(part) > MAX_LINE:
+            if overlong or size + len(part) > limit:
                 yield _OVERLONG
             else:
                 pending.append(part)
@@ -345,7 +355,7 @@ def _raw_lines(fd: int) -> Iterator[_Line]:
             pending, size, overlong = [], 0, False
         if rest and not overlong:
             size += len(rest)
-            if size > MAX_LINE:
+            if size > limit:
                 pending, overlong = [], True
             else:
                 pending.append(rest)
@@ -443,7 +453,7 @@ async def _run(
                     continue
                 try:
                     if raw is _OVERLONG:
-                        raise ValueError(f"longer than {MAX_LINE >> 20} MiB")
+                        raise ValueError(f"longer than {line_limit(config)} bytes (raise --max-frame-size to read it)")
                     try:
                         text = raw.decode("utf-8")  # type: ignore[union-attr]  # not _OVERLONG (above)
                     except UnicodeDecodeError:
@@ -683,7 +693,7 @@ def _start_resource_tracker() -> None:
 def dask_import_error(e: ImportError) -> str:
     """The one line for ``--dask`` without a working ``distributed``."""
     if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in ("dask", "distributed"):
-        return "--dask needs Dask's distributed: pip install 'spider-core[dask]'"
+        return "--dask needs Dask's distributed: pip install 'spider-core-pool[dask]'"
     return f"--dask cannot import Dask's distributed: {_one_line(e)}"
 
 

@@ -76,6 +76,7 @@ def build_package(
         another package name (off only to build broken packages on purpose, for tests).
     :raises PackageSourceError: ``src`` is missing, holds no ``.c`` file or has a bad name.
     :raises BuildError: no compiler, or the compiler failed (its message included).
+    :raises PluginError: a plugin cannot load (the library is checked through the hooks).
     """
     src = Path(src).resolve()
     if not src.is_dir():
@@ -168,8 +169,8 @@ def _check_library(path: str, name: str) -> None:
     source = PackageSource(package=name, kind="native", location=path)
     try:
         info = get_plugin_manager().hook.spider_inspect_package(source=source)
-    except PluginError as e:
-        raise BuildError(f"cannot check the built library: {e}") from None
+    except PluginError:
+        raise  # a broken plugin, not a failed build: reported as every command reports it
     except Exception as e:  # a plugin's bug
         raise BuildError(f"cannot check the built library: a plugin failed: {type(e).__name__}: {e}") from None
     if info is None:

@@ -341,6 +341,8 @@ def cmd_packages(args: argparse.Namespace) -> int:
     from spider_core.plugin import get_plugin_manager
 
     package_dir = package_dir_of(args, optional=True)  # none: installed packages only
+    if package_dir is not None:
+        package_dir = package_dir.absolute()  # every path printed in one form, native or Python
     pm = get_plugin_manager()
     try:
         found = pm.hook.spider_list_packages(package_dir=package_dir)
@@ -554,12 +556,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from spider_core.plugin.manager import own_version
 
-    try:
-        return version("spider-core")
-    except PackageNotFoundError:
-        return "(not installed)"
+    return own_version() or "(not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -632,7 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--dask", type=dask_address, metavar="ADDRESS",
                        help="run the requests on a Dask cluster: the scheduler's ADDRESS (tcp://host:8786), or "
                             "local:N to start N local worker processes; --slots is then per worker, and "
-                            "--package-dir must exist on every worker (pip install 'spider-core[dask]')")
+                            "--package-dir must exist on every worker (pip install 'spider-core-pool[dask]')")
     batch.add_argument("--strict", action="store_true", help="stop at the first malformed line")
     batch.add_argument("--quiet", action="store_true", help="no progress on stderr")
     batch.set_defaults(func=cmd_batch)
@@ -681,7 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
         "measure per-task overhead against other process pools",
         "Run no-op, echo and throughput tasks through spider-core and, interleaved in the same run, through "
         "ProcessPoolExecutor, multiprocessing.Pool, pebble, loky, billiard (pip install "
-        "'spider-core[bench]') and a raw pipe ping-pong; write a markdown report with "
+        "'spider-core-pool[bench]') and a raw pipe ping-pong; write a markdown report with "
         "percentiles and ratios.",
     )
     soak = command(

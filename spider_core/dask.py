@@ -1,6 +1,6 @@
 """Scale out on Dask: a supervised spider-core pool on every Dask worker.
 
-``pip install 'spider-core[dask]'`` brings ``distributed``; nothing else in spider-core imports
+``pip install 'spider-core-pool[dask]'`` brings ``distributed``; nothing else in spider-core imports
 it (``import spider_core`` and the executor stay free of Dask).
 
 - :class:`SpiderWorkerPlugin` is a ``distributed.WorkerPlugin``: registered with
@@ -63,6 +63,7 @@ from distributed import Client, Future, WorkerPlugin, get_worker
 from spider_core.errors import InternalError
 from spider_core.models import ExecuteRequest, Outcome, PoolConfig
 from spider_core.pool import SyncProcessPool
+from spider_core.pool.requests import check_timeout
 
 # ``map`` is public too (``spider_core.dask.map``), but left out of ``__all__`` so that a star
 # import does not shadow the builtin.
@@ -222,10 +223,17 @@ def worker_pool(worker: Any = None) -> SyncProcessPool:
     ``client.run`` functions that want it directly (its ``pids``, say).
 
     :raises WorkerPoolError: the worker has no pool: its setup failed, or no
-        ``SpiderWorkerPlugin`` is registered.
+        ``SpiderWorkerPlugin`` is registered; or, without ``worker``, this is not a Dask
+        worker's task or ``client.run`` function.
     """
     if worker is None:
-        worker = get_worker()
+        try:
+            worker = get_worker()
+        except ValueError:  # Dask's "No worker found"
+            raise WorkerPoolError(
+                "worker_pool() without a worker runs only on a Dask worker (in a task or a client.run "
+                "function); elsewhere, pass the worker"
+            ) from None
     pool = _POOLS.get(worker.address)
     if isinstance(pool, SyncProcessPool):
         return pool
@@ -293,6 +301,7 @@ def submit(
     _check_keywords("submit", dask_kwargs, _SUBMIT_KEYWORDS)
     if not isinstance(request, ExecuteRequest):
         raise TypeError(f"request must be an ExecuteRequest, got {type(request).__name__}")
+    _check_timeouts(hard_timeout, soft_timeout)
     dask_kwargs.setdefault("key", _key(request))
     return client.submit(_execute, request, hard_timeout, soft_timeout, pure=False, **dask_kwargs)
 
@@ -309,6 +318,7 @@ def map(
     resolving to that request's ``Outcome`` (as :func:`submit`; ``batch_size`` is accepted too).
     """
     _check_keywords("map", dask_kwargs, _MAP_KEYWORDS)
+    _check_timeouts(hard_timeout, soft_timeout)
     requests = list(requests)
     for request in requests:
         if not isinstance(request, ExecuteRequest):
@@ -318,6 +328,18 @@ def map(
     dask_kwargs.setdefault("key", [_key(request) for request in requests])
     n = len(requests)
     return client.map(_execute, requests, [hard_timeout] * n, [soft_timeout] * n, pure=False, **dask_kwargs)
+
+
+def _check_timeouts(hard_timeout: float | None, soft_timeout: float | None) -> None:
+    """Refuse a bad timeout here, on the client, as the workers' pools would, before Dask
+    ships the call (and a worker logs its failure).
+
+    :raises InvalidRequest: not a positive, finite number of seconds.
+    """
+    if hard_timeout is not None:
+        check_timeout(hard_timeout)
+    if soft_timeout is not None:
+        check_timeout(soft_timeout, "soft_timeout")
 
 
 def _key(request: ExecuteRequest) -> str:

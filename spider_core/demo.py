@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
@@ -42,6 +43,10 @@ def _fingerprint(sources: Path) -> str:
         digest.update(str(path.relative_to(path.parents[1])).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+#: ``<root>/packages/current`` links to the packages the last demo built: a path to export.
+CURRENT = "current"
 
 
 def prepare_packages(root: Path) -> Path:
@@ -102,18 +107,38 @@ async def _scenarios(package_dir: Path, log_dir: Path) -> list[list[str]]:
                 )
             else:
                 call = asyncio.create_task(pool.execute(request, hard_timeout=hard_timeout))
-                await asyncio.sleep(cancel_after)
-                call.cancel()
                 try:
-                    await call
-                except asyncio.CancelledError:
-                    pass
+                    await asyncio.sleep(cancel_after)
+                finally:  # also when the demo itself is cancelled (Ctrl-C): the call must not outlive it
+                    call.cancel()
+                    await asyncio.wait([call])  # unlike `await call`, never swallows the demo's own cancel
                 text = "cancelled: the executor was killed and replaced"
             elapsed = time.perf_counter() - started
             after = pool.executor_id
             executor = str(before) if after == before else f"{before} -> {after} (respawned)"
             rows.append([label, text, executor, f"{elapsed * 1000:.0f} ms", log.name if log else "-"])
     return rows
+
+
+def _link_current(package_dir: Path) -> Path:
+    """Point ``packages/current`` at ``package_dir`` (atomically: a running user of the old
+    link sees one or the other) and return the link, or ``package_dir`` if it cannot be made."""
+    link = package_dir.parent / CURRENT
+    try:
+        if os.readlink(link) == package_dir.name:
+            return link
+    except OSError:  # no link yet
+        pass
+    staging = package_dir.parent / f".{CURRENT}-{os.getpid()}"
+    try:
+        staging.unlink(missing_ok=True)
+        staging.symlink_to(package_dir.name)
+        os.replace(staging, link)
+    except OSError:
+        with contextlib.suppress(OSError):
+            staging.unlink(missing_ok=True)
+        return package_dir
+    return link
 
 
 class CacheError(Exception):
@@ -140,5 +165,7 @@ def run_demo(cache_dir: Path | None = None) -> int:
     print(f"executor logs: {log_dir}\n")
     rows = asyncio.run(_scenarios(package_dir, log_dir))
     print_table(rows)
-    print(f"\ndone in {time.perf_counter() - started:.1f}s; try: spider run --package-dir {package_dir} {NATIVE} fibonacci 20")
+    current = _link_current(package_dir)
+    print(f"\ndone in {time.perf_counter() - started:.1f}s; try: export SPIDER_TDL_PACKAGE_DIR={current}; "
+          f"spider run {NATIVE} fibonacci 20")
     return 0

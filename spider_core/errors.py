@@ -104,6 +104,8 @@ def describe_outcome(outcome: Any) -> str:
     if kind == "Timeout":
         return f"the task did not finish within its hard timeout of {outcome.hard_timeout:g}s"
     if kind == "ExecutorCrash":
+        if outcome.reason:
+            return f"the executor broke the protocol and was killed: {outcome.reason}"
         if outcome.signal:
             return f"the executor crashed (signal {_signal_name(outcome.signal)})"
         return f"the executor crashed (exit status {outcome.exit_status})"

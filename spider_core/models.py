@@ -333,11 +333,15 @@ class ExecutorCrash:
     ``exit_status`` is its exit code, or None if a signal ended it. ``signal`` is that signal as
     a ``signal.Signals`` (an ``IntEnum``: ``signal is signal.SIGSEGV``, ``signal.name`` is
     ``"SIGSEGV"``; a number Python has no name for stays a plain ``int``), or None.
+    ``reason`` says why the pool killed it when it broke the protocol (``"the executor sent an
+    undecodable frame: ..."``; its ``signal`` is then the pool's SIGKILL); None when it died by
+    itself.
     """
 
     exit_status: int | None
     signal: Signals | None = field(converter=_to_signal)
     executor_id: int | None = None
+    reason: str | None = None
 
     def unwrap(self) -> NoReturn:
         """Raise :class:`spider_core.ExecutorCrashed` carrying this outcome."""

@@ -131,6 +131,7 @@ def outcome_record(outcome: Any) -> dict[str, Any]:
             "exit_status": outcome.exit_status,
             "signal": signal_name(outcome.signal),
             "executor_id": outcome.executor_id,
+            "reason": outcome.reason,
         }
     raise TypeError(f"not an outcome: {outcome!r}")
 

@@ -15,7 +15,7 @@ from spider_core.models import PoolConfig, Success
 from spider_core.tdl.wire import encode_values
 
 
-def pipe_lines(data: bytes, chunks: int = 3) -> list:
+def pipe_lines(data: bytes, chunks: int = 3, limit: int = 64 << 20) -> list:
     """What the pipe reader makes of ``data`` written in ``chunks`` pieces."""
     read, write = os.pipe()
     step = max(1, len(data) // chunks)
@@ -23,13 +23,13 @@ def pipe_lines(data: bytes, chunks: int = 3) -> list:
         os.write(write, data[start : start + step])
     os.close(write)
     try:
-        return list(batch._raw_lines(read))
+        return list(batch._raw_lines(read, limit))
     finally:
         os.close(read)
 
 
-def file_lines(data: bytes) -> list:
-    lines = batch._Lines(io.BytesIO(data))
+def file_lines(data: bytes, limit: int = 64 << 20) -> list:
+    lines = batch._Lines(io.BytesIO(data), limit)
     out = []
     while True:
         out.append(lines._readline())
@@ -44,14 +44,13 @@ def test_lines_keep_their_newlines_and_a_last_line_may_lack_one(read) -> None:
 
 @pytest.mark.parametrize("read", [pipe_lines, file_lines])
 def test_an_overlong_line_is_skipped_without_losing_its_neighbours(read, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(batch, "MAX_LINE", 10)
     monkeypatch.setattr(batch, "_CHUNK", 4)
     data = b"short\n" + b"x" * 25 + b"\n" + b"exactly 10\n" + b"y" * 11
-    assert read(data) == [b"short\n", batch._OVERLONG, b"exactly 10\n", batch._OVERLONG, b""]
+    assert read(data, limit=10) == [b"short\n", batch._OVERLONG, b"exactly 10\n", batch._OVERLONG, b""]
 
 
 def test_a_reader_thread_failure_ends_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(fd: int):
+    def broken(fd: int, limit: int):
         yield b"first\n"
         raise MemoryError
 
@@ -59,7 +58,7 @@ def test_a_reader_thread_failure_ends_the_run(monkeypatch: pytest.MonkeyPatch) -
     read, write = os.pipe()
 
     async def scenario() -> list:
-        lines = batch._Lines(os.fdopen(read, "rb"))
+        lines = batch._Lines(os.fdopen(read, "rb"), 64 << 20)
         got = [await lines.next()]
         with pytest.raises(BatchError, match="cannot read the requests: MemoryError"):
             await asyncio.wait_for(lines.next(), 10)

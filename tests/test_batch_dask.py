@@ -311,7 +311,7 @@ def test_dask_without_distributed_is_one_line(package_dir: Path, tmp_path: Path)
     done = spider("batch", str(requests), "--out", str(tmp_path / "o"), "--package-dir", str(package_dir),
                   "--dask", "local:1", env={"PYTHONPATH": str(tmp_path / "site")})
     assert done.returncode == 2
-    assert one_clear_line(done) == "spider: error: --dask needs Dask's distributed: pip install 'spider-core[dask]'"
+    assert one_clear_line(done) == "spider: error: --dask needs Dask's distributed: pip install 'spider-core-pool[dask]'"
     assert not (tmp_path / "o").exists()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import itertools
 import json
 import re
 import sys
@@ -33,6 +34,7 @@ from spider_core.bench import (
     ThroughputResult,
     WorkloadResult,
     build_parser,
+    draw,
     percentile,
     render_markdown,
     report_to_json,
@@ -394,7 +396,8 @@ def test_targets_met_and_unmet_from_hand_made_samples(tmp_path: Path) -> None:
     assert checked["without standby, crash → next success p50 ≤ executor start p50 + 10 ms"].measured == (
         "125.0 ms (start 120.0 ms, so the limit is 130.0 ms)"
     )
-    markdown = render_markdown(report)
+    assert "Targets" not in render_markdown(report)  # a development aid: only when asked for
+    markdown = render_markdown(report, show_targets=True)
     lines = target_lines(markdown)
     assert [(target, met) for target, _, met in lines] == [
         (t.target, "met" if t.met else "unmet") for t in checked.values()
@@ -417,7 +420,7 @@ def test_a_report_without_sync_or_recovery_checks_only_the_start(tmp_path: Path)
     assert [t.target.split(" p50")[0] for t in targets(hand_made_report(tmp_path))] == [
         "executor start (`ProcessPool.start()`)"
     ]
-    assert len(target_lines(render_markdown(hand_made_report(tmp_path)))) == 1
+    assert len(target_lines(render_markdown(hand_made_report(tmp_path), show_targets=True))) == 1
 
 
 def test_plot_of_hand_made_samples(tmp_path: Path) -> None:
@@ -427,10 +430,39 @@ def test_plot_of_hand_made_samples(tmp_path: Path) -> None:
     assert plot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
-def test_nothing_to_plot_for_throughput_alone(tmp_path: Path) -> None:
+def test_nothing_to_plot_without_samples(tmp_path: Path) -> None:
     report = hand_made_report(tmp_path, start_floor_us=())
     assert write_plot(report, tmp_path / PLOT_NAME) == (None, None)
     assert not (tmp_path / PLOT_NAME).exists()
+
+
+def test_the_plot_has_a_throughput_panel_and_no_overlapping_tick_labels(tmp_path: Path) -> None:
+    """An echo workload from 250 to 7000 µs, under two decades: matplotlib's own log axis
+    labels its minor ticks there too (3x10^2, 4x10^2 ...), and they overlap."""
+    echo = WorkloadResult(workload="echo", contenders=(
+        ContenderResult(name="spider-core", samples={"e2e": (250.0, 300.0, 320.0, 420.0, 7000.0)}),
+        ContenderResult(name="futures", samples={"e2e": (400.0, 480.0, 520.0, 700.0, 880.0)}),
+    ))
+    throughput = ThroughputResult(slots=2, batch=1000, rounds=2, contenders=(
+        BatchResult(name="spider-core", workers=2, batch=1000, batch_s=(0.1, 0.08)),
+        BatchResult(name="futures", workers=2, batch=1000, batch_s=(0.25, 0.2)),
+    ))
+    figure = draw(hand_made_report(tmp_path, workloads=(echo,), throughput=throughput))
+    assert figure is not None
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    panels = {axes.get_title(): axes for axes in figure.axes}
+    assert list(panels) == ["echo: per-call round trip", "executor start", "throughput: batches of 1000 no-ops, 2 workers"]
+    for title, axes in panels.items():
+        low, high = axes.get_xlim()
+        shown = [label for label in axes.xaxis.get_ticklabels(which="both")
+                 if label.get_visible() and label.get_text() and low <= label.get_position()[0] <= high]
+        boxes = sorted((label.get_window_extent(renderer) for label in shown), key=lambda box: box.x0)
+        assert len(boxes) >= 2, title
+        assert all(left.x1 <= right.x0 for left, right in itertools.pairwise(boxes)), (title, [t.get_text() for t in shown])
+    bars = panels["throughput: batches of 1000 no-ops, 2 workers"]
+    assert [label.get_text() for label in bars.get_yticklabels()] == ["spider-core", "futures"]
+    assert [patch.get_width() for patch in bars.patches] == pytest.approx([10000, 4000])  # the medians, nearest rank
 
 
 def hide_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -445,7 +477,7 @@ def test_without_matplotlib_the_report_says_how_to_get_the_plot(tmp_path: Path, 
     hide_matplotlib(monkeypatch)
     report = hand_made_report(tmp_path, sync=sync_result(30, 33, 300))
     assert write_plot(report, tmp_path / PLOT_NAME) == (None, NO_MATPLOTLIB)
-    assert "pip install 'spider-core[bench]'" in NO_MATPLOTLIB
+    assert "pip install 'spider-core-pool[bench]'" in NO_MATPLOTLIB
     assert not (tmp_path / PLOT_NAME).exists()
 
 
@@ -457,7 +489,7 @@ def test_sync_run_without_matplotlib_still_writes_the_report(
     report = asyncio.run(
         run_benchmark(
             package_dir, quick=True, output_dir=tmp_path, workloads=("sync",), progress=False,
-            calls=3, warmup=0, start_samples=1,
+            calls=3, warmup=0, start_samples=1, show_targets=True,
         )
     )
     markdown = report.markdown_path.read_text()
@@ -474,7 +506,7 @@ def test_sync_and_recovery_run_with_the_real_executor(package_dir: Path, tmp_pat
     report = asyncio.run(
         run_benchmark(
             package_dir, quick=True, output_dir=tmp_path, workloads=("sync", "recovery"), peers=peers,
-            progress=False, calls=4, warmup=1, start_samples=1, recovery_rounds=1,
+            progress=False, calls=4, warmup=1, start_samples=1, recovery_rounds=1, show_targets=True,
         )
     )
     assert report.workloads == () and report.throughput is None

@@ -426,6 +426,17 @@ def test_batch_line_that_is_not_utf8_is_malformed_and_lines_split_only_at_newlin
     assert records[0]["values"] == [["x\u2028y"]] and "line 2: not UTF-8 text; skipped" in done.stderr
 
 
+def test_batch_refuses_an_out_file_in_a_missing_directory(package_dir: Path, tmp_path: Path) -> None:
+    requests = write_requests(tmp_path / "r.jsonl", [call("a", "fibonacci", 3)])
+    out = tmp_path / "missing" / "dir" / "r.jsonl"
+    done = spider("batch", str(requests), "--out", str(out), "--package-dir", str(package_dir))
+    assert done.returncode == 2
+    assert one_clear_line(done) == (
+        f"spider: error: --out {out}: the directory {out.parent} does not exist; create it first"
+    )
+    assert not (tmp_path / "missing").exists()
+
+
 @pytest.mark.slow
 def test_batch_refuses_standard_input_that_is_its_own_output(package_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "o.jsonl"
@@ -582,9 +593,10 @@ def children(pid: int) -> list[int]:
 
 
 def wait_for_log(path: Path, event: str) -> None:
+    """Wait until the log at ``path`` (its wildcards matching one file) holds ``event``."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if path.exists() and f'"event": "{event}"' in path.read_text():
+        if any(f'"event": "{event}"' in log.read_text() for log in Path(path.anchor).glob(str(path.relative_to(path.anchor)))):
             return
         time.sleep(0.02)
     raise AssertionError(f"no {event!r} event in {path} after 30 s")
@@ -688,6 +700,22 @@ def test_max_frame_size_sets_the_limit_and_the_error_says_how_to_raise_it(packag
                   "--max-frame-size", "3MiB", "--quiet").returncode == 0
 
 
+@pytest.mark.slow
+def test_batch_reads_a_line_as_long_as_max_frame_size(package_dir: Path, tmp_path: Path) -> None:
+    """A line over 64 MiB (here padded with JSON whitespace) is read when --max-frame-size is larger."""
+    line = json.dumps(call("long", "fibonacci", 5))[:-1] + " " * (65 << 20) + "}\n"
+    requests = tmp_path / "r.jsonl"
+    requests.write_text(line + json.dumps(call("short", "fibonacci", 6)) + "\n")
+    base = ["batch", str(requests), "--package-dir", str(package_dir), "--quiet"]
+    done = spider(*base, "--out", str(tmp_path / "o.jsonl"), "--max-frame-size", "100M")
+    assert done.returncode == 0, done.stderr
+    assert [(r["id"], r["values"]) for r in results(tmp_path / "o.jsonl")] == [("long", [5]), ("short", [8])]
+    done = spider(*base, "--out", str(tmp_path / "o2.jsonl"))  # the default, 64M
+    assert done.returncode == 1
+    assert [(r["line"], r["outcome"]) for r in results(tmp_path / "o2.jsonl")] == [(1, "invalid_request"), (2, "success")]
+    assert f"line 1: longer than {64 << 20} bytes (raise --max-frame-size to read it); skipped" in done.stderr
+
+
 @pytest.mark.parametrize(("value", "message"), [
     ("0", "'0' must be at least 1 byte"),
     ("1.5M", "'1.5M' is not a number of bytes (such as 134217728, 128M or 1G)"),
@@ -726,6 +754,23 @@ def test_packages_lists_native_packages(package_dir: Path, tmp_path: Path) -> No
     assert "integration_test_tasks" in table and "broken: cannot load" in table
 
 
+def test_packages_prints_native_and_python_paths_absolute(package_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from helpers import TASK_PACKAGES
+
+    shutil.copytree(package_dir / PKG, tmp_path / "packages" / PKG)
+    shutil.copytree(TASK_PACKAGES / "complex_number", tmp_path / "packages" / "complex_number")
+    done = spider("packages", "--package-dir", "packages", "--json", cwd=tmp_path)  # a relative directory
+    assert done.returncode == 0, done.stderr
+    assert {r["name"]: r["location"] for r in map(json.loads, done.stdout.splitlines())} == {
+        PKG: str(tmp_path / "packages" / PKG / f"lib{PKG}.so"),
+        "complex_number": str(tmp_path / "packages" / "complex_number"),
+    }
+    table = spider("packages", "--package-dir", "packages", cwd=tmp_path).stdout
+    assert f" {tmp_path}/packages/{PKG}/lib{PKG}.so\n" in table and f" {tmp_path}/packages/complex_number\n" in table
+
+
 @pytest.mark.slow
 def test_packages_shows_incompatible_versions(tmp_path: Path) -> None:
     import spider_core
@@ -742,7 +787,7 @@ def test_plugins_lists_defaults() -> None:
     assert done.returncode == 0
     records = {r["name"]: r for r in map(json.loads, done.stdout.splitlines())}
     assert records["spider_libso"]["status"] == "default"
-    assert records["spider_libso"]["distribution"] == "spider-core"
+    assert records["spider_libso"]["distribution"] == "spider-core-pool"
     assert "spider_resolve_package" in records["spider_libso"]["hooks"]
     assert records["spider_supervisor"]["hooks"] == ["spider_launcher", "spider_respawn_decision", "spider_spawner"]
     blocked = spider("plugins", env={"SPIDER_DISABLE_PLUGINS": "spider_msgpack"})
@@ -763,13 +808,38 @@ def test_demo(tmp_path: Path) -> None:
         assert text in out
     assert len(list((tmp_path / "demo-logs").glob("*/demo-*.log"))) >= 5
     again = spider("demo", "--cache-dir", str(tmp_path))
-    assert again.returncode == 0 and len(list((tmp_path / "packages").iterdir())) == 1  # built once
+    assert again.returncode == 0 and len([p for p in (tmp_path / "packages").iterdir() if not p.is_symlink()]) == 1  # built once
+    current = tmp_path / "packages" / "current"  # what the last line says to export
+    assert f"try: export SPIDER_TDL_PACKAGE_DIR={current}; spider run" in again.stdout
+    assert (current / "integration_test_tasks" / "libintegration_test_tasks.so").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "status", "line"), [
+    pytest.param(signal.SIGINT, 130, "spider: interrupted", id="SIGINT"),
+    pytest.param(signal.SIGTERM, 143, "spider: terminated", id="SIGTERM"),
+])
+def test_a_signal_stops_the_demo_during_its_10_s_task(tmp_path: Path, signum: int, status: int, line: str) -> None:
+    """The demo's cancelled call runs a 10 s task: a signal then does not wait it out."""
+    runner = subprocess.Popen([str(SPIDER), "demo", "--cache-dir", str(tmp_path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_log(tmp_path / "demo-logs" / "*" / "demo-3.log", "package loaded")  # executor 3 runs sleep_ms(10000)
+        executors = children(runner.pid)
+        assert executors
+        runner.send_signal(signum)
+        assert runner.wait(5) == status  # well before the task's 10 s
+        assert runner.stderr.read().splitlines() == [line] and "done in" not in runner.stdout.read()
+        assert [pid for pid in executors if Path(f"/proc/{pid}").exists()] == []  # killed and reaped
+    finally:
+        runner.kill()
+        runner.communicate()
 
 
 @pytest.mark.slow
 def test_bench_quick_writes_a_report(package_dir: Path, tmp_path: Path) -> None:
     done = spider("bench", "--package-dir", str(package_dir), "--quick", "--calls", "20", "--peers", "pipe-sync",
-                  "--workloads", "noop", "--output", str(tmp_path / "report"))
+                  "--workloads", "noop", "--output", str(tmp_path / "report"), "--targets")
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     from spider_core.bench import Stats
@@ -783,6 +853,7 @@ def test_bench_quick_writes_a_report(package_dir: Path, tmp_path: Path) -> None:
     floor = report["workloads"]["noop"]["pipe-sync"]
     assert floor["ours_over_peer"]["p50"] == pytest.approx(expected.p50 / floor["stats"]["e2e"]["p50"], rel=1e-3)
     assert "| spider-core |" in (tmp_path / "report" / "report.md").read_text()
+    assert "\n## Targets\n" in done.stdout and "- target: executor start" in done.stdout  # asked for with --targets
 
 
 @pytest.mark.slow
@@ -807,14 +878,18 @@ def test_a_plugin_that_fails_to_import_is_listed_as_broken_and_fails_the_other_c
     records = {r["name"]: r for r in map(json.loads, spider("plugins", "--json", env=env).stdout.splitlines())}
     assert (records["broken"]["status"], records["broken"]["error"]) == ("broken", "RuntimeError: boom")
     assert records["spider_libso"]["error"] is None
+    from helpers import TASK_PACKAGES
+
     for args in (["run", "--package-dir", str(package_dir), PKG, "fibonacci", "1"],
-                 ["packages", "--package-dir", str(package_dir)]):
+                 ["packages", "--package-dir", str(package_dir)],
+                 ["build-package", str(TASK_PACKAGES / PKG), "--out", str(tmp_path / "built")]):
         done = spider(*args, env=env)
         assert done.returncode == 5
         assert one_clear_line(done) == (
             "spider: error: plugin 'broken' (from spider-broken) failed to import: RuntimeError: boom; "
             "disable it with SPIDER_DISABLE_PLUGINS=broken"
         )
+    assert not (tmp_path / "built").exists()  # the build that could not be checked left nothing
     done = spider("run", "--package-dir", str(package_dir), PKG, "fibonacci", "1", env={**env, "SPIDER_DISABLE_PLUGINS": "broken"})
     assert done.returncode == 5
     assert one_clear_line(done).startswith("spider: error: plugin 'typo' (from spider-typo) is invalid: ")

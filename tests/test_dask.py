@@ -225,6 +225,22 @@ def test_an_unknown_keyword_is_refused_before_anything_is_sent() -> None:
         sd.submit(None, ("integration_test_tasks", "noop"))  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("call", [
+    lambda: sd.submit(None, req("noop"), -1),  # type: ignore[arg-type]
+    lambda: sd.submit(None, req("noop"), 5, soft_timeout=float("nan")),  # type: ignore[arg-type]
+    lambda: sd.map(None, [req("noop")], 0),  # type: ignore[arg-type]
+], ids=["submit", "submit-soft", "map"])
+def test_a_bad_timeout_is_refused_on_the_client(call) -> None:
+    """As a local pool refuses it, before anything is sent (the client here is None)."""
+    with pytest.raises(sc.InvalidRequest, match=r"^(hard|soft)_timeout must be a positive number of seconds, got "):
+        call()
+
+
+def test_worker_pool_outside_a_worker_is_a_worker_pool_error() -> None:
+    with pytest.raises(sd.WorkerPoolError, match=r"^worker_pool\(\) without a worker runs only on a Dask worker "):
+        sd.worker_pool()
+
+
 # -- lost workers and teardown ------------------------------------------------------------------
 
 

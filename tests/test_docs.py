@@ -153,17 +153,21 @@ def spider_env() -> dict[str, str]:
     return env
 
 
-def replay(transcript: Block, cwd: Path, paths: dict[str, str] | None = None) -> None:
+def replay(transcript: Block, cwd: Path, paths: dict[str, str] | None = None, *, env: dict[str, str] | None = None,
+           varying: str | None = None) -> None:
     """Run each ``$ command`` of a console block in one shell and compare the whole output,
-    commands included, with the block (``paths`` maps real paths to the ones shown)."""
+    commands included, with the block (``paths`` maps real paths to the ones shown; what the
+    regular expression ``varying`` matches, a measured time say, is left out of both)."""
     commands = [line[2:] for line in transcript.code.splitlines() if line.startswith("$ ")]
     script = "exec 2>&1\n" + "".join(f"printf '%s\\n' {shlex.quote('$ ' + c)}\n{c}\n" for c in commands)
-    done = subprocess.run(["bash", "-c", script], cwd=cwd, env=spider_env(), capture_output=True, text=True,
+    done = subprocess.run(["bash", "-c", script], cwd=cwd, env=env or spider_env(), capture_output=True, text=True,
                           timeout=120)
-    output = done.stdout
+    output, expected = done.stdout, transcript.code
     for real, shown in (paths or {}).items():
         output = output.replace(real, shown)
-    assert output == transcript.code
+    if varying is not None:
+        output, expected = re.sub(varying, "...", output), re.sub(varying, "...", expected)
+    assert output == expected
 
 
 # -- the blocks --------------------------------------------------------------------------------
@@ -353,6 +357,27 @@ def test_cli_page_run_transcript(package_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "packages").symlink_to(package_dir)
     replay(block("console", "integration_test_tasks no_such_task"), tmp_path,
            {str(tmp_path.resolve()): "/home/me", str(tmp_path): "/home/me"})
+
+
+@pytest.mark.slow
+def test_readme_runs_as_pasted(tmp_path: Path) -> None:
+    """The README's tour, pasted into a shell after ``spider demo`` (in a fresh home directory,
+    so the demo builds into ``~/.cache/spider-core``), and its Python example, run as a script
+    in that shell: every command, the export line included, as written."""
+    readme = parse(REPO / "README.md")
+    (tour,) = [b for b in readme if b.language == "console" and "export SPIDER_TDL_PACKAGE_DIR=" in b.code]
+    (example,) = [b for b in readme if b.language == "python"]
+    env = {k: v for k, v in spider_env().items() if k != "XDG_CACHE_HOME"} | {"HOME": str(tmp_path)}
+    demo = subprocess.run(["spider", "demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert demo.returncode == 0, demo.stderr
+    export = next(line[2:] for line in tour.code.splitlines() if line.startswith("$ export "))
+    assert export.split("#")[0].strip() in demo.stdout.replace(str(tmp_path), "~")  # the line the demo printed
+    replay(tour, tmp_path, env=env, varying=r'"elapsed_us": \d+')
+    (tmp_path / "example.py").write_text(example.code)
+    done = subprocess.run(["bash", "-c", f"{export}\n{shlex.quote(sys.executable)} example.py"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert (done.stdout, done.stderr) == ("outputs: [55]\n", "")
+    assert (tmp_path / "logs" / "em-1-1.log").is_file()
 
 
 @pytest.mark.slow

@@ -268,7 +268,7 @@ def test_evolve_converts_the_signal_too() -> None:
 def test_reporting_still_names_the_signal() -> None:
     record = outcome_record(sc.ExecutorCrash(exit_status=None, signal=6, executor_id=1))
     assert json.loads(json.dumps(record)) == {"outcome": "crash", "exit_status": None, "signal": "SIGABRT",
-                                              "executor_id": 1}
+                                              "executor_id": 1, "reason": None}
     assert outcome_summary(sc.ExecutorCrash(exit_status=None, signal=6)) == "the executor crashed (signal SIGABRT)"
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import os
+import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -57,7 +60,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         text=True,
     )
     assert done.returncode == 0, done.stderr
-    (path,) = out.glob("spider_core-*.whl")
+    (path,) = out.glob("spider_core_pool-*.whl")
     return path
 
 
@@ -91,3 +94,35 @@ def test_demo_from_a_wheel_in_a_fresh_virtualenv(wheel: Path, tmp_path: Path) ->
     for name in ("plugins", "tests", "task_packages"):
         probe = subprocess.run([str(venv / "bin" / "python"), "-P", "-c", f"import {name}"], capture_output=True, cwd=tmp_path)
         assert probe.returncode != 0
+
+
+@pytest.mark.slow
+def test_readme_install_from_a_clean_clone(tmp_path: Path) -> None:
+    """The README's first command, pasted into a shell in a clean clone: it installs the
+    distribution by its name on the package index, ``spider-core-pool``, and runs the demo."""
+    clone = tmp_path / "clone"
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):  # what a clone of this tree, committed, would hold
+        if (REPO / name).is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, clone / name)
+    (command,) = re.findall(r"```console\n(python3 -m venv .venv && .* pip install \. && spider demo)\n```",
+                            (REPO / "README.md").read_text())
+    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run(["bash", "-c", command], cwd=clone, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    assert "Success [75025]" in done.stdout
+    python = clone / ".venv" / "bin" / "python"
+    probe = subprocess.run([str(python), "-P", "-c", (
+        "import importlib.metadata as m, spider_core\n"
+        "print(m.version('spider-core-pool'))\n"
+        "print(spider_core.__file__)\n"
+        "try:\n    m.distribution('spider-core')\nexcept m.PackageNotFoundError:\n    print('no spider-core')\n"
+    )], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert probe.returncode == 0, probe.stderr
+    version, module, absent = probe.stdout.splitlines()
+    assert version == re.search(r'^version = "(.+)"$', (REPO / "pyproject.toml").read_text(), flags=re.M)[1]
+    assert module.startswith(str(clone / ".venv" / "lib")) and absent == "no spider-core"
+    plugins = subprocess.run([str(clone / ".venv" / "bin" / "spider"), "plugins"], capture_output=True, text=True, env=env)
+    assert f"spider_libso       spider-core-pool {version}  default" in plugins.stdout

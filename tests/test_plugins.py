@@ -66,7 +66,7 @@ def test_defaults_are_registered(pm) -> None:
     assert set(DEFAULT_PLUGINS) <= {name for name, _ in pm.list_name_plugin()}
     infos = {info.name: info for info in pm.plugin_infos()}
     assert infos["spider_libso"].status == "default"
-    assert infos["spider_libso"].distribution == "spider-core"
+    assert infos["spider_libso"].distribution == "spider-core-pool"
     assert infos["spider_libso"].hooks == (
         "spider_inspect_package", "spider_list_packages", "spider_load_package", "spider_resolve_package"
     )
@@ -317,11 +317,11 @@ def no_scan(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_manager_records_what_it_registered(fake_dist: Path) -> None:
     pm = get_plugin_manager(PluginSettings(blocked={"spider_pytasks"}))
     assert pm.settings.plugins == (
-        Registration(name="spider_libso", value="spider_libso", default=True, distribution="spider-core"),
-        Registration(name="spider_msgpack", value="spider_msgpack", default=True, distribution="spider-core"),
-        Registration(name="spider_supervisor", value="spider_supervisor", default=True, distribution="spider-core"),
-        Registration(name="spider_rustexec", value="spider_rustexec", default=True, distribution="spider-core"),
-        Registration(name="spider_installed", value="spider_installed", default=True, distribution="spider-core"),
+        Registration(name="spider_libso", value="spider_libso", default=True, distribution="spider-core-pool"),
+        Registration(name="spider_msgpack", value="spider_msgpack", default=True, distribution="spider-core-pool"),
+        Registration(name="spider_supervisor", value="spider_supervisor", default=True, distribution="spider-core-pool"),
+        Registration(name="spider_rustexec", value="spider_rustexec", default=True, distribution="spider-core-pool"),
+        Registration(name="spider_installed", value="spider_installed", default=True, distribution="spider-core-pool"),
         Registration(name="fake", value="fakeplugin", distribution="spider-fakeplugin", version="1.2.3"),
     )
     assert [r.name for r in get_plugin_manager(PluginSettings(autoload=False)).settings.plugins] == list(DEFAULT_PLUGINS)
@@ -399,7 +399,7 @@ def test_a_listed_plugin_not_installed_here_is_left_out(monkeypatch: pytest.Monk
     no_scan(monkeypatch)
     listed = (
         Registration(name="gone", value="no_such_module_xyz.sub:plugin", distribution="spider-gone"),
-        Registration(name="spider_msgpack", value="spider_msgpack", default=True, distribution="spider-core"),
+        Registration(name="spider_msgpack", value="spider_msgpack", default=True, distribution="spider-core-pool"),
     )
     pm = get_plugin_manager(PluginSettings(plugins=listed))
     assert [name for name, _ in pm.list_name_plugin()] == ["spider_msgpack"]

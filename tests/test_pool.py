@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -302,6 +303,29 @@ def test_log_dir_none_forwards_lines_to_logging(package_dir: Path, caplog) -> No
     assert {r.executor_id for r in records} == {1}
 
 
+@pytest.mark.parametrize("configured", [False, True], ids=["embedded", "logging-configured"])
+def test_a_handled_crash_prints_nothing_unless_the_application_configures_logging(
+    package_dir: Path, configured: bool
+) -> None:
+    """The library's logger has a NullHandler: Python's last-resort handler does not print its
+    warnings to an application's stderr, and an application that configures logging gets them."""
+    script = textwrap.dedent(f"""
+        import logging
+        from pathlib import Path
+        import spider_core as sc
+        if {configured}:
+            logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+        with sc.SyncProcessPool(sc.PoolConfig(package_dir=Path({str(package_dir)!r}))) as pool:
+            print(type(pool.execute(sc.ExecuteRequest(package={PKG!r}, task="segfault"), 5)).__name__)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout == "ExecutorCrash\n"
+    if configured:
+        assert re.search(r"^WARNING spider_core\.pool: executor 1 \(pid \d+\) crashed: ", done.stderr, flags=re.M)
+    else:
+        assert done.stderr == ""
+
+
 def test_unwritable_log_dir_falls_back_to_logging(package_dir: Path, tmp_path: Path, caplog) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
@@ -465,19 +489,38 @@ while True:
 """
 
 
+VIOLATIONS = {
+    "wrong-seq": "expected the result of request 1, got seq 2",
+    "garbage": "the executor sent an undecodable frame: frame of 3 bytes is not a msgpack message: ",
+    "oversized": "the executor sent an undecodable frame: frame of 2147483647 bytes exceeds the maximum frame size "
+                 "of 67108864 bytes",
+    "not-a-result": "expected the result of request 1, got Ready",
+    "bad-error": "the executor sent an undecodable error: ExecutorError is not valid msgpack: ",
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["wrong-seq", "garbage", "oversized", "not-a-result", "bad-error"])
-def test_protocol_violations_are_crashes(mode: str, package_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", list(VIOLATIONS))
+def test_protocol_violations_are_crashes_that_say_why(mode: str, package_dir: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The outcome's reason names the violation, and it comes as soon as the violation is read:
+    the executor, alive, is not given the grace a dying one gets to report its exit status."""
+    from spider_core.pool import call
+
+    monkeypatch.setattr(call, "EXIT_GRACE", 3600.0)
     script = tmp_path / "fake_executor.py"
     script.write_text(FAKE_EXECUTOR.format(mode=mode))
     config = sc.PoolConfig(package_dir=package_dir, executor_command=(sys.executable, str(script)), plugin_autoload=False)
 
     async def scenario(pool):
-        return await pool.execute(req("fibonacci", 1), 5), pool.executor_id
+        return await asyncio.wait_for(pool.execute(req("fibonacci", 1), 5), 60), pool.executor_id
 
     crash, now = pool_run(config, scenario)
-    assert isinstance(crash, sc.ExecutorCrash) and crash.signal == signal.SIGKILL
-    assert crash.executor_id == 1 and now == 2
+    assert crash == sc.ExecutorCrash(exit_status=None, signal=signal.SIGKILL, executor_id=1, reason=VIOLATIONS[mode])
+    assert now == 2
+    with pytest.raises(sc.ExecutorCrashed) as info:
+        crash.unwrap()
+    assert str(info.value) == f"the executor broke the protocol and was killed: {VIOLATIONS[mode]}"
 
 
 # -- bad requests ----------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""The README's examples, run as written; its links into the documentation resolve.
+"""The README's links into the documentation resolve, and it stays short; its examples run
+as pasted in ``tests/test_docs.py`` (``test_readme_runs_as_pasted``, and the first of its
+"two commands" in ``tests/test_packaging.py``).
 
 The examples the README used to hold moved to the documentation pages with their tests
 (``tests/test_docs.py``): the C package (``test_c_package``), the sync pool, commit request and
@@ -10,29 +12,11 @@ configuration reference.
 
 from __future__ import annotations
 
-import asyncio
 import re
-from pathlib import Path
 
 from helpers import REPO
 
 README = (REPO / "README.md").read_text()
-
-
-def block(language: str, containing: str) -> str:
-    blocks = re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
-    matches = [b for b in blocks if containing in b]
-    assert len(matches) == 1, f"expected one {language} block containing {containing!r}"
-    return matches[0]
-
-
-def test_readme_async_embedding(package_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
-    exec(block("python", "async def main(package_dir"), namespace)
-    asyncio.run(namespace["main"](package_dir))
-    assert "outputs: [55]" in capsys.readouterr().out
-    assert (tmp_path / "logs" / "em-1-1.log").is_file()
 
 
 def test_readme_python_blocks_are_all_tested() -> None:
@@ -49,3 +33,13 @@ def test_readme_links_into_every_docs_page() -> None:
 def test_readme_fits_in_about_8_kb() -> None:
     """What a newcomer needs on a screen or two; the rest belongs in docs/."""
     assert len(README.encode()) <= 8 * 1024
+
+
+def test_readme_console_blocks_are_each_run() -> None:
+    """Each runs in a test as pasted: the install and demo in tests/test_packaging.py, the
+    tour in tests/test_docs.py; but the second, which runs this very suite."""
+    blocks = re.findall(r"```console\n(.*?)```", README, flags=re.S)
+    assert len(blocks) == 3
+    assert blocks[0].endswith("pip install . && spider demo\n")
+    assert blocks[1].endswith("pip install -e '.[test]' && pytest\n")
+    assert "$ export SPIDER_TDL_PACKAGE_DIR=" in blocks[2]

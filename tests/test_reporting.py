@@ -173,15 +173,26 @@ def test_outcome_record_of_a_timeout() -> None:
 
 
 def test_outcome_record_of_a_crash_names_the_signal() -> None:
-    assert outcome_record(SEGFAULT) == {"outcome": "crash", "exit_status": None, "signal": "SIGSEGV", "executor_id": 5}
+    assert outcome_record(SEGFAULT) == {"outcome": "crash", "exit_status": None, "signal": "SIGSEGV", "executor_id": 5,
+                                        "reason": None}
 
 
 def test_outcome_record_of_a_crash_with_an_exit_status() -> None:
-    assert outcome_record(EXIT_3) == {"outcome": "crash", "exit_status": 3, "signal": None, "executor_id": 6}
+    assert outcome_record(EXIT_3) == {"outcome": "crash", "exit_status": 3, "signal": None, "executor_id": 6,
+                                      "reason": None}
+
+
+def test_outcome_record_of_a_protocol_violation_says_why() -> None:
+    killed = sc.ExecutorCrash(exit_status=None, signal=9, executor_id=7, reason="the executor sent a message nobody asked for")
+    assert outcome_record(killed) == {"outcome": "crash", "exit_status": None, "signal": "SIGKILL", "executor_id": 7,
+                                      "reason": "the executor sent a message nobody asked for"}
+    assert outcome_summary(killed) == (
+        "the executor broke the protocol and was killed: the executor sent a message nobody asked for"
+    )
 
 
 def test_outcome_record_as_json() -> None:
-    expected = '{"outcome": "crash", "exit_status": null, "signal": "SIGSEGV", "executor_id": 5}'
+    expected = '{"outcome": "crash", "exit_status": null, "signal": "SIGSEGV", "executor_id": 5, "reason": null}'
     assert to_json(outcome_record(SEGFAULT)) == expected
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -416,7 +417,8 @@ def test_a_task_printing_to_stdout_is_a_crash_never_a_result(config: sc.PoolConf
 
     printed, after = pool_run(config, scenario, recorder)
     assert isinstance(printed, sc.ExecutorCrash) and printed.executor_id == 1
-    assert printed.signal is signal.SIGKILL  # alive but unusable: killed after the grace
+    assert printed.signal is signal.SIGKILL  # alive but unusable: killed, and the reason says why
+    assert printed.reason is not None and printed.reason.startswith("the executor sent an undecodable frame: ")
     assert after.values == [55] and after.executor_id == 2
     assert ("exited", 1, "crash", None, signal.SIGKILL) in recorder.events
 
@@ -636,6 +638,20 @@ def test_spider_run_with_executor(package_dir: Path, executor_script: Path) -> N
         capture_output=True, text=True, timeout=60,
     )
     assert crash.returncode == 4 and "SIGABRT" in crash.stderr
+
+
+def test_spider_run_prints_why_a_protocol_violation_ended_the_executor(package_dir: Path, executor_script: Path) -> None:
+    done = subprocess.run(
+        [str(SPIDER), "run", PKG, "print_to_stdout", "--package-dir", str(package_dir), "--executor", str(executor_script)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert (done.returncode, done.stdout) == (4, "")
+    assert re.fullmatch(
+        rf"spider: {PKG}/print_to_stdout: the executor broke the protocol and was killed: the executor sent an "
+        r"undecodable frame: frame of \d+ bytes exceeds the maximum frame size of 8388608 bytes; the executor's "
+        r"stdout is its protocol channel: did a task write to stdout\?\n",
+        done.stderr,
+    )
 
 
 def test_spider_batch_with_executor(package_dir: Path, executor_script: Path, tmp_path: Path) -> None:

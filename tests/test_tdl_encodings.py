@@ -365,7 +365,7 @@ def test_zstd_outputs_round_trip_or_clear_error() -> None:
     try:
         import zstandard  # noqa: F401
     except ImportError:
-        with pytest.raises(EncodingError, match=r"pip install 'spider-core\[zstd\]'"):
+        with pytest.raises(EncodingError, match=r"pip install 'spider-core-pool\[zstd\]'"):
             SerializedTaskOutputs(b"\x01" + frame).frame()
     else:
         stored = SerializedTaskOutputs.from_frame(frame, compress=True)

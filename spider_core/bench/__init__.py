@@ -74,7 +74,7 @@ from spider_core.bench.contenders import (
     Contender,
 )
 from spider_core.bench.floor import floor_child_main
-from spider_core.bench.plot import NO_MATPLOTLIB, PLOT_NAME, write_plot
+from spider_core.bench.plot import NO_MATPLOTLIB, PLOT_NAME, draw, write_plot
 from spider_core.bench.recovery import FAULTS, NOT_KILLABLE, OURS_STANDBY, RECOVERY_PEERS, RECOVERY_TIMEOUT_S
 from spider_core.bench.report import (
     BatchResult,
@@ -181,6 +181,7 @@ __all__ = [
     "WorkloadResult",
     "add_arguments",
     "build_parser",
+    "draw",
     "floor_child_main",
     "main",
     "peer_crash",

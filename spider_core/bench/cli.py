@@ -94,6 +94,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "recovery measures show both (default: %(default)s)",
     )
     parser.add_argument(
+        "--targets", action="store_true",
+        help="add a section checking the project's own performance targets (for its development; "
+        "report.json always holds them)",
+    )
+    parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress line (shown only on a terminal)"
     )
 
@@ -142,6 +147,7 @@ def run_from_args(args: argparse.Namespace) -> int:
                 recovery_rounds=args.recovery_rounds,
                 start_method=args.start_method,
                 payload_sizes=args.payload_sizes,
+                show_targets=args.targets,
             )
         )
     except OSError as e:

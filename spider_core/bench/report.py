@@ -418,8 +418,9 @@ def _start_methods_json(result: StartMethodResult) -> dict[str, Any]:
     }
 
 
-def render_markdown(report: BenchReport) -> str:
-    """The report as markdown."""
+def render_markdown(report: BenchReport, *, show_targets: bool = False) -> str:
+    """The report as markdown; with ``show_targets``, a section checking the project's own
+    performance targets (:func:`targets`: a development aid, so not shown by default)."""
     env = report.environment
     lines = [
         "# spider-core benchmark",
@@ -439,7 +440,7 @@ def render_markdown(report: BenchReport) -> str:
             f"warm-up batch each; {t.slots} workers, every task of a batch queued at once."
         )
     lines.append("")
-    checked = targets(report)
+    checked = targets(report) if show_targets else []
     if checked:
         lines += ["## Targets", ""] + [f"- {target.line()}" for target in checked] + [""]
     if report.plot is not None:

@@ -40,6 +40,10 @@ def _logger() -> logging.Logger:
 #: Third-party plugins register under this entry-point group.
 ENTRY_POINT_GROUP = "spider_core"
 
+#: The distribution that ships ``spider_core`` and the default plugins (``pip install
+#: spider-core-pool``): ``spider-core`` on the public index is an unrelated project.
+DISTRIBUTION = "spider-core-pool"
+
 #: Default plugins: name -> module. Their firstresult hooks are ``trylast``; pluggy calls
 #: ``trylast`` implementations in registration order, so ``spider_installed`` comes last here:
 #: the package directory's plugins resolve a package before installed distributions are read.
@@ -218,7 +222,7 @@ class SpiderPluginManager(pluggy.PluginManager):
         infos = []
         for name, (status, dist, version) in self._origins.items():
             if status == "default" and version is None:
-                version = _own_version()
+                version = own_version()
             plugin = self.get_plugin(name)
             hooks = tuple(sorted(h.name for h in self.get_hookcallers(plugin) or ())) if plugin else ()
             if self.is_blocked(name):
@@ -246,7 +250,7 @@ class SpiderPluginManager(pluggy.PluginManager):
         status, dist, _ = self._origins.get(name, ("third-party", None, None))
         if status == "default":
             raise PluginError(
-                f"default plugin {name!r} {problem}: {_one_line(error)}; reinstall spider-core, or disable "
+                f"default plugin {name!r} {problem}: {_one_line(error)}; reinstall {DISTRIBUTION}, or disable "
                 f"it with {ENV_DISABLE}={name}"
             ) from error
         raise PluginError(
@@ -338,7 +342,7 @@ def _register_all(
     for registration in registrations:
         name = registration.name
         if registration.default:
-            pm.record_origin(name, "default", "spider-core", registration.version)
+            pm.record_origin(name, "default", DISTRIBUTION, registration.version)
         else:
             pm.record_origin(name, "third-party", registration.distribution, registration.version)
         if pm.is_blocked(name) or pm.get_plugin(name) is not None:
@@ -397,7 +401,7 @@ def get_plugin_manager(
     for name in settings.blocked:
         pm.set_blocked(name)
     defaults = [
-        Registration(name=name, value=module, default=True, distribution="spider-core")
+        Registration(name=name, value=module, default=True, distribution=DISTRIBUTION)
         for name, module in DEFAULT_PLUGINS.items()
     ]
     if settings.plugins is None:
@@ -409,7 +413,7 @@ def get_plugin_manager(
                 _logger().warning("%s names no installed plugin: %s", ENV_DISABLE, ", ".join(unknown))
     else:
         for registration in defaults:  # listed (blocked ones too), even if left out of plugins
-            pm.record_origin(registration.name, "default", "spider-core", None)
+            pm.record_origin(registration.name, "default", DISTRIBUTION, None)
         wanted = [r for r in settings.plugins if settings.autoload or r.default]
         _register_all(pm, wanted, tolerate_broken, listed=True)
     _check_pending(pm, tolerate_broken)
@@ -423,10 +427,11 @@ def get_plugin_manager(
     return pm
 
 
-def _own_version() -> str | None:
+def own_version() -> str | None:
+    """The installed version of :data:`DISTRIBUTION`, or None if it is not installed."""
     import importlib.metadata
 
     try:
-        return importlib.metadata.version("spider-core")
+        return importlib.metadata.version(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
         return None

@@ -21,8 +21,17 @@ Split along its seams, one job per module:
 What the pool and the executor say to each other is in :mod:`spider_core.protocol`.
 """
 
+import logging
+
 from spider_core.pool.async_pool import ProcessPool
 from spider_core.pool.logsink import executor_logger
 from spider_core.pool.sync_pool import SyncProcessPool
+
+# A library leaves its log records to the application's configuration: without a handler of its
+# own, Python's last-resort handler would print the pool's warnings (a handled crash, say) to
+# stderr (the logging HOWTO, "Configuring Logging for a Library"); the CLI configures its own.
+# Here, where the embedding process starts, not in ``spider_core``: the executor imports that
+# too, and runs a native package without importing logging at all.
+logging.getLogger("spider_core").addHandler(logging.NullHandler())
 
 __all__ = ["ProcessPool", "SyncProcessPool", "executor_logger"]

@@ -233,7 +233,7 @@ class Calls:
             await slot.replace(executor, "timeout")
             return Timeout(hard_timeout=hard_timeout, executor_id=executor.id)
         if isinstance(reply, Lost):
-            return await self._crash(slot, executor, reply.reason, grace=EXIT_GRACE)
+            return await self._crash(slot, executor, reply.reason, died=not executor.violated)
         try:
             _, ok, payload, elapsed_us = slot.protocol.decode_result(reply, seq)
         except ProtocolError as e:
@@ -254,14 +254,17 @@ class Calls:
             await slot.recycle(executor, "memory")
         return outcome
 
-    async def _crash(self, slot: Supervisor, executor: ExecutorProcess, reason: str, grace: float = 0.0) -> ExecutorCrash:
-        status, signum = await slot.retire(executor, "crash", grace)
+    async def _crash(self, slot: Supervisor, executor: ExecutorProcess, reason: str, *, died: bool = False) -> ExecutorCrash:
+        """End ``executor`` and replace it. ``died``: it closed its channel (it is exiting: a
+        moment to collect its exit status, and the outcome says how it died); else it broke the
+        protocol, is killed at once, and the outcome's ``reason`` says how."""
+        status, signum = await slot.retire(executor, "crash", EXIT_GRACE if died else 0.0)
         logger.warning(
             "executor %d (pid %d) crashed: %s (exit status %s, signal %s)",
             executor.id, executor.pid, reason, status, signum,
         )
         await slot.respawn("crash")
-        return ExecutorCrash(exit_status=status, signal=signum, executor_id=executor.id)
+        return ExecutorCrash(exit_status=status, signal=signum, executor_id=executor.id, reason=None if died else reason)
 
     def finished(self, prepared: Prepared, outcome: Outcome, executor_id: int, started: float) -> float:
         """Report the ``spider_task_finished`` event of a request its executor started at

@@ -95,6 +95,8 @@ class ExecutorProcess:
         #: Answers that came before anyone waited for them (requests sent together).
         self.inbox: deque[Any] = deque()
         self.lost: str | None = None
+        #: Whether the channel was lost to a protocol violation (the executor is still alive).
+        self.violated = False
         #: Whether the executor was gone before it got the first byte of a request (the
         #: request never reached it: it may be sent to another executor).
         self.refused = False
@@ -138,9 +140,10 @@ class ExecutorProcess:
 
     # -- protocol channel
 
-    def _lose(self, reason: str) -> None:
+    def _lose(self, reason: str, *, violation: bool = False) -> None:
         if self.lost is None:
             self.lost = reason
+            self.violated = violation
             if self._reading:
                 self._reading = False
                 self.loop.remove_reader(self._in)
@@ -166,15 +169,15 @@ class ExecutorProcess:
             try:
                 message = decoder.next_message()
             except FramingError as e:
-                self._lose(f"the executor sent an undecodable frame: {e}")
+                self._lose(f"the executor sent an undecodable frame: {e}", violation=True)
                 break
             if message is None:
                 break
             if not self.owed:
-                self._lose("the executor sent a message nobody asked for")
+                self._lose("the executor sent a message nobody asked for", violation=True)
                 break
             if self._pending is not None:
-                self._lose("the executor answered before it had read the whole request")
+                self._lose("the executor answered before it had read the whole request", violation=True)
                 break
             self.owed -= 1
             waiter = self.waiter
@@ -269,7 +272,7 @@ class ExecutorProcess:
         if self.lost is not None:
             return False
         if self.decoder.pending():
-            self._lose("the executor sent a message nobody asked for")
+            self._lose("the executor sent a message nobody asked for", violation=True)
             return False
         if self._poller.poll(0):  # type: ignore[union-attr]  # detached
             try:
@@ -279,7 +282,10 @@ class ExecutorProcess:
             except OSError as e:
                 self._lose(f"reading from the executor failed: {e.strerror}")
                 return False
-            self._lose("the executor sent a message nobody asked for" if data else "the executor closed its protocol channel")
+            if data:
+                self._lose("the executor sent a message nobody asked for", violation=True)
+            else:
+                self._lose("the executor closed its protocol channel")
             return False
         return True
 
@@ -335,7 +341,7 @@ class ExecutorProcess:
             try:
                 message = decoder.next_message()
             except FramingError as e:
-                self._lose(f"the executor sent an undecodable frame: {e}")
+                self._lose(f"the executor sent an undecodable frame: {e}", violation=True)
                 return Lost(self.lost)  # type: ignore[arg-type]
             if message is not None:
                 return message  # more after it is a message nobody asked for: quiet() says so

@@ -2,7 +2,7 @@
 
 The raw form is ``[option: u8][payload]``: option 0 holds the wire frame as is, option 1 the
 frame compressed with zstd (level 0, one whole stream). Option 1 needs the ``zstd`` extra
-(``pip install 'spider-core[zstd]'``).
+(``pip install 'spider-core-pool[zstd]'``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _zstandard() -> Any:
     except ImportError:
         raise EncodingError(
             "zstd-compressed task outputs need the zstandard module; "
-            "install it with: pip install 'spider-core[zstd]'"
+            "install it with: pip install 'spider-core-pool[zstd]'"
         ) from None
     return zstandard
 
