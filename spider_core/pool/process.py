@@ -314,7 +314,15 @@ class ExecutorProcess:
         budget = spin.budget()
         spin_until = time.perf_counter_ns() + budget if budget else 0
         poller: select.poll = self._poller  # type: ignore[assignment]  # detached
+        # Without a spin, wait before reading: the answer is not there yet (a read would only
+        # say so, one system call for nothing).
+        wait = not spin_until
         while True:
+            if wait:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return TIMED_OUT
+                poller.poll(_poll_ms(remaining))
             try:
                 count = read_into(self._in, decoder)
             except BlockingIOError:
@@ -324,10 +332,7 @@ class ExecutorProcess:
                         continue
                     spin.answered(False)
                     spin_until = 0
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return TIMED_OUT
-                poller.poll(_poll_ms(remaining))
+                wait = True
                 continue
             except OSError as e:
                 self._lose(f"reading from the executor failed: {e.strerror}")
