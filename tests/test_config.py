@@ -12,6 +12,7 @@ import spider_core as sc
 
 SECONDS = "a positive, finite number of seconds"
 BAD = [
+    ("metrics", 1, "True or False"),
     ("package_dir", 5, "a path (a string or a Path)"),
     ("package_dir", None, "a path (a string or a Path)"),
     ("slots", 0, "a whole number of at least 1"),

@@ -65,7 +65,10 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_top_level_packages(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
-    assert tops == {"spider_core", "spider_libso", "spider_msgpack", "spider_supervisor", "spider_pytasks", "spider_rustexec"}
+    assert tops == {
+        "spider_core", "spider_libso", "spider_msgpack", "spider_supervisor", "spider_pytasks", "spider_rustexec",
+        "spider_prometheus", "spider_otel",
+    }
     assert "spider_core/include/spider_tdl.h" in names
     assert "spider_core/_bundled/task_packages/integration_test_tasks/integration_test_tasks.c" in names
     assert not any("__pycache__" in n for n in names)

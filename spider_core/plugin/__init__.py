@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         Outcome as Outcome,
         PoolConfig as PoolConfig,
         Success as Success,
+        outcome_name as outcome_name,
         Timeout as Timeout,
     )
     from spider_core.plugin.manager import (
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
         LaunchSpec as LaunchSpec,
         PackageInfo as PackageInfo,
         PackageSource as PackageSource,
+        PoolView as PoolView,
         RespawnDecision as RespawnDecision,
         RespawnState as RespawnState,
         SpawnReason as SpawnReason,
@@ -77,6 +79,7 @@ _EXPORTS = {
     "PoolConfig": "spider_core.models",
     "Success": "spider_core.models",
     "Timeout": "spider_core.models",
+    "outcome_name": "spider_core.models",
     "DEFAULT_PLUGINS": "spider_core.plugin.manager",
     "ENTRY_POINT_GROUP": "spider_core.plugin.manager",
     "PluginError": "spider_core.plugin.manager",
@@ -94,6 +97,7 @@ _EXPORTS = {
     "LaunchSpec": "spider_core.plugin.types",
     "PackageInfo": "spider_core.plugin.types",
     "PackageSource": "spider_core.plugin.types",
+    "PoolView": "spider_core.plugin.types",
     "RespawnDecision": "spider_core.plugin.types",
     "RespawnState": "spider_core.plugin.types",
     "SpawnReason": "spider_core.plugin.types",

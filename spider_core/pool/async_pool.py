@@ -30,7 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from spider_core.errors import EncodeTaskInputs, ExecutorCreationFailure, InvalidRequest, NotRunning
-from spider_core.models import ExecuteRequest, ExecutorCrash, InTaskFailure, Outcome, PoolConfig, Success, Timeout
+from spider_core.models import (
+    ExecuteRequest,
+    ExecutorCrash,
+    InTaskFailure,
+    Outcome,
+    PoolConfig,
+    PoolStats,
+    Success,
+    Timeout,
+)
 from spider_core.plugin import PluginError, PluginSettings, SpiderPluginManager, get_plugin_manager
 from spider_core.pool.events import Events
 from spider_core.pool.guard import Guard
@@ -39,6 +48,7 @@ from spider_core.pool.process import EXIT_GRACE, TIMED_OUT, ExecutorProcess, Los
 from spider_core.pool.protocols import open_protocol
 from spider_core.pool.requests import RequestEncoder
 from spider_core.pool.slots import Slots
+from spider_core.pool.stats import Tally
 from spider_core.pool.supervisor import Supervisor
 from spider_core.protocol import EXECUTE_SEQ, FramingError, ProtocolError
 from spider_core.tdl import EncodingError, ExecutorError
@@ -188,6 +198,17 @@ class ProcessPool:
             return None
         return self.config.log_dir / f"{self.config.em_id}-{executor_id}.log"
 
+    def stats(self) -> PoolStats:
+        """A snapshot of the pool now: slots busy and calls queued, outcomes and respawns so
+        far, and each executor's state, tasks run and resident memory (read from
+        ``/proc/PID/statm``; nothing is asked of the executors). Cheap, from any thread; before
+        ``start()``, every count is 0 and there are no executors."""
+        events, slots = self._events, self._slots
+        tally = events.tally if events is not None else Tally()
+        if slots is None:
+            return tally.snapshot(self.config.slots, 0, 0, ())
+        return tally.snapshot(self.config.slots, slots.busy, slots.queued, slots.executors())
+
     # -- lifecycle
 
     async def __aenter__(self) -> ProcessPool:
@@ -218,7 +239,7 @@ class ProcessPool:
                 self.pm.require(hook)
         except PluginError as e:
             raise ExecutorCreationFailure(str(e)) from None
-        self._events = Events(self.pm)
+        self._events = Events(self.pm, self)
         try:
             guard = Guard()
         except OSError as e:
@@ -260,6 +281,7 @@ class ProcessPool:
         slots.recover_failed()
         self._slots = slots
         self._started = True
+        self._events.pool_started()
 
     async def close(self) -> None:
         """Let the calls in progress finish, refuse new and queued ones, and stop every
@@ -286,6 +308,7 @@ class ProcessPool:
         await asyncio.gather(*(s.stop_all() for s in slots.all))
         if self._guard is not None:
             self._guard.close()
+        self._events.pool_closed()  # type: ignore[union-attr]  # set with self._slots
 
     def _forsake(self) -> None:
         """In a forked child: the pool belongs to the parent, which goes on using it. Close the
@@ -357,8 +380,7 @@ class ProcessPool:
                 executor.detach()  # back to the callers' threads
             slots.release(slot)
         events: Events = self._events  # type: ignore[assignment]  # set by start(), like self._slots
-        if events.wants_task_finished:
-            events.task_finished(request, outcome, executor.id, locked - queued, time.perf_counter() - locked)
+        events.task_finished(request, outcome, executor.id, locked - queued, time.perf_counter() - locked)
         return outcome
 
     def _hard_timeout(self, hard_timeout: float | None) -> float:

@@ -155,7 +155,7 @@ class _Mapper:
                 outcome = await pool._outcome(slot, executor, seq, reply, self.hard_timeout)
             self.deliver(item[0], outcome)
             finished = time.perf_counter()
-            if events is not None and events.wants_task_finished:
+            if events is not None:
                 events.task_finished(item[1], outcome, executor.id, started - item[3], finished - started)
             started = finished
             # Replaced (this request timed out, crashed it, or ended its share): the requests

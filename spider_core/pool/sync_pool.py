@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from spider_core.errors import EncodeTaskInputs, NotRunning
-from spider_core.models import ExecuteRequest, Outcome, PoolConfig, Success
+from spider_core.models import ExecuteRequest, Outcome, PoolConfig, PoolStats, Success
 from spider_core.plugin import SpiderPluginManager
 from spider_core.pool.async_pool import ProcessPool
 from spider_core.pool.events import Events
@@ -77,6 +77,10 @@ class SyncProcessPool:
     @property
     def log_path(self) -> Path | None:
         return self._pool.log_path
+
+    def stats(self) -> PoolStats:
+        """A snapshot of the pool now (see :meth:`ProcessPool.stats`)."""
+        return self._pool.stats()
 
     def __enter__(self) -> SyncProcessPool:
         self.start()
@@ -177,8 +181,7 @@ class SyncProcessPool:
         finally:
             slots.release_threadsafe(slot)
         events: Events = pool._events  # type: ignore[assignment]  # set by start()
-        if events.wants_task_finished:
-            events.task_finished(request, outcome, executor.id, locked - queued, time.perf_counter() - locked)
+        events.task_finished(request, outcome, executor.id, locked - queued, time.perf_counter() - locked)
         return outcome
 
     def call(
