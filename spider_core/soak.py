@@ -598,6 +598,7 @@ async def soak(
     inputs: Sequence[Any] = (),
     timeout: float = 60.0,
     progress: Callable[[int, int], None] | None = None,
+    metrics: bool = False,
     _inject: Inject | None = None,
 ) -> SoakSummary:
     """Run the soak (see the module docstring) and return its summary.
@@ -614,6 +615,7 @@ async def soak(
         echo their token.
     :param timeout: The hard timeout of every task but a ``timeout`` fault, in seconds.
     :param progress: Called with (tasks done, tasks) every 1,000 tasks.
+    :param metrics: ``PoolConfig.metrics``: report the pool to Prometheus (``--metrics-port``).
     :raises SoakError: a bad setting, or a package the soak cannot use (one sentence).
     """
     check_settings(tasks, callers, slots, fault_rate, timeout)
@@ -630,7 +632,7 @@ async def soak(
     plan = make_plan(tasks, fault_rate, rng, (FREE, USER) if user is not None else (FREE,))
     marks = Path(tempfile.mkdtemp(prefix="spider-soak-"))
     lifecycle = _Lifecycle()
-    config = PoolConfig(package_dir=package_dir, slots=slots, em_id="soak")
+    config = PoolConfig(package_dir=package_dir, slots=slots, em_id="soak", metrics=metrics)
     try:
         pool = ProcessPool(config)
         pool.pm.register(lifecycle, name="spider-soak")

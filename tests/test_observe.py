@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
+import subprocess
+import sys
+import textwrap
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 import spider_core as sc
-from helpers import PKG
+from helpers import PKG, SPIDER, call, write_requests
 
 pytestmark = pytest.mark.slow
 
@@ -162,3 +169,236 @@ def test_a_plugin_that_declines_a_pool_gets_none_of_its_task_events(package_dir:
         ("closed", pool),
     ]
     assert declining.calls == [("started", pool), ("crash", pool), ("shutdown", pool), ("closed", pool)]
+
+
+# -- Prometheus --------------------------------------------------------------------------------
+
+
+def scrape(text: str, pool: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """The samples of pool ``pool`` in an exposition: sample name -> labels (but ``pool``) -> value."""
+    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = dict(sample.labels)
+            if labels.pop("pool", None) == pool:
+                samples.setdefault(sample.name, {})[tuple(sorted(labels.items()))] = sample.value
+    return samples
+
+
+def by(samples: dict[tuple[tuple[str, str], ...], float], label: str) -> dict[str, float]:
+    """Sample values summed by one label."""
+    totals: dict[str, float] = {}
+    for labels, value in samples.items():
+        key = dict(labels)[label]
+        totals[key] = totals.get(key, 0) + value
+    return totals
+
+
+def test_prometheus_reports_what_stats_counts(package_dir: Path) -> None:
+    name = pool_name()
+    pool = sc.ProcessPool(mix_config(package_dir, metrics=True, em_id=name))
+
+    async def main() -> tuple[sc.PoolStats, str]:
+        async with pool:
+            await run_mix(pool)
+            return pool.stats(), generate_latest(REGISTRY).decode()
+
+    stats, text = asyncio.run(main())
+    samples = scrape(text, name)
+    tasks = samples["spider_tasks_total"]
+    assert by(tasks, "outcome") == {key: count for key, count in MIX_OUTCOMES.items() if count}
+    assert tasks[(("outcome", "failure"), ("package", PKG), ("task", "always_fail"))] == 1
+    assert tasks[(("outcome", "success"), ("package", PKG), ("task", "noop"))] == 7
+    assert tasks[(("outcome", "cancelled"), ("package", ""), ("task", ""))] == 1
+    assert by(samples["spider_executor_respawns_total"], "reason") == MIX_RESPAWNS == dict(stats.respawns)
+    assert by(samples["spider_executors"], "state") == {"idle": 1, "busy": 0, "starting": 0, "standby": 0}
+    (rss,) = samples["spider_executor_rss_bytes"].values()
+    assert rss > 0
+    finished = sum(MIX_OUTCOMES.values()) - MIX_OUTCOMES["cancelled"]
+    assert sum(samples["spider_task_duration_seconds_count"].values()) == finished
+    assert sum(samples["spider_task_queue_seconds_count"].values()) == finished
+    after = scrape(generate_latest(REGISTRY).decode(), name)  # closed: no gauges for it any more
+    assert "spider_executors" not in after and after["spider_tasks_total"] == tasks
+
+
+def test_prometheus_reports_nothing_of_a_pool_without_metrics(package_dir: Path) -> None:
+    name = pool_name()
+
+    async def main() -> str:
+        async with sc.ProcessPool(sc.PoolConfig(package_dir=package_dir, em_id=name)) as pool:
+            await pool.execute(req("noop"), 10)
+            await pool.execute(req("segfault"), 10)
+            return generate_latest(REGISTRY).decode()
+
+    assert scrape(asyncio.run(main()), name) == {}
+
+
+def test_spider_batch_serves_the_metrics_over_http(package_dir: Path, tmp_path: Path) -> None:
+    requests = write_requests(tmp_path / "requests.jsonl", [
+        call("a", "noop"), call("b", "noop"), call("c", "always_fail"), call("d", "segfault"),
+        call("e", "sleep_ms", 60_000, timeout=0.5), call("f", "noop"), call("g", "sleep_ms", 5_000),
+    ])
+    proc = subprocess.Popen(
+        [str(SPIDER), "batch", str(requests), "--out", str(tmp_path / "out.jsonl"), "--package-dir", str(package_dir),
+         "--metrics-port", "0", "--quiet"],
+        stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = proc.stderr.readline()  # type: ignore[union-attr]
+        assert line.startswith("spider: metrics on http://127.0.0.1:"), line
+        url = line.split()[-1]
+        deadline = time.monotonic() + 60
+        while True:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                samples = scrape(response.read().decode(), "spider-cli")
+            if sum(samples.get("spider_tasks_total", {}).values()) == 6 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert by(samples["spider_tasks_total"], "outcome") == {"success": 3, "failure": 1, "crash": 1, "timeout": 1}
+        respawns = by(samples["spider_executor_respawns_total"], "reason")
+        assert (respawns["crash"], respawns["timeout"], sum(respawns.values())) == (1, 1, 2)
+        assert by(samples["spider_executors"], "state")["busy"] == 1  # the last request runs
+        assert proc.wait(60) == 1  # some requests did not succeed
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()  # type: ignore[union-attr]
+
+
+def test_metrics_port_errors_are_one_sentence(package_dir: Path, tmp_path: Path) -> None:
+    requests = write_requests(tmp_path / "requests.jsonl", [call("a", "noop")])
+    base = [str(SPIDER), "batch", str(requests), "--out", str(tmp_path / "out.jsonl"), "--package-dir", str(package_dir)]
+    bad = subprocess.run([*base, "--metrics-port", "70000"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "must be a port number from 0 to 65535" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+# -- OpenTelemetry -----------------------------------------------------------------------------
+
+#: Runs in a fresh interpreter (a process sets its tracer provider once): a pool started
+#: before the provider is set, then pools started after it, with the SDK's in-memory exporter.
+OTEL_SCRIPT = textwrap.dedent("""
+    import asyncio, json, sys
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    import spider_core as sc
+
+    config = sc.PoolConfig(package_dir=sys.argv[1], plugin_autoload=False)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+
+    def req(task, *inputs):
+        return sc.ExecuteRequest(package="integration_test_tasks", task=task, inputs=inputs)
+
+    async def before():
+        async with sc.ProcessPool(config) as pool:
+            await pool.execute(req("noop"), 10)
+            trace.set_tracer_provider(provider)
+            await pool.execute(req("noop"), 10)  # its pool started without a provider
+
+    asyncio.run(before())
+    assert exporter.get_finished_spans() == (), "a pool started without a tracer provider exported spans"
+    tracer = trace.get_tracer("test")
+
+    async def after():
+        async with sc.ProcessPool(config) as pool:
+            with tracer.start_as_current_span("caller"):
+                await pool.execute(req("noop"), 10)
+                await pool.execute(req("always_fail"), 10)
+                await pool.execute(req("segfault"), 10)
+                await pool.execute(req("sleep_ms", 60000), 0.3)
+
+    asyncio.run(after())
+    with sc.SyncProcessPool(config) as pool, tracer.start_as_current_span("sync caller"):
+        pool.execute(req("noop"), 10)
+    spans = [
+        {
+            "name": span.name,
+            "span_id": span.context.span_id,
+            "trace_id": span.context.trace_id,
+            "parent": span.parent.span_id if span.parent else None,
+            "attributes": dict(span.attributes),
+            "status": span.status.status_code.name,
+            "events": [(event.name, dict(event.attributes)) for event in span.events],
+            "duration": span.end_time - span.start_time,
+        }
+        for span in exporter.get_finished_spans()
+    ]
+    print(json.dumps(spans))
+""")
+
+
+def test_otel_exports_one_span_per_task_as_a_child_of_the_callers_span(package_dir: Path) -> None:
+    run = subprocess.run([sys.executable, "-c", OTEL_SCRIPT, str(package_dir)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    spans = json.loads(run.stdout)
+    tasks = [span for span in spans if span["name"] == "spider.task"]
+    (caller,) = [span for span in spans if span["name"] == "caller"]
+    (sync_caller,) = [span for span in spans if span["name"] == "sync caller"]
+    assert len(tasks) == 5 and len(spans) == 7
+    assert [span["parent"] for span in tasks] == [caller["span_id"]] * 4 + [sync_caller["span_id"]]
+    assert {span["trace_id"] for span in tasks[:4]} == {caller["trace_id"]}
+    assert [(s["attributes"]["spider.task"], s["attributes"]["spider.outcome"], s["status"]) for s in tasks] == [
+        ("noop", "success", "UNSET"),
+        ("always_fail", "failure", "ERROR"),
+        ("segfault", "crash", "ERROR"),
+        ("sleep_ms", "timeout", "ERROR"),
+        ("noop", "success", "UNSET"),
+    ]
+    for span in tasks:
+        attributes = span["attributes"]
+        assert attributes["spider.package"] == PKG
+        assert attributes["spider.queue_us"] >= 0 and span["duration"] > 0
+    assert [span["attributes"]["spider.executor_id"] for span in tasks] == [1, 1, 1, 2, 1]
+    assert all("spider.elapsed_us" in span["attributes"] for span in (tasks[0], tasks[1], tasks[4]))
+    assert all("spider.elapsed_us" not in span["attributes"] for span in tasks[2:4])
+    assert [span["events"] for span in tasks] == [
+        [], [], [["spider.respawn", {"spider.reason": "crash"}]], [["spider.respawn", {"spider.reason": "timeout"}]], [],
+    ]
+
+
+#: Hides the observers' libraries from a fresh interpreter, runs a pool, and prints which of
+#: the plugins and libraries were imported.
+HIDDEN_SCRIPT = textwrap.dedent("""
+    import asyncio, importlib.abc, json, sys
+
+    class Hide(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("prometheus_client", "opentelemetry"):
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            return None
+
+    if sys.argv[2] == "hide":
+        sys.meta_path.insert(0, Hide())
+    import spider_core as sc
+
+    async def main():
+        config = sc.PoolConfig(package_dir=sys.argv[1], plugin_autoload=False)
+        async with sc.ProcessPool(config) as pool:
+            outcome = await pool.execute(sc.ExecuteRequest(package="integration_test_tasks", task="noop"), 10)
+            return type(outcome).__name__, [name for name, _ in pool.pm.list_name_plugin()]
+
+    outcome, plugins = asyncio.run(main())
+    modules = ["spider_prometheus", "spider_otel", "prometheus_client", "opentelemetry"]
+    print(json.dumps({"outcome": outcome, "plugins": plugins, "imported": [m for m in modules if m in sys.modules]}))
+""")
+
+
+@pytest.mark.parametrize(
+    ("mode", "imported"),
+    [("hide", []), ("show", ["spider_prometheus", "spider_otel", "opentelemetry"])],
+)
+def test_neither_plugin_is_imported_without_its_library(package_dir: Path, mode: str, imported: list[str]) -> None:
+    """Without the libraries the plugins are not even imported; with them, a pool that they
+    do not observe imports neither ``prometheus_client`` nor more than OpenTelemetry's API
+    (to see that no tracer provider is configured)."""
+    run = subprocess.run([sys.executable, "-c", HIDDEN_SCRIPT, str(package_dir), mode], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["outcome"] == "Success"
+    assert report["imported"] == imported
+    assert ("spider_prometheus" in report["plugins"], "spider_otel" in report["plugins"]) == (bool(imported),) * 2
