@@ -19,6 +19,7 @@ the layout they document), and some console transcripts are replayed command by 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shlex
@@ -96,6 +97,7 @@ CHECKED = {
     'sc.build_package("hello"': "test_c_package",
     "typedef struct spider_tdl_version": "test_abi_declarations_have_the_documented_layout",
     "spider_core.dask.SpiderWorkerPlugin(config)": "test_dask_example",
+    "trace.set_tracer_provider(provider)": "test_otel_setup",
 }
 
 
@@ -464,7 +466,7 @@ def test_the_site_builds_without_warnings(tmp_path: Path) -> None:
     for field in attrs.fields(sc.PoolConfig):
         assert f"<strong>{field.name}</strong>" in configuration, field.name
     plugins = (out / "plugins.html").read_text()
-    assert plugins.count('<dt class="sig sig-object py" id="spider_core.plugin.spec.spider_') == 12
+    assert plugins.count('<dt class="sig sig-object py" id="spider_core.plugin.spec.spider_') == 14
     assert "usage: spider run [-h]" in (out / "cli.html").read_text()
     assert 'id="spider_core.dask.SpiderWorkerPlugin"' in (out / "api.html").read_text()
     assert (out / "abi.html").is_file()
@@ -475,3 +477,17 @@ def test_async_examples_run_their_coroutines() -> None:
     for b in BLOCKS:
         if b.language == "python" and "async def " in b.code:
             assert "asyncio.run(" in b.code, b.id
+
+
+def test_otel_setup(package_dir: Path) -> None:
+    """The OpenTelemetry setup, in a fresh interpreter (a process sets its tracer provider
+    once): the console exporter prints the task's span, a child of the caller's."""
+    prelude = f"import spider_core as sc\npackage_dir = {str(package_dir)!r}\n"
+    done = subprocess.run([sys.executable, "-c", prelude + block("python", "trace.set_tracer_provider").code],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    spans = [json.loads(text) for text in re.findall(r"^\{.*?^\}", done.stdout, flags=re.M | re.S)]
+    assert [span["name"] for span in spans] == ["spider.task", "request"]
+    task, request = spans
+    assert task["parent_id"] == request["context"]["span_id"]
+    assert task["attributes"]["spider.outcome"] == "success" and task["attributes"]["spider.task"] == "fibonacci"

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -19,7 +20,7 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import spider_core as sc
-from helpers import PKG, SPIDER, call, write_requests
+from helpers import PKG, REPO, SPIDER, call, write_requests
 
 pytestmark = pytest.mark.slow
 
@@ -194,6 +195,13 @@ def by(samples: dict[tuple[tuple[str, str], ...], float], label: str) -> dict[st
     return totals
 
 
+def dashboard_metrics() -> set[str]:
+    """The metrics the panels of docs/grafana-dashboard.json query."""
+    dashboard = json.loads((REPO / "docs" / "grafana-dashboard.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    return {name for expr in exprs for name in re.findall(r"\b(spider_\w+)\{", expr)}
+
+
 def test_prometheus_reports_what_stats_counts(package_dir: Path) -> None:
     name = pool_name()
     pool = sc.ProcessPool(mix_config(package_dir, metrics=True, em_id=name))
@@ -217,6 +225,8 @@ def test_prometheus_reports_what_stats_counts(package_dir: Path) -> None:
     finished = sum(MIX_OUTCOMES.values()) - MIX_OUTCOMES["cancelled"]
     assert sum(samples["spider_task_duration_seconds_count"].values()) == finished
     assert sum(samples["spider_task_queue_seconds_count"].values()) == finished
+    exported = {sample for sample in samples if not sample.endswith(("_count", "_sum", "_created"))}
+    assert dashboard_metrics() == exported
     after = scrape(generate_latest(REGISTRY).decode(), name)  # closed: no gauges for it any more
     assert "spider_executors" not in after and after["spider_tasks_total"] == tasks
 
@@ -402,3 +412,4 @@ def test_neither_plugin_is_imported_without_its_library(package_dir: Path, mode:
     assert report["outcome"] == "Success"
     assert report["imported"] == imported
     assert ("spider_prometheus" in report["plugins"], "spider_otel" in report["plugins"]) == (bool(imported),) * 2
+
