@@ -341,10 +341,10 @@ ExecutorState = Literal["idle", "busy", "starting", "standby"]
 _OUTCOME_NAMES: dict[type, str] = {Success: "success", InTaskFailure: "failure", Timeout: "timeout", ExecutorCrash: "crash"}
 
 
-def outcome_name(outcome: Outcome) -> str:
-    """How ``outcome`` ended, as :attr:`PoolStats.outcomes` and the metrics name it:
-    ``"success"``, ``"failure"``, ``"timeout"`` or ``"crash"``."""
-    return _OUTCOME_NAMES[type(outcome)]
+def outcome_name(outcome: Outcome | type[Outcome]) -> str:
+    """How ``outcome`` (or an outcome of this class) ended, as :attr:`PoolStats.outcomes` and
+    the metrics name it: ``"success"``, ``"failure"``, ``"timeout"`` or ``"crash"``."""
+    return _OUTCOME_NAMES[outcome if isinstance(outcome, type) else type(outcome)]
 
 
 def _counts(counts: Mapping[str, int]) -> Mapping[str, int]:

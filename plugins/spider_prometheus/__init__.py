@@ -19,12 +19,17 @@ that already serves ``/metrics`` serves these too; every one has a ``pool`` labe
 
 Package and task names label the series; they come from the packages a pool runs, never
 from a request's inputs, so the number of series stays bounded.
+
+A task finished costs the caller one append to a queue: the counter and the histograms take
+the queued tasks at the next scrape (or when the queue is long), so the metrics cost the hot
+path next to nothing and are exact at every scrape.
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
+from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -35,30 +40,45 @@ if TYPE_CHECKING:
 
 #: The pools observed now (a closed or collected pool leaves).
 _pools: weakref.WeakSet[PoolView] = weakref.WeakSet()
+#: Tasks finished and not yet taken into the metrics: (pool, package, task, outcome class,
+#: duration, queue wait).
+_finished: deque[tuple[str, str, str, type[Outcome], float, float]] = deque()
+#: Tasks queued at most before a caller takes them into the metrics itself.
+BACKLOG = 4096
 _lock = threading.Lock()
-_metrics: _Metrics | None = None
+_collector: _Collector | None = None
 
 
-class _Metrics:
-    """The metrics of every pool observed, registered once per process."""
+class _Collector:
+    """Every metric of every pool observed, registered once per process: the queued tasks go
+    into the counter and histograms at each scrape; the rest is read from ``pool.stats()``."""
 
     def __init__(self) -> None:
-        from prometheus_client import REGISTRY, Counter, Histogram
+        from prometheus_client import Counter, Histogram
 
-        self.tasks = Counter("spider_tasks", "Calls finished, by outcome.", ["pool", "package", "task", "outcome"])
-        self.duration = Histogram(
-            "spider_task_duration_seconds", "Time the executor spent on a task.", ["pool", "package", "task"]
-        )
-        self.queue = Histogram("spider_task_queue_seconds", "Time from a call to its slot.", ["pool"])
-        REGISTRY.register(_PoolCollector())
+        labels = ["pool", "package", "task"]
+        self.tasks = Counter("spider_tasks", "Calls finished, by outcome.", [*labels, "outcome"], registry=None)
+        self.duration = Histogram("spider_task_duration_seconds", "Time the executor spent on a task.", labels,
+                                  registry=None)
+        self.queue = Histogram("spider_task_queue_seconds", "Time from a call to its slot.", ["pool"], registry=None)
 
-
-class _PoolCollector:
-    """The gauges and counters read from ``pool.stats()`` at each scrape."""
+    def take(self) -> None:
+        """Count the tasks queued so far."""
+        with _lock:
+            take = _finished.popleft
+            for _ in range(len(_finished)):
+                pool, package, task, kind, duration, queue = take()
+                self.tasks.labels(pool, package, task, outcome_name(kind)).inc()
+                self.duration.labels(pool, package, task).observe(duration)
+                self.queue.labels(pool).observe(queue)
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+        self.take()
+        yield from self.tasks.collect()
+        yield from self.duration.collect()
+        yield from self.queue.collect()
         respawns = CounterMetricFamily(
             "spider_executor_respawns", "Executors replaced, by reason.", labels=["pool", "reason"]
         )
@@ -91,20 +111,18 @@ class _PoolCollector:
         return []  # collected at each scrape: no fixed samples to check at registration
 
 
-def _observe() -> _Metrics:
-    global _metrics
-    with _lock:
-        if _metrics is None:
-            _metrics = _Metrics()
-        return _metrics
-
-
 @hookimpl
 def spider_pool_started(pool: PoolView) -> bool:
     """Observe ``pool`` if its config asks for metrics."""
+    global _collector
     if not pool.config.metrics:
         return False
-    _observe()
+    with _lock:
+        if _collector is None:
+            from prometheus_client import REGISTRY
+
+            _collector = _Collector()
+            REGISTRY.register(_collector)
     _pools.add(pool)
     return True
 
@@ -116,19 +134,16 @@ def spider_pool_closed(pool: PoolView) -> None:
 
 @hookimpl
 def spider_executor_exited(reason: str, pool: PoolView) -> None:
-    if reason == "cancelled" and _metrics is not None and pool in _pools:
-        _metrics.tasks.labels(pool.config.em_id, "", "", "cancelled").inc()
+    if reason == "cancelled" and _collector is not None and pool in _pools:
+        _collector.tasks.labels(pool.config.em_id, "", "", "cancelled").inc()
 
 
 @hookimpl
 def spider_task_finished(
     request: ExecuteRequest, outcome: Outcome, queue_wait: float, execution_time: float, pool: PoolView
 ) -> None:
-    metrics: _Metrics = _metrics  # type: ignore[assignment]  # made before the pool's first call
-    name = pool.config.em_id
-    metrics.tasks.labels(name, request.package, request.task, outcome_name(outcome)).inc()
     elapsed_us = getattr(outcome, "elapsed_us", None)
-    metrics.duration.labels(name, request.package, request.task).observe(
-        execution_time if elapsed_us is None else elapsed_us / 1e6
-    )
-    metrics.queue.labels(name).observe(queue_wait)
+    duration = execution_time if elapsed_us is None else elapsed_us / 1e6
+    _finished.append((pool.config.em_id, request.package, request.task, type(outcome), duration, queue_wait))
+    if len(_finished) > BACKLOG:
+        _collector.take()  # type: ignore[union-attr]  # made before the pool's first call

@@ -1,15 +1,17 @@
 """The counts behind ``pool.stats()`` (:class:`~spider_core.PoolStats`).
 
-The pool counts as it goes (:class:`Tally`, kept by :class:`~spider_core.pool.events.Events`):
-one increment per outcome and per replaced executor, under a lock, because the sync pool's
-callers finish calls on their own threads. A snapshot copies the counts and looks at each
-slot; reading an executor's resident memory from ``/proc/PID/statm`` is its only system call,
-and nothing is asked of the executors.
+The pool counts as it goes (:class:`Tally`, kept by :class:`~spider_core.pool.events.Events`).
+The sync pool's callers finish calls on their own threads, so a call's outcome is only
+appended to a queue (atomic, and cheaper than a lock on the hot path) and counted at the next
+snapshot (or when the queue is long); a replaced executor, rare, is counted under the lock.
+A snapshot copies the counts and looks at each slot; reading an executor's resident memory
+from ``/proc/PID/statm`` is its only system call, and nothing is asked of the executors.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -26,6 +28,8 @@ from spider_core.models import (
 if TYPE_CHECKING:
     from spider_core.pool.process import ExecutorProcess
 
+#: Outcomes queued before they are counted, at most.
+_BACKLOG = 1024
 #: An executor's exit reason (``spider_executor_exited``) -> the respawn it causes.
 _RESPAWNS = {"timeout": "timeout", "crash": "crash", "cancelled": "cancel", "recycle": "recycle", "memory": "memory"}
 
@@ -43,12 +47,20 @@ class Tally:
         self.outcomes = dict.fromkeys(OUTCOMES, 0)
         self.respawns = dict.fromkeys(RESPAWN_REASONS, 0)
         self._lock = threading.Lock()
+        self._finished: deque[type[Outcome]] = deque()
 
     def finished(self, outcome: Outcome) -> None:
-        """Count a call's outcome."""
-        key = outcome_name(outcome)
+        """Count a call's outcome (at the next snapshot)."""
+        self._finished.append(type(outcome))
+        if len(self._finished) > _BACKLOG:
+            self._count()
+
+    def _count(self) -> None:
+        """Count the outcomes queued so far."""
         with self._lock:
-            self.outcomes[key] += 1
+            take = self._finished.popleft
+            for _ in range(len(self._finished)):
+                self.outcomes[outcome_name(take())] += 1
 
     def exited(self, reason: str) -> None:
         """Count an executor gone for ``reason`` (an ``ExitReason``): the respawn it causes
@@ -75,6 +87,7 @@ class Tally:
             ExecutorStats(executor_id=None, pid=None, state=state) if executor is None else _executor_stats(executor, state)
             for executor, state in executors
         ]
+        self._count()
         with self._lock:
             outcomes, respawns = dict(self.outcomes), dict(self.respawns)
         return PoolStats(
