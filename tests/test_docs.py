@@ -422,7 +422,7 @@ def test_hook_reference_lists_every_hook() -> None:
 
     page = (DOCS / "plugins.md").read_text()
     hooks = [name for name, f in vars(spec).items() if callable(f) and hasattr(f, "spider_core_spec")]
-    assert len(hooks) == 12
+    assert len(hooks) == 14
     for name in hooks:
         assert f".. autofunction:: spider_core.plugin.spec.{name}\n" in page, name
         assert f"| `{name}(" in page, f"{name} is missing from the hook table"
