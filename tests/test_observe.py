@@ -413,3 +413,12 @@ def test_neither_plugin_is_imported_without_its_library(package_dir: Path, mode:
     assert report["imported"] == imported
     assert ("spider_prometheus" in report["plugins"], "spider_otel" in report["plugins"]) == (bool(imported),) * 2
 
+
+
+def test_spider_soak_takes_a_metrics_port(package_dir: Path) -> None:
+    done = subprocess.run(
+        [str(SPIDER), "soak", "--tasks", "40", "--callers", "2", "--package-dir", str(package_dir), "--metrics-port", "0"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.match(r"spider: metrics on http://127\.0\.0\.1:\d+/metrics\n", done.stderr), done.stderr
