@@ -101,6 +101,18 @@ CHECKED = {
 }
 
 
+#: The libraries of the observability extras (``metrics``, ``otel``): in the test extra, so CI
+#: runs the examples that use them; a venv without the extras skips those.
+EXTRAS = ("prometheus_client", "opentelemetry")
+
+
+def needs_extras(code: Block) -> None:
+    """Skip unless the extras' libraries ``code`` imports are installed."""
+    for module in EXTRAS:
+        if re.search(rf"^(from|import) {module}\b", code.code, flags=re.M):
+            pytest.importorskip(module)
+
+
 def checked(block: Block) -> str | None:
     names = {test for marker, test in CHECKED.items() if marker in block.code}
     assert len(names) <= 1, f"{block.id} is claimed by {names}"
@@ -199,6 +211,7 @@ def test_python_example_runs(example: Block, package_dir: Path, tmp_path: Path,
                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     write_package_files(example.page, tmp_path)
+    needs_extras(example)
     run(example, {"sc": sc, "package_dir": package_dir, "Path": Path})
 
 
@@ -482,6 +495,7 @@ def test_async_examples_run_their_coroutines() -> None:
 def test_otel_setup(package_dir: Path) -> None:
     """The OpenTelemetry setup, in a fresh interpreter (a process sets its tracer provider
     once): the console exporter prints the task's span, a child of the caller's."""
+    needs_extras(block("python", "trace.set_tracer_provider"))
     prelude = f"import spider_core as sc\npackage_dir = {str(package_dir)!r}\n"
     done = subprocess.run([sys.executable, "-c", prelude + block("python", "trace.set_tracer_provider").code],
                           capture_output=True, text=True, timeout=120)

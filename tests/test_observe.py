@@ -16,8 +16,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client import REGISTRY, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 import spider_core as sc
 from helpers import PKG, REPO, SPIDER, call, write_requests
@@ -173,10 +171,27 @@ def test_a_plugin_that_declines_a_pool_gets_none_of_its_task_events(package_dir:
 
 
 # -- Prometheus --------------------------------------------------------------------------------
+#
+# The libraries are in the test extra, so CI runs these with them; a venv without the extras
+# skips the tests that need them and still runs the others.
+
+
+@pytest.fixture
+def metrics_extra() -> None:
+    pytest.importorskip("prometheus_client")
+
+
+def exposition() -> str:
+    """What ``prometheus_client``'s default registry serves now."""
+    from prometheus_client import generate_latest
+
+    return generate_latest().decode()
 
 
 def scrape(text: str, pool: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     """The samples of pool ``pool`` in an exposition: sample name -> labels (but ``pool``) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -202,14 +217,14 @@ def dashboard_metrics() -> set[str]:
     return {name for expr in exprs for name in re.findall(r"\b(spider_\w+)\{", expr)}
 
 
-def test_prometheus_reports_what_stats_counts(package_dir: Path) -> None:
+def test_prometheus_reports_what_stats_counts(package_dir: Path, metrics_extra: None) -> None:
     name = pool_name()
     pool = sc.ProcessPool(mix_config(package_dir, metrics=True, em_id=name))
 
     async def main() -> tuple[sc.PoolStats, str]:
         async with pool:
             await run_mix(pool)
-            return pool.stats(), generate_latest(REGISTRY).decode()
+            return pool.stats(), exposition()
 
     stats, text = asyncio.run(main())
     samples = scrape(text, name)
@@ -227,23 +242,23 @@ def test_prometheus_reports_what_stats_counts(package_dir: Path) -> None:
     assert sum(samples["spider_task_queue_seconds_count"].values()) == finished
     exported = {sample for sample in samples if not sample.endswith(("_count", "_sum", "_created"))}
     assert dashboard_metrics() == exported
-    after = scrape(generate_latest(REGISTRY).decode(), name)  # closed: no gauges for it any more
+    after = scrape(exposition(), name)  # closed: no gauges for it any more
     assert "spider_executors" not in after and after["spider_tasks_total"] == tasks
 
 
-def test_prometheus_reports_nothing_of_a_pool_without_metrics(package_dir: Path) -> None:
+def test_prometheus_reports_nothing_of_a_pool_without_metrics(package_dir: Path, metrics_extra: None) -> None:
     name = pool_name()
 
     async def main() -> str:
         async with sc.ProcessPool(sc.PoolConfig(package_dir=package_dir, em_id=name)) as pool:
             await pool.execute(req("noop"), 10)
             await pool.execute(req("segfault"), 10)
-            return generate_latest(REGISTRY).decode()
+            return exposition()
 
     assert scrape(asyncio.run(main()), name) == {}
 
 
-def test_spider_batch_serves_the_metrics_over_http(package_dir: Path, tmp_path: Path) -> None:
+def test_spider_batch_serves_the_metrics_over_http(package_dir: Path, tmp_path: Path, metrics_extra: None) -> None:
     requests = write_requests(tmp_path / "requests.jsonl", [
         call("a", "noop"), call("b", "noop"), call("c", "always_fail"), call("d", "segfault"),
         call("e", "sleep_ms", 60_000, timeout=0.5), call("f", "noop"), call("g", "sleep_ms", 5_000),
@@ -342,6 +357,7 @@ OTEL_SCRIPT = textwrap.dedent("""
 
 
 def test_otel_exports_one_span_per_task_as_a_child_of_the_callers_span(package_dir: Path) -> None:
+    pytest.importorskip("opentelemetry.sdk")  # the otel extra's API and the SDK (in the test extra)
     run = subprocess.run([sys.executable, "-c", OTEL_SCRIPT, str(package_dir)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     spans = json.loads(run.stdout)
@@ -405,6 +421,9 @@ def test_neither_plugin_is_imported_without_its_library(package_dir: Path, mode:
     """Without the libraries the plugins are not even imported; with them, a pool that they
     do not observe imports neither ``prometheus_client`` nor more than OpenTelemetry's API
     (to see that no tracer provider is configured)."""
+    if mode == "show":
+        pytest.importorskip("prometheus_client")
+        pytest.importorskip("opentelemetry.trace")
     run = subprocess.run([sys.executable, "-c", HIDDEN_SCRIPT, str(package_dir), mode], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 0, run.stderr
@@ -415,7 +434,7 @@ def test_neither_plugin_is_imported_without_its_library(package_dir: Path, mode:
 
 
 
-def test_spider_soak_takes_a_metrics_port(package_dir: Path) -> None:
+def test_spider_soak_takes_a_metrics_port(package_dir: Path, metrics_extra: None) -> None:
     done = subprocess.run(
         [str(SPIDER), "soak", "--tasks", "40", "--callers", "2", "--package-dir", str(package_dir), "--metrics-port", "0"],
         capture_output=True, text=True, timeout=300,
