@@ -30,7 +30,7 @@ import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from spider_core.plugin import hookimpl, outcome_name
+from spider_core.plugin import hookimpl
 
 if TYPE_CHECKING:
     from spider_core.plugin import ExecuteRequest, Outcome, PoolView
@@ -40,8 +40,11 @@ INTERVAL = 0.05
 #: Each observed pool's tracer, and its executors replaced whose task has not finished yet
 #: (executor id -> reason, when in ns).
 _pools: weakref.WeakKeyDictionary[PoolView, tuple[Any, dict[int, tuple[str, int]]]] = weakref.WeakKeyDictionary()
-#: Spans to make: (tracer, context, attributes, start, end, respawn or None, error or None).
-_spans: deque[tuple[Any, Any, dict[str, Any], int, int, tuple[str, int] | None, str | None]] = deque()
+#: Spans to make: (tracer, context, request, outcome class, executor id, elapsed_us or None,
+#: queue wait, start, end, respawn or None).
+_spans: deque[
+    tuple[Any, Any, ExecuteRequest, type[Outcome], int, int | None, float, int, int, tuple[str, int] | None]
+] = deque()
 _lock = threading.Lock()
 _worker: threading.Thread | None = None
 #: The exit reasons whose task finishes after them (a cancelled call reports no outcome).
@@ -53,15 +56,27 @@ def _make_spans() -> None:
     """Make the spans queued so far, in order."""
     from opentelemetry.trace import Status, StatusCode
 
+    from spider_core.plugin import outcome_name  # (not at import: the executors import this module)
+
     with _lock:
         take = _spans.popleft
         for _ in range(len(_spans)):
-            tracer, context, attributes, start, end, respawn, error = take()
+            tracer, context, request, kind, executor_id, elapsed_us, queue_wait, start, end, respawn = take()
+            name = outcome_name(kind)
+            attributes: dict[str, Any] = {
+                "spider.package": request.package,
+                "spider.task": request.task,
+                "spider.outcome": name,
+                "spider.executor_id": executor_id,
+                "spider.queue_us": round(queue_wait * 1e6),
+            }
+            if elapsed_us is not None:
+                attributes["spider.elapsed_us"] = elapsed_us
             span = tracer.start_span("spider.task", context=context, start_time=start, attributes=attributes)
             if respawn is not None:
                 span.add_event("spider.respawn", {"spider.reason": respawn[0]}, timestamp=respawn[1])
-            if error is not None:
-                span.set_status(Status(StatusCode.ERROR, error))
+            if name != "success":
+                span.set_status(Status(StatusCode.ERROR, name))
             span.end(end_time=end)
 
 
@@ -115,17 +130,8 @@ def spider_task_finished(
 ) -> None:
     end = time.time_ns()
     tracer, replaced = _pools[pool]
-    name = outcome_name(outcome)
-    attributes: dict[str, Any] = {
-        "spider.package": request.package,
-        "spider.task": request.task,
-        "spider.outcome": name,
-        "spider.executor_id": executor_id,
-        "spider.queue_us": round(queue_wait * 1e6),
-    }
-    elapsed_us = getattr(outcome, "elapsed_us", None)
-    if elapsed_us is not None:
-        attributes["spider.elapsed_us"] = elapsed_us
-    start = end - round((queue_wait + execution_time) * 1e9)
-    respawn = replaced.pop(executor_id, None) if replaced else None
-    _spans.append((tracer, _current_context(), attributes, start, end, respawn, None if name == "success" else name))
+    _spans.append((
+        tracer, _current_context(), request, type(outcome), executor_id, getattr(outcome, "elapsed_us", None),
+        queue_wait, end - round((queue_wait + execution_time) * 1e9), end,
+        replaced.pop(executor_id, None) if replaced else None,
+    ))

@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from spider_core.plugin import hookimpl, outcome_name
+from spider_core.plugin import hookimpl
 
 if TYPE_CHECKING:
     from spider_core.plugin import ExecuteRequest, Outcome, PoolView
@@ -64,6 +64,8 @@ class _Collector:
 
     def take(self) -> None:
         """Count the tasks queued so far."""
+        from spider_core.plugin import outcome_name  # (not at import: the executors import this module)
+
         with _lock:
             take = _finished.popleft
             for _ in range(len(_finished)):
