@@ -501,7 +501,8 @@ def test_otel_setup(package_dir: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     spans = [json.loads(text) for text in re.findall(r"^\{.*?^\}", done.stdout, flags=re.M | re.S)]
-    assert [span["name"] for span in spans] == ["spider.task", "request"]
-    task, request = spans
+    named = {span["name"]: span for span in spans}
+    assert sorted(named) == ["request", "spider.task"] and len(spans) == 2
+    task, request = named["spider.task"], named["request"]
     assert task["parent_id"] == request["context"]["span_id"]
     assert task["attributes"]["spider.outcome"] == "success" and task["attributes"]["spider.task"] == "fibonacci"
