@@ -64,26 +64,32 @@ _queues: dict[tuple[str, ...], list[float]] = {}
 _registered = False
 
 
-def _observe(table: dict[tuple[str, ...], list[float]], key: tuple[str, ...], value: float) -> None:
+def _row(table: dict[tuple[str, ...], list[float]], key: tuple[str, ...]) -> list[float]:
     row = table.get(key)
     if row is None:
         row = table[key] = [0.0] * (len(BUCKETS) + 1)
-    row[bisect.bisect_left(BUCKETS, value)] += 1
-    row[-1] += value
+    return row
 
 
 def _take() -> None:
-    """Count the tasks queued so far."""
+    """Count the tasks queued so far (the loop is the plugin's one hot spot: kept flat)."""
     from spider_core.plugin import outcome_name  # (not at import: the executors import this module)
 
+    names: dict[type, str] = {}
+    where = bisect.bisect_left
     with _lock:
         take = _finished.popleft
         for _ in range(len(_finished)):
             pool, package, task, kind, duration, queue = take()
-            key = (pool, package, task, outcome_name(kind))
+            name = names.get(kind) or names.setdefault(kind, outcome_name(kind))
+            key = (pool, package, task, name)
             _tasks[key] = _tasks.get(key, 0) + 1
-            _observe(_durations, (pool, package, task), duration)
-            _observe(_queues, (pool,), queue)
+            row = _durations.get(key[:3]) or _row(_durations, key[:3])
+            row[where(BUCKETS, duration)] += 1
+            row[-1] += duration
+            row = _queues.get(key[:1]) or _row(_queues, key[:1])
+            row[where(BUCKETS, queue)] += 1
+            row[-1] += queue
 
 
 def _histogram(name: str, documentation: str, labels: list[str], table: dict[tuple[str, ...], list[float]]) -> Any:
