@@ -32,9 +32,11 @@ if TYPE_CHECKING:
     from spider_core.models import (
         ExecuteRequest as ExecuteRequest,
         ExecutorCrash as ExecutorCrash,
+        ExecutorStats as ExecutorStats,
         InTaskFailure as InTaskFailure,
         Outcome as Outcome,
         PoolConfig as PoolConfig,
+        PoolStats as PoolStats,
         Success as Success,
         Timeout as Timeout,
     )
@@ -85,6 +87,8 @@ _EXPORTS = {
     "InTaskFailure": "spider_core.models",
     "Outcome": "spider_core.models",
     "PoolConfig": "spider_core.models",
+    "PoolStats": "spider_core.models",
+    "ExecutorStats": "spider_core.models",
     "Success": "spider_core.models",
     "Timeout": "spider_core.models",
     "PluginError": "spider_core.plugin",

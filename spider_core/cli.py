@@ -14,7 +14,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -117,6 +117,42 @@ def positive_seconds(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
     return value
+
+
+def port_number(text: str) -> int:
+    """A TCP port to listen on: 1 to 65535 (0: any free port, which the command prints)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a port number from 0 to 65535")
+    return value
+
+
+@contextlib.contextmanager
+def metrics_server(port: int | None) -> Iterator[None]:
+    """Serve the Prometheus metrics on http://127.0.0.1:PORT/metrics while the block runs
+    (``--metrics-port``; nothing with None). The pool's side is the ``spider_prometheus``
+    plugin, switched on by ``PoolConfig.metrics``."""
+    if port is None:
+        yield
+        return
+    try:
+        from prometheus_client import start_http_server
+    except ImportError:
+        raise CliError("--metrics-port needs prometheus_client: pip install 'spider-core-pool[metrics]'") from None
+    try:
+        server, thread = start_http_server(port, addr="127.0.0.1")
+    except OSError as e:
+        raise CliError(f"cannot serve metrics on 127.0.0.1:{port}: {_os_reason(e)}") from None
+    print(f"spider: metrics on http://127.0.0.1:{server.server_port}/metrics", file=sys.stderr, flush=True)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 _BYTES = re.compile(r"([0-9]+)\s*(?:([KMG])(?:iB)?)?", re.IGNORECASE | re.ASCII)
@@ -281,6 +317,10 @@ def dask_address(text: str) -> str:
     return text
 
 
+METRICS_HELP = ("serve the pool's Prometheus metrics on http://127.0.0.1:PORT/metrics while it runs "
+                "(needs the metrics extra: pip install 'spider-core-pool[metrics]')")
+
+
 def cmd_batch(args: argparse.Namespace) -> int:
     from spider_core.batch import BatchError, parse_dask_address, run_batch
     from spider_core.errors import InternalError
@@ -290,17 +330,21 @@ def cmd_batch(args: argparse.Namespace) -> int:
     package_dir = package_dir_of(args, here=not remote)
     if args.dask is not None:
         _import_dask(args.verbose)
+        if args.metrics_port is not None:
+            raise CliError("--metrics-port is for a local pool: with --dask the pools run on the Dask workers")
+    metrics = args.metrics_port is not None
     try:
-        return run_batch(
-            requests=args.requests,
-            out=args.out,
-            config=make_config(args, package_dir, here=not remote, slots=args.slots),
-            default_timeout=args.timeout,
-            resume=args.resume,
-            strict=args.strict,
-            progress=not args.quiet,
-            dask=args.dask,
-        )
+        with metrics_server(args.metrics_port):
+            return run_batch(
+                requests=args.requests,
+                out=args.out,
+                config=make_config(args, package_dir, here=not remote, slots=args.slots, metrics=metrics),
+                default_timeout=args.timeout,
+                resume=args.resume,
+                strict=args.strict,
+                progress=not args.quiet,
+                dask=args.dask,
+            )
     except BatchError as e:
         raise CliError(str(e), e.exit_code) from None
     except InternalError as e:
@@ -504,11 +548,13 @@ def cmd_soak(args: argparse.Namespace) -> int:
             print(f"\rspider soak: {done}/{total} tasks", end="", file=sys.stderr, flush=True)
 
     try:
-        with soak_package_dir(None if user_dir is None else Path(user_dir), args.cache_dir) as package_dir:
+        with soak_package_dir(None if user_dir is None else Path(user_dir), args.cache_dir) as package_dir, \
+                metrics_server(args.metrics_port):
             summary = run_soak(
                 package_dir, tasks=args.tasks, callers=args.callers, slots=args.slots, fault_rate=args.fault_rate,
                 seed=args.seed, package=args.package, task=args.task, inputs=inputs, timeout=args.timeout,
-                start_method=args.start_method, progress=progress, _inject=inject,
+                start_method=args.start_method, progress=progress, metrics=args.metrics_port is not None,
+                _inject=inject,
             )
     except SoakError as e:
         raise CliError(str(e)) from None
@@ -634,6 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "--package-dir must exist on every worker (pip install 'spider-core-pool[dask]')")
     batch.add_argument("--strict", action="store_true", help="stop at the first malformed line")
     batch.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    batch.add_argument("--metrics-port", type=port_number, metavar="PORT", help=METRICS_HELP)
     batch.set_defaults(func=cmd_batch)
 
     demo = command("demo", "build the bundled packages and show what the pool does with each outcome")
@@ -713,6 +760,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="one JSON value per parameter of --task, repeated in order")
     start_method_option(soak)
     soak.add_argument("--json", type=path, metavar="PATH", help="also write the summary as JSON to PATH")
+    soak.add_argument("--metrics-port", type=port_number, metavar="PORT", help=METRICS_HELP)
     soak.add_argument("--cache-dir", type=path, metavar="DIR",
                       help="where to build the bundled package (default: $XDG_CACHE_HOME/spider-core or "
                            "~/.cache/spider-core)")

@@ -8,11 +8,12 @@ and return in :mod:`spider_core.plugin`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from os import PathLike
 from pathlib import Path
 from signal import Signals
-from typing import Any, NoReturn
+from types import MappingProxyType
+from typing import Any, Literal, NoReturn
 
 from attrs import field, frozen
 
@@ -179,6 +180,9 @@ class PoolConfig:
         does: a poll that goes unanswered makes the next 1, 2, 4, ... 64 waits block at once,
         so an idle pool or a caller that pauses between tasks costs at most one window of CPU
         now and then; 0 never spins. None (the default): as ``spin_us``.
+    :param metrics: Report this pool's calls and executors as Prometheus metrics (the
+        ``spider_prometheus`` plugin, with the ``metrics`` extra installed; see "Observing the
+        pool"). Off by default: an observer switched off costs nothing per task.
     """
 
     package_dir: Path | None = field(
@@ -229,6 +233,7 @@ class PoolConfig:
         converter=_level,
         validator=_Check(f"one of {', '.join(map(repr, _LOG_LEVELS))}", lambda v: v in _LOG_LEVELS),
     )
+    metrics: bool = field(default=False, validator=_Check("True or False", lambda v: isinstance(v, bool)))
 
 
 def _tuple(values: Iterable[Any]) -> tuple[Any, ...]:
@@ -349,3 +354,71 @@ class ExecutorCrash:
 
 
 Outcome = Success | InTaskFailure | Timeout | ExecutorCrash
+
+
+# -- pool statistics ------------------------------------------------------------------------
+
+#: The keys of :attr:`PoolStats.outcomes`: how calls ended (:func:`outcome_name`, and
+#: ``cancelled``).
+OUTCOMES = ("success", "failure", "timeout", "crash", "cancelled")
+#: The keys of :attr:`PoolStats.respawns`: why executors were replaced.
+RESPAWN_REASONS = ("timeout", "crash", "cancel", "recycle", "memory", "spawn-failure")
+
+ExecutorState = Literal["idle", "busy", "starting", "standby"]
+
+_OUTCOME_NAMES: dict[type, str] = {Success: "success", InTaskFailure: "failure", Timeout: "timeout", ExecutorCrash: "crash"}
+
+
+def outcome_name(outcome: Outcome | type[Outcome]) -> str:
+    """How ``outcome`` (or an outcome of this class) ended, as :attr:`PoolStats.outcomes` and
+    the metrics name it: ``"success"``, ``"failure"``, ``"timeout"`` or ``"crash"``."""
+    return _OUTCOME_NAMES[outcome if isinstance(outcome, type) else type(outcome)]
+
+
+def _counts(counts: Mapping[str, int]) -> Mapping[str, int]:
+    return MappingProxyType(dict(counts))
+
+
+@frozen(kw_only=True)
+class ExecutorStats:
+    """One executor of a pool, as ``pool.stats()`` sees it.
+
+    :param executor_id: The pool's id of this spawn (None for a slot still ``starting``).
+    :param pid: Its process id (None for a slot still ``starting``).
+    :param state: ``idle`` (ready, its slot free), ``busy`` (its slot held by a call),
+        ``standby`` (the idle spare of ``PoolConfig.standby``) or ``starting`` (the slot has
+        no ready executor: one is being spawned, or the respawn policy waits).
+    :param tasks_run: Tasks it answered.
+    :param rss_bytes: Its resident memory, in bytes (0 if unknown).
+    """
+
+    executor_id: int | None
+    pid: int | None
+    state: ExecutorState
+    tasks_run: int = 0
+    rss_bytes: int = 0
+
+
+@frozen(kw_only=True)
+class PoolStats:
+    """A snapshot of a pool, from ``pool.stats()``: its slots, how its calls ended, why its
+    executors were replaced and what they hold now.
+
+    :param slots: ``PoolConfig.slots``.
+    :param busy: Slots held now (by a call, or by the pool recovering a slot).
+    :param queued: Calls waiting for a slot now.
+    :param outcomes: Calls finished, by how they ended: ``success``, ``failure``, ``timeout``,
+        ``crash`` and ``cancelled`` (a caller cancelled while its task ran, so its executor
+        was killed; a call cancelled while it waited for a slot never ran and is not counted).
+    :param respawns: Executors replaced, by why: ``timeout``, ``crash`` (also one found dead
+        while idle), ``cancel``, ``recycle`` (``recycle_after``), ``memory``
+        (``max_executor_rss``), and ``spawn-failure`` (an executor that could not be started).
+    :param executors: Each slot's executor in slot order, then each standby.
+    """
+
+    slots: int
+    busy: int
+    queued: int
+    outcomes: Mapping[str, int] = field(converter=_counts)
+    respawns: Mapping[str, int] = field(converter=_counts)
+    executors: tuple[ExecutorStats, ...] = field(converter=_tuple)

@@ -599,6 +599,7 @@ async def soak(
     timeout: float = 60.0,
     start_method: str = "exec",
     progress: Callable[[int, int], None] | None = None,
+    metrics: bool = False,
     _inject: Inject | None = None,
 ) -> SoakSummary:
     """Run the soak (see the module docstring) and return its summary.
@@ -616,6 +617,7 @@ async def soak(
     :param timeout: The hard timeout of every task but a ``timeout`` fault, in seconds.
     :param start_method: ``PoolConfig.start_method``.
     :param progress: Called with (tasks done, tasks) every 1,000 tasks.
+    :param metrics: ``PoolConfig.metrics``: report the pool to Prometheus (``--metrics-port``).
     :raises SoakError: a bad setting, or a package the soak cannot use (one sentence).
     """
     check_settings(tasks, callers, slots, fault_rate, timeout)
@@ -632,7 +634,8 @@ async def soak(
     plan = make_plan(tasks, fault_rate, rng, (FREE, USER) if user is not None else (FREE,))
     marks = Path(tempfile.mkdtemp(prefix="spider-soak-"))
     lifecycle = _Lifecycle()
-    config = PoolConfig(package_dir=package_dir, slots=slots, em_id="soak", start_method=start_method)
+    config = PoolConfig(package_dir=package_dir, slots=slots, em_id="soak", start_method=start_method,
+                        metrics=metrics)
     try:
         pool = ProcessPool(config)
         pool.pm.register(lifecycle, name="spider-soak")

@@ -12,6 +12,7 @@ import spider_core as sc
 
 SECONDS = "a positive, finite number of seconds"
 BAD = [
+    ("metrics", 1, "True or False"),
     ("package_dir", 5, "a path (a string or a Path) or None"),
     ("installed_packages", "yes", "True or False"),
     ("installed_packages", None, "True or False"),

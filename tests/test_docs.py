@@ -19,6 +19,7 @@ the layout they document), and some console transcripts are replayed command by 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shlex
@@ -97,7 +98,20 @@ CHECKED = {
     'sc.build_package("hello"': "test_c_package",
     "typedef struct spider_tdl_version": "test_abi_declarations_have_the_documented_layout",
     "spider_core.dask.SpiderWorkerPlugin(config)": "test_dask_example",
+    "trace.set_tracer_provider(provider)": "test_otel_setup",
 }
+
+
+#: The libraries of the observability extras (``metrics``, ``otel``): in the test extra, so CI
+#: runs the examples that use them; a venv without the extras skips those.
+EXTRAS = ("prometheus_client", "opentelemetry")
+
+
+def needs_extras(code: Block) -> None:
+    """Skip unless the extras' libraries ``code`` imports are installed."""
+    for module in EXTRAS:
+        if re.search(rf"^(from|import) {module}\b", code.code, flags=re.M):
+            pytest.importorskip(module)
 
 
 def checked(block: Block) -> str | None:
@@ -202,6 +216,7 @@ def test_python_example_runs(example: Block, package_dir: Path, tmp_path: Path,
                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     write_package_files(example.page, tmp_path)
+    needs_extras(example)
     run(example, {"sc": sc, "package_dir": package_dir, "Path": Path})
 
 
@@ -462,7 +477,7 @@ def test_hook_reference_lists_every_hook() -> None:
 
     page = (DOCS / "plugins.md").read_text()
     hooks = [name for name, f in vars(spec).items() if callable(f) and hasattr(f, "spider_core_spec")]
-    assert len(hooks) == 13
+    assert len(hooks) == 15
     for name in hooks:
         assert f".. autofunction:: spider_core.plugin.spec.{name}\n" in page, name
         assert f"| `{name}(" in page, f"{name} is missing from the hook table"
@@ -506,7 +521,7 @@ def test_the_site_builds_without_warnings(tmp_path: Path) -> None:
     for field in attrs.fields(sc.PoolConfig):
         assert f"<strong>{field.name}</strong>" in configuration, field.name
     plugins = (out / "plugins.html").read_text()
-    assert plugins.count('<dt class="sig sig-object py" id="spider_core.plugin.spec.spider_') == 13
+    assert plugins.count('<dt class="sig sig-object py" id="spider_core.plugin.spec.spider_') == 15
     assert "usage: spider run [-h]" in (out / "cli.html").read_text()
     assert 'id="spider_core.dask.SpiderWorkerPlugin"' in (out / "api.html").read_text()
     assert (out / "abi.html").is_file()
@@ -517,3 +532,19 @@ def test_async_examples_run_their_coroutines() -> None:
     for b in BLOCKS:
         if b.language == "python" and "async def " in b.code:
             assert "asyncio.run(" in b.code, b.id
+
+
+def test_otel_setup(package_dir: Path) -> None:
+    """The OpenTelemetry setup, in a fresh interpreter (a process sets its tracer provider
+    once): the console exporter prints the task's span, a child of the caller's."""
+    needs_extras(block("python", "trace.set_tracer_provider"))
+    prelude = f"import spider_core as sc\npackage_dir = {str(package_dir)!r}\n"
+    done = subprocess.run([sys.executable, "-c", prelude + block("python", "trace.set_tracer_provider").code],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    spans = [json.loads(text) for text in re.findall(r"^\{.*?^\}", done.stdout, flags=re.M | re.S)]
+    named = {span["name"]: span for span in spans}
+    assert sorted(named) == ["request", "spider.task"] and len(spans) == 2
+    task, request = named["spider.task"], named["request"]
+    assert task["parent_id"] == request["context"]["span_id"]
+    assert task["attributes"]["spider.outcome"] == "success" and task["attributes"]["spider.task"] == "fibonacci"

@@ -21,7 +21,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PLUGINS = ("spider_libso", "spider_msgpack", "spider_supervisor", "spider_pytasks", "spider_rustexec")
+PLUGINS = (
+    "spider_libso", "spider_msgpack", "spider_supervisor", "spider_pytasks", "spider_rustexec", "spider_prometheus",
+    "spider_otel",
+)
 PUBLIC_FOR_PLUGINS = ("spider_core", "spider_core.plugin", "spider_core.tdl", "spider_core.sdk")
 
 #: The one import that crosses a rule on purpose, and why.

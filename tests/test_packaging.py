@@ -71,6 +71,7 @@ def test_wheel_top_level_packages(wheel: Path) -> None:
     assert tops == {
         "spider_core", "spider_libso", "spider_msgpack", "spider_supervisor", "spider_pytasks", "spider_rustexec",
         "spider_installed",
+        "spider_prometheus", "spider_otel",
     }
     assert "spider_core/include/spider_tdl.h" in names
     assert "spider_core/_bundled/task_packages/integration_test_tasks/integration_test_tasks.c" in names

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import logging
 import os
@@ -21,10 +22,23 @@ from spider_core.plugin import (
     get_plugin_manager,
 )
 from spider_core.plugin import spec as hookspecs
+from spider_core.plugin.manager import OPTIONAL_DEFAULTS
 from spider_core.protocol import EXIT_SETUP_ERROR, Ready
 from spider_core.tdl import EMPTY_FRAME, decode_values
 
 HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("spider_"))
+
+#: The observers among the defaults whose library is installed here (the ``metrics`` and
+#: ``otel`` extras; CI's test extra has both), and every default registered here.
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # its parent package is missing
+        return False
+
+
+OBSERVERS = [name for name, module in OPTIONAL_DEFAULTS.items() if _importable(module)]
+AVAILABLE = [name for name in DEFAULT_PLUGINS if name not in OPTIONAL_DEFAULTS or name in OBSERVERS]
 
 
 FAKE_PLUGIN = """
@@ -63,7 +77,7 @@ def fake_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_defaults_are_registered(pm) -> None:
-    assert set(DEFAULT_PLUGINS) <= {name for name, _ in pm.list_name_plugin()}
+    assert set(AVAILABLE) <= {name for name, _ in pm.list_name_plugin()}
     infos = {info.name: info for info in pm.plugin_infos()}
     assert infos["spider_libso"].status == "default"
     assert infos["spider_libso"].distribution == "spider-core-pool"
@@ -74,7 +88,7 @@ def test_defaults_are_registered(pm) -> None:
 
 
 def test_defaults_of_firstresult_hooks_are_trylast(pm) -> None:
-    for name in DEFAULT_PLUGINS:
+    for name in AVAILABLE:
         for caller in pm.get_hookcallers(pm.get_plugin(name)):
             if caller.spec.opts.get("firstresult"):
                 impl = next(i for i in caller.get_hookimpls() if i.plugin_name == name)
@@ -322,16 +336,17 @@ def test_a_manager_records_what_it_registered(fake_dist: Path) -> None:
         Registration(name="spider_supervisor", value="spider_supervisor", default=True, distribution="spider-core-pool"),
         Registration(name="spider_rustexec", value="spider_rustexec", default=True, distribution="spider-core-pool"),
         Registration(name="spider_installed", value="spider_installed", default=True, distribution="spider-core-pool"),
+        *(Registration(name=name, value=name, default=True, distribution="spider-core-pool") for name in OBSERVERS),
         Registration(name="fake", value="fakeplugin", distribution="spider-fakeplugin", version="1.2.3"),
     )
-    assert [r.name for r in get_plugin_manager(PluginSettings(autoload=False)).settings.plugins] == list(DEFAULT_PLUGINS)
+    assert [r.name for r in get_plugin_manager(PluginSettings(autoload=False)).settings.plugins] == AVAILABLE
 
 
 def test_broken_plugins_are_not_handed_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = make_distribution(tmp_path / "site", "spider-broken", "brokenplugin", "raise RuntimeError('boom')\n", "broken")
     monkeypatch.syspath_prepend(str(root))
     pm = get_plugin_manager(PluginSettings(), tolerate_broken=True)
-    assert [r.name for r in pm.settings.plugins] == list(DEFAULT_PLUGINS)
+    assert [r.name for r in pm.settings.plugins] == AVAILABLE
 
 
 def test_the_recorded_settings_rebuild_the_manager_without_a_scan(fake_dist: Path, monkeypatch: pytest.MonkeyPatch,
@@ -358,7 +373,7 @@ def test_the_list_still_obeys_blocking_and_autoload(fake_dist: Path, monkeypatch
     assert blocked.get_plugin("fake") is None and blocked.get_plugin("spider_libso") is None
     assert {i.name: i.status for i in blocked.plugin_infos()}["spider_libso"] == "blocked"
     no_autoload = get_plugin_manager(PluginSettings(plugins=listed, autoload=False))
-    assert [name for name, _ in no_autoload.list_name_plugin()] == list(DEFAULT_PLUGINS)
+    assert [name for name, _ in no_autoload.list_name_plugin()] == AVAILABLE
 
 
 def test_a_registration_may_name_an_object_in_a_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

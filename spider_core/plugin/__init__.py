@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         Outcome as Outcome,
         PoolConfig as PoolConfig,
         Success as Success,
+        outcome_name as outcome_name,
         Timeout as Timeout,
     )
     from spider_core.plugin.manager import (
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
         PackageInfo as PackageInfo,
         PackageOrigin as PackageOrigin,
         PackageSource as PackageSource,
+        PoolView as PoolView,
         RespawnDecision as RespawnDecision,
         RespawnState as RespawnState,
         SpawnReason as SpawnReason,
@@ -84,6 +86,7 @@ _EXPORTS = {
     "PoolConfig": "spider_core.models",
     "Success": "spider_core.models",
     "Timeout": "spider_core.models",
+    "outcome_name": "spider_core.models",
     "DEFAULT_PLUGINS": "spider_core.plugin.manager",
     "ENTRY_POINT_GROUP": "spider_core.plugin.manager",
     "PluginError": "spider_core.plugin.manager",
@@ -105,6 +108,7 @@ _EXPORTS = {
     "PackageInfo": "spider_core.plugin.types",
     "PackageOrigin": "spider_core.plugin.types",
     "PackageSource": "spider_core.plugin.types",
+    "PoolView": "spider_core.plugin.types",
     "RespawnDecision": "spider_core.plugin.types",
     "RespawnState": "spider_core.plugin.types",
     "SpawnReason": "spider_core.plugin.types",

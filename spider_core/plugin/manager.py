@@ -54,6 +54,16 @@ DEFAULT_PLUGINS = {
     "spider_pytasks": "spider_pytasks",
     "spider_rustexec": "spider_rustexec",
     "spider_installed": "spider_installed",
+    "spider_prometheus": "spider_prometheus",
+    "spider_otel": "spider_otel",
+}
+
+#: Default plugins that observe the pool through a library of an extra: each is registered
+#: only when its library can be imported (the library itself is imported only by a pool that
+#: the plugin observes), so a missing extra means the plugin is not even imported.
+OPTIONAL_DEFAULTS = {
+    "spider_prometheus": "prometheus_client",  # the `metrics` extra
+    "spider_otel": "opentelemetry.trace",  # the `otel` extra
 }
 
 ENV_DISABLE = "SPIDER_DISABLE_PLUGINS"
@@ -403,6 +413,7 @@ def get_plugin_manager(
     defaults = [
         Registration(name=name, value=module, default=True, distribution=DISTRIBUTION)
         for name, module in DEFAULT_PLUGINS.items()
+        if name not in OPTIONAL_DEFAULTS or _importable(OPTIONAL_DEFAULTS[name])
     ]
     if settings.plugins is None:
         _register_all(pm, defaults, tolerate_broken)
@@ -425,6 +436,16 @@ def get_plugin_manager(
         pm.trace.root.setwriter(lambda message: logger.info("hook %s", message.rstrip()))
         pm.enable_tracing()
     return pm
+
+
+def _importable(module: str) -> bool:
+    """Whether ``module`` can be imported here (without importing it, but its parent package)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # its parent package is missing or broken
+        return False
 
 
 def own_version() -> str | None:

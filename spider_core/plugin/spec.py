@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         LaunchSpec,
         PackageInfo,
         PackageSource,
+        PoolView,
         RespawnDecision,
         RespawnState,
         Spawner,
@@ -267,13 +268,47 @@ def spider_respawn_decision(config: PoolConfig, state: RespawnState) -> RespawnD
 
 
 @hookspec
-def spider_executor_started(executor_id: int, pid: int, log_path: Path | None) -> None:
+def spider_pool_started(pool: PoolView) -> bool | None:
+    """A pool has started: its executors are ready (or retrying), and calls are served.
+
+    :param pool: The pool, as a :class:`~spider_core.plugin.PoolView`: the
+        :class:`~spider_core.ProcessPool` (for a :class:`~spider_core.SyncProcessPool`, the
+        ``ProcessPool`` it runs). Read its ``config`` and, whenever you like (at a scrape,
+        say), its ``stats()``. Keep it weakly, or drop it at ``spider_pool_closed``.
+    :return: False if this plugin does not observe this pool: its ``spider_task_finished``
+        is then not called for the pool's calls, so an observer switched off costs nothing
+        per task; None (or True) otherwise.
+
+    All implementations are called, each on its own (so that each answer is its plugin's),
+    in the event loop of the pool (for a sync pool, its thread), once per pool, at the end of
+    ``start()``. Added for the observability
+    plugins (a gauge read at scrape time needs the pool; a metrics plugin is switched on per
+    pool by ``PoolConfig.metrics``). Default: ``spider_prometheus`` (False unless
+    ``PoolConfig.metrics``) and ``spider_otel`` (False unless a tracer provider is
+    configured), each registered only when its library is installed.
+    """
+
+
+@hookspec
+def spider_pool_closed(pool: PoolView) -> None:
+    """A pool has closed: its executors are stopped and reaped.
+
+    :param pool: The pool ``spider_pool_started`` was given.
+
+    All implementations are called, in the pool's event loop, once per pool that started.
+    Default: ``spider_prometheus`` (stops reporting the pool's executors).
+    """
+
+
+@hookspec
+def spider_executor_started(executor_id: int, pid: int, log_path: Path | None, pool: PoolView) -> None:
     """An executor process is up: it has sent ``Ready`` (or, for a protocol without a
     handshake, it was spawned).
 
     :param executor_id: The pool's monotonic id of this spawn.
     :param pid: The executor's process id.
     :param log_path: Where its log goes, or None when forwarded to ``logging``.
+    :param pool: The pool (as ``spider_pool_started`` has it; executor ids are the pool's own).
 
     All implementations are called. Default: none.
     """
@@ -281,7 +316,7 @@ def spider_executor_started(executor_id: int, pid: int, log_path: Path | None) -
 
 @hookspec
 def spider_executor_exited(
-    executor_id: int, pid: int, reason: ExitReason, exit_status: int | None, signal: int | None
+    executor_id: int, pid: int, reason: ExitReason, exit_status: int | None, signal: int | None, pool: PoolView
 ) -> None:
     """An executor process is gone and reaped.
 
@@ -291,6 +326,7 @@ def spider_executor_exited(
         ``"cancelled"``, ``"recycle"``, ``"memory"`` or ``"shutdown"``.
     :param exit_status: Its exit code, or None if a signal killed it.
     :param signal: The signal that killed it, or None.
+    :param pool: The pool (as ``spider_pool_started`` has it).
 
     All implementations are called. Default: none.
     """
@@ -298,7 +334,12 @@ def spider_executor_exited(
 
 @hookspec
 def spider_task_finished(
-    request: ExecuteRequest, outcome: Outcome, executor_id: int, queue_wait: float, execution_time: float
+    request: ExecuteRequest,
+    outcome: Outcome,
+    executor_id: int,
+    queue_wait: float,
+    execution_time: float,
+    pool: PoolView,
 ) -> None:
     """A call to ``ProcessPool.execute`` produced an outcome.
 
@@ -307,9 +348,15 @@ def spider_task_finished(
     :param executor_id: The executor that ran it.
     :param queue_wait: Seconds spent waiting for a free slot.
     :param execution_time: Seconds from holding the slot to the outcome.
+    :param pool: The pool (as ``spider_pool_started`` has it).
 
-    All implementations are called, on the async pool in its event loop, on the sync pool
-    in the thread that made the call (``submit`` and ``map``: the pool's thread), so
-    implementations used with a sync pool called from several threads must be thread-safe.
-    Default: none.
+    All implementations are called (less those whose ``spider_pool_started`` answered False
+    for this pool), in the caller's context: on the async pool in the calling task
+    (``map``: in a lane task created from the task iterating the map, so its context
+    variables are the iterating task's), on the sync pool in the thread that made the call
+    (``submit`` and ``map``: a task on the pool's thread, without the caller's context
+    variables), so implementations used with a sync pool called from several threads must be
+    thread-safe. A call cancelled while its task ran produces no outcome, so no call of this
+    hook (``spider_executor_exited`` reports its executor with reason ``"cancelled"``).
+    Default: ``spider_prometheus`` and ``spider_otel``, when enabled.
     """

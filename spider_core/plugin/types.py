@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from attrs import field, frozen
 from attrs.validators import in_, instance_of
+
+if TYPE_CHECKING:
+    from spider_core.models import PoolConfig, PoolStats
 
 #: Why the pool needs an executor, as :class:`RespawnState` tells the respawn policy:
 #: ``"start"`` (the pool starts), ``"timeout"``, ``"crash"``, ``"cancelled"`` (the executor
@@ -210,3 +213,17 @@ class RespawnDecision:
     retry_at: float | None = None
     message: str = ""
     recycle_after: int | None = None
+
+
+# -- observing a pool -----------------------------------------------------------------------
+
+
+class PoolView(Protocol):
+    """A pool as the lifecycle hooks hand it to observers (a :class:`~spider_core.ProcessPool`)."""
+
+    @property
+    def config(self) -> PoolConfig:
+        """The pool's :class:`~spider_core.PoolConfig` (``em_id`` names it; ``metrics``)."""
+
+    def stats(self) -> PoolStats:
+        """A :class:`~spider_core.PoolStats` snapshot: cheap, no I/O, from any thread."""

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from spider_core.errors import ExecutorCreationFailure, NotRunning
-from spider_core.models import ExecuteRequest, Outcome, PoolConfig
+from spider_core.models import ExecuteRequest, Outcome, PoolConfig, PoolStats
 from spider_core.plugin import PluginError, PluginSettings, Spawner, SpiderPluginManager, get_plugin_manager
 from spider_core.pool.call import Calls
 from spider_core.pool.events import Events
@@ -38,6 +38,7 @@ from spider_core.pool.mapping import pipelined_map
 from spider_core.pool.process import TIMED_OUT, ExecutorProcess
 from spider_core.pool.protocols import open_protocol, open_spawner
 from spider_core.pool.slots import Slots
+from spider_core.pool.stats import Tally
 from spider_core.pool.supervisor import Supervisor
 
 logger = logging.getLogger("spider_core.pool")
@@ -132,6 +133,7 @@ class ProcessPool:
         self._guard: Guard | None = None
         self._supervisors: list[Supervisor] = []  # made by start()
         self._spawner: Spawner | None = None
+        self._events: Events | None = None  # made by start()
         self._started = False
         self._closed = False
         self._owner = os.getpid()
@@ -181,6 +183,17 @@ class ProcessPool:
             return None
         return self.config.log_dir / f"{self.config.em_id}-{executor_id}.log"
 
+    def stats(self) -> PoolStats:
+        """A snapshot of the pool now: slots busy and calls queued, outcomes and respawns so
+        far, and each executor's state, tasks run and resident memory (read from
+        ``/proc/PID/statm``; nothing is asked of the executors). Cheap, from any thread; before
+        ``start()``, every count is 0 and there are no executors."""
+        events, slots = self._events, self._slots
+        tally = events.tally if events is not None else Tally()
+        if slots is None:
+            return tally.snapshot(self.config.slots, 0, 0, ())
+        return tally.snapshot(self.config.slots, slots.busy, slots.queued, slots.executors())
+
     # -- lifecycle
 
     async def __aenter__(self) -> ProcessPool:
@@ -212,7 +225,7 @@ class ProcessPool:
         except PluginError as e:
             raise ExecutorCreationFailure(str(e)) from None
         spawner = open_spawner(self.pm, self.config)
-        events = Events(self.pm)
+        events = self._events = Events(self.pm, self)
         try:
             guard = Guard()
         except OSError as e:
@@ -260,6 +273,7 @@ class ProcessPool:
         self._slots = slots
         self.calls.open(loop, slots, events)
         self._started = True
+        events.pool_started()
 
     async def close(self) -> None:
         """Let the calls in progress finish, refuse new and queued ones, and stop every
@@ -292,6 +306,7 @@ class ProcessPool:
             self._spawner.close()
         if self._guard is not None:
             self._guard.close()
+        self._events.pool_closed()  # type: ignore[union-attr]  # set with self._slots
 
     def _forsake(self) -> None:
         """In a forked child: the pool belongs to the parent, which goes on using it. Close the

@@ -271,8 +271,7 @@ class Calls:
         ``started`` (``time.perf_counter()``); when it finished."""
         now = time.perf_counter()
         events: Events = self._events  # type: ignore[assignment]  # set by open()
-        if events.wants_task_finished:
-            events.task_finished(prepared.request, outcome, executor_id, started - prepared.queued, now - started)
+        events.task_finished(prepared.request, outcome, executor_id, started - prepared.queued, now - started)
         return now
 
     def _write(self, executor: ExecutorProcess, frames: list[Frame]) -> bool:

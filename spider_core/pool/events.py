@@ -1,5 +1,6 @@
-"""Lifecycle events: the pool's calls of the broadcast hooks (executor started and exited,
-task finished). A failing plugin is logged as a warning of the ``spider_core.plugins`` logger
+"""Lifecycle events: the pool's calls of the broadcast hooks (pool started and closed, executor
+started and exited, task finished), and the counts behind ``pool.stats()`` they keep on the
+way (:class:`~spider_core.pool.stats.Tally`). A failing plugin is logged as a warning of the ``spider_core.plugins`` logger
 (with the traceback attached, for handlers that show it), never fatal: a metrics plugin must
 not break a call."""
 
@@ -10,9 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spider_core.models import ExecuteRequest, Outcome
+from spider_core.pool.stats import Tally
 
 if TYPE_CHECKING:
-    from spider_core.plugin import ExitReason, SpiderPluginManager
+    from spider_core.plugin import ExitReason, PoolView, SpiderPluginManager
 
 logger = logging.getLogger("spider_core.plugins")
 
@@ -20,33 +22,66 @@ logger = logging.getLogger("spider_core.plugins")
 class Events:
     """Calls the lifecycle hooks of one pool."""
 
-    def __init__(self, pm: SpiderPluginManager) -> None:
+    def __init__(self, pm: SpiderPluginManager, pool: PoolView) -> None:
         self.pm = pm
+        #: The pool whose events these are (passed to the hooks as ``pool``).
+        self.pool = pool
+        #: The counts of ``pool.stats()``.
+        self.tally = Tally()
+        #: The ``spider_task_finished`` implementations this pool calls: all of them, less the
+        #: plugins that said at ``spider_pool_started`` that they do not observe this pool.
+        self._task_finished = pm.hook.spider_task_finished
         #: Whether any plugin listens to ``spider_task_finished`` (checked once: the hot path
         #: then skips building the call).
-        self.wants_task_finished = bool(pm.hook.spider_task_finished.get_hookimpls())
+        self.wants_task_finished = bool(self._task_finished.get_hookimpls())
         self._failed: set[str] = set()  # hooks whose failure was logged in full
+
+    def pool_started(self) -> None:
+        """Call each ``spider_pool_started`` implementation; leave the plugins that answer
+        False out of this pool's ``spider_task_finished`` calls."""
+        idle = []
+        for impl in self.pm.hook.spider_pool_started.get_hookimpls():
+            try:
+                if impl.function(**{name: self.pool for name in impl.argnames}) is False:
+                    idle.append(impl.plugin)
+            except Exception as e:
+                self._failed_hook("spider_pool_started", e)
+        if idle:
+            self._task_finished = self.pm.subset_hook_caller("spider_task_finished", idle)
+            self.wants_task_finished = bool(self._task_finished.get_hookimpls())
+
+    def pool_closed(self) -> None:
+        try:
+            self.pm.hook.spider_pool_closed(pool=self.pool)
+        except Exception as e:
+            self._failed_hook("spider_pool_closed", e)
 
     def executor_started(self, executor_id: int, pid: int, log_path: Path | None) -> None:
         try:
-            self.pm.hook.spider_executor_started(executor_id=executor_id, pid=pid, log_path=log_path)
+            self.pm.hook.spider_executor_started(executor_id=executor_id, pid=pid, log_path=log_path, pool=self.pool)
         except Exception as e:
             self._failed_hook("spider_executor_started", e)
 
     def executor_exited(
         self, executor_id: int, pid: int, reason: ExitReason, status: int | None, signum: int | None
     ) -> None:
+        self.tally.exited(reason)
         try:
             self.pm.hook.spider_executor_exited(
-                executor_id=executor_id, pid=pid, reason=reason, exit_status=status, signal=signum
+                executor_id=executor_id, pid=pid, reason=reason, exit_status=status, signal=signum, pool=self.pool
             )
         except Exception as e:
             self._failed_hook("spider_executor_exited", e)
 
     def task_finished(self, request: ExecuteRequest, outcome: Outcome, executor_id: int, wait: float, run: float) -> None:
+        """Count a call's outcome; tell the plugins that listen."""
+        self.tally.finished(outcome)
+        if not self.wants_task_finished:
+            return
         try:
-            self.pm.hook.spider_task_finished(
-                request=request, outcome=outcome, executor_id=executor_id, queue_wait=wait, execution_time=run
+            self._task_finished(
+                request=request, outcome=outcome, executor_id=executor_id, queue_wait=wait, execution_time=run,
+                pool=self.pool,
             )
         except Exception as e:
             self._failed_hook("spider_task_finished", e)

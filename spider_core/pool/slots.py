@@ -30,6 +30,7 @@ from collections import deque
 from typing import Any
 
 from spider_core.errors import InternalError, NotRunning
+from spider_core.models import ExecutorState
 from spider_core.pool.process import ExecutorProcess
 from spider_core.pool.supervisor import Supervisor
 
@@ -62,6 +63,32 @@ class Slots:
     def alone(self) -> bool:
         """Whether exactly one caller holds a slot."""
         return self._busy == 1
+
+    @property
+    def busy(self) -> int:
+        """Slots held now (by a call, or by the pool recovering a slot)."""
+        return self._busy
+
+    @property
+    def queued(self) -> int:
+        """Callers waiting for a slot now."""
+        with self._lock:
+            return sum(not waiter.done() for waiter in self._waiters)
+
+    def executors(self) -> list[tuple[ExecutorProcess | None, ExecutorState]]:
+        """Each slot's executor and its state (None, ``starting``: no live one), then each live
+        standby (for ``pool.stats()``)."""
+        found: list[tuple[ExecutorProcess | None, ExecutorState]] = []
+        standbys: list[tuple[ExecutorProcess | None, ExecutorState]] = []
+        for slot in self.all:
+            current, standby = slot.current, slot.standby
+            if current is not None and current.alive:
+                found.append((current, "busy" if slot.busy else "idle"))
+            else:
+                found.append((None, "starting"))
+            if standby is not None and standby.alive:
+                standbys.append((standby, "standby"))
+        return found + standbys
 
     # -- taking and giving back
 

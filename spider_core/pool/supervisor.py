@@ -350,6 +350,7 @@ class Supervisor:
         return None
 
     def _spawn_failed(self, message: str, counted: bool = True) -> ExecutorCreationFailure:
+        self.events.tally.spawn_failed()
         if counted:
             self._failures += 1
             self._last_failure = time.monotonic()

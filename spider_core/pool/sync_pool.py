@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from spider_core.errors import NotRunning
-from spider_core.models import ExecuteRequest, Outcome, PoolConfig
+from spider_core.models import ExecuteRequest, Outcome, PoolConfig, PoolStats
 from spider_core.plugin import SpiderPluginManager
 from spider_core.pool.async_pool import ProcessPool
 
@@ -70,6 +70,10 @@ class SyncProcessPool:
     @property
     def log_path(self) -> Path | None:
         return self._pool.log_path
+
+    def stats(self) -> PoolStats:
+        """A snapshot of the pool now (see :meth:`ProcessPool.stats`)."""
+        return self._pool.stats()
 
     def __enter__(self) -> SyncProcessPool:
         self.start()
