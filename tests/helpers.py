@@ -154,3 +154,16 @@ def results(path: Path) -> list[dict]:
 def call(id_: str, task: str, *inputs: object, **extra: object) -> dict:
     """A request line for the bundled package."""
     return {"id": id_, "package": PKG, "task": task, "inputs": list(inputs), **extra}
+
+
+def tasks_run(log_dir: Path, task: str) -> int:
+    """How many ``task`` calls the executors answered, from their debug logs."""
+    count = 0
+    for log in log_dir.glob("*.log"):
+        for line in log.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            count += event.get("event") == "task done" and event.get("task") == task
+    return count

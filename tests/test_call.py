@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 
 import spider_core as sc
 import spider_core.pool.call
+from helpers import tasks_run
 from spider_core.plugin import hookimpl
 
 PKG = "integration_test_tasks"
@@ -34,20 +34,6 @@ def config(package_dir: Path, tmp_path: Path) -> sc.PoolConfig:
         package_dir=package_dir, log_dir=tmp_path / "logs", slots=2, plugin_autoload=False,
         default_timeout=10, executor_log_level="debug",
     )
-
-
-def runs(log_dir: Path) -> Counter[str]:
-    """How many tasks of each name the executors ran, from their debug logs."""
-    counted: Counter[str] = Counter()
-    for log in log_dir.glob("*.log"):
-        for line in log.read_text().splitlines():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if event.get("event") == "task done" and event.get("task") == "sleep_and_echo":
-                counted[event["task"]] += 1
-    return counted
 
 
 class Finished:
@@ -200,7 +186,7 @@ def test_recycle_after_falls_between_tasks_under_pipelining(config) -> None:
     assert [o.values for o in outcomes] == [[[str(i)]] for i in range(10)]
     assert sorted(Counter(o.executor_id for o in outcomes).values()) == [1, 3, 3, 3]  # three tasks each
     assert exits == [(1, "recycle"), (2, "recycle"), (3, "recycle"), (4, "shutdown")]
-    assert runs(config.log_dir) == Counter({"sleep_and_echo": 10})
+    assert tasks_run(config.log_dir, "sleep_and_echo") == 10
 
 
 def test_five_hundred_callers_each_get_their_own_outcome_and_nothing_runs_twice(config, tmp_path: Path) -> None:
@@ -247,7 +233,7 @@ def test_five_hundred_callers_each_get_their_own_outcome_and_nothing_runs_twice(
             assert result.values == [[f"token-{i}"]], i
         if kind == "timeout":
             assert result.hard_timeout == 0.3
-    assert runs(config.log_dir) == Counter({"sleep_and_echo": sum(kind == "ok" for kind, _, _ in kinds)})
+    assert tasks_run(config.log_dir, "sleep_and_echo") == sum(kind == "ok" for kind, _, _ in kinds)
     assert exits["crash"] == sum(kind == "segfault" for kind, _, _ in kinds)
     assert exits["timeout"] == sum(kind == "timeout" for kind, _, _ in kinds)
     assert exits["cancelled"] <= sum(kind == "cancelled" for kind, _, _ in kinds)  # only running ones

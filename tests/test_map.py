@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import threading
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import attrs
 import pytest
 
 import spider_core as sc
+from helpers import tasks_run
 from spider_core.plugin import hookimpl
 from spider_core.pool.call import DEPTH
 
@@ -45,19 +45,6 @@ def amap(config: sc.PoolConfig, requests, hard_timeout=None, plugin=None) -> lis
             return [o async for o in pool.map(requests, hard_timeout)]
 
     return asyncio.run(main())
-
-
-def tasks_run(log_dir: Path, task: str) -> int:
-    """How many ``task`` calls the executors answered, from their debug logs."""
-    count = 0
-    for log in log_dir.glob("*.log"):
-        for line in log.read_text().splitlines():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            count += event.get("event") == "task done" and event.get("task") == task
-    return count
 
 
 @pytest.mark.parametrize("fault", ["segfault", "always_panic", "exit_with"])
