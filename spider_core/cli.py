@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from spider_core.argtypes import whole_number
+from spider_core.argtypes import fraction, port_number, positive_seconds, whole_number
 from spider_core.plugin import PluginError
 from spider_core.reporting import (
     EXIT_INTERNAL,
@@ -107,27 +107,6 @@ class Parser(argparse.ArgumentParser):
         command = self.prog.removeprefix("spider").strip()
         where = f"{command}: " if command else ""
         self.exit(EXIT_USAGE, f"spider: error: {where}{message} (see `{self.prog} --help`)\n")
-
-
-def positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
-    return value
-
-
-def port_number(text: str) -> int:
-    """A TCP port to listen on: 1 to 65535 (0: any free port, which the command prints)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a port number from 0 to 65535")
-    return value
 
 
 @contextlib.contextmanager
@@ -500,15 +479,6 @@ def _wheel_builder(args: argparse.Namespace) -> Callable[[], Path]:
     return lambda: wheel.build_wheel(args.src, args.wheel, version=version, dist_name=args.dist_name, cc=args.cc)
 
 
-def fraction(text: str) -> float:
-    """A number from 0 to 1 (``--fault-rate``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be from 0 to 1")
-    return value
 
 
 def cmd_soak(args: argparse.Namespace) -> int:
