@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 
 from helpers import ExecutorProcess, make_distribution
-from spider_core.plugin import (
+from spider_core.plugin import PackageSource
+from spider_core.plugin import spec as hookspecs
+from spider_core.plugin.manager import (
     DEFAULT_PLUGINS,
-    PackageSource,
+    OPTIONAL_DEFAULTS,
     PluginError,
     PluginSettings,
     Registration,
     get_plugin_manager,
 )
-from spider_core.plugin import spec as hookspecs
-from spider_core.plugin.manager import OPTIONAL_DEFAULTS
 from spider_core.protocol import EXIT_SETUP_ERROR, Ready
 from spider_core.tdl import EMPTY_FRAME, decode_values
 

@@ -175,7 +175,7 @@ def spider_list_packages(package_dir: Path | None) -> list[PackageInfo]:
     child process), with its distribution and version. A package the package directory also
     holds is listed too (the directory's copy is the one used); a broken one is listed with
     the reason, and never keeps the others from being listed."""
-    from spider_core.plugin import get_plugin_manager
+    from spider_core import get_plugin_manager
 
     # The kinds an entry point can name (native, python) are the default plugins': no need to
     # read every distribution's entry points again for third-party plugins.

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spider_core.errors import SoftTimeout
 from spider_core.plugin.manager import PluginError, PluginSettings, SpiderPluginManager, get_plugin_manager
 from spider_core.plugin.types import PackageSource, TaskPackage
 from spider_core.protocol import (
@@ -56,6 +55,7 @@ from spider_core.protocol import (
 from spider_core.spin import AdaptiveSpin
 from spider_core.tdl.errors import ExecutorError, InvalidLibrary, TaskError, TdlError, TdlErrorKind
 from spider_core.tdl.names import InvalidPackageName, validate_package_name
+from spider_core.tdl.timeout import SoftTimeout
 from spider_core.tdl.version import HOST_VERSION
 
 if TYPE_CHECKING:

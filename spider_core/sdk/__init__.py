@@ -45,12 +45,11 @@ Modules: :mod:`~spider_core.sdk.package` (:class:`Package`), :mod:`~spider_core.
 rules), :mod:`~spider_core.sdk.typenames` (:func:`type_name`).
 """
 
-from spider_core.errors import SoftTimeout
 from spider_core.sdk.convert import structure, unstructure
 from spider_core.sdk.package import Package
 from spider_core.sdk.task import Task, task
 from spider_core.sdk.typenames import type_name
-from spider_core.tdl import TaskContext, TdlError, TdlErrorKind
+from spider_core.tdl import SoftTimeout, TaskContext, TdlError, TdlErrorKind
 
 __all__ = [
     "Package",

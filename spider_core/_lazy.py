@@ -1,0 +1,78 @@
+"""Lazy re-exports for a package's ``__init__``, each name written once.
+
+A package that re-exports names without importing their modules up front writes each name
+once, as ``from module import X as X`` under ``if TYPE_CHECKING:`` (the re-export form strict
+type checkers honour), and hands the rest to :func:`attach`::
+
+    if TYPE_CHECKING:
+        from spider_core.models import PoolConfig as PoolConfig
+    else:
+        from spider_core._lazy import attach
+
+        __getattr__, __dir__ = attach(__name__)
+
+When the package is first asked for a name it does not hold, :func:`exports` reads that
+block from the package's source with ``ast`` (as ``lazy_loader.attach_stub`` reads a stub);
+each name is then imported from its module on first use and kept. ``__all__`` is the block's
+names. A plain ``from module import X`` in the block stays a type-only import.
+
+This module imports nothing of ``spider_core``, so even the ground floor (``spider_core.tdl``)
+may use it. ``ast`` is imported on the first lookup, not with the package.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def exports(path: str | Path) -> dict[str, tuple[str, str]]:
+    """The names re-exported by the ``if TYPE_CHECKING:`` block of the module at ``path``:
+    name -> (module, attribute), in the block's order.
+
+    :raises ImportError: a relative import in the block (write the module's full name).
+    """
+    import ast
+
+    found: dict[str, tuple[str, str]] = {}
+    for node in ast.parse(Path(path).read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            for statement in node.body:
+                if not isinstance(statement, ast.ImportFrom):
+                    continue
+                if statement.level or not statement.module:
+                    raise ImportError(f"{path}: lazy re-exports need absolute imports, not {ast.unparse(statement)}")
+                for alias in statement.names:
+                    if alias.asname:
+                        found[alias.asname] = (statement.module, alias.name)
+    return found
+
+
+def attach(package: str) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """The module-level ``__getattr__`` and ``__dir__`` of ``package``, serving the names of
+    its ``if TYPE_CHECKING:`` block (see :func:`exports`) and ``__all__``."""
+    table: dict[str, tuple[str, str]] = {}
+
+    def names() -> dict[str, tuple[str, str]]:
+        if not table:
+            table.update(exports(sys.modules[package].__file__ or ""))
+        return table
+
+    def __getattr__(name: str) -> Any:
+        if name == "__all__":
+            value: Any = sorted(names())
+        elif name in names():
+            module, attribute = names()[name]
+            value = getattr(importlib.import_module(module), attribute)
+        else:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        setattr(sys.modules[package], name, value)
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(vars(sys.modules[package])) | set(names()))
+
+    return __getattr__, __dir__
