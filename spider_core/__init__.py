@@ -1,7 +1,9 @@
-"""spider-core: run native and Python task packages in supervised executor processes.
-
-The public API is re-exported here and imported on first use, so the executor process (which
-imports ``spider_core.executor``) does not pay for the pool, asyncio or the build tools.
+"""spider-core: run native and Python task packages in supervised executor processes. This
+module is the user's API and holds nothing else: it re-exports the pools, the request and
+outcome models, the errors, the ABI's types, the build tools, ``hookimpl`` and the plugin
+manager an embedder builds, each imported on first use (:mod:`spider_core._lazy`), so the
+executor process (which imports ``spider_core.executor``) does not pay for the pool, asyncio
+or the build tools.
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
-"""spider_pytasks: the default plugin for task packages written in Python.
-
-Resolves ``<package_dir>/<name>/__init__.py``: a directory package, imported as
-``spider_pytasks.loaded.<name>``. A directory that holds ``lib<name>.so`` is a native package
-and is left to ``spider_libso``, so native and Python packages share one package directory.
-It also loads installed Python packages, which ``spider_installed`` finds (an entry point
-``<name> = module:attribute`` in the ``spider_core.task_packages`` group).
-
-Either way the package object is a :class:`spider_core.sdk.Package` whose declared name must
-equal ``<name>``. Write tasks with the SDK in :mod:`spider_core.sdk`.
-
-``spider packages`` lists directory packages, and describes installed ones, with their task
-signatures; the modules are imported in a child process (:mod:`spider_pytasks.inspect`),
+"""spider_pytasks: the default plugin for task packages written in Python, with the SDK in
+:mod:`spider_core.sdk`. It resolves a directory package ``<package_dir>/<name>/__init__.py``
+(one that holds ``lib<name>.so`` is native, left to ``spider_libso``), imports it as
+``spider_pytasks.loaded.<name>`` or loads an installed one that ``spider_installed`` found,
+checks that its :class:`spider_core.sdk.Package` is named ``<name>``, and lists and describes
+such packages for ``spider packages`` in a child process (:mod:`spider_pytasks.inspect`),
 never in the caller.
 """
 

@@ -1,17 +1,13 @@
-"""What a plugin author imports: ``from spider_core.plugin import hookimpl, ...``, and nothing else.
-
-A plugin implements hooks from :mod:`spider_core.plugin.spec` with :data:`hookimpl` and is
-registered under the ``spider_core`` entry-point group. This module re-exports the types those
-hooks take and return (including the request and outcomes ``spider_task_finished`` gets), the
-framing and executor protocol interfaces, the helpers a launcher or an inspector calls, and
-:class:`PluginError` for a plugin to refuse with. The host's side (the plugin manager, the
-default plugins, what a manager registered) is :mod:`spider_core.plugin.manager`; a test that
-builds a manager uses ``spider_core.get_plugin_manager``. The default plugins in ``plugins/``
-import only from here, ``spider_core``, ``spider_core.tdl`` and ``spider_core.sdk``, as any
-third-party plugin can.
-
-Each name is imported on first use: the executor process imports this package (and its
-plugins import from it) without paying for the user-facing models it never needs.
+"""What a plugin author imports, and nothing else: ``from spider_core.plugin import hookimpl,
+...``. It holds :data:`hookimpl` (for the hooks of :mod:`spider_core.plugin.spec`, registered
+under the ``spider_core`` entry-point group), every type those hooks take and return (the
+request and outcomes ``spider_task_finished`` gets included), the framing and executor
+protocol interfaces, the helpers a launcher or an inspector calls, and :class:`PluginError` for
+a plugin to refuse with; the host's side (the manager, the default plugins, what a manager
+registered) is :mod:`spider_core.plugin.manager`. The default plugins in ``plugins/`` import
+only from here, ``spider_core``, ``spider_core.tdl`` and ``spider_core.sdk``, as any
+third-party plugin can. Each name is imported on first use, so the executor, whose plugins
+import from here, never pays for the user-facing models.
 """
 
 from __future__ import annotations

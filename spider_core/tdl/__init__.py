@@ -1,17 +1,16 @@
-"""The contract between the executor and a task package: spider's ABI version, its errors,
-the task context and the wire format (docs/abi.md), and the ``SoftTimeout`` a Python task may
-be interrupted with.
-
-This package is spider-core's ground floor: it imports nothing else from ``spider_core`` (only
-the import helper :mod:`spider_core._lazy`, which imports nothing either), so every other
-layer can build on it. Python task packages are written with :mod:`spider_core.sdk`.
+"""The contract between the executor and a task package, spider-core's ground floor: spider's
+ABI version, its errors, the task context and the wire format (docs/abi.md), and the
+``SoftTimeout`` a Python task may be interrupted with. It imports nothing else of
+``spider_core`` (only the import helper :mod:`spider_core._lazy`, which imports nothing
+either), so every other layer can build on it; each name is imported on first use, as the
+executor needs the errors and the version at start, not the task context or the wire format.
+Python task packages are written with :mod:`spider_core.sdk`.
 """
 
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    # Each name once, imported on first use (spider_core._lazy): the executor needs the errors
-    # and the version at start, not the task context or the wire format.
+    # Each name once, as `X as X`, served lazily by spider_core._lazy (see spider_core/__init__.py).
     # isort: off
     from spider_core.tdl.context import (
         TaskContext as TaskContext,
