@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # at run time, neither: `import spider_core` stays as cheap as it was
+    from collections.abc import Callable
+    from pathlib import Path
 
 
 def exports(path: str | Path) -> dict[str, tuple[str, str]]:
@@ -38,7 +40,9 @@ def exports(path: str | Path) -> dict[str, tuple[str, str]]:
     import ast
 
     found: dict[str, tuple[str, str]] = {}
-    for node in ast.parse(Path(path).read_text(encoding="utf-8")).body:
+    with open(path, encoding="utf-8") as source:
+        tree = ast.parse(source.read())
+    for node in tree.body:
         if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
             for statement in node.body:
                 if not isinstance(statement, ast.ImportFrom):
