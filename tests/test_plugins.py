@@ -293,8 +293,8 @@ AUTHOR_API = [
 
 
 def _host_names() -> set[str]:
-    """The host's side: every public name the manager module defines but the error plugins
-    raise, the spec marker and project name, and the protocol internals of pool and executor."""
+    """The host's side: every public name the manager module defines, the spec marker and
+    project name, and the protocol internals of pool and executor."""
     from spider_core.plugin import manager
 
     tree = ast.parse(Path(manager.__file__).read_text())
@@ -302,7 +302,7 @@ def _host_names() -> set[str]:
     defined |= {node.target.id for node in tree.body if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
     defined |= {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
     public = {name for name in defined if not name.startswith("_")}
-    return (public - {"PluginError"}) | {
+    return public | {
         "hookspec", "PROJECT_NAME", "CoreProtocol", "DEFAULT_MAX_FRAME_SIZE", "EXIT_REASONS", "SPAWN_REASONS",
     }
 

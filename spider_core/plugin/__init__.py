@@ -27,9 +27,9 @@ if TYPE_CHECKING:
         outcome_name as outcome_name,
         Timeout as Timeout,
     )
-    from spider_core.plugin.manager import PluginError as PluginError
     from spider_core.plugin.spec import hookimpl as hookimpl
     from spider_core.plugin.types import (
+        PluginError as PluginError,
         ExecutorHandle as ExecutorHandle,
         TASK_PACKAGE_GROUP as TASK_PACKAGE_GROUP,
         ExitReason as ExitReason,

@@ -28,6 +28,7 @@ from attrs import field, frozen
 from attrs.validators import instance_of, optional
 
 from spider_core.plugin import spec
+from spider_core.plugin.types import PluginError as PluginError  # raised by the manager and by plugins
 
 if TYPE_CHECKING:
     import logging
@@ -77,10 +78,6 @@ ENV_TRACE = "SPIDER_TRACE_HOOKS"
 #: :class:`Registration` objects. The pool sets it for its executors to what its own manager
 #: registered (``PluginSettings.plugins``).
 ENV_PLUGINS = "SPIDER_PLUGINS"
-
-class PluginError(Exception):
-    """A plugin could not be loaded, or no plugin provides a required hook."""
-
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() not in ("", "0", "false", "no", "off")
