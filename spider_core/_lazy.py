@@ -26,29 +26,26 @@ import importlib
 import sys
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # at run time, neither: `import spider_core` stays as cheap as it was
+if TYPE_CHECKING:  # not at run time: `import spider_core` stays as cheap as it was
     from collections.abc import Callable
-    from pathlib import Path
 
 
-def exports(path: str | Path) -> dict[str, tuple[str, str]]:
-    """The names re-exported by the ``if TYPE_CHECKING:`` block of the module at ``path``:
-    name -> (module, attribute), in the block's order.
+def exports(source: str, where: str) -> dict[str, tuple[str, str]]:
+    """The names re-exported by the ``if TYPE_CHECKING:`` block of ``source`` (the module
+    ``where``): name -> (module, attribute), in the block's order.
 
     :raises ImportError: a relative import in the block (write the module's full name).
     """
     import ast
 
     found: dict[str, tuple[str, str]] = {}
-    with open(path, encoding="utf-8") as source:
-        tree = ast.parse(source.read())
-    for node in tree.body:
+    for node in ast.parse(source).body:
         if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
             for statement in node.body:
                 if not isinstance(statement, ast.ImportFrom):
                     continue
                 if statement.level or not statement.module:
-                    raise ImportError(f"{path}: lazy re-exports need absolute imports, not {ast.unparse(statement)}")
+                    raise ImportError(f"{where}: lazy re-exports need absolute imports, not {ast.unparse(statement)}")
                 for alias in statement.names:
                     if alias.asname:
                         found[alias.asname] = (statement.module, alias.name)
@@ -62,7 +59,12 @@ def attach(package: str) -> tuple[Callable[[str], Any], Callable[[], list[str]]]
 
     def names() -> dict[str, tuple[str, str]]:
         if not table:
-            table.update(exports(sys.modules[package].__file__ or ""))
+            spec = sys.modules[package].__spec__
+            get_source = getattr(spec and spec.loader, "get_source", None)
+            source = get_source(package) if get_source else None
+            if source is None:
+                raise ImportError(f"{package}: its lazy re-exports are read from its source, which is not installed")
+            table.update(exports(source, package))
         return table
 
     def __getattr__(name: str) -> Any:

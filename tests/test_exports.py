@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ LAZY = ["spider_core", "spider_core.plugin", "spider_core.tdl"]
 @pytest.mark.parametrize("package", LAZY)
 def test_a_package_serves_exactly_its_type_checking_block(package: str) -> None:
     module = importlib.import_module(package)
-    block = exports(module.__file__ or "")
+    block = exports(Path(module.__file__ or "").read_text(), package)
     assert module.__all__ == sorted(block)
     assert set(block) <= set(dir(module))
     for name, (source, attribute) in block.items():
@@ -54,26 +55,43 @@ def test_no_package_writes_the_lazy_pattern_by_hand() -> None:
 
 
 def test_only_as_imports_are_re_exported_and_relative_ones_are_refused(tmp_path: Path) -> None:
-    init = tmp_path / "example.py"
+    init = tmp_path / "example_lazy.py"
     init.write_text(
         "from typing import TYPE_CHECKING\n"
         "if TYPE_CHECKING:\n"
         "    from collections import OrderedDict\n"  # a type-only import
         "    from collections import deque as deque, Counter as Tally\n"
+        "else:\n"
+        "    from spider_core._lazy import attach\n"
+        "    __getattr__, __dir__ = attach(__name__)\n"
     )
-    assert exports(init) == {"deque": ("collections", "deque"), "Tally": ("collections", "Counter")}
-
-    sys.modules["example_lazy"] = module = type(sys)("example_lazy")
-    module.__file__ = str(init)
+    assert exports(init.read_text(), "example_lazy") == {
+        "deque": ("collections", "deque"), "Tally": ("collections", "Counter"),
+    }
+    spec = importlib.util.spec_from_file_location("example_lazy", init)
+    assert spec and spec.loader
+    sys.modules["example_lazy"] = module = importlib.util.module_from_spec(spec)
     try:
-        getattr_, dir_ = attach("example_lazy")
-        assert getattr_("Tally") is __import__("collections").Counter
-        assert module.Tally is getattr_("Tally")  # kept: the next lookup does not reach __getattr__
-        assert getattr_("__all__") == ["Tally", "deque"]
-        assert {"Tally", "deque"} <= set(dir_())
+        spec.loader.exec_module(module)
+        assert "Tally" not in vars(module)
+        assert module.Tally is __import__("collections").Counter
+        assert "Tally" in vars(module)  # kept: the next lookup does not reach __getattr__
+        assert module.__all__ == ["Tally", "deque"]
+        assert {"Tally", "deque"} <= set(dir(module))
+        assert not hasattr(module, "OrderedDict")
     finally:
         del sys.modules["example_lazy"]
 
-    init.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .x import y as y\n")
-    with pytest.raises(ImportError, match=r"lazy re-exports need absolute imports, not from \.x import y as y"):
-        exports(init)
+    relative = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .x import y as y\n"
+    with pytest.raises(ImportError, match=r"example: lazy re-exports need absolute imports, not from \.x import y as y"):
+        exports(relative, "example")
+
+
+def test_a_package_without_its_source_says_so() -> None:
+    sys.modules["example_sourceless"] = type(sys)("example_sourceless")
+    try:
+        getattr_, _ = attach("example_sourceless")
+        with pytest.raises(ImportError, match="example_sourceless: its lazy re-exports are read from its source"):
+            getattr_("anything")
+    finally:
+        del sys.modules["example_sourceless"]
