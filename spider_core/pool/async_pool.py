@@ -32,10 +32,11 @@ from spider_core.errors import ExecutorCreationFailure, NotRunning
 from spider_core.models import ExecuteRequest, Outcome, PoolConfig, PoolStats
 from spider_core.plugin import PluginError, PluginSettings, Spawner, SpiderPluginManager, get_plugin_manager
 from spider_core.pool.call import Calls
+from spider_core.pool.channel import TIMED_OUT
 from spider_core.pool.events import Events
 from spider_core.pool.guard import Guard
 from spider_core.pool.mapping import pipelined_map
-from spider_core.pool.process import TIMED_OUT, ExecutorProcess
+from spider_core.pool.process import ExecutorProcess
 from spider_core.pool.protocols import open_protocol, open_spawner
 from spider_core.pool.slots import Slots
 from spider_core.pool.stats import Tally

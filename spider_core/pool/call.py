@@ -53,8 +53,9 @@ import attrs
 
 from spider_core.errors import EncodeTaskInputs, InvalidRequest, NotRunning
 from spider_core.models import ExecuteRequest, ExecutorCrash, InTaskFailure, Outcome, PoolConfig, Success, Timeout
+from spider_core.pool.channel import TIMED_OUT, Lost
 from spider_core.pool.events import Events
-from spider_core.pool.process import EXIT_GRACE, TIMED_OUT, ExecutorProcess, Lost
+from spider_core.pool.process import EXIT_GRACE, ExecutorProcess
 from spider_core.pool.requests import Prepared, RequestEncoder
 from spider_core.pool.slots import Slots
 from spider_core.pool.supervisor import Supervisor
@@ -327,7 +328,7 @@ class Calls:
             # Poll only while this is the one call in flight: the loop runs nothing else meanwhile.
             spin = slot.spin.budget() if slot.spin.window_ns and slots.alone and not waiter.done() else 0
             if spin:
-                slot.spin.answered(executor.poll(min(spin, int(min(prepared.hard_timeout, 1.0) * 1e9))))
+                slot.spin.answered(executor.poll(waiter, min(spin, int(min(prepared.hard_timeout, 1.0) * 1e9))))
             reply = await slot.answer(executor, waiter, deadline)  # at once if answered while we spun
             outcome = self.success(executor, seq, reply)
             if outcome is None:
