@@ -1,9 +1,10 @@
 """The pool: supervised executor processes behind ``ProcessPool`` and ``SyncProcessPool``. It
 owns one executor process per slot, queues callers for the slots, sends each call's request
-and reads its outcome, enforces the hard timeout by SIGKILL, respawns executors after
-timeouts and crashes (through the launcher and respawn hooks), captures each executor's log
-and reports the lifecycle events; it is split along those seams, one job per module, and
-speaks to the executor only through :mod:`spider_core.protocol`.
+(ahead, for the asyncio callers queued behind a busy slot) and reads its outcome, enforces the
+hard timeout by SIGKILL, respawns executors after timeouts and crashes (through the launcher
+and respawn hooks), captures each executor's log and reports the lifecycle events; it is split
+along those seams, one job per module, and speaks to the executor only through
+:mod:`spider_core.protocol`.
 """
 
 import logging
