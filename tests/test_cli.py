@@ -136,7 +136,7 @@ def test_exit_2_bad_input(run, args: list[str], message: str) -> None:
 @pytest.mark.slow
 def test_a_missing_or_unloadable_package_is_one_error_in_run_batch_and_the_api(package_dir: Path, tmp_path: Path) -> None:
     import spider_core as sc
-    from spider_core.reporting import outcome_record
+    from spider_core.commands.reporting import outcome_record
 
     packages = tmp_path / "packages"
     packages.mkdir()

@@ -5,6 +5,7 @@
   ``spider_core.tdl`` and ``spider_core.sdk`` (and itself), as a third-party plugin would.
 - The pool and the executor do not import each other; both import ``spider_core.protocol``.
 - ``spider_core.tdl`` (the ABI, the ground floor) imports only itself.
+- The bench (``spider_core.bench``) imports nothing of the command layer (``spider_core.commands``).
 - No import cycle among spider_core modules.
 
 Every import counts: at module level, inside functions and under ``TYPE_CHECKING``, plus
@@ -121,6 +122,8 @@ def violations(graph: Mapping[str, set[str]]) -> list[str]:
                     found.append(f"{module} imports {target}: pool and executor share spider_core.protocol only")
             if _within(module, "spider_core.tdl") and _within(target, "spider_core") and not _within(target, "spider_core.tdl"):
                 found.append(f"{module} imports {target}: spider_core.tdl imports only itself")
+            if _within(module, "spider_core.bench") and _within(target, "spider_core.commands"):
+                found.append(f"{module} imports {target}: the bench imports nothing of spider_core.commands")
     found.extend(f"import cycle: {' -> '.join(cycle)}" for cycle in cycles(graph))
     return found
 
@@ -204,8 +207,10 @@ def _graph_with(module: str, source: str) -> dict[str, set[str]]:
         ("spider_core.executor", "def f():\n    from spider_core.pool import ProcessPool", "pool and executor share"),
         ("spider_core.tdl.wire", "from spider_core.models import Success", "spider_core.tdl imports only itself"),
         ("spider_core.tdl.errors", "from spider_core.sdk import Package", "spider_core.tdl imports only itself"),
+        ("spider_core.bench.cli", "def f():\n    from spider_core.commands.demo import run_demo",
+         "the bench imports nothing of spider_core.commands"),
         ("spider_core.protocol", "from spider_core.errors import InternalError", None),
-        ("spider_core.errors", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from spider_core.cli import main",
+        ("spider_core.errors", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from spider_core.commands import main",
          "import cycle"),
     ],
 )
