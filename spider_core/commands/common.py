@@ -247,7 +247,7 @@ def executor_protocol() -> str:
     except Exception as e:  # a plugin's bug
         raise plugin_failed("naming the protocols", e) from None
     # pluggy calls the plugins registered last first: the defaults' names come last
-    names = [name for names in reversed(found) for name in names or () if name != CORE_PROTOCOL]
+    names: list[str] = [name for names in reversed(found) for name in names or () if name != CORE_PROTOCOL]
     if not names:
         blocked = sorted(pm.settings.blocked)
         hint = f"; blocked plugins: {', '.join(blocked)}" if blocked else ""
