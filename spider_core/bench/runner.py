@@ -87,6 +87,7 @@ DEFAULT_SLOTS = 2
 #: takes about 12 s a round (it notices a crashed worker after 10 s).
 QUICK_RECOVERY_ROUNDS, DEFAULT_RECOVERY_ROUNDS = 3, 10
 
+
 async def _run_workload(
     workload: Workload, contenders: Sequence[Contender], calls: int, warmup: int, progress: Progress
 ) -> WorkloadResult:

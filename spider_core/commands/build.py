@@ -71,5 +71,3 @@ def _wheel_builder(args: argparse.Namespace) -> Callable[[], Path]:
     if args.dist_name is not None:
         wheel.module_name(args.dist_name)
     return lambda: wheel.build_wheel(args.src, args.wheel, version=version, dist_name=args.dist_name, cc=args.cc)
-
-

@@ -49,6 +49,7 @@ class CliError(Exception):
         super().__init__(message)
         self.exit_code = exit_code
 
+
 METRICS_HELP = ("serve the pool's Prometheus metrics on http://127.0.0.1:PORT/metrics while it runs "
                 "(needs the metrics extra: pip install 'spider-core-pool[metrics]')")
 
@@ -60,7 +61,6 @@ class Parser(argparse.ArgumentParser):
         command = self.prog.removeprefix("spider").strip()
         where = f"{command}: " if command else ""
         self.exit(EXIT_USAGE, f"spider: error: {where}{message} (see `{self.prog} --help`)\n")
-
 
 
 def add_command(
@@ -215,6 +215,7 @@ def executor_of(args: argparse.Namespace, *, here: bool = True) -> Path | None:
 
 
 def make_config(args: argparse.Namespace, package_dir: Path | None, *, here: bool = True, **extra: Any) -> Any:
+    """The ``PoolConfig`` of the pool options (``--log-dir``, ``--executor``, ...) and ``extra``."""
     from spider_core.models import PoolConfig
 
     if args.max_frame_size is not None:
@@ -227,8 +228,6 @@ def make_config(args: argparse.Namespace, package_dir: Path | None, *, here: boo
         extra["executor_command"] = (str(executor),)
         extra["protocol"] = executor_protocol()
     return PoolConfig(package_dir=package_dir, log_dir=log_dir_of(args), em_id="spider-cli", **extra)
-
-
 
 
 def executor_protocol() -> str:
@@ -271,10 +270,10 @@ def json_values(texts: Sequence[str], what: str) -> list[Any]:
 
 
 def vars_of(obj: Any) -> dict[str, Any]:
+    """An attrs record's fields, as ``--json`` writes them."""
     import attrs
 
     return attrs.asdict(obj, recurse=False)
-
 
 
 class LogFormatter(logging.Formatter):
@@ -299,8 +298,8 @@ def _with_message(record: logging.LogRecord) -> logging.LogRecord:
 class Signals:
     """SIGTERM and SIGHUP end a command as SIGINT does: each is handed to SIGINT's handler
     (``asyncio.run``'s cancels the main task, so the pool reaps its executors and a batch
-    cancels its running requests; Python's raises ``KeyboardInterrupt``), and :func:`main`
-    reports the signal that came. A signal ignored when spider starts (``nohup``) stays
+    cancels its running requests; Python's raises ``KeyboardInterrupt``), and
+    :func:`~spider_core.commands.main.main` reports the signal that came. A signal ignored when spider starts (``nohup``) stays
     ignored."""
 
     HANDLED = (signal.SIGTERM, signal.SIGHUP)
@@ -336,4 +335,3 @@ class Signals:
         with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
             print("spider: interrupted" if signum == signal.SIGINT else "spider: terminated", file=sys.stderr)
         return 128 + signum
-

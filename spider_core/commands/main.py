@@ -80,4 +80,3 @@ def _main(argv: Sequence[str] | None, signals: Signals) -> int:
         with contextlib.suppress(OSError):
             print(f"spider: error: cannot write output: {os_reason(e)}", file=sys.stderr)
         return EXIT_INTERNAL
-

@@ -73,4 +73,3 @@ def cmd_packages(args: argparse.Namespace) -> int:
             for task in info.tasks:
                 print(f"  {task}")
     return EXIT_OK
-

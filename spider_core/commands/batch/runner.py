@@ -453,5 +453,3 @@ async def _run(
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
     return EXIT_OK if all_ok else EXIT_TASK_FAILURE
-
-

@@ -169,4 +169,3 @@ def soak_package_dir(user_dir: Path | None, cache_dir: Path | None = None) -> It
         yield combined
     finally:
         shutil.rmtree(combined, ignore_errors=True)
-

@@ -38,5 +38,3 @@ def resident_bytes() -> int:
     """This process's resident memory, in bytes."""
     with open("/proc/self/statm", "rb") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-

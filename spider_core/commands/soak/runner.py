@@ -447,5 +447,3 @@ def _summary(run: _Run, seed: int, callers: int, slots: int, fault_rate: float, 
 def run_soak(package_dir: Path, **options: Any) -> SoakSummary:
     """:func:`soak` for callers without an event loop."""
     return asyncio.run(soak(package_dir, **options))
-
-

@@ -136,5 +136,3 @@ def failures(s: SoakSummary) -> Iterator[str]:
                f"where the faults called for {_reasons(s.expected_exits)}")
     if s.unrecovered:
         yield f"recovery: {s.unrecovered} faults were not followed by a Success on a fresh executor"
-
-
