@@ -1133,3 +1133,11 @@ def test_bench_with_bad_directories(package_dir: Path, tmp_path: Path) -> None:
 def test_version() -> None:
     done = spider("--version")
     assert done.returncode == 0 and done.stdout.startswith("spider ")
+
+
+def test_executor_needs_a_plugin_that_speaks_its_protocol(run) -> None:
+    # --executor takes its protocol from the plugins' spider_protocol_names: none, none to take
+    done = run(PKG, "fibonacci", "10", "--executor", "/bin/true", env={"SPIDER_DISABLE_PLUGINS": "spider_rustexec"})
+    assert done.returncode == 5
+    assert one_clear_line(done).endswith("--executor needs a plugin that speaks spider's executor protocol, and none "
+                                         "does; blocked plugins: spider_rustexec"), done.stderr
