@@ -6,6 +6,7 @@
 - The pool and the executor do not import each other; both import ``spider_core.protocol``.
 - ``spider_core.tdl`` (the ABI, the ground floor) imports only itself, and modules that import
   nothing of spider_core (the lazy-import helper ``spider_core._lazy``).
+- The bench (``spider_core.bench``) imports nothing of the command layer (``spider_core.commands``).
 - No import cycle among spider_core modules.
 
 Every import counts, with no exception: at module level, inside functions and under
@@ -122,6 +123,8 @@ def violations(graph: Mapping[str, set[str]]) -> list[str]:
             if (_within(module, "spider_core.tdl") and _within(target, "spider_core")
                     and not _within(target, "spider_core.tdl") and target not in leaves):
                 found.append(f"{module} imports {target}: spider_core.tdl imports nothing of spider_core above it")
+            if _within(module, "spider_core.bench") and _within(target, "spider_core.commands"):
+                found.append(f"{module} imports {target}: the bench imports nothing of spider_core.commands")
     found.extend(f"import cycle: {' -> '.join(cycle)}" for cycle in cycles(graph))
     return found
 
@@ -213,8 +216,10 @@ def _graph_with(module: str, source: str) -> dict[str, set[str]]:
         ("spider_core.errors", "def f():\n    __import__('spider_core.models')", "import cycle"),
         ("spider_core.models", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from spider_core import PoolConfig as PoolConfig",
          "import cycle"),
+        ("spider_core.bench.cli", "def f():\n    from spider_core.commands.demo import run_demo",
+         "the bench imports nothing of spider_core.commands"),
         ("spider_core.protocol", "from spider_core.errors import InternalError", None),
-        ("spider_core.errors", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from spider_core.cli import main",
+        ("spider_core.errors", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from spider_core.commands import main",
          "import cycle"),
     ],
 )
