@@ -3,8 +3,8 @@
 The prefix is the one spider's executor uses (tokio's ``LengthDelimitedCodec``); the body is
 msgpack instead of bincode. Frames larger than ``max_frame_size`` are refused on both sides.
 
-A message with a ``bytes`` field of 64 KiB or more (a request's inputs, a result's outputs) is
-encoded as a list of buffers: the field itself is one of them, behind its msgpack ``bin 32``
+A message with a ``bytes`` (or ``memoryview``: a native package's own output buffer) field of
+64 KiB or more (a request's inputs, a result's outputs) is encoded as a list of buffers: the field itself is one of them, behind its msgpack ``bin 32``
 header, so it is written to the pipe from where it lies, never copied into the frame. The
 bytes on the pipe are the same either way. The decoder reads a frame into one buffer of its
 announced length and unpacks it from there (msgpack copies each ``bin`` out into its
@@ -56,7 +56,7 @@ class MsgpackFraming:
     def encode(self, message: Any) -> Frame:
         if type(message) is list:
             for item in message:
-                if type(item) is bytes and len(item) >= OUT_OF_LINE:
+                if (type(item) is bytes or type(item) is memoryview) and len(item) >= OUT_OF_LINE:
                     return self._encode_parts(message)
         try:
             body: bytes = self._packer.pack(message)  # the packer resets itself, also on errors
@@ -74,7 +74,7 @@ class MsgpackFraming:
         head = [self._packer.pack_array_header(len(message))]
         try:
             for item in message:
-                if type(item) is bytes and len(item) >= OUT_OF_LINE:
+                if (type(item) is bytes or type(item) is memoryview) and len(item) >= OUT_OF_LINE:
                     self._check_size(len(item))  # before its header, which holds 4 bytes of length
                     head.append(_BIN32.pack(0xC6, len(item)))
                     parts += (b"".join(head), item)

@@ -346,13 +346,17 @@ class Executor:
 
     def execute(
         self, package_name: str, task: str, raw_ctx: bytes, raw_inputs: bytes, soft_timeout_us: int = 0
-    ) -> tuple[bool, bytes, int]:
+    ) -> tuple[bool, bytes | memoryview, int]:
         """Run one task: ``(ok, payload, elapsed_us)``, the payload being the outputs or an
         encoded ``ExecutorError``. ``elapsed_us`` covers the package call only. A soft timeout
         applies to packages that declare ``interruptible = True``."""
         start = 0
         try:
             package = self.package(package_name)
+            if (raw_inputs.__class__ is not bytes or raw_ctx.__class__ is not bytes) and not getattr(
+                package, "accepts_buffers", False
+            ):  # fields in shared memory, for a package that wants bytes
+                raw_ctx, raw_inputs = bytes(raw_ctx), bytes(raw_inputs)
             if soft_timeout_us and getattr(package, "interruptible", False):
                 return self._execute_interruptible(package, task, raw_ctx, raw_inputs, soft_timeout_us)
             start = time.perf_counter_ns()
@@ -370,7 +374,7 @@ class Executor:
 
     def _execute_interruptible(
         self, package: TaskPackage, task: str, raw_ctx: bytes, raw_inputs: bytes, soft_timeout_us: int
-    ) -> tuple[bool, bytes, int]:
+    ) -> tuple[bool, bytes | memoryview, int]:
         start = time.perf_counter_ns()
         try:
             self.soft_timer.arm(soft_timeout_us)
@@ -391,7 +395,7 @@ def _since(start_ns: int) -> int:
     return (time.perf_counter_ns() - start_ns) // 1000 if start_ns else 0
 
 
-def _encode_result(framing: Framing, seq: int, ok: bool, payload: bytes, elapsed_us: int) -> Frame:
+def _encode_result(framing: Framing, seq: int, ok: bool, payload: bytes | memoryview, elapsed_us: int) -> Frame:
     try:
         return framing.encode(result_primitive(seq, ok, payload, elapsed_us))
     except FramingError as e:
@@ -460,7 +464,7 @@ def _setup() -> tuple[SpiderPluginManager, Framing] | int:
         pm = get_plugin_manager(settings)
         _setup_logging_if_imported()
         max_frame_size = int(os.environ.get(ENV_MAX_FRAME_SIZE) or DEFAULT_MAX_FRAME_SIZE)
-        framing = pm.call_required("spider_framing", max_frame_size=max_frame_size)
+        framing = pm.call_required("spider_framing", max_frame_size=max_frame_size, environment=dict(os.environ))
     except (PluginError, ValueError) as e:  # ValueError: a malformed setting
         _log("exit", _ERROR, reason="setup failed", error=str(e))
         return EXIT_SETUP_ERROR

@@ -53,6 +53,7 @@ DEFAULT_PLUGINS = {
     "spider_supervisor": "spider_supervisor",
     "spider_pytasks": "spider_pytasks",
     "spider_rustexec": "spider_rustexec",
+    "spider_shm": "spider_shm",
     "spider_installed": "spider_installed",
     "spider_prometheus": "spider_prometheus",
     "spider_otel": "spider_otel",
