@@ -148,9 +148,9 @@ def test_call_required_turns_none_into_an_error(pm) -> None:
 
     pm2 = get_plugin_manager(PluginSettings(autoload=False, blocked={"spider_msgpack"}))
     pm2.register(Silent(), name="silent")
-    with pytest.raises(PluginError, match="every plugin implementing spider_framing \\(silent\\) returned None; blocked plugins: spider_msgpack"):
-        pm2.call_required("spider_framing", max_frame_size=10)
-    assert pm.call_required("spider_framing", max_frame_size=10).max_frame_size == 10
+    with pytest.raises(PluginError, match="every plugin implementing spider_framing \\(spider_shm, silent\\) returned None; blocked plugins: spider_msgpack"):
+        pm2.call_required("spider_framing", max_frame_size=10, environment={})
+    assert pm.call_required("spider_framing", max_frame_size=10, environment={}).max_frame_size == 10
 
 
 def test_unknown_hook_in_a_plugin_is_rejected(pm) -> None:
@@ -335,6 +335,7 @@ def test_a_manager_records_what_it_registered(fake_dist: Path) -> None:
         Registration(name="spider_msgpack", value="spider_msgpack", default=True, distribution="spider-core-pool"),
         Registration(name="spider_supervisor", value="spider_supervisor", default=True, distribution="spider-core-pool"),
         Registration(name="spider_rustexec", value="spider_rustexec", default=True, distribution="spider-core-pool"),
+        Registration(name="spider_shm", value="spider_shm", default=True, distribution="spider-core-pool"),
         Registration(name="spider_installed", value="spider_installed", default=True, distribution="spider-core-pool"),
         *(Registration(name=name, value=name, default=True, distribution="spider-core-pool") for name in OBSERVERS),
         Registration(name="fake", value="fakeplugin", distribution="spider-fakeplugin", version="1.2.3"),

@@ -80,11 +80,12 @@ def _check_dumpable() -> None:
         )
 
 
-# Not trylast, unlike the defaults that always answer: these answer only when the pool asked for
-# shared memory, and then they must win over the plain framing and the other protocols.
+# trylast, as every default: an installed plugin still takes over. Among the defaults these are
+# asked first (registered after spider_msgpack and spider_rustexec), and answer only when the
+# pool asked for shared memory.
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def spider_protocol(name: str, config: PoolConfig) -> ShmProtocol | None:
     threshold = config.shm_threshold
     if threshold is None:
@@ -103,7 +104,7 @@ def spider_protocol(name: str, config: PoolConfig) -> ShmProtocol | None:
     return ShmProtocol(framing)
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def spider_framing(max_frame_size: int, environment: Mapping[str, str]) -> ShmFraming | None:
     threshold = environment.get(ENV_THRESHOLD)
     if threshold is None:

@@ -11,7 +11,6 @@ not scan the entry points again).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -132,7 +131,7 @@ def spider_inspect_package(source: PackageSource) -> PackageInfo | None:
 
 
 @hookspec(firstresult=True)
-def spider_framing(max_frame_size: int, environment: Mapping[str, str]) -> Framing | None:
+def spider_framing(max_frame_size: int, environment: dict[str, str]) -> Framing | None:
     """Provide the framing that carries protocol messages over the executor's pipes.
 
     :param max_frame_size: Largest frame body, in bytes, either side may send or accept.
