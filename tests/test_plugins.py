@@ -332,10 +332,10 @@ def test_a_manager_records_what_it_registered(fake_dist: Path) -> None:
     pm = get_plugin_manager(PluginSettings(blocked={"spider_pytasks"}))
     assert pm.settings.plugins == (
         Registration(name="spider_libso", value="spider_libso", default=True, distribution="spider-core-pool"),
+        Registration(name="spider_shm", value="spider_shm", default=True, distribution="spider-core-pool"),
         Registration(name="spider_msgpack", value="spider_msgpack", default=True, distribution="spider-core-pool"),
         Registration(name="spider_supervisor", value="spider_supervisor", default=True, distribution="spider-core-pool"),
         Registration(name="spider_rustexec", value="spider_rustexec", default=True, distribution="spider-core-pool"),
-        Registration(name="spider_shm", value="spider_shm", default=True, distribution="spider-core-pool"),
         Registration(name="spider_installed", value="spider_installed", default=True, distribution="spider-core-pool"),
         *(Registration(name=name, value=name, default=True, distribution="spider-core-pool") for name in OBSERVERS),
         Registration(name="fake", value="fakeplugin", distribution="spider-fakeplugin", version="1.2.3"),

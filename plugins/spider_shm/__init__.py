@@ -81,8 +81,9 @@ def _check_dumpable() -> None:
 
 
 # trylast, as every default: an installed plugin still takes over. Among the defaults these are
-# asked first (registered after spider_msgpack and spider_rustexec), and answer only when the
-# pool asked for shared memory.
+# asked before spider_msgpack's and spider_rustexec's (registered before them: pluggy asks
+# trylast implementations in registration order), and answer only when the pool asked for
+# shared memory.
 
 
 @hookimpl(trylast=True)

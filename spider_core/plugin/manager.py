@@ -49,11 +49,13 @@ DISTRIBUTION = "spider-core-pool"
 #: the package directory's plugins resolve a package before installed distributions are read.
 DEFAULT_PLUGINS = {
     "spider_libso": "spider_libso",
+    # before spider_msgpack and spider_rustexec: pluggy asks trylast implementations in the
+    # order they were registered, and spider_shm's answer only when the pool wants it
+    "spider_shm": "spider_shm",
     "spider_msgpack": "spider_msgpack",
     "spider_supervisor": "spider_supervisor",
     "spider_pytasks": "spider_pytasks",
     "spider_rustexec": "spider_rustexec",
-    "spider_shm": "spider_shm",
     "spider_installed": "spider_installed",
     "spider_prometheus": "spider_prometheus",
     "spider_otel": "spider_otel",
