@@ -153,7 +153,7 @@ def execute_primitive(
     return ["Execute", seq, package, task, raw_ctx, raw_inputs, soft_timeout_us]
 
 
-def result_primitive(seq: int, ok: bool, payload: bytes, elapsed_us: int) -> list[Any]:
+def result_primitive(seq: int, ok: bool, payload: bytes | memoryview, elapsed_us: int) -> list[Any]:
     """``message_to_primitive(Result(...))``, without building the Result."""
     return ["Result", seq, ok, payload, elapsed_us]
 
@@ -433,7 +433,7 @@ def read_into(fd: int, decoder: FrameDecoder) -> int:
 #: A frame as it is written to a pipe: its bytes, or the buffers that form it, in order. A
 #: framing returns the buffers for a message with large ``bytes`` fields, so that those are
 #: written from where they lie (``writev``) instead of being copied into one frame.
-Frame = bytes | list[bytes]
+Frame = bytes | list[bytes | memoryview]
 
 # writev takes at most IOV_MAX buffers at once (1024 on Linux)
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 1024

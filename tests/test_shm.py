@@ -16,7 +16,10 @@ from typing import Any
 
 import msgpack
 import pytest
-from test_payload import (  # noqa: F401  # packages: the fixture, used by name
+import test_payload
+from spider_shm.framing import EXT_REF, ShmFraming
+from spider_shm.region import GRAIN
+from test_payload import (
     KINDS,
     MAX_FRAME,
     MIB,
@@ -24,7 +27,6 @@ from test_payload import (  # noqa: F401  # packages: the fixture, used by name
     SIZES,
     bytes_in_protocol_pipe,
     check_echo,
-    packages,
     pattern,
     request,
     size_id,
@@ -33,8 +35,8 @@ from test_payload import (  # noqa: F401  # packages: the fixture, used by name
 
 import spider_core as sc
 from spider_core.protocol import FramingError
-from spider_shm.framing import EXT_REF, ShmFraming
-from spider_shm.region import GRAIN
+
+packages = test_payload.packages  # the fixture: the C package and a Python echo package
 
 THRESHOLD = 64 * 1024  # the 64 KiB ± 1 sizes fall on both sides of it
 

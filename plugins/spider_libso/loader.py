@@ -50,11 +50,11 @@ def _borrow(data: bytes | memoryview) -> tuple[_InArray, object]:
     """A borrowed ``CArray`` over ``data`` and what must stay alive while the call runs: a
     ``bytes`` object is pointed into as it is; a writable buffer (inputs in shared memory)
     through a ctypes array over its memory, without a copy."""
-    if data.__class__ is bytes or not data:
-        return _InArray(data or b"", len(data)), data  # type: ignore[arg-type]  # bytes, or empty
-    if data.readonly:  # type: ignore[union-attr]  # a memoryview
-        data = bytes(data)
+    if isinstance(data, bytes):
         return _InArray(data, len(data)), data
+    if not data or data.readonly:  # nothing to point into, or not writable: copied
+        copy = bytes(data)
+        return _InArray(copy, len(copy)), copy
     view = (ctypes.c_char * len(data)).from_buffer(data)
     return _InArray(ctypes.cast(view, ctypes.c_char_p), len(data)), view
 

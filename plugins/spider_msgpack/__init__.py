@@ -67,10 +67,10 @@ class MsgpackFraming:
         self._check_size(len(body))
         return _HEADER.pack(len(body)) + body
 
-    def _encode_parts(self, message: list[Any]) -> list[bytes]:
+    def _encode_parts(self, message: list[Any]) -> list[bytes | memoryview]:
         """The frame of an array whose large ``bytes`` items stay out of line: the prefix and
         the packed items up to the first large one, that one, the items up to the next, ..."""
-        parts: list[bytes] = []
+        parts: list[bytes | memoryview] = []
         head = [self._packer.pack_array_header(len(message))]
         try:
             for item in message:

@@ -26,7 +26,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from spider_core.plugin import CORE_PROTOCOL, CoreProtocol, PluginError, hookimpl
-
 from spider_shm.framing import ShmFraming
 
 if TYPE_CHECKING:

@@ -30,7 +30,6 @@ from typing import Any
 import msgpack
 
 from spider_core.plugin import Frame, FramingError, LengthDelimitedDecoder
-
 from spider_shm.region import Mapping, OwnedRegion, PeerRegion, RegionError
 
 #: The msgpack extension type of a reference into a region.
