@@ -8,7 +8,8 @@ A message with a ``bytes`` (or ``memoryview``: a native package's own output buf
 header, so it is written to the pipe from where it lies, never copied into the frame. The
 bytes on the pipe are the same either way. The decoder reads a frame into one buffer of its
 announced length and unpacks it from there (msgpack copies each ``bin`` out into its
-``bytes``: the one copy a received payload takes).
+``bytes``: the one copy a received payload takes), except the ``raw_inputs`` of a large
+``Execute``, which the executor gets as a view of that buffer.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import msgpack
 
 from spider_core.plugin import Frame, FramingError, LengthDelimitedDecoder, hookimpl
+from spider_msgpack.inplace import execute_in_place
 
 _HEADER = struct.Struct(">I")
 _BIN32 = struct.Struct(">BI")  # msgpack's bin 32: 0xc6, then a 4-byte big-endian length
@@ -29,12 +31,18 @@ OUT_OF_LINE = 64 * 1024
 
 
 class MsgpackDecoder(LengthDelimitedDecoder):
-    """Incremental decoder: feed bytes, take complete messages."""
+    """Incremental decoder: feed bytes, take complete messages. A large ``Execute`` request
+    (what only an executor reads) keeps its ``raw_inputs`` in the frame's buffer, as a view
+    (:mod:`spider_msgpack.inplace`)."""
 
     def next_message(self) -> Any | None:
         body = self.next_body()
         if body is None:
             return None
+        if len(body) >= OUT_OF_LINE:
+            message = execute_in_place(body)
+            if message is not None:
+                return message
         try:
             return msgpack.unpackb(body)
         except Exception as e:
