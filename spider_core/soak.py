@@ -16,7 +16,8 @@ sentence each (empty: all held):
 - **lost**: every call returns an outcome (or, for a cancelled one, is cancelled);
 - **misattributed**: no task receives values that are not its own;
 - **descriptors** and **children**: the parent has as many open file descriptors and child
-  processes after the pool closed as before it started;
+  processes after the pool closed as before it started (with ``shm_threshold``, this covers
+  the shared-memory regions too: each region, and each mapping of one, holds a descriptor);
 - **respawns** and **exits**: one replacement executor per fault that ends one, and the
   ``spider_executor_exited`` reasons match the faults;
 - **recovery**: after every such fault, a task succeeds on an executor started after it.
@@ -600,6 +601,7 @@ async def soak(
     start_method: str = "exec",
     progress: Callable[[int, int], None] | None = None,
     metrics: bool = False,
+    shm_threshold: int | None = None,
     _inject: Inject | None = None,
 ) -> SoakSummary:
     """Run the soak (see the module docstring) and return its summary.
@@ -618,6 +620,8 @@ async def soak(
     :param start_method: ``PoolConfig.start_method``.
     :param progress: Called with (tasks done, tasks) every 1,000 tasks.
     :param metrics: ``PoolConfig.metrics``: report the pool to Prometheus (``--metrics-port``).
+    :param shm_threshold: ``PoolConfig.shm_threshold``: large inputs and outputs (the ``large``
+        faults' 1-4 MiB with a threshold below that) through shared memory.
     :raises SoakError: a bad setting, or a package the soak cannot use (one sentence).
     """
     check_settings(tasks, callers, slots, fault_rate, timeout)
@@ -635,7 +639,7 @@ async def soak(
     marks = Path(tempfile.mkdtemp(prefix="spider-soak-"))
     lifecycle = _Lifecycle()
     config = PoolConfig(package_dir=package_dir, slots=slots, em_id="soak", start_method=start_method,
-                        metrics=metrics)
+                        metrics=metrics, shm_threshold=shm_threshold)
     try:
         pool = ProcessPool(config)
         pool.pm.register(lifecycle, name="spider-soak")

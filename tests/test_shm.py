@@ -197,6 +197,19 @@ def test_a_reference_past_the_end_of_the_region_is_refused() -> None:
 # -- executors killed mid-transfer: nothing leaked, the next call succeeds ------------------------
 
 
+@pytest.mark.slow
+def test_a_soak_over_shared_memory_holds_every_invariant(package_dir: Path) -> None:
+    from spider_core.soak import run_soak
+
+    before = regions()
+    summary = run_soak(package_dir, tasks=400, callers=8, slots=2, fault_rate=0.2, seed=26, shm_threshold=THRESHOLD)
+    assert summary.ok, summary.failures
+    assert summary.fds_before == summary.fds_after  # the regions were descriptors of the pool too
+    large = next(k for k in summary.kinds if k.kind == "large")
+    assert large.count and large.as_expected == large.count  # 1-4 MiB outputs, through the regions
+    assert new_regions(before) == {}
+
+
 def _only_the_pool_maps(held: Iterable[int], dead: int) -> None:
     """Once executor ``dead`` is gone, only this process and live executors map ``held``."""
     wait_until(lambda: not os.path.exists(f"/proc/{dead}"))
