@@ -37,7 +37,6 @@ EXT_REF = 0x53
 _REF = struct.Struct(">QQ")
 _HEADER = struct.Struct(">IiQiQ")  # pool pid, request region fd and inode, reply region fd and inode
 _LENGTH = struct.Struct(">I")
-_NO_REGIONS = _HEADER.pack(0, -1, 0, -1, 0)
 _KEEP_PACKER_BELOW = 1 << 20
 
 
@@ -132,9 +131,8 @@ class ShmFraming:
         if len(body) < _HEADER.size:
             raise FramingError(f"frame of {len(body)} bytes is too short for the shared-memory header")
         pid, in_fd, in_ino, out_fd, out_ino = _HEADER.unpack_from(body)
-        if pid:
-            self.incoming = self._peer(self.incoming, pid, in_fd, in_ino)
-            self.outgoing = self._peer(self.outgoing, pid, out_fd, out_ino)
+        self.incoming = self._peer(self.incoming, pid, in_fd, in_ino)
+        self.outgoing = self._peer(self.outgoing, pid, out_fd, out_ino)
         return body[_HEADER.size :]
 
     @staticmethod
@@ -155,17 +153,18 @@ class ShmFraming:
         if code != EXT_REF or len(data) != _REF.size:
             raise FramingError(f"unknown msgpack extension type {code} of {len(data)} bytes")
         offset, length = _REF.unpack(data)
-        if length > self.max_frame_size or offset > self.max_frame_size:
-            raise _too_large(length, self.max_frame_size)
+        end = offset + length
+        if end > self.max_frame_size:
+            raise _too_large(end, self.max_frame_size)
         if self.incoming is None:
-            raise FramingError("a shared-memory reference came before the regions were named")
+            raise FramingError("a shared-memory reference came after the regions were closed")
         try:
-            region = self.incoming.cover(offset + length)
+            region = self.incoming.cover(end)
         except (OSError, RegionError) as e:
             raise FramingError(str(e)) from None
         if self.owner:
-            return region[offset : offset + length]
-        return memoryview(region)[offset : offset + length]
+            return region[offset:end]
+        return memoryview(region)[offset:end]
 
     def close(self) -> None:
         """Unmap and close both regions (the pool's: freeing them)."""
