@@ -50,7 +50,7 @@ def test_wheel_top_level_packages(wheel: Path) -> None:
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {
         "spider_core", "spider_libso", "spider_msgpack", "spider_supervisor", "spider_pytasks", "spider_rustexec",
-        "spider_installed",
+        "spider_installed", "spider_shm",
         "spider_prometheus", "spider_otel",
     }
     assert "spider_core/include/spider_tdl.h" in names

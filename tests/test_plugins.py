@@ -149,9 +149,9 @@ def test_call_required_turns_none_into_an_error(pm) -> None:
 
     pm2 = get_plugin_manager(PluginSettings(autoload=False, blocked={"spider_msgpack"}))
     pm2.register(Silent(), name="silent")
-    with pytest.raises(PluginError, match="every plugin implementing spider_framing \\(silent\\) returned None; blocked plugins: spider_msgpack"):
-        pm2.call_required("spider_framing", max_frame_size=10)
-    assert pm.call_required("spider_framing", max_frame_size=10).max_frame_size == 10
+    with pytest.raises(PluginError, match="every plugin implementing spider_framing \\(spider_shm, silent\\) returned None; blocked plugins: spider_msgpack"):
+        pm2.call_required("spider_framing", max_frame_size=10, environment={})
+    assert pm.call_required("spider_framing", max_frame_size=10, environment={}).max_frame_size == 10
 
 
 def test_unknown_hook_in_a_plugin_is_rejected(pm) -> None:
@@ -283,7 +283,7 @@ def test_trace_hooks_logs_calls(caplog: pytest.LogCaptureFixture, package_dir: P
 #: Everything ``spider_core.plugin`` gives a plugin author: the marker, the types hooks take and
 #: return, the framing and protocol interfaces, the helpers a plugin calls, PluginError to refuse.
 AUTHOR_API = [
-    "CORE_PROTOCOL", "ENV_FORK_SERVER", "ENV_PACKAGE_DIR", "ExecuteRequest", "ExecutorCrash", "ExecutorHandle",
+    "CORE_PROTOCOL", "CoreProtocol", "ENV_FORK_SERVER", "ENV_PACKAGE_DIR", "ExecuteRequest", "ExecutorCrash", "ExecutorHandle",
     "ExecutorProtocol", "ExitReason", "Frame", "FrameDecoder", "Framing", "FramingError", "InTaskFailure",
     "InstalledPackage", "LaunchSpec", "LengthDelimitedDecoder", "Outcome", "PackageInfo", "PackageOrigin",
     "PackageSource", "PluginError", "PoolConfig", "PoolView", "ProtocolError", "RespawnDecision", "RespawnState",
@@ -303,7 +303,7 @@ def _host_names() -> set[str]:
     defined |= {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
     public = {name for name in defined if not name.startswith("_")}
     return public | {
-        "hookspec", "PROJECT_NAME", "CoreProtocol", "DEFAULT_MAX_FRAME_SIZE", "EXIT_REASONS", "SPAWN_REASONS",
+        "hookspec", "PROJECT_NAME", "DEFAULT_MAX_FRAME_SIZE", "EXIT_REASONS", "SPAWN_REASONS",
     }
 
 
@@ -383,6 +383,7 @@ def test_a_manager_records_what_it_registered(fake_dist: Path) -> None:
     pm = get_plugin_manager(PluginSettings(blocked={"spider_pytasks"}))
     assert pm.settings.plugins == (
         Registration(name="spider_libso", value="spider_libso", default=True, distribution="spider-core-pool"),
+        Registration(name="spider_shm", value="spider_shm", default=True, distribution="spider-core-pool"),
         Registration(name="spider_msgpack", value="spider_msgpack", default=True, distribution="spider-core-pool"),
         Registration(name="spider_supervisor", value="spider_supervisor", default=True, distribution="spider-core-pool"),
         Registration(name="spider_rustexec", value="spider_rustexec", default=True, distribution="spider-core-pool"),

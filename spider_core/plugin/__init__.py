@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     )
     from spider_core.protocol import (
         CORE_PROTOCOL as CORE_PROTOCOL,
+        CoreProtocol as CoreProtocol,
         ENV_FORK_SERVER as ENV_FORK_SERVER,
         ENV_PACKAGE_DIR as ENV_PACKAGE_DIR,
         ExecutorProtocol as ExecutorProtocol,

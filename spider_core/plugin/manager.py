@@ -54,6 +54,9 @@ DISTRIBUTION = "spider-core-pool"
 #: the package directory's plugins resolve a package before installed distributions are read.
 DEFAULT_PLUGINS = {
     "spider_libso": "spider_libso",
+    # before spider_msgpack and spider_rustexec: pluggy asks trylast implementations in the
+    # order they were registered, and spider_shm's answer only when the pool wants it
+    "spider_shm": "spider_shm",
     "spider_msgpack": "spider_msgpack",
     "spider_supervisor": "spider_supervisor",
     "spider_pytasks": "spider_pytasks",

@@ -43,7 +43,7 @@ def open_protocol(pm: SpiderPluginManager, config: PoolConfig) -> ExecutorProtoc
         return protocol
     if name == CORE_PROTOCOL:
         try:
-            return CoreProtocol(pm.call_required("spider_framing", max_frame_size=config.max_frame_size))
+            return CoreProtocol(pm.call_required("spider_framing", max_frame_size=config.max_frame_size, environment={}))
         except Exception as e:
             raise _failed("spider_framing", e) from None
     try:

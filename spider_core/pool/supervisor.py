@@ -188,6 +188,9 @@ class Supervisor:
             if executor is not None:
                 await self.stop(executor)
         self.standby = None
+        close = getattr(self.protocol, "close", None)
+        if close is not None:  # no executor of this slot reads what the protocol holds any more
+            close()
 
     def forsake(self) -> None:
         """In a forked child: close the child's copies of this slot's executors' descriptors

@@ -22,7 +22,8 @@ sentence each (empty: all held):
 - **lost**: every call returns an outcome (or, for a cancelled one, is cancelled);
 - **misattributed**: no task receives values that are not its own;
 - **descriptors** and **children**: the parent has as many open file descriptors and child
-  processes after the pool closed as before it started;
+  processes after the pool closed as before it started (with ``shm_threshold``, this covers
+  the shared-memory regions too: each region, and each mapping of one, holds a descriptor);
 - **respawns** and **exits**: one replacement executor per fault that ends one, and the
   ``spider_executor_exited`` reasons match the faults;
 - **recovery**: after every such fault, a task succeeds on an executor started after it.

@@ -321,6 +321,7 @@ async def soak(
     start_method: str = "exec",
     progress: Callable[[int, int], None] | None = None,
     metrics: bool = False,
+    shm_threshold: int | None = None,
     _inject: Inject | None = None,
 ) -> SoakSummary:
     """Run the soak (see :mod:`spider_core.commands.soak`) and return its summary.
@@ -339,6 +340,8 @@ async def soak(
     :param start_method: ``PoolConfig.start_method``.
     :param progress: Called with (tasks done, tasks) every 1,000 tasks.
     :param metrics: ``PoolConfig.metrics``: report the pool to Prometheus (``--metrics-port``).
+    :param shm_threshold: ``PoolConfig.shm_threshold``: large inputs and outputs (the ``large``
+        faults' 1-4 MiB with a threshold below that) through shared memory.
     :raises SoakError: a bad setting, or a package the soak cannot use (one sentence).
     """
     check_settings(tasks, callers, slots, fault_rate, timeout)
@@ -356,7 +359,7 @@ async def soak(
     marks = Path(tempfile.mkdtemp(prefix="spider-soak-"))
     lifecycle = _Lifecycle()
     config = PoolConfig(package_dir=package_dir, slots=slots, em_id="soak", start_method=start_method,
-                        metrics=metrics)
+                        metrics=metrics, shm_threshold=shm_threshold)
     try:
         pool = ProcessPool(config)
         pool.pm.register(lifecycle, name="spider-soak")
