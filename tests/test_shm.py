@@ -199,7 +199,7 @@ def test_a_reference_past_the_end_of_the_region_is_refused() -> None:
 
 @pytest.mark.slow
 def test_a_soak_over_shared_memory_holds_every_invariant(package_dir: Path) -> None:
-    from spider_core.soak import run_soak
+    from spider_core.commands.soak import run_soak
 
     before = regions()
     summary = run_soak(package_dir, tasks=400, callers=8, slots=2, fault_rate=0.2, seed=26, shm_threshold=THRESHOLD)
