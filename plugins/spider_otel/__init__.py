@@ -40,11 +40,9 @@ INTERVAL = 0.05
 #: Each observed pool's tracer, and its executors replaced whose task has not finished yet
 #: (executor id -> reason, when in ns).
 _pools: weakref.WeakKeyDictionary[PoolView, tuple[Any, dict[int, tuple[str, int]]]] = weakref.WeakKeyDictionary()
-#: Spans to make: (tracer, context, request, outcome class, executor id, elapsed_us or None,
-#: queue wait, start, end, respawn or None).
-_spans: deque[
-    tuple[Any, Any, ExecuteRequest, type[Outcome], int, int | None, float, int, int, tuple[str, int] | None]
-] = deque()
+#: Spans to make: (pool, context, package, task, outcome class, executor id, elapsed_us or None,
+#: queue wait, execution time, end in ns).
+_spans: deque[tuple[PoolView, Any, str, str, type[Outcome], int, int | None, float, float, int]] = deque()
 _lock = threading.Lock()
 _worker: threading.Thread | None = None
 #: The exit reasons whose task finishes after them (a cancelled call reports no outcome).
@@ -61,19 +59,26 @@ def _make_spans() -> None:
     with _lock:
         take = _spans.popleft
         for _ in range(len(_spans)):
-            tracer, context, request, kind, executor_id, elapsed_us, queue_wait, start, end, respawn = take()
+            pool, context, package, task, kind, executor_id, elapsed_us, queue_wait, execution_time, end = take()
+            observed = _pools.get(pool)
+            if observed is None:  # (a sync pool's thread finished a call as the pool closed)
+                continue
+            tracer, replaced = observed
             name = outcome_name(kind)
             attributes: dict[str, Any] = {
-                "spider.package": request.package,
-                "spider.task": request.task,
+                "spider.package": package,
+                "spider.task": task,
                 "spider.outcome": name,
                 "spider.executor_id": executor_id,
                 "spider.queue_us": round(queue_wait * 1e6),
             }
             if elapsed_us is not None:
                 attributes["spider.elapsed_us"] = elapsed_us
+            start = end - round((queue_wait + execution_time) * 1e9)
             span = tracer.start_span("spider.task", context=context, start_time=start, attributes=attributes)
-            if respawn is not None:
+            respawn = replaced.get(executor_id)
+            if respawn is not None and respawn[1] <= end:  # its executor was replaced because of it
+                del replaced[executor_id]
                 span.add_event("spider.respawn", {"spider.reason": respawn[0]}, timestamp=respawn[1])
             if name != "success":
                 span.set_status(Status(StatusCode.ERROR, name))
@@ -128,10 +133,7 @@ def spider_task_finished(
     execution_time: float,
     pool: PoolView,
 ) -> None:
-    end = time.time_ns()
-    tracer, replaced = _pools[pool]
     _spans.append((
-        tracer, _current_context(), request, type(outcome), executor_id, getattr(outcome, "elapsed_us", None),
-        queue_wait, end - round((queue_wait + execution_time) * 1e9), end,
-        replaced.pop(executor_id, None) if replaced else None,
+        pool, _current_context(), request.package, request.task, type(outcome), executor_id,
+        getattr(outcome, "elapsed_us", None), queue_wait, execution_time, time.time_ns(),
     ))

@@ -53,8 +53,8 @@ BACKLOG = 4096
 #: The pools observed now (a closed or collected pool leaves).
 _pools: weakref.WeakSet[PoolView] = weakref.WeakSet()
 #: Tasks finished and not yet taken into the tables: (pool, package, task, outcome class,
-#: duration, queue wait).
-_finished: deque[tuple[str, str, str, type[Outcome], float, float]] = deque()
+#: elapsed_us or None, execution time, queue wait).
+_finished: deque[tuple[str, str, str, type[Outcome], int | None, float, float]] = deque()
 _lock = threading.Lock()
 #: (pool, package, task, outcome) -> calls.
 _tasks: dict[tuple[str, ...], float] = {}
@@ -80,7 +80,8 @@ def _take() -> None:
     with _lock:
         take = _finished.popleft
         for _ in range(len(_finished)):
-            pool, package, task, kind, duration, queue = take()
+            pool, package, task, kind, elapsed_us, held, queue = take()
+            duration = held if elapsed_us is None else elapsed_us / 1e6
             name = names.get(kind) or names.setdefault(kind, outcome_name(kind))
             key = (pool, package, task, name)
             _tasks[key] = _tasks.get(key, 0) + 1
@@ -188,8 +189,9 @@ def spider_executor_exited(reason: str, pool: PoolView) -> None:
 def spider_task_finished(
     request: ExecuteRequest, outcome: Outcome, queue_wait: float, execution_time: float, pool: PoolView
 ) -> None:
-    elapsed_us = getattr(outcome, "elapsed_us", None)
-    duration = execution_time if elapsed_us is None else elapsed_us / 1e6
-    _finished.append((pool.config.em_id, request.package, request.task, type(outcome), duration, queue_wait))
+    _finished.append((
+        pool.config.em_id, request.package, request.task, type(outcome), getattr(outcome, "elapsed_us", None),
+        execution_time, queue_wait,
+    ))
     if len(_finished) > BACKLOG:
         _take()
