@@ -17,6 +17,7 @@ from typing import Any
 from attrs import frozen
 
 from spider_core.bench.contenders import OUR_METRICS, OURS, OURS_SYNC, OURS_SYNC_CALL
+from spider_core.bench.observe import ObserveResult, observe_json, observe_markdown
 from spider_core.bench.payload import PayloadResult, payload_json, payload_markdown
 from spider_core.bench.recovery import FAULTS, OURS_STANDBY, RECOVERY_TIMEOUT_S
 from spider_core.bench.stats import Stats
@@ -164,6 +165,8 @@ class BenchReport:
     #: The payload workload, if it was run, and its plot (with matplotlib).
     payload: PayloadResult | None = None
     payload_plot: Path | None = None
+    #: The observe workload, if it was run.
+    observe: ObserveResult | None = None
     #: The latency plot, if one was drawn.
     plot: Path | None = None
     #: Why there is no plot, when there could have been one.
@@ -457,6 +460,8 @@ def render_markdown(report: BenchReport, *, show_targets: bool = False) -> str:
         lines += _recovery_markdown(report.recovery)
     if report.payload is not None:
         lines += payload_markdown(report.payload, report.payload_plot)
+    if report.observe is not None:
+        lines += observe_markdown(report.observe)
     start = Stats.of(report.start_us)
     start_ms = [f"{v / 1000:.1f}" for v in (start.p50, start.min, start.max)]
     rss = f"{report.idle_rss_kib / 1024:.1f} MiB" if report.idle_rss_kib is not None else "unknown"
@@ -591,6 +596,7 @@ def report_to_json(report: BenchReport) -> dict[str, Any]:
         "throughput": None if report.throughput is None else _throughput_json(report.throughput),
         "recovery": None if report.recovery is None else _recovery_json(report.recovery),
         "payload": None if report.payload is None else payload_json(report.payload),
+        "observe": None if report.observe is None else observe_json(report.observe),
         "executor_start_us": {"stats": _stats_dict(Stats.of(report.start_us)), "samples": list(report.start_us)},
         "start_floor_us": (
             {"stats": _stats_dict(Stats.of(report.start_floor_us)), "samples": list(report.start_floor_us)}

@@ -1,0 +1,224 @@
+"""The observe workload: what the observer plugins (``spider_prometheus``, ``spider_otel``;
+docs/observing.md) cost a no-op called back to back.
+
+Its contenders are spider-core pools of one slot, each called :data:`~spider_core.bench.
+backtoback.BURST` times back to back per sample (after one call that is not counted), through
+the async ``ProcessPool.execute`` (``async-*``) and through ``SyncProcessPool.execute`` from
+the benchmark's thread (``sync-*``), in five configurations each:
+
+- ``plain``: neither plugin registered (``PoolConfig.disabled_plugins``), the reference;
+- ``off``: both installed but switched off (``metrics=False``, no tracer provider when the
+  pool started), which must cost nothing;
+- ``prometheus``: ``PoolConfig(metrics=True)``, nothing scraped during the run;
+- ``otel``: started after the run set the process's tracer provider: the SDK's
+  ``TracerProvider`` with a ``BatchSpanProcessor`` (as a user configures it) whose exporter
+  drops the spans, so the export costs nothing and the span itself everything;
+- ``both``: ``metrics=True`` and traced.
+
+They run interleaved round-robin, as the latency workloads do, so machine noise hits all of
+them alike; the report gives each one's p50, p90 and mean, and each ratio to the ``plain``
+row of its kind. It also times the SDK alone: one span as the plugin makes it (``start_span``
+with its six attributes and a start time, then ``end``) on the same provider, in a loop,
+against which to read the rows: a span made per task costs the process that much CPU, on
+whichever thread makes it.
+
+The workload needs ``prometheus_client`` and the OpenTelemetry SDK (``pip install
+'spider-core-pool[metrics,otel]' opentelemetry-sdk``), and sets the process's tracer provider,
+which a process sets once: it refuses to run where one is set already.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from attrs import frozen
+
+from spider_core.bench.backtoback import BackToBack
+from spider_core.bench.contenders import Contender, _Ours, _OursSync
+from spider_core.bench.stats import Stats
+
+if TYPE_CHECKING:
+    from spider_core.bench.report import WorkloadResult  # (which imports this module)
+
+#: The pool configurations, in report order: name -> ``PoolConfig`` fields, and whether the
+#: pool starts traced (after the tracer provider is set).
+CONFIGS: dict[str, tuple[dict[str, Any], bool]] = {
+    "plain": ({"disabled_plugins": ("spider_prometheus", "spider_otel")}, False),
+    "off": ({}, False),
+    "prometheus": ({"metrics": True}, False),
+    "otel": ({}, True),
+    "both": ({"metrics": True}, True),
+}
+KINDS = ("async", "sync")
+#: The targets (issue 23): row -> the most it may cost, as a ratio of p50s to ``plain``.
+TARGETS = {"off": 1.02, "both": 1.10}
+#: Spans made per loop of the SDK measure, and loops.
+SDK_SPANS, SDK_LOOPS = 2000, 5
+#: What the workload needs installed, module -> the requirement that provides it.
+REQUIRES = {"prometheus_client": "prometheus-client", "opentelemetry.sdk": "opentelemetry-sdk"}
+
+
+@frozen(kw_only=True)
+class ObserveResult:
+    """The observe workload: every row's samples (µs), and the SDK's span alone (µs per span,
+    one value per loop)."""
+
+    rows: WorkloadResult
+    sdk_span_us: tuple[float, ...]
+
+    def sample(self, kind: str, config: str) -> tuple[float, ...]:
+        """The samples of row ``kind-config``."""
+        return next(c for c in self.rows.contenders if c.name == f"{kind}-{config}").samples["e2e"]
+
+    def row(self, kind: str, config: str) -> Stats:
+        return Stats.of(self.sample(kind, config))
+
+    def ratio(self, kind: str, config: str, field: str = "p50") -> float:
+        """A row's statistic over its kind's ``plain`` row's."""
+        ratio: float = getattr(self.row(kind, config), field) / getattr(self.row(kind, "plain"), field)
+        return ratio
+
+
+def _rows(package_dir: Path) -> list[tuple[Contender, bool]]:
+    """Every row, in report order, and whether it starts traced."""
+    rows: list[tuple[Contender, bool]] = []
+    for kind in KINDS:
+        for name, (config, traced) in CONFIGS.items():
+            row = f"{kind}-{name}"
+            ours = _Ours(package_dir, row, **config) if kind == "async" else _OursSync(package_dir, row, **config)
+            rows.append((BackToBack(ours), traced))
+    return rows
+
+
+def _set_tracer_provider() -> Any:
+    """Set the process's tracer provider to the SDK's, with a batch processor whose exporter
+    drops the spans; return it.
+
+    :raises RuntimeError: a tracer provider is set already.
+    """
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        raise RuntimeError("the observe workload sets the tracer provider, and this process has one already")
+
+    class Dropping(SpanExporter):
+        def export(self, spans: Sequence[Any]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Dropping()))
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def _sdk_span_us(provider: Any) -> tuple[float, ...]:
+    """µs per span, per loop: spans made as ``spider_otel`` makes them, on ``provider``."""
+    from opentelemetry import context
+
+    tracer = provider.get_tracer("spider_core.bench")
+    parent = context.get_current()
+    attributes = {
+        "spider.package": "integration_test_tasks", "spider.task": "noop", "spider.outcome": "success",
+        "spider.executor_id": 1, "spider.queue_us": 3, "spider.elapsed_us": 2,
+    }
+    loops = []
+    for _ in range(SDK_LOOPS):
+        start = time.perf_counter()
+        for _ in range(SDK_SPANS):
+            end = time.time_ns()
+            span = tracer.start_span("spider.task", context=parent, start_time=end - 50_000, attributes=attributes)
+            span.end(end_time=end)
+        loops.append((time.perf_counter() - start) / SDK_SPANS * 1e6)
+    return tuple(loops)
+
+
+async def run_observe(
+    package_dir: Path, measure: Callable[[Sequence[Contender]], Awaitable[WorkloadResult]]
+) -> ObserveResult:
+    """Start the rows (the untraced ones, then the tracer provider, then the traced ones), run
+    them through ``measure`` (the latency workloads' interleaved rounds, of the no-op), close
+    them; then time the SDK's span alone.
+
+    :raises RuntimeError: a library is missing, or a tracer provider is set already.
+    """
+    missing = [requirement for module, requirement in REQUIRES.items() if importlib.util.find_spec(module) is None]
+    if missing:
+        raise RuntimeError(f"the observe workload needs {' and '.join(missing)}: pip install {' '.join(missing)}")
+    rows = _rows(package_dir)
+    started: list[Contender] = []
+    try:
+        for contender, traced in rows:
+            if not traced:
+                await contender.start()
+                started.append(contender)
+        provider = _set_tracer_provider()
+        for contender, traced in rows:
+            if traced:
+                await contender.start()
+                started.append(contender)
+        result = await measure([contender for contender, _ in rows])
+    finally:
+        for contender in reversed(started):
+            await contender.close()
+    return ObserveResult(rows=result, sdk_span_us=_sdk_span_us(provider))
+
+
+def _cell(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def observe_markdown(result: ObserveResult) -> list[str]:
+    """The report's section: a table per kind, the targets, the SDK's span."""
+    lines = [
+        "## observe: the observer plugins on a no-op, back to back",
+        "",
+        "Round trip, µs (each sample the mean of back-to-back calls); ratios over the `plain` row "
+        "of the same kind (neither plugin registered).",
+        "",
+        "| row | p50 | p90 | mean | p50 / plain | p90 / plain | mean / plain |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for kind in KINDS:
+        for config in CONFIGS:
+            s = result.row(kind, config)
+            ratios = [f"{result.ratio(kind, config, field):.3f}x" for field in ("p50", "p90", "avg")]
+            lines.append(f"| {kind}-{config} | {_cell(s.p50)} | {_cell(s.p90)} | {_cell(s.avg)} | {' | '.join(ratios)} |")
+    lines.append("")
+    for kind in KINDS:
+        for config, limit in TARGETS.items():
+            ratio = result.ratio(kind, config)
+            lines.append(
+                f"- {kind}-{config} p50 ≤ {limit:.2f}x plain: {ratio:.3f}x; {'met' if ratio <= limit else 'unmet'}"
+            )
+    sdk = statistics.median(result.sdk_span_us)
+    plain = [result.row(kind, "plain").p50 for kind in KINDS]
+    lines += [
+        "",
+        f"The OpenTelemetry SDK alone: one span as `spider_otel` makes it (six attributes, `BatchSpanProcessor`), "
+        f"{_cell(sdk)} µs (median of {len(result.sdk_span_us)} loops of {SDK_SPANS}), that is "
+        + " and ".join(f"{sdk / p50:.2f}x the {kind}-plain p50" for kind, p50 in zip(KINDS, plain, strict=True))
+        + ": CPU the process spends per task, on the plugin's own thread.",
+        "",
+    ]
+    return lines
+
+
+def observe_json(result: ObserveResult) -> dict[str, Any]:
+    """The section's data: each row's statistics, ratios and samples, the SDK's span."""
+    rows = {}
+    for kind in KINDS:
+        for config in CONFIGS:
+            s = result.row(kind, config)
+            rows[f"{kind}-{config}"] = {
+                "p50": s.p50, "p90": s.p90, "avg": s.avg,
+                "over_plain": {field: result.ratio(kind, config, field) for field in ("p50", "p90", "avg")},
+                "samples": [round(v, 3) for v in result.sample(kind, config)],
+            }
+    return {"rows": rows, "sdk_span_us": list(result.sdk_span_us), "targets": TARGETS}
