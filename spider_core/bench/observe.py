@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from attrs import frozen
 
 from spider_core.bench.backtoback import BackToBack
-from spider_core.bench.contenders import Contender, _Ours, _OursSync
+from spider_core.bench.contenders import PACKAGE, Contender, _Ours, _OursSync
 from spider_core.bench.stats import Stats
 
 if TYPE_CHECKING:
@@ -65,10 +65,17 @@ REQUIRES = {"prometheus_client": "prometheus-client", "opentelemetry.sdk": "open
 
 @frozen(kw_only=True)
 class ObserveResult:
-    """The observe workload: every row's samples (µs), and the SDK's span alone (µs per span,
-    one value per loop)."""
+    """The observe workload: every row's samples (µs); what the plugins saw of the rows' tasks
+    (a check that each row was observed as its name says); the SDK's span alone (µs per
+    span, one value per loop)."""
 
     rows: WorkloadResult
+    #: Row -> tasks it ran (``pool.stats()``).
+    tasks: dict[str, int]
+    #: Row -> its tasks in ``spider_tasks_total`` (rows with ``metrics=True``).
+    counted: dict[str, int]
+    #: Spans the exporter received from the traced rows.
+    spans: int
     sdk_span_us: tuple[float, ...]
 
     def sample(self, kind: str, config: str) -> tuple[float, ...]:
@@ -84,20 +91,31 @@ class ObserveResult:
         return ratio
 
 
-def _rows(package_dir: Path) -> list[tuple[Contender, bool]]:
-    """Every row, in report order, and whether it starts traced."""
-    rows: list[tuple[Contender, bool]] = []
+@frozen(kw_only=True)
+class _Row:
+    name: str
+    #: The pool's contender, and the same called back to back (the measured one).
+    ours: _Ours | _OursSync
+    measured: Contender
+    metrics: bool
+    traced: bool
+
+
+def _rows(package_dir: Path) -> list[_Row]:
+    """Every row, in report order (each pool's ``em_id`` is its row's name)."""
+    rows = []
     for kind in KINDS:
         for name, (config, traced) in CONFIGS.items():
             row = f"{kind}-{name}"
-            ours = _Ours(package_dir, row, **config) if kind == "async" else _OursSync(package_dir, row, **config)
-            rows.append((BackToBack(ours), traced))
+            make = _Ours if kind == "async" else _OursSync
+            ours = make(package_dir, row, em_id=row, **config)
+            rows.append(_Row(name=row, ours=ours, measured=BackToBack(ours), metrics="metrics" in config, traced=traced))
     return rows
 
 
-def _set_tracer_provider() -> Any:
+def _tracer_provider() -> tuple[Any, Callable[[], int]]:
     """Set the process's tracer provider to the SDK's, with a batch processor whose exporter
-    drops the spans; return it.
+    drops the spans; return it, and what says how many spans it received.
 
     :raises RuntimeError: a tracer provider is set already.
     """
@@ -107,15 +125,17 @@ def _set_tracer_provider() -> Any:
 
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         raise RuntimeError("the observe workload sets the tracer provider, and this process has one already")
+    received = [0]
 
     class Dropping(SpanExporter):
         def export(self, spans: Sequence[Any]) -> SpanExportResult:
+            received[0] += len(spans)
             return SpanExportResult.SUCCESS
 
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(Dropping()))
     trace.set_tracer_provider(provider)
-    return provider
+    return provider, lambda: received[0]
 
 
 def _sdk_span_us(provider: Any) -> tuple[float, ...]:
@@ -125,7 +145,7 @@ def _sdk_span_us(provider: Any) -> tuple[float, ...]:
     tracer = provider.get_tracer("spider_core.bench")
     parent = context.get_current()
     attributes = {
-        "spider.package": "integration_test_tasks", "spider.task": "noop", "spider.outcome": "success",
+        "spider.package": PACKAGE, "spider.task": "noop", "spider.outcome": "success",
         "spider.executor_id": 1, "spider.queue_us": 3, "spider.elapsed_us": 2,
     }
     loops = []
@@ -139,12 +159,20 @@ def _sdk_span_us(provider: Any) -> tuple[float, ...]:
     return tuple(loops)
 
 
+def _counted(row: str) -> int:
+    """The row's tasks in ``spider_tasks_total``."""
+    from prometheus_client import REGISTRY
+
+    labels = {"pool": row, "package": PACKAGE, "task": "noop", "outcome": "success"}
+    return int(REGISTRY.get_sample_value("spider_tasks_total", labels) or 0)
+
+
 async def run_observe(
     package_dir: Path, measure: Callable[[Sequence[Contender]], Awaitable[WorkloadResult]]
 ) -> ObserveResult:
     """Start the rows (the untraced ones, then the tracer provider, then the traced ones), run
-    them through ``measure`` (the latency workloads' interleaved rounds, of the no-op), close
-    them; then time the SDK's span alone.
+    them through ``measure`` (the latency workloads' interleaved rounds, of the no-op), read
+    what each ran and what the plugins saw of it, close them; then time the SDK's span alone.
 
     :raises RuntimeError: a library is missing, or a tracer provider is set already.
     """
@@ -154,20 +182,25 @@ async def run_observe(
     rows = _rows(package_dir)
     started: list[Contender] = []
     try:
-        for contender, traced in rows:
-            if not traced:
-                await contender.start()
-                started.append(contender)
-        provider = _set_tracer_provider()
-        for contender, traced in rows:
-            if traced:
-                await contender.start()
-                started.append(contender)
-        result = await measure([contender for contender, _ in rows])
+        for row in rows:
+            if not row.traced:
+                await row.measured.start()
+                started.append(row.measured)
+        provider, received = _tracer_provider()
+        for row in rows:
+            if row.traced:
+                await row.measured.start()
+                started.append(row.measured)
+        result = await measure([row.measured for row in rows])
+        tasks = {row.name: row.ours.pool.stats().outcomes["success"] for row in rows}
+        counted = {row.name: _counted(row.name) for row in rows if row.metrics}
     finally:
         for contender in reversed(started):
             await contender.close()
-    return ObserveResult(rows=result, sdk_span_us=_sdk_span_us(provider))
+    provider.force_flush()  # the pools made their last spans as they closed
+    return ObserveResult(
+        rows=result, tasks=tasks, counted=counted, spans=received(), sdk_span_us=_sdk_span_us(provider)
+    )
 
 
 def _cell(value: float) -> str:
@@ -199,7 +232,12 @@ def observe_markdown(result: ObserveResult) -> list[str]:
             )
     sdk = statistics.median(result.sdk_span_us)
     plain = [result.row(kind, "plain").p50 for kind in KINDS]
+    traced = sum(result.tasks[f"{kind}-{config}"] for kind in KINDS for config, (_, on) in CONFIGS.items() if on)
+    counted = ", ".join(f"{row} {count} of {result.tasks[row]}" for row, count in result.counted.items())
     lines += [
+        "",
+        f"Observed: `spider_tasks_total` counted {counted} tasks; the exporter received {result.spans} spans for "
+        f"the {traced} tasks of the traced rows.",
         "",
         f"The OpenTelemetry SDK alone: one span as `spider_otel` makes it (six attributes, `BatchSpanProcessor`), "
         f"{_cell(sdk)} µs (median of {len(result.sdk_span_us)} loops of {SDK_SPANS}), that is "
@@ -221,4 +259,7 @@ def observe_json(result: ObserveResult) -> dict[str, Any]:
                 "over_plain": {field: result.ratio(kind, config, field) for field in ("p50", "p90", "avg")},
                 "samples": [round(v, 3) for v in result.sample(kind, config)],
             }
-    return {"rows": rows, "sdk_span_us": list(result.sdk_span_us), "targets": TARGETS}
+    return {
+        "rows": rows, "tasks": result.tasks, "counted": result.counted, "spans": result.spans,
+        "sdk_span_us": list(result.sdk_span_us), "targets": TARGETS,
+    }
