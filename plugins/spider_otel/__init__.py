@@ -15,10 +15,14 @@ when it reported one), ``spider.queue_us`` (from the call to its slot). Its stat
 for every outcome but a success. When the task's executor was replaced because of it (a
 timeout, a crash, a recycle), the span has an event ``spider.respawn`` with ``spider.reason``.
 
-Making an SDK span costs tens of microseconds, as much as a no-op task's round trip, so the
-caller only takes what the span needs (its context, the times, the attributes) and queues it;
-a thread of this plugin makes the spans every :data:`INTERVAL` seconds, and ``spider_pool_closed``
-(or the interpreter's exit, before the SDK's own shutdown) makes the rest at once.
+Making an SDK span costs tens of microseconds, about half a no-op task's round trip (``spider
+bench --workloads observe`` measures both), so the caller only takes what the span needs (its
+context, the task's fields, the end time) and queues it, about a microsecond; a thread of this
+plugin makes the spans every :data:`INTERVAL` seconds, and ``spider_pool_closed`` (or the
+interpreter's exit, before the SDK's own shutdown) makes the rest at once. That thread lets
+the others have the GIL after each span: a caller whose answer comes while a thread holds the
+GIL waits for it up to the interpreter's switch interval (5 ms), so without it a no-op called
+during a round of spans would take milliseconds.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ _current_context: Any = None  # opentelemetry.context.get_current, once imported
 
 
 def _make_spans() -> None:
-    """Make the spans queued so far, in order."""
+    """Make the spans queued so far, in order, letting other threads run between two."""
     from opentelemetry.trace import Status, StatusCode
 
     from spider_core.plugin import outcome_name  # (not at import: the executors import this module)
@@ -83,6 +87,7 @@ def _make_spans() -> None:
             if name != "success":
                 span.set_status(Status(StatusCode.ERROR, name))
             span.end(end_time=end)
+            time.sleep(0)  # let a caller whose answer came have the GIL (see the module's doc)
 
 
 def _work() -> None:

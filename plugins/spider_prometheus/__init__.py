@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Iterator
@@ -49,6 +50,10 @@ BUCKETS = (
 )
 #: Tasks queued at most before a caller takes them into the metrics itself.
 BACKLOG = 4096
+#: Tasks taken between two moments the taking thread lets the others have the GIL (about 30
+#: µs): a thread that holds it longer makes a caller whose answer came wait for it, up to the
+#: interpreter's switch interval (5 ms).
+YIELD_EVERY = 32
 
 #: The pools observed now (a closed or collected pool leaves).
 _pools: weakref.WeakSet[PoolView] = weakref.WeakSet()
@@ -79,7 +84,9 @@ def _take() -> None:
     where = bisect.bisect_left
     with _lock:
         take = _finished.popleft
-        for _ in range(len(_finished)):
+        for i in range(len(_finished)):
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                time.sleep(0)  # let a caller whose answer came have the GIL (a scrape's thread may take many)
             pool, package, task, kind, elapsed_us, held, queue = take()
             duration = held if elapsed_us is None else elapsed_us / 1e6
             name = names.get(kind) or names.setdefault(kind, outcome_name(kind))
