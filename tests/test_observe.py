@@ -464,6 +464,8 @@ def test_spider_bench_observe_runs_each_row_as_named(package_dir: Path, tmp_path
         assert row["p50"] == pytest.approx(sorted(row["samples"])[1], abs=1e-3)  # nearest rank (samples rounded)
         plain = observe["rows"][name.split("-")[0] + "-plain"]
         assert row["over_plain"]["p50"] == pytest.approx(row["p50"] / plain["p50"])
+        paired = sorted(a / b for a, b in zip(row["samples"], plain["samples"], strict=True))
+        assert row["paired_over_plain"] == pytest.approx((paired[1] + paired[2]) / 2, rel=1e-3)  # (samples rounded)
     tasks = observe["tasks"]
     assert set(tasks) == set(names) and len(set(tasks.values())) == 1  # the same calls for every row
     assert observe["counted"] == {name: tasks[name] for name in names if name.endswith(("-prometheus", "-both"))}
@@ -472,6 +474,6 @@ def test_spider_bench_observe_runs_each_row_as_named(package_dir: Path, tmp_path
         assert len(loops) == 5 and min(loops) > 0
     markdown = (tmp_path / "report.md").read_text()
     for kind in kinds:
-        assert re.search(rf"^- {kind}-off p50 ≤ 1\.02x plain: \d+\.\d{{3}}x; (met|unmet)$", markdown, re.M)
-        assert re.search(rf"^- {kind}-both p50 ≤ 1\.10x plain: \d+\.\d{{3}}x; (met|unmet)$", markdown, re.M)
+        assert re.search(rf"^- {kind}-off p50 ≤ 1\.02x plain: \d+\.\d{{3}}x \(paired \d+\.\d{{3}}x\); (met|unmet)$", markdown, re.M)
+        assert re.search(rf"^- {kind}-both p50 ≤ 1\.10x plain: \d+\.\d{{3}}x \(paired \d+\.\d{{3}}x\); (met|unmet)$", markdown, re.M)
     assert re.search(r"a span as `spider_otel` makes it \(six attributes\) \d+\.\d µs, a bare span", markdown)
