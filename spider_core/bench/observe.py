@@ -15,8 +15,8 @@ the benchmark's thread (``sync-*``), in five configurations each:
   drops the spans, so the export costs nothing and the span itself everything;
 - ``both``: ``metrics=True`` and traced.
 
-They run interleaved round-robin, as the latency workloads do, so machine noise hits all of
-them alike; the report gives each one's p50, p90 and mean, and each ratio to the ``plain``
+They run interleaved, one call each per round in a shuffled order, so machine noise hits all
+of them alike; the report gives each one's p50, p90 and mean, and each ratio to the ``plain``
 row of its kind. It also times the SDK alone: one span as the plugin makes it (``start_span``
 with its six attributes and a start time, then ``end``) on the same provider, in a loop,
 against which to read the rows: a span made per task costs the process that much CPU, on
@@ -30,20 +30,19 @@ which a process sets once: it refuses to run where one is set already.
 from __future__ import annotations
 
 import importlib.util
+import random
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from attrs import frozen
 
 from spider_core.bench.backtoback import BackToBack
 from spider_core.bench.contenders import PACKAGE, Contender, _Ours, _OursSync
 from spider_core.bench.stats import Stats
-
-if TYPE_CHECKING:
-    from spider_core.bench.report import WorkloadResult  # (which imports this module)
+from spider_core.bench.workloads import OBSERVE, WORKLOAD_SPECS
 
 #: The pool configurations, in report order: name -> ``PoolConfig`` fields, and whether the
 #: pool starts traced (after the tracer provider is set).
@@ -69,7 +68,8 @@ class ObserveResult:
     (a check that each row was observed as its name says); the SDK's span alone (µs per
     span, one value per loop)."""
 
-    rows: WorkloadResult
+    #: Row -> its samples, in round order.
+    samples: dict[str, tuple[float, ...]]
     #: Row -> tasks it ran (``pool.stats()``).
     tasks: dict[str, int]
     #: Row -> its tasks in ``spider_tasks_total`` (rows with ``metrics=True``).
@@ -82,7 +82,7 @@ class ObserveResult:
 
     def sample(self, kind: str, config: str) -> tuple[float, ...]:
         """The samples of row ``kind-config``."""
-        return next(c for c in self.rows.contenders if c.name == f"{kind}-{config}").samples["e2e"]
+        return self.samples[f"{kind}-{config}"]
 
     def row(self, kind: str, config: str) -> Stats:
         return Stats.of(self.sample(kind, config))
@@ -181,12 +181,35 @@ def _counted(row: str) -> int:
     return int(REGISTRY.get_sample_value("spider_tasks_total", labels) or 0)
 
 
+async def _measure(
+    rows: Sequence[Contender], calls: int, warmup: int, progress: Callable[[str, int, int], None]
+) -> dict[str, tuple[float, ...]]:
+    """Each row's samples of ``calls`` rounds of the no-op, after one checked call and
+    ``warmup`` calls each. Every round calls each row once, in a shuffled order (the same
+    orders every run): in a fixed rotation each row would always follow the same row, and a
+    sync pool's loop thread, or the span thread, still busy from it."""
+    noop = WORKLOAD_SPECS["noop"]
+    for row in rows:
+        await row.check(noop)
+        for _ in range(warmup):
+            await row.call(noop)
+    samples: list[list[float]] = [[] for _ in rows]
+    order = list(range(len(rows)))
+    shuffle = random.Random(0).shuffle
+    for round_ in range(calls):
+        shuffle(order)
+        for index in order:
+            samples[index].append((await rows[index].call(noop))[0])
+        progress(OBSERVE, round_ + 1, calls)
+    return {row.name: tuple(values) for row, values in zip(rows, samples, strict=True)}
+
+
 async def run_observe(
-    package_dir: Path, measure: Callable[[Sequence[Contender]], Awaitable[WorkloadResult]]
+    package_dir: Path, calls: int, warmup: int, progress: Callable[[str, int, int], None]
 ) -> ObserveResult:
     """Start the rows (the untraced ones, then the tracer provider, then the traced ones), run
-    them through ``measure`` (the latency workloads' interleaved rounds, of the no-op), read
-    what each ran and what the plugins saw of it, close them; then time the SDK's span alone.
+    ``calls`` rounds of the no-op through them (:func:`_measure`), read what each ran and
+    what the plugins saw of it, close them; then time the SDK's span alone.
 
     :raises RuntimeError: a library is missing, or a tracer provider is set already.
     """
@@ -205,7 +228,7 @@ async def run_observe(
             if row.traced:
                 await row.measured.start()
                 started.append(row.measured)
-        result = await measure([row.measured for row in rows])
+        samples = await _measure([row.measured for row in rows], calls, warmup, progress)
         tasks = {row.name: row.ours.pool.stats().outcomes["success"] for row in rows}
         counted = {row.name: _counted(row.name) for row in rows if row.metrics}
     finally:
@@ -213,7 +236,7 @@ async def run_observe(
             await contender.close()
     provider.force_flush()  # the pools made their last spans as they closed
     return ObserveResult(
-        rows=result, tasks=tasks, counted=counted, spans=received(), sdk_span_us=_sdk_span_us(provider, _ATTRIBUTES),
+        samples=samples, tasks=tasks, counted=counted, spans=received(), sdk_span_us=_sdk_span_us(provider, _ATTRIBUTES),
         sdk_bare_span_us=_sdk_span_us(provider, None),
     )
 

@@ -482,9 +482,7 @@ async def run_benchmark(
             rounds_ = QUICK_PAYLOAD_ROUNDS if quick else DEFAULT_PAYLOAD_ROUNDS
             payload = run_payload(package_dir, peers, payload_sizes, rounds_, notes, bar.show)
         if OBSERVE in workloads:
-            observe = await run_observe(
-                package_dir, lambda rows: _run_workload(WORKLOAD_SPECS["noop"], rows, calls, warmup, bar)
-            )
+            observe = await run_observe(package_dir, calls, warmup, bar.show)
     finally:
         bar.done()
 
