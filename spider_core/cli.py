@@ -361,7 +361,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_packages(args: argparse.Namespace) -> int:
-    from spider_core.plugin import get_plugin_manager
+    from spider_core.plugin.manager import get_plugin_manager
 
     package_dir = package_dir_of(args, optional=True)  # none: installed packages only
     if package_dir is not None:
@@ -416,8 +416,7 @@ def vars_of(obj: Any) -> dict[str, Any]:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from spider_core.plugin import get_plugin_manager
-    from spider_core.plugin.manager import ENV_DISABLE
+    from spider_core.plugin.manager import ENV_DISABLE, get_plugin_manager
 
     pm = get_plugin_manager(tolerate_broken=True)  # the command that tells what is wrong must work
     infos = pm.plugin_infos()

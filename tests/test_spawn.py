@@ -17,7 +17,8 @@ from test_pool import executor_children, req
 import spider_core as sc
 from helpers import C_EXECUTE, C_HEADER, C_VERSION, c_name_fn, write_c_package
 from spider_core.build import build_package
-from spider_core.plugin import PluginError, PluginSettings, get_plugin_manager, hookimpl
+from spider_core.plugin import hookimpl
+from spider_core.plugin.manager import PluginError, PluginSettings, get_plugin_manager
 from spider_core.soak import process_stat
 from spider_supervisor.popen import ExecSpawner
 
