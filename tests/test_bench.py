@@ -177,7 +177,7 @@ def test_throughput_counts_below_one_are_refused(package_dir: Path, tmp_path: Pa
 def test_throughput_options() -> None:
     args = build_parser().parse_args([])
     assert args.workloads == DEFAULT_WORKLOADS == ("noop", "echo", "throughput", "sync")
-    assert WORKLOADS == (*DEFAULT_WORKLOADS, "recovery", "payload")
+    assert WORKLOADS == (*DEFAULT_WORKLOADS, "recovery", "payload", "observe")
     assert (args.slots, args.batch, args.rounds) == (DEFAULT_SLOTS, None, None) == (2, None, None)
     args = build_parser().parse_args(["--workloads", "throughput", "--slots", "3", "--batch", "50", "--rounds", "4"])
     assert (args.workloads, args.slots, args.batch, args.rounds) == (("throughput",), 3, 50, 4)

@@ -441,3 +441,39 @@ def test_spider_soak_takes_a_metrics_port(package_dir: Path, metrics_extra: None
     )
     assert done.returncode == 0, done.stderr
     assert re.match(r"spider: metrics on http://127\.0\.0\.1:\d+/metrics\n", done.stderr), done.stderr
+
+
+def test_spider_bench_observe_runs_each_row_as_named(package_dir: Path, tmp_path: Path, metrics_extra: None) -> None:
+    """``spider bench --workloads observe`` (in a process of its own: it sets the tracer
+    provider): every row gets its samples and ratios, the Prometheus rows are counted and the
+    traced rows' spans exported, task for task, and nothing else is; the targets and the SDK's
+    span are reported."""
+    pytest.importorskip("opentelemetry.sdk")
+    done = subprocess.run(
+        [str(SPIDER), "bench", "--package-dir", str(package_dir), "--quick", "--calls", "4", "--workloads", "observe",
+         "--out", str(tmp_path), "--no-progress"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    observe = json.loads((tmp_path / "report.json").read_text())["observe"]
+    kinds, configs = ("async", "sync"), ("plain", "off", "prometheus", "otel", "both")
+    names = [f"{kind}-{config}" for kind in kinds for config in configs]
+    assert list(observe["rows"]) == names
+    for name, row in observe["rows"].items():
+        assert len(row["samples"]) == 4
+        assert row["p50"] == pytest.approx(sorted(row["samples"])[1], abs=1e-3)  # nearest rank (samples rounded)
+        plain = observe["rows"][name.split("-")[0] + "-plain"]
+        assert row["over_plain"]["p50"] == pytest.approx(row["p50"] / plain["p50"])
+        paired = sorted(a / b for a, b in zip(row["samples"], plain["samples"], strict=True))
+        assert row["paired_over_plain"] == pytest.approx((paired[1] + paired[2]) / 2, rel=1e-3)  # (samples rounded)
+    tasks = observe["tasks"]
+    assert set(tasks) == set(names) and len(set(tasks.values())) == 1  # the same calls for every row
+    assert observe["counted"] == {name: tasks[name] for name in names if name.endswith(("-prometheus", "-both"))}
+    assert observe["spans"] == sum(tasks[name] for name in names if name.endswith(("-otel", "-both")))
+    for loops in (observe["sdk_span_us"], observe["sdk_bare_span_us"]):
+        assert len(loops) == 5 and min(loops) > 0
+    markdown = (tmp_path / "report.md").read_text()
+    for kind in kinds:
+        assert re.search(rf"^- {kind}-off p50 ≤ 1\.02x plain: \d+\.\d{{3}}x \(paired \d+\.\d{{3}}x\); (met|unmet)$", markdown, re.M)
+        assert re.search(rf"^- {kind}-both p50 ≤ 1\.10x plain: \d+\.\d{{3}}x \(paired \d+\.\d{{3}}x\); (met|unmet)$", markdown, re.M)
+    assert re.search(r"a span as `spider_otel` makes it \(six attributes\) \d+\.\d µs, a bare span", markdown)

@@ -23,11 +23,9 @@ INTERVAL = 0.05
 #: Each observed pool's tracer, and its executors replaced whose task has not finished yet
 #: (executor id -> reason, when in ns).
 _pools: weakref.WeakKeyDictionary[PoolView, tuple[Any, dict[int, tuple[str, int]]]] = weakref.WeakKeyDictionary()
-#: Spans to make: (tracer, context, request, outcome class, executor id, elapsed_us or None,
-#: queue wait, start, end, respawn or None).
-_spans: deque[
-    tuple[Any, Any, ExecuteRequest, type[Outcome], int, int | None, float, int, int, tuple[str, int] | None]
-] = deque()
+#: Spans to make: (pool, context, package, task, outcome class, executor id, elapsed_us or None,
+#: queue wait, execution time, end in ns).
+_spans: deque[tuple[PoolView, Any, str, str, type[Outcome], int, int | None, float, float, int]] = deque()
 _lock = threading.Lock()
 _worker: threading.Thread | None = None
 #: The exit reasons whose task finishes after them (a cancelled call reports no outcome).
@@ -36,7 +34,7 @@ _current_context: Any = None  # opentelemetry.context.get_current, once imported
 
 
 def _make_spans() -> None:
-    """Make the spans queued so far, in order."""
+    """Make the spans queued so far, in order, letting other threads run between two."""
     from opentelemetry.trace import Status, StatusCode
 
     from spider_core.plugin import outcome_name  # (not at import: the executors import this module)
@@ -44,23 +42,31 @@ def _make_spans() -> None:
     with _lock:
         take = _spans.popleft
         for _ in range(len(_spans)):
-            tracer, context, request, kind, executor_id, elapsed_us, queue_wait, start, end, respawn = take()
+            pool, context, package, task, kind, executor_id, elapsed_us, queue_wait, execution_time, end = take()
+            observed = _pools.get(pool)
+            if observed is None:  # (a sync pool's thread finished a call as the pool closed)
+                continue
+            tracer, replaced = observed
             name = outcome_name(kind)
             attributes: dict[str, Any] = {
-                "spider.package": request.package,
-                "spider.task": request.task,
+                "spider.package": package,
+                "spider.task": task,
                 "spider.outcome": name,
                 "spider.executor_id": executor_id,
                 "spider.queue_us": round(queue_wait * 1e6),
             }
             if elapsed_us is not None:
                 attributes["spider.elapsed_us"] = elapsed_us
+            start = end - round((queue_wait + execution_time) * 1e9)
             span = tracer.start_span("spider.task", context=context, start_time=start, attributes=attributes)
-            if respawn is not None:
+            respawn = replaced.get(executor_id)
+            if respawn is not None and respawn[1] <= end:  # its executor was replaced because of it
+                del replaced[executor_id]
                 span.add_event("spider.respawn", {"spider.reason": respawn[0]}, timestamp=respawn[1])
             if name != "success":
                 span.set_status(Status(StatusCode.ERROR, name))
             span.end(end_time=end)
+            time.sleep(0)  # let a caller whose answer came have the GIL (see the module's doc)
 
 
 def _work() -> None:
@@ -122,16 +128,17 @@ def spider_task_finished(
     task's executor was replaced because of it (a timeout, a crash, a recycle), the span has
     an event ``spider.respawn`` with ``spider.reason``.
 
-    Making an SDK span costs tens of microseconds, as much as a no-op task's round trip, so
-    the caller only takes what the span needs (its context, the times, the attributes) and
-    queues it; a thread of this plugin makes the spans every :data:`INTERVAL` seconds, and
+    Making an SDK span costs tens of microseconds, about half a no-op task's round trip
+    (``spider bench --workloads observe`` measures both), so the caller only takes what the
+    span needs (its context, the task's fields, the end time) and queues it, about a
+    microsecond; a thread of this plugin makes the spans every :data:`INTERVAL` seconds, and
     ``spider_pool_closed`` (or the interpreter's exit, before the SDK's own shutdown) makes the
-    rest at once.
+    rest at once. That thread lets the others have the GIL after each span: a caller whose
+    answer comes while a thread holds the GIL waits for it up to the interpreter's switch
+    interval (5 ms), so without it a no-op called during a round of spans would take
+    milliseconds.
     """
-    end = time.time_ns()
-    tracer, replaced = _pools[pool]
     _spans.append((
-        tracer, _current_context(), request, type(outcome), executor_id, getattr(outcome, "elapsed_us", None),
-        queue_wait, end - round((queue_wait + execution_time) * 1e9), end,
-        replaced.pop(executor_id, None) if replaced else None,
+        pool, _current_context(), request.package, request.task, type(outcome), executor_id,
+        getattr(outcome, "elapsed_us", None), queue_wait, execution_time, time.time_ns(),
     ))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Iterator
@@ -27,12 +28,16 @@ BUCKETS = (
 )
 #: Tasks queued at most before a caller takes them into the metrics itself.
 BACKLOG = 4096
+#: Tasks taken between two moments the taking thread lets the others have the GIL (about 30
+#: µs): a thread that holds it longer makes a caller whose answer came wait for it, up to the
+#: interpreter's switch interval (5 ms).
+YIELD_EVERY = 32
 
 #: The pools observed now (a closed or collected pool leaves).
 _pools: weakref.WeakSet[PoolView] = weakref.WeakSet()
 #: Tasks finished and not yet taken into the tables: (pool, package, task, outcome class,
-#: duration, queue wait).
-_finished: deque[tuple[str, str, str, type[Outcome], float, float]] = deque()
+#: elapsed_us or None, execution time, queue wait).
+_finished: deque[tuple[str, str, str, type[Outcome], int | None, float, float]] = deque()
 _lock = threading.Lock()
 #: (pool, package, task, outcome) -> calls.
 _tasks: dict[tuple[str, ...], float] = {}
@@ -57,8 +62,11 @@ def _take() -> None:
     where = bisect.bisect_left
     with _lock:
         take = _finished.popleft
-        for _ in range(len(_finished)):
-            pool, package, task, kind, duration, queue = take()
+        for i in range(len(_finished)):
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                time.sleep(0)  # let a caller whose answer came have the GIL (a scrape's thread may take many)
+            pool, package, task, kind, elapsed_us, held, queue = take()
+            duration = held if elapsed_us is None else elapsed_us / 1e6
             name = names.get(kind) or names.setdefault(kind, outcome_name(kind))
             key = (pool, package, task, name)
             _tasks[key] = _tasks.get(key, 0) + 1
@@ -188,8 +196,9 @@ def spider_task_finished(
     scrape (or when the queue is longer than :data:`BACKLOG`), into plain tables (about a
     microsecond a task, where ``prometheus_client``'s labelled metrics cost several), so the
     metrics cost the hot path next to nothing and are exact at every scrape."""
-    elapsed_us = getattr(outcome, "elapsed_us", None)
-    duration = execution_time if elapsed_us is None else elapsed_us / 1e6
-    _finished.append((pool.config.em_id, request.package, request.task, type(outcome), duration, queue_wait))
+    _finished.append((
+        pool.config.em_id, request.package, request.task, type(outcome), getattr(outcome, "elapsed_us", None),
+        execution_time, queue_wait,
+    ))
     if len(_finished) > BACKLOG:
         _take()

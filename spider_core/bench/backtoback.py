@@ -22,14 +22,15 @@ from spider_core.bench.workloads import Workload
 BURST = 8
 
 
-class _OursBackToBack:
-    """spider-core's ProcessPool, :data:`BURST` calls back to back per sample."""
+class BackToBack:
+    """A spider-core contender (``_Ours``, ``_OursSync``), :data:`BURST` calls back to back
+    per sample; named as it is."""
 
     metrics: tuple[str, ...] = ("e2e",)
 
-    def __init__(self, package_dir: Path, name: str) -> None:
-        self.name = name
-        self._ours = _Ours(package_dir, name, **BACK_TO_BACK[name])
+    def __init__(self, ours: Contender) -> None:
+        self.name = ours.name
+        self._ours = ours
 
     async def start(self) -> None:
         await self._ours.start()
@@ -48,5 +49,5 @@ class _OursBackToBack:
 def make_contender(name: str, package_dir: Path) -> Contender | str:
     """The latency contender ``name`` (from ``PEERS``), or why it is skipped."""
     if name in BACK_TO_BACK:
-        return _OursBackToBack(package_dir, name)
+        return BackToBack(_Ours(package_dir, name, **BACK_TO_BACK[name]))
     return _make_peer(name, package_dir)

@@ -126,10 +126,10 @@ class _OursSync:
 
     metrics: tuple[str, ...] = ("e2e",)
 
-    def __init__(self, package_dir: Path, name: str) -> None:
+    def __init__(self, package_dir: Path, name: str, **config: Any) -> None:
         self.name = name
         self._use_call = name == OURS_SYNC_CALL
-        self._config = PoolConfig(package_dir=package_dir, log_dir=None)
+        self._config = PoolConfig(package_dir=package_dir, log_dir=None, **config)
         self._requests = {
             w.name: ExecuteRequest(package=PACKAGE, task=w.task, inputs=w.args)
             for w in (*WORKLOAD_SPECS.values(), SYNC_WORKLOAD)

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from spider_core.bench.contenders import OUR_METRICS, OURS, OURS_SYNC, OURS_SYNC_CALL
+from spider_core.bench.observe import observe_json, observe_markdown
 from spider_core.bench.payload import payload_json, payload_markdown
 from spider_core.bench.recovery import FAULTS, RECOVERY_TIMEOUT_S
 from spider_core.bench.results import (
@@ -226,6 +227,8 @@ def render_markdown(report: BenchReport, *, show_targets: bool = False) -> str:
         lines += _recovery_markdown(report.recovery)
     if report.payload is not None:
         lines += payload_markdown(report.payload, report.payload_plot)
+    if report.observe is not None:
+        lines += observe_markdown(report.observe)
     start = Stats.of(report.start_us)
     start_ms = [f"{v / 1000:.1f}" for v in (start.p50, start.min, start.max)]
     rss = f"{report.idle_rss_kib / 1024:.1f} MiB" if report.idle_rss_kib is not None else "unknown"
@@ -360,6 +363,7 @@ def report_to_json(report: BenchReport) -> dict[str, Any]:
         "throughput": None if report.throughput is None else _throughput_json(report.throughput),
         "recovery": None if report.recovery is None else _recovery_json(report.recovery),
         "payload": None if report.payload is None else payload_json(report.payload),
+        "observe": None if report.observe is None else observe_json(report.observe),
         "executor_start_us": {"stats": _stats_dict(Stats.of(report.start_us)), "samples": list(report.start_us)},
         "start_floor_us": (
             {"stats": _stats_dict(Stats.of(report.start_floor_us)), "samples": list(report.start_floor_us)}

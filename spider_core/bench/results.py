@@ -12,6 +12,7 @@ from typing import Any
 
 from attrs import frozen
 
+from spider_core.bench.observe import ObserveResult
 from spider_core.bench.payload import PayloadResult
 from spider_core.bench.stats import Stats
 
@@ -157,6 +158,8 @@ class BenchReport:
     #: The payload workload, if it was run, and its plot (with matplotlib).
     payload: PayloadResult | None = None
     payload_plot: Path | None = None
+    #: The observe workload, if it was run.
+    observe: ObserveResult | None = None
     #: The latency plot, if one was drawn.
     plot: Path | None = None
     #: Why there is no plot, when there could have been one.

@@ -32,6 +32,7 @@ from spider_core.bench.contenders import (
     _OursSync,
 )
 from spider_core.bench.environment import _environment, _idle_rss_kib
+from spider_core.bench.observe import run_observe
 from spider_core.bench.payload import (
     DEFAULT_PAYLOAD_ROUNDS,
     QUICK_PAYLOAD_ROUNDS,
@@ -66,6 +67,7 @@ from spider_core.bench.starts import measure_start, measure_start_methods
 from spider_core.bench.throughput import BatchContender, _BlockingBatch, _OursBatch, _throughput_contenders
 from spider_core.bench.workloads import (
     DEFAULT_WORKLOADS,
+    OBSERVE,
     PAYLOAD,
     RECOVERY,
     SYNC,
@@ -301,9 +303,10 @@ async def run_benchmark(
         recovery 3 rounds instead of 10.
     :param output_dir: Created if missing.
     :param workloads: Names from ``WORKLOADS``: the latency workloads run in this order, then
-        throughput, sync, recovery and payload (:mod:`~spider_core.bench.payload`: 1 KiB to
-        256 MiB, to 64 MiB with ``quick``, 5 rounds, 3 with ``quick``). Default: all but
-        recovery and payload.
+        throughput, sync, recovery, payload (:mod:`~spider_core.bench.payload`: 1 KiB to
+        256 MiB, to 64 MiB with ``quick``, 5 rounds, 3 with ``quick``) and observe
+        (:mod:`~spider_core.bench.observe`: ``calls`` rounds). Default: all but recovery,
+        payload and observe.
     :param peers: Names from ``PEERS``; spider-core itself is always measured (for
         throughput also through ``map`` and with one slot). The throughput workload takes
         the blocking peers among them, the recovery workload pebble and billiard; the sync
@@ -366,6 +369,7 @@ async def run_benchmark(
     sync = None
     recovery = None
     payload = None
+    observe = None
     idle_rss = None
     try:
         start_us, floor_us = await measure_start(package_dir, start_samples, bar)
@@ -389,6 +393,8 @@ async def run_benchmark(
         if PAYLOAD in workloads:
             rounds_ = QUICK_PAYLOAD_ROUNDS if quick else DEFAULT_PAYLOAD_ROUNDS
             payload = run_payload(package_dir, peers, payload_sizes, rounds_, notes, bar.show)
+        if OBSERVE in workloads:
+            observe = await run_observe(package_dir, calls, warmup, bar.show)
     finally:
         bar.done()
 
@@ -408,6 +414,7 @@ async def run_benchmark(
         recovery=recovery,
         start_methods=tuple(start_methods),
         payload=payload,
+        observe=observe,
     )
     plot, plot_note = write_plot(report, output_dir / PLOT_NAME)
     payload_plot = None if payload is None else write_payload_plot(payload, output_dir / PAYLOAD_PLOT_NAME)

@@ -32,10 +32,13 @@ SYNC = "sync"
 RECOVERY = "recovery"
 #: One bytes object echoed, 1 KiB to 256 MiB (:mod:`spider_core.bench.payload`).
 PAYLOAD = "payload"
+#: The no-op back to back with the observer plugins on and off (:mod:`spider_core.bench.observe`).
+OBSERVE = "observe"
 #: Every workload, in report order.
-WORKLOADS = (*LATENCY_WORKLOADS, THROUGHPUT, SYNC, RECOVERY, PAYLOAD)
+WORKLOADS = (*LATENCY_WORKLOADS, THROUGHPUT, SYNC, RECOVERY, PAYLOAD, OBSERVE)
 #: What ``spider bench`` runs unless told otherwise: ``recovery`` takes minutes (billiard
-#: notices a crashed worker only after 10 s), and ``payload`` minutes and gigabytes, so they
+#: notices a crashed worker only after 10 s), ``payload`` minutes and gigabytes, and
+#: ``observe`` sets the process's tracer provider and needs the observers' libraries, so they
 #: run when asked for.
 DEFAULT_WORKLOADS = (*LATENCY_WORKLOADS, THROUGHPUT, SYNC)
 

@@ -359,8 +359,8 @@ def spider_task_finished(
     :param execution_time: Seconds from holding the slot to the outcome.
     :param pool: The pool (as ``spider_pool_started`` has it).
 
-    All implementations are called (less those whose ``spider_pool_started`` answered False
-    for this pool), in the caller's context: on the async pool in the calling task
+    All implementations are called (those registered when the pool started, less those whose
+    ``spider_pool_started`` answered False for this pool), in the caller's context: on the async pool in the calling task
     (``map``: in a lane task created from the task iterating the map, so its context
     variables are the iterating task's), on the sync pool in the thread that made the call
     (``submit`` and ``map``: a task on the pool's thread, without the caller's context
