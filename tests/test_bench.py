@@ -599,7 +599,8 @@ def test_payload_runs_with_the_real_executor(package_dir: Path, tmp_path: Path) 
 
 
 def test_payload_targets_include_shared_memory_at_64_mib() -> None:
-    from spider_core.bench.payload import MIB, OURS, OURS_SHM, PIPE, PayloadResult, PayloadSamples, payload_targets
+    from spider_core.bench.payload import MIB, OURS, OURS_SHM, PIPE, PayloadResult, PayloadSamples
+    from spider_core.bench.payload_report import payload_targets
 
     def samples(name: str, e2e_ms: float, executor_ms: float | None) -> PayloadSamples:
         executor = () if executor_ms is None else (executor_ms * 1000,) * 5

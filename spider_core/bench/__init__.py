@@ -51,7 +51,8 @@ The package's modules, each with one job: :mod:`~spider_core.bench.stats` (perce
 :mod:`~spider_core.bench.contenders` (spider-core, the floors and the peers),
 :mod:`~spider_core.bench.throughput` (the throughput workload's contenders),
 :mod:`~spider_core.bench.recovery` (the recovery workload's contenders),
-:mod:`~spider_core.bench.payload` (the payload workload: contenders, run, report section, plot),
+:mod:`~spider_core.bench.payload` (the payload workload: contenders, run) and
+:mod:`~spider_core.bench.payload_report` (its report section, targets and plot),
 :mod:`~spider_core.bench.observe` (the observe workload, not in the default set either: the
 no-op back to back with the observer plugins off and on; contenders, run, report section),
 :mod:`~spider_core.bench.plot` (the latency plot),

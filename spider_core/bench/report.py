@@ -11,7 +11,7 @@ from typing import Any
 
 from spider_core.bench.contenders import OUR_METRICS, OURS, OURS_SYNC, OURS_SYNC_CALL
 from spider_core.bench.observe import observe_json, observe_markdown
-from spider_core.bench.payload import payload_json, payload_markdown
+from spider_core.bench.payload_report import payload_json, payload_markdown
 from spider_core.bench.recovery import FAULTS, RECOVERY_TIMEOUT_S
 from spider_core.bench.results import (
     BenchReport,

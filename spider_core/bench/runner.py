@@ -40,9 +40,9 @@ from spider_core.bench.payload import (
     SIZES,
     check_sizes,
     run_payload,
-    write_payload_plot,
 )
 from spider_core.bench.payload import PLOT_NAME as PAYLOAD_PLOT_NAME
+from spider_core.bench.payload_report import write_payload_plot
 from spider_core.bench.plot import PLOT_NAME, write_plot
 from spider_core.bench.progress import Progress
 from spider_core.bench.recovery import (
