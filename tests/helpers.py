@@ -52,6 +52,14 @@ async def async_wait_until(predicate: Callable[[], _T], what: str, timeout: floa
     return value
 
 
+def dead(pid: int) -> bool:
+    """Whether process ``pid`` has ended: gone, or a zombie its parent has not reaped yet."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX"
+    except FileNotFoundError:
+        return True
+
+
 def callers_waiting(pool: Any) -> int:
     """Callers of a ``ProcessPool`` waiting for their turn on a slot: queued for one, or with
     their request sent ahead behind the caller that holds one (``spider_core.pool.call``)."""

@@ -17,7 +17,7 @@ import attrs
 import pytest
 
 import spider_core as sc
-from helpers import async_wait_until, callers_waiting, wait_until
+from helpers import async_wait_until, callers_waiting, dead, wait_until
 from spider_core.tdl import (
     IncompatibleVersion,
     InvalidLibrary,
@@ -58,14 +58,6 @@ def pool_run(config: sc.PoolConfig, scenario):
 
 def gone(pid: int) -> bool:
     return not Path(f"/proc/{pid}").exists()
-
-
-def dead(pid: int) -> bool:
-    """Gone, or a zombie its parent has not reaped yet."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX"
-    except FileNotFoundError:
-        return True
 
 
 # -- spider's four pool tests ---------------------------------------------------------------
