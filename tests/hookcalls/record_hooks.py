@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # not typing's: importing typing would cost every child of the session
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
