@@ -100,7 +100,7 @@ class PoolConfig:
     :param slots: How many tasks run at once: one executor process per slot, each with the
         guarantees of a single-slot pool (one task running at a time, its own hard timeout,
         its own respawn). Calls wait in one first-come, first-served queue for the first free
-        slot (a deep queue is sent ahead to the executors: see ``spider_core.pool.call``).
+        slot (a deep queue is sent ahead to the executors: see ``spider_core.pool.pipeline``).
     :param default_timeout: The hard timeout, in seconds, of a call that passes none (None:
         every call must pass ``hard_timeout``).
     :param package_dir: Task packages live here; exported to the executor as

@@ -136,7 +136,7 @@ def test_python_print_goes_to_stderr(package_dir: Path) -> None:
     import subprocess
     import sys
 
-    code = "import spider_core.executor as e; e._take_protocol_fds(); print('PRINTED'); import os; os.write(1, b'RAW')"
+    code = "import spider_core.executor.channel as e; e.take_protocol_fds(); print('PRINTED'); import os; os.write(1, b'RAW')"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True)
     assert done.stdout == b""
     assert b"PRINTED" in done.stderr and b"RAW" in done.stderr

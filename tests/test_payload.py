@@ -25,8 +25,8 @@ import msgpack
 import pytest
 
 import spider_core as sc
-from spider_core import protocol
 from spider_core.protocol import READ_SIZE, FramingError, read_into
+from spider_core.protocol import framing as protocol_framing
 from spider_msgpack import OUT_OF_LINE, MsgpackFraming
 
 PKG = "integration_test_tasks"
@@ -180,13 +180,13 @@ def test_a_large_field_over_max_frame_size_is_refused_by_the_encoder() -> None:
 def allocations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The sizes of the buffers frame decoders allocate (beyond the one each starts with)."""
     sizes: list[int] = []
-    allocate = protocol._allocate
+    allocate = protocol_framing._allocate
 
     def recording(size: int) -> Any:
         sizes.append(size)
         return allocate(size)
 
-    monkeypatch.setattr(protocol, "_allocate", recording)
+    monkeypatch.setattr(protocol_framing, "_allocate", recording)
     return sizes
 
 

@@ -2,7 +2,7 @@
 
 Callers queue first come, first served for a slot (:mod:`spider_core.pool.slots`); while
 every slot is busy, the requests of queued callers are sent ahead to an executor and each
-caller holds the slot in turn, for its own answer (:mod:`spider_core.pool.call`). The
+caller holds the slot in turn, for its own answer (:mod:`spider_core.pool.pipeline`). The
 hard-timeout clock starts when the executor starts the request. On a timeout, a crash, a protocol violation or a cancelled caller, that slot's executor is
 SIGKILLed, reaped and replaced before the slot is given back, so the next caller finds a
 healthy executor and no response is ever read by the wrong caller (every request carries a
@@ -31,11 +31,12 @@ from typing import Any
 from spider_core.errors import ExecutorCreationFailure, NotRunning
 from spider_core.models import ExecuteRequest, Outcome, PoolConfig, PoolStats
 from spider_core.plugin import PluginError, PluginSettings, Spawner, SpiderPluginManager, get_plugin_manager
-from spider_core.pool.call import Calls
+from spider_core.pool.channel import TIMED_OUT
 from spider_core.pool.events import Events
 from spider_core.pool.guard import Guard
 from spider_core.pool.mapping import pipelined_map
-from spider_core.pool.process import TIMED_OUT, ExecutorProcess
+from spider_core.pool.pipeline import Calls
+from spider_core.pool.process import ExecutorProcess
 from spider_core.pool.protocols import open_protocol, open_spawner
 from spider_core.pool.slots import Slots
 from spider_core.pool.stats import Tally
@@ -126,7 +127,7 @@ class ProcessPool:
             PluginSettings.from_env(blocked=config.disabled_plugins), autoload=config.plugin_autoload
         )
         self._slots: Slots | None = None  # made by start(), on the running loop
-        #: The call path every entry point takes (:mod:`spider_core.pool.call`).
+        #: The call path every entry point takes (:mod:`spider_core.pool.pipeline`).
         self.calls = Calls(config)
         self._close_task: asyncio.Future[None] | None = None
         self._starting: asyncio.Future[None] | None = None  # while start() spawns the executors

@@ -19,7 +19,7 @@ from collections.abc import AsyncGenerator, Iterable
 
 from spider_core.errors import InternalError
 from spider_core.models import ExecuteRequest, Outcome
-from spider_core.pool.call import BATCH_BYTES, Calls
+from spider_core.pool.call import BATCH_BYTES, CallPath
 from spider_core.pool.process import ExecutorProcess
 from spider_core.pool.requests import Prepared
 
@@ -32,7 +32,7 @@ class _Mapper:
     one lane task per slot. A lane puts each outcome in :attr:`results` as it comes and wakes
     the map (:meth:`deliver`)."""
 
-    def __init__(self, calls: Calls, depth: int) -> None:
+    def __init__(self, calls: CallPath, depth: int) -> None:
         self.calls = calls
         self.slots = calls.slots
         self.depth = depth
@@ -62,7 +62,7 @@ class _Mapper:
 
     def batch(self, executor: ExecutorProcess) -> list[_Item]:
         """The requests to send ``executor`` in one write: from the front of the queue, as
-        many as it may take (:meth:`Calls.room`) within :data:`BATCH_BYTES`."""
+        many as it may take (:meth:`CallPath.room`) within :data:`BATCH_BYTES`."""
         limit = self.calls.room(executor, self.depth)
         pending = self.pending
         items: list[_Item] = []
@@ -76,7 +76,7 @@ class _Mapper:
 
 
 async def pipelined_map(
-    calls: Calls, requests: Iterable[ExecuteRequest], hard_timeout: float, soft_timeout: float | None, depth: int
+    calls: CallPath, requests: Iterable[ExecuteRequest], hard_timeout: float, soft_timeout: float | None, depth: int
 ) -> AsyncGenerator[Outcome, None]:
     """The outcomes of ``requests`` in request order (see :meth:`ProcessPool.map`)."""
     mapper = _Mapper(calls, depth)

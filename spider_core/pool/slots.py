@@ -11,7 +11,7 @@ when no slot is alive does a caller drive a failed slot itself, so the policy an
 A caller of ``execute`` queues with its request (a ticket): while every slot is busy, the
 holder of a slot whose executor takes several requests at once may take the tickets at the
 front of the queue (:meth:`Slots.adopt`) and send their requests ahead
-(:mod:`spider_core.pool.call`); those callers then leave the queue and wait for their turn on
+(:mod:`spider_core.pool.pipeline`); those callers then leave the queue and wait for their turn on
 that slot. A map lane or a thread in the queue ends what may be adopted, so nobody is passed.
 
 The sync pool's callers take and give back slots from their own threads

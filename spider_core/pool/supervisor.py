@@ -33,10 +33,11 @@ from spider_core.plugin import (
     SpawnReason,
     SpiderPluginManager,
 )
+from spider_core.pool.channel import TIMED_OUT, Lost
 from spider_core.pool.events import Events
 from spider_core.pool.guard import Guard
 from spider_core.pool.logsink import LogSink
-from spider_core.pool.process import EXIT_GRACE, TIMED_OUT, ExecutorProcess, Lost
+from spider_core.pool.process import EXIT_GRACE, ExecutorProcess
 from spider_core.protocol import ExecutorProtocol, ProtocolError, executor_environment
 from spider_core.spin import AdaptiveSpin
 
