@@ -62,7 +62,7 @@ def dead(pid: int) -> bool:
 
 def callers_waiting(pool: Any) -> int:
     """Callers of a ``ProcessPool`` waiting for their turn on a slot: queued for one, or with
-    their request sent ahead behind the caller that holds one (``spider_core.pool.call``)."""
+    their request sent ahead behind the caller that holds one (``spider_core.pool.pipeline``)."""
     return int(pool.stats().queued) + sum(len(pipe.tickets) for pipe in pool.calls._pipes.values())
 
 
