@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import inspect
 import logging
@@ -13,16 +14,16 @@ from pathlib import Path
 import pytest
 
 from helpers import ExecutorProcess, make_distribution
-from spider_core.plugin import (
+from spider_core.plugin import PackageSource
+from spider_core.plugin import spec as hookspecs
+from spider_core.plugin.manager import (
     DEFAULT_PLUGINS,
-    PackageSource,
+    OPTIONAL_DEFAULTS,
     PluginError,
     PluginSettings,
     Registration,
     get_plugin_manager,
 )
-from spider_core.plugin import spec as hookspecs
-from spider_core.plugin.manager import OPTIONAL_DEFAULTS
 from spider_core.protocol import EXIT_SETUP_ERROR, Ready
 from spider_core.tdl import EMPTY_FRAME, decode_values
 
@@ -275,6 +276,56 @@ def test_trace_hooks_logs_calls(caplog: pytest.LogCaptureFixture, package_dir: P
     with caplog.at_level(logging.INFO, logger="spider_core.plugins"):
         pm.hook.spider_resolve_package(package="integration_test_tasks", package_dir=package_dir, installed_packages=True)
     assert any("spider_resolve_package" in r.getMessage() for r in caplog.records)
+
+
+# -- the author API --------------------------------------------------------------------------
+
+#: Everything ``spider_core.plugin`` gives a plugin author: the marker, the types hooks take and
+#: return, the framing and protocol interfaces, the helpers a plugin calls, PluginError to refuse.
+AUTHOR_API = [
+    "CORE_PROTOCOL", "ENV_FORK_SERVER", "ENV_PACKAGE_DIR", "ExecuteRequest", "ExecutorCrash", "ExecutorHandle",
+    "ExecutorProtocol", "ExitReason", "Frame", "FrameDecoder", "Framing", "FramingError", "InTaskFailure",
+    "InstalledPackage", "LaunchSpec", "LengthDelimitedDecoder", "Outcome", "PackageInfo", "PackageOrigin",
+    "PackageSource", "PluginError", "PoolConfig", "PoolView", "ProtocolError", "RespawnDecision", "RespawnState",
+    "SpawnReason", "Spawner", "Success", "TASK_PACKAGE_GROUP", "TaskPackage", "Timeout", "die_with_parent",
+    "execute_fields", "execute_primitive", "hookimpl", "outcome_name",
+]
+
+
+def _host_names() -> set[str]:
+    """The host's side: every public name the manager module defines, the spec marker and
+    project name, and the protocol internals of pool and executor."""
+    from spider_core.plugin import manager
+
+    tree = ast.parse(Path(manager.__file__).read_text())
+    defined = {node.name for node in tree.body if isinstance(node, ast.ClassDef | ast.FunctionDef)}
+    defined |= {node.target.id for node in tree.body if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
+    defined |= {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+    public = {name for name in defined if not name.startswith("_")}
+    return public | {
+        "hookspec", "PROJECT_NAME", "CoreProtocol", "DEFAULT_MAX_FRAME_SIZE", "EXIT_REASONS", "SPAWN_REASONS",
+    }
+
+
+def test_the_author_api_is_exactly_what_a_plugin_needs() -> None:
+    import spider_core.plugin
+
+    assert spider_core.plugin.__all__ == AUTHOR_API
+    for name in AUTHOR_API:
+        assert getattr(spider_core.plugin, name) is not None
+
+
+def test_no_host_name_is_in_the_author_api() -> None:
+    import spider_core.plugin
+
+    host = _host_names()
+    assert {"SpiderPluginManager", "DEFAULT_PLUGINS", "Registration", "get_plugin_manager", "PluginSettings",
+            "PluginInfo", "ENTRY_POINT_GROUP"} <= host
+    assert host.isdisjoint(spider_core.plugin.__all__), host & set(spider_core.plugin.__all__)
+    assert host.isdisjoint(dir(spider_core.plugin))
+    for name in sorted(host):
+        with pytest.raises(AttributeError, match=f"module 'spider_core.plugin' has no attribute '{name}'"):
+            getattr(spider_core.plugin, name)
 
 
 # -- meta-tests -----------------------------------------------------------------------------

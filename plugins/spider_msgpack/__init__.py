@@ -1,14 +1,6 @@
 """spider_msgpack: the default framing, a 4-byte big-endian length prefix and a msgpack body.
-
 The prefix is the one spider's executor uses (tokio's ``LengthDelimitedCodec``); the body is
-msgpack instead of bincode. Frames larger than ``max_frame_size`` are refused on both sides.
-
-A message with a ``bytes`` field of 64 KiB or more (a request's inputs, a result's outputs) is
-encoded as a list of buffers: the field itself is one of them, behind its msgpack ``bin 32``
-header, so it is written to the pipe from where it lies, never copied into the frame. The
-bytes on the pipe are the same either way. The decoder reads a frame into one buffer of its
-announced length and unpacks it from there (msgpack copies each ``bin`` out into its
-``bytes``: the one copy a received payload takes).
+msgpack instead of bincode; frames larger than ``max_frame_size`` are refused on both sides.
 """
 
 from __future__ import annotations
@@ -29,7 +21,9 @@ OUT_OF_LINE = 64 * 1024
 
 
 class MsgpackDecoder(LengthDelimitedDecoder):
-    """Incremental decoder: feed bytes, take complete messages."""
+    """Incremental decoder: feed bytes, take complete messages. It reads a frame into one
+    buffer of its announced length and unpacks it from there (msgpack copies each ``bin`` out
+    into its ``bytes``: the one copy a received payload takes)."""
 
     def next_message(self) -> Any | None:
         body = self.next_body()
@@ -43,7 +37,13 @@ class MsgpackDecoder(LengthDelimitedDecoder):
 
 class MsgpackFraming:
     """Encodes with one reused ``msgpack.Packer`` (``packb`` builds a new one per call), so
-    ``encode`` is for one thread at a time; each pool and each executor has its own framing."""
+    ``encode`` is for one thread at a time; each pool and each executor has its own framing.
+
+    A message with a ``bytes`` field of :data:`OUT_OF_LINE` or more (a request's inputs, a
+    result's outputs) is encoded as a list of buffers: the field itself is one of them, behind
+    its msgpack ``bin 32`` header, so it is written to the pipe from where it lies, never
+    copied into the frame. The bytes on the pipe are the same either way.
+    """
 
     name = "msgpack"
 

@@ -9,13 +9,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from spider_core.errors import SoftTimeout
 from spider_core.executor import logs
 from spider_core.plugin.manager import PluginError, SpiderPluginManager
 from spider_core.plugin.types import PackageSource, TaskPackage
 from spider_core.protocol import ENV_PACKAGE_DIR
 from spider_core.tdl.errors import ExecutorError, InvalidLibrary, TaskError, TdlError, TdlErrorKind
 from spider_core.tdl.names import InvalidPackageName, validate_package_name
+from spider_core.tdl.timeout import SoftTimeout
 
 
 class SoftTimer:

@@ -165,7 +165,7 @@ def spider_protocol(name: str, config: PoolConfig) -> ExecutorProtocol | None:
 
     First non-None result wins; called once per slot when the pool starts, never per task.
     Return a new protocol for each call: each slot uses its own, from one thread. If no plugin
-    answers, ``"spider-core"`` is the built-in :class:`~spider_core.plugin.CoreProtocol` over
+    answers, ``"spider-core"`` is the built-in :class:`~spider_core.protocol.CoreProtocol` over
     the ``spider_framing`` hook's framing, and any other name makes ``start()`` raise
     ``ExecutorCreationFailure`` naming the protocols ``spider_protocol_names`` lists. If it
     raises, ``start()`` raises ``ExecutorCreationFailure``: with the message alone for a

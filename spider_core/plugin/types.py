@@ -1,4 +1,5 @@
-"""The types hooks take and return (re-exported by :mod:`spider_core.plugin`)."""
+"""The types hooks take and return, and the error a plugin raises (re-exported by
+:mod:`spider_core.plugin`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ from attrs.validators import in_, instance_of
 
 if TYPE_CHECKING:
     from spider_core.models import PoolConfig, PoolStats
+
+class PluginError(Exception):
+    """A plugin could not be loaded, no plugin provides a required hook, or a plugin refuses a
+    configuration it cannot serve."""
+
 
 #: Why the pool needs an executor, as :class:`RespawnState` tells the respawn policy:
 #: ``"start"`` (the pool starts), ``"timeout"``, ``"crash"``, ``"cancelled"`` (the executor

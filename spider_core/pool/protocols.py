@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from spider_core.errors import ExecutorCreationFailure
 from spider_core.models import PoolConfig
-from spider_core.plugin import PluginError, Spawner, SpiderPluginManager
+from spider_core.plugin import Spawner
+from spider_core.plugin.manager import PluginError, SpiderPluginManager
 from spider_core.protocol import CORE_PROTOCOL, CoreProtocol, ExecutorProtocol
 
 
