@@ -2,17 +2,68 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 TASK_PACKAGES = REPO / "task_packages"
 #: The installed ``spider`` console script of the interpreter running the tests.
 SPIDER = Path(sys.executable).with_name("spider")
 PKG = "integration_test_tasks"
+
+_T = TypeVar("_T")
+
+#: Seconds a test waits for something the code under test will do: generous, because the
+#: machine may be loaded; a wait that passes returns as soon as the condition holds.
+WAIT = 30.0
+
+
+def wait_until(predicate: Callable[[], _T], what: str, timeout: float = WAIT, interval: float = 0.01) -> _T:
+    """Poll ``predicate`` until it returns something true, and return that.
+
+    Tests wait on the condition they need (a slot busy, a file written, a process gone),
+    never for a guessed time: a loaded machine only makes them slower, not wrong.
+
+    :param what: The condition, for the failure: ``never happened within 30 s: <what>``.
+    :raises AssertionError: ``timeout`` seconds passed first.
+    """
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened within {timeout:g} s: {what}")
+        time.sleep(interval)
+    return value
+
+
+async def async_wait_until(predicate: Callable[[], _T], what: str, timeout: float = WAIT, interval: float = 0.01) -> _T:
+    """:func:`wait_until` on an event loop: the loop runs on between polls (``interval=0``
+    polls once per turn of the loop, for a state that lasts only a few turns)."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened within {timeout:g} s: {what}")
+        await asyncio.sleep(interval)
+    return value
+
+
+def dead(pid: int) -> bool:
+    """Whether process ``pid`` has ended: gone, or a zombie its parent has not reaped yet."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX"
+    except FileNotFoundError:
+        return True
+
+
+def callers_waiting(pool: Any) -> int:
+    """Callers of a ``ProcessPool`` waiting for their turn on a slot: queued for one, or with
+    their request sent ahead behind the caller that holds one (``spider_core.pool.pipeline``)."""
+    return int(pool.stats().queued) + sum(len(pipe.tickets) for pipe in pool.calls._pipes.values())
 
 
 def make_distribution(root: Path, dist: str, module: str, source: str, entry_name: str) -> Path:

@@ -181,7 +181,7 @@ def test_one_slot_reads_the_next_line_only_once_the_previous_result_is_written(f
         lines, sink = FakeLines([req("a"), "{", req("b")]), io.StringIO()
         run = start_run(lines, sink, slots=1)
         await until(lambda: fake_pool and fake_pool[0].started == ["a"])
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # time itself: a while in which the run could read on, wrongly
         assert lines.taken == 1  # the malformed line 2 is not reported before a's result
         fake_pool[0].gate("a").set_result(None)
         fake_pool[0].gate("b").set_result(None)
@@ -251,7 +251,7 @@ def test_a_cluster_runs_as_many_requests_as_its_workers_have_slots(fake_pool) ->
         config = PoolConfig(package_dir=".", slots=1)  # one slot per worker
         run = asyncio.ensure_future(batch._run(lines, sink, config, 5.0, {}, False, meter, cluster=cluster))
         await until(lambda: len(cluster.started) == 6)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # time itself: a while in which the run could read on, wrongly
         assert lines.taken == 6 and fake_pool == []  # no local pool
         cluster.slots = 1  # a worker left: one request at a time from now on
         for i in range(10):

@@ -13,7 +13,7 @@ import pytest
 
 import spider_core as sc
 import spider_core.pool.call
-from helpers import tasks_run
+from helpers import async_wait_until, callers_waiting, tasks_run
 from spider_core.plugin import hookimpl
 
 PKG = "integration_test_tasks"
@@ -115,6 +115,13 @@ def mark(path: Path, ms: int = 0) -> sc.ExecuteRequest:
     return req("mark_and_sleep", str(path), ms)
 
 
+async def waiting(pool, callers: int) -> None:
+    """Until one caller holds the slot and ``callers`` wait behind it (sent ahead or queued)."""
+    await async_wait_until(
+        lambda: (pool.stats().busy, callers_waiting(pool)) == (1, callers), f"1 slot busy, {callers} callers waiting"
+    )
+
+
 def test_a_queued_caller_s_clock_starts_when_the_executor_starts_its_request(config) -> None:
     """Eight 150 ms tasks from eight callers on one executor take 1.2 s together; their
     requests are sent ahead, yet none times out at 0.5 s: each one's clock starts when the one
@@ -134,10 +141,10 @@ def test_a_caller_cancelled_after_its_request_was_sent_ahead_costs_no_executor(c
 
     async def scenario(pool):
         first = asyncio.create_task(pool.execute(req("sleep_ms", 300), 10))
-        await asyncio.sleep(0.05)
+        await waiting(pool, 0)
         ahead = asyncio.create_task(pool.execute(mark(ran), 10))
         after = asyncio.create_task(pool.execute(echo("after"), 10))
-        await asyncio.sleep(0.05)
+        await waiting(pool, 2)
         ahead.cancel()
         outcomes = await asyncio.gather(first, after)
         with pytest.raises(asyncio.CancelledError):
@@ -155,11 +162,11 @@ def test_a_caller_cancelled_while_queued_behind_a_full_pipeline_never_runs(confi
 
     async def scenario(pool):
         first = asyncio.create_task(pool.execute(req("sleep_ms", 300), 10))
-        await asyncio.sleep(0.05)
+        await waiting(pool, 0)
         full = [asyncio.create_task(pool.execute(echo(str(i)), 10)) for i in range(spider_core.pool.call.DEPTH)]
-        await asyncio.sleep(0)
+        await waiting(pool, len(full))
         queued = asyncio.create_task(pool.execute(mark(never), 10))
-        await asyncio.sleep(0.05)
+        await waiting(pool, len(full) + 1)
         queued.cancel()
         outcomes = await asyncio.gather(first, *full)
         with pytest.raises(asyncio.CancelledError):
@@ -219,7 +226,7 @@ def test_five_hundred_callers_each_get_their_own_outcome_and_nothing_runs_twice(
         ]
         cancelled = [task for task, (kind, _, _) in zip(tasks, kinds, strict=True) if kind == "cancelled"]
         for task in cancelled:  # at staggered moments: queued, sent ahead or running
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # time itself: the moments are spread over the run
             task.cancel()
         return await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -247,12 +254,9 @@ def test_a_caller_cancelled_once_its_request_sent_ahead_started_replaces_the_exe
 
     async def scenario(pool):
         first = asyncio.create_task(pool.execute(req("sleep_ms", 100), 10))
-        await asyncio.sleep(0.05)
+        await waiting(pool, 0)
         running = asyncio.create_task(pool.execute(mark(started, 60_000), 120))
-        for _ in range(1000):
-            if started.exists():
-                break
-            await asyncio.sleep(0.01)
+        await async_wait_until(started.exists, "the request sent ahead started")
         ids = pool.executor_ids
         running.cancel()
         with pytest.raises(asyncio.CancelledError):

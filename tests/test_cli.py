@@ -8,12 +8,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from helpers import SPIDER, call, results, write_requests
+from helpers import SPIDER, call, results, wait_until, write_requests
 
 PKG = "integration_test_tasks"
 
@@ -312,9 +311,7 @@ def test_killing_the_batch_runner_loses_no_written_line(package_dir: Path, tmp_p
     out = tmp_path / "o.jsonl"
     runner = subprocess.Popen([str(SPIDER), "batch", str(requests), "--out", str(out), "--package-dir", str(package_dir)],
                               stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 5):
-        time.sleep(0.05)
+    wait_until(lambda: out.exists() and len(out.read_text().splitlines()) >= 5, "five results written")
     runner.send_signal(signal.SIGKILL)
     runner.wait()
     written = out.read_text()
@@ -349,12 +346,11 @@ def test_batch_reads_a_file_named_dash_given_as_dot_slash_dash(package_dir: Path
 
 
 def wait_for_results(out: Path, count: int) -> list[dict]:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if out.exists() and len(found := results(out)) >= count:
-            return found
-        time.sleep(0.02)
-    raise AssertionError(f"fewer than {count} results in {out} after 30 s")
+    def enough() -> list[dict]:
+        found = results(out) if out.exists() else []
+        return found if len(found) >= count else []
+
+    return wait_until(enough, f"{count} results in {out}")
 
 
 @pytest.mark.slow
@@ -492,9 +488,7 @@ def test_killing_a_batch_runner_with_slots_then_resuming_runs_each_request_once(
     out = tmp_path / "o.jsonl"
     base = ["batch", str(requests), "--out", str(out), "--package-dir", str(package_dir), "--slots", "3"]
     runner = subprocess.Popen([str(SPIDER), *base], stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 7):
-        time.sleep(0.05)
+    wait_until(lambda: out.exists() and len(out.read_text().splitlines()) >= 7, "seven results written")
     runner.send_signal(signal.SIGKILL)  # with requests running in all three slots
     runner.wait()
     assert out.read_text().endswith("\n")
@@ -557,17 +551,19 @@ def test_batch_slots_with_crashes_timeouts_and_failures_among_many(package_dir: 
 
 @pytest.mark.slow
 def test_batch_slots_interrupted_cancels_the_running_requests(package_dir: Path, tmp_path: Path) -> None:
-    requests = write_requests(tmp_path / "r.jsonl", [
-        call("quick", "fibonacci", 5), call("long", "sleep_ms", 20000), call("longer", "sleep_ms", 20000),
+    marks = tmp_path / "running"
+    marks.mkdir()
+    requests = write_requests(tmp_path / "r.jsonl", [  # the long ones take ten minutes
+        call("quick", "fibonacci", 5), *(call(name, "mark_and_sleep", str(marks / name), 600_000) for name in ("long", "longer")),
     ])
     out = tmp_path / "o.jsonl"
     runner = subprocess.Popen([str(SPIDER), "batch", str(requests), "--out", str(out), "--package-dir", str(package_dir),
                                "--slots", "2"], stderr=subprocess.PIPE, text=True)
     try:
         assert [r["id"] for r in wait_for_results(out, 1)] == ["quick"]
-        time.sleep(0.2)  # both long requests hold a slot
+        wait_until(lambda: len(list(marks.iterdir())) == 2, "both long requests run")
         runner.send_signal(signal.SIGINT)
-        assert runner.wait(10) == 130
+        assert runner.wait(60) == 130
         assert "spider: interrupted" in runner.stderr.read()
         assert [r["id"] for r in results(out)] == ["quick"]
     finally:
@@ -594,12 +590,9 @@ def children(pid: int) -> list[int]:
 
 def wait_for_log(path: Path, event: str) -> None:
     """Wait until the log at ``path`` (its wildcards matching one file) holds ``event``."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if any(f'"event": "{event}"' in log.read_text() for log in Path(path.anchor).glob(str(path.relative_to(path.anchor)))):
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"no {event!r} event in {path} after 30 s")
+    logs = str(path.relative_to(path.anchor))
+    wait_until(lambda: any(f'"event": "{event}"' in log.read_text() for log in Path(path.anchor).glob(logs)),
+               f"a {event!r} event in {path}")
 
 
 SIGNALS = pytest.mark.parametrize(("signum", "status", "line"), [

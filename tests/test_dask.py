@@ -24,6 +24,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 import spider_core as sc
+from helpers import wait_until
 from spider_core.dask import worker as sd
 
 PKG = "integration_test_tasks"
@@ -81,14 +82,24 @@ def alive(pid: int, started: int) -> bool:
     return stat is not None and stat[2] == started and stat[0] not in "ZX"
 
 
+def living(processes: dict[int, int]) -> list[int]:
+    """Those of ``processes`` (pid: start time) still alive."""
+    return [pid for pid, started in processes.items() if alive(pid, started)]
+
+
 def wait_until_gone(processes: dict[int, int], timeout: float = 15) -> list[int]:
     """The processes still alive after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
-        left = [pid for pid, started in processes.items() if alive(pid, started)]
+        left = living(processes)
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.05)
+
+
+def _busy(dask_worker: Any) -> int:
+    """On a worker (through ``client.run``): how many of its pool's slots run a task now."""
+    return sd.worker_pool(dask_worker).stats().busy
 
 
 def _pool_state(dask_worker: Any) -> tuple[int, tuple[int | None, ...], sc.PoolConfig] | None:
@@ -251,11 +262,7 @@ def test_a_killed_worker_loses_no_request_and_leaves_no_executor(spider: Client)
     requests = [req("sleep_ms", 200) if i % 2 else req("fibonacci", i % 20) for i in range(60)]
     futures = sd.map(spider, requests, 10)
 
-    deadline = time.monotonic() + 30
-    while not spider.processing(workers=[victim])[victim]:
-        assert time.monotonic() < deadline, "the victim never ran a task"
-        time.sleep(0.01)
-    time.sleep(0.3)  # its slots are busy with sleep_ms now
+    wait_until(lambda: spider.run(_busy, workers=[victim])[victim] == 2, "the victim's slots are both busy")
     executors = executors_of(victim_pid)
     assert set(pids) <= set(executors) and len(executors) == 2
     os.kill(victim_pid, signal.SIGKILL)
@@ -279,23 +286,17 @@ def test_a_killed_worker_loses_no_request_and_leaves_no_executor(spider: Client)
 
 @pytest.mark.slow
 def test_cancelling_a_running_task_kills_its_executor(spider: Client) -> None:
-    future = sd.submit(spider, req("sleep_ms", 30000), 60)
-    deadline = time.monotonic() + 30
-    while not (worker := next((w for w, keys in spider.processing().items() if future.key in keys), None)):
-        assert time.monotonic() < deadline, "the task never ran"
-        time.sleep(0.01)
-    time.sleep(0.3)  # its executor is in the task now
+    future = sd.submit(spider, req("sleep_ms", 600_000), 900)  # ten minutes: it ends only if killed
+    worker = wait_until(lambda: next((w for w, keys in spider.processing().items() if future.key in keys), None),
+                        "the task was given to a worker")
+    wait_until(lambda: spider.run(_busy, workers=[worker])[worker] == 1, "its executor is in the task")
     worker_pid = spider.run(os.getpid, workers=[worker])[worker]
     executors = executors_of(worker_pid)
     assert len(executors) == 2
 
-    started = time.monotonic()
     future.cancel()
-    deadline = started + 5
-    while len(left := [pid for pid, start in executors.items() if alive(pid, start)]) == 2:
-        assert time.monotonic() < deadline, "no executor was killed"
-        time.sleep(0.01)
-    assert len(left) == 1 and time.monotonic() - started < 2  # the other slot's executor lives on
+    wait_until(lambda: len(living(executors)) < 2, "an executor was killed", timeout=60)  # long before the task ends
+    assert len(living(executors)) == 1  # the other slot's executor lives on
     # The pool replaced the killed executor and serves the next request there.
     again = [sd.submit(spider, req("fibonacci", 10 + i), 5, workers=[worker]) for i in range(2)]
     assert [f.result(timeout=60).values for f in again] == [[55], [89]]

@@ -12,7 +12,7 @@ import attrs
 import pytest
 
 import spider_core as sc
-from helpers import tasks_run
+from helpers import dead, tasks_run, wait_until
 from spider_core.plugin import hookimpl
 from spider_core.pool.call import DEPTH
 
@@ -62,16 +62,15 @@ def test_answers_that_came_before_a_crash_count_and_are_not_run_again(config) ->
     """The lane is held up (here by a slow hook) while its executor answers the next requests
     and then crashes: the answers it sent still count, and only the requests after the crash
     run again."""
-    import time as clock
-
     class SlowFirst:
         calls = 0
 
         @hookimpl
-        def spider_task_finished(self):
+        def spider_task_finished(self, pool):
             SlowFirst.calls += 1
             if SlowFirst.calls == 1:
-                clock.sleep(0.5)  # blocks the loop: the executor runs on and crashes meanwhile
+                pid = pool.stats().executors[0].pid
+                wait_until(lambda: dead(pid), "the executor ran on and crashed")  # blocks the loop meanwhile
 
     requests = [echo(f"t{i}") for i in range(4)] + [req("segfault")] + [echo(f"t{i}") for i in range(5, 10)]
     outcomes = amap(attrs.evolve(config, slots=1), requests, plugin=SlowFirst())

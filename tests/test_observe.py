@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import spider_core as sc
-from helpers import PKG, REPO, SPIDER, call, write_requests
+from helpers import PKG, REPO, SPIDER, async_wait_until, call, wait_until, write_requests
 
 pytestmark = pytest.mark.slow
 
@@ -46,9 +46,7 @@ async def run_mix(pool: sc.ProcessPool) -> None:
     assert isinstance(await pool.execute(req("segfault"), 10), sc.ExecutorCrash)
     assert isinstance(await pool.execute(req("sleep_ms", 60_000), 0.3), sc.Timeout)
     running = asyncio.create_task(pool.execute(req("sleep_ms", 60_000), 60))
-    while pool.stats().busy == 0:  # it holds the slot: its task runs
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.1)
+    await async_wait_until(lambda: pool.stats().busy == 1, "it holds the slot: its task runs")
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
@@ -98,13 +96,10 @@ def test_sync_stats_count_calls_from_threads_and_map(package_dir: Path) -> None:
         outcomes = list(pool.map([req("noop")] * 20 + [req("segfault")], 10))
         assert isinstance(outcomes[-1], sc.ExecutorCrash)
         slow = pool.submit(req("sleep_ms", 1000), 10)
-        while pool.stats().busy == 0:
-            time.sleep(0.01)
+        wait_until(lambda: pool.stats().busy, "the slow call runs")
         busy = pool.stats()
         slow.result()
-        deadline = time.monotonic() + 30
-        while sum(e.state == "standby" for e in pool.stats().executors) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: sum(e.state == "standby" for e in pool.stats().executors) == 2, "both standbys are ready")
         stats = pool.stats()
     assert dict(stats.outcomes) == {"success": 24, "failure": 1, "timeout": 0, "crash": 1, "cancelled": 0}
     assert dict(stats.respawns) == {"timeout": 0, "crash": 1, "cancel": 0, "recycle": 0, "memory": 0, "spawn-failure": 0}

@@ -17,6 +17,7 @@ import attrs
 import pytest
 
 import spider_core as sc
+from helpers import async_wait_until, callers_waiting, dead, wait_until
 from spider_core.tdl import (
     IncompatibleVersion,
     InvalidLibrary,
@@ -100,14 +101,14 @@ def test_always_panic_is_a_crash_and_the_next_call_succeeds(config) -> None:
 def test_hard_timeout_kills_and_the_next_call_succeeds(config) -> None:
     async def scenario(pool):
         started = time.monotonic()
-        timeout = await pool.execute(req("fibonacci", 45), hard_timeout=0.2)
+        timeout = await pool.execute(req("fibonacci", 60), hard_timeout=0.2)
         elapsed = time.monotonic() - started
         after = await pool.execute(req("fibonacci", 10), hard_timeout=5)
         return timeout, elapsed, after
 
     timeout, elapsed, after = pool_run(config, scenario)
     assert timeout == sc.Timeout(hard_timeout=0.2, executor_id=1)
-    assert elapsed < 5  # fib(45) runs for many seconds: the executor was really killed
+    assert elapsed < 60  # fib(60) runs for days: the executor was really killed
     assert after.values == [55] and after.executor_id == 2
 
 
@@ -211,13 +212,13 @@ def test_cancelled_call_never_leaks_its_answer(config) -> None:
     async def scenario(pool):
         slow = asyncio.create_task(pool.execute(req("sleep_ms", 300), 5))
         queued = [asyncio.create_task(pool.execute(req("fibonacci", i), 5)) for i in (5, 6)]
-        await asyncio.sleep(0.1)
+        await async_wait_until(lambda: (pool.stats().busy, callers_waiting(pool)) == (1, 2), "two callers wait behind")
         first = pool.executor_id
         slow.cancel()
         with pytest.raises(asyncio.CancelledError):
             await slow
         results = [await t for t in queued]
-        await asyncio.sleep(0.4)  # the cancelled task would have answered by now
+        await asyncio.sleep(0.4)  # time itself: the cancelled task would have answered by now
         later = await pool.execute(req("fibonacci", 7), 5)
         return first, results, later
 
@@ -409,9 +410,9 @@ def test_failing_respawn_gives_not_running_then_recovers(package_dir: Path, tmp_
                 await pool.execute(req("fibonacci", 1), 5)
             except sc.InternalError as e:
                 errors.append(type(e).__name__)
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(0.25)  # time itself: the back-off is what is tested
         flag.unlink()
-        await asyncio.sleep(0.6)  # past the longest back-off
+        await asyncio.sleep(0.6)  # time itself: past the longest back-off
         return crash, errors, await pool.execute(req("fibonacci", 10), 5)
 
     crash, errors, recovered = pool_run(config, scenario)
@@ -433,8 +434,9 @@ def test_recycling_after_n_tasks(package_dir: Path) -> None:
 @pytest.mark.slow
 def test_executor_that_dies_while_idle_is_replaced(config) -> None:
     async def scenario(pool):
-        os.kill(pool.pid, signal.SIGKILL)
-        await asyncio.sleep(0.1)
+        pid = pool.pid
+        os.kill(pid, signal.SIGKILL)
+        await async_wait_until(lambda: dead(pid), "the idle executor died")
         return await pool.execute(req("fibonacci", 10), 5)
 
     outcome = pool_run(config, scenario)
@@ -652,7 +654,7 @@ def test_close_escalates_to_sigkill_for_an_executor_that_ignores_shutdown(packag
     started = time.monotonic()
     run(main())
     assert exits == [("shutdown", None, signal.SIGKILL)]
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 60  # close escalated after its grace, without waiting on
 
 
 @pytest.mark.slow
@@ -675,10 +677,7 @@ def test_killing_the_parent_leaves_no_executor(package_dir: Path, tmp_path: Path
         assert not gone(executor_pid)
         parent.send_signal(signal.SIGKILL)
         parent.wait()
-        deadline = time.monotonic() + 5
-        while not gone(executor_pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert gone(executor_pid) or Path(f"/proc/{executor_pid}/status").read_text().find("State:\tZ") >= 0
+        wait_until(lambda: dead(executor_pid), "the executor died with its parent")
     finally:
         parent.kill()
         parent.stdout.close()
@@ -727,7 +726,7 @@ def test_lifecycle_hooks(config) -> None:
             await pool.execute(req("fibonacci", 45), 0.1)
             await pool.execute(req("always_panic"), 5)
             task = asyncio.create_task(pool.execute(req("sleep_ms", 5000), 10))
-            await asyncio.sleep(0.2)
+            await async_wait_until(lambda: pool.stats().busy == 1, "the task runs")
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
@@ -895,7 +894,7 @@ def test_a_launcher_that_raises_at_respawn_leaves_the_pool_serving_later_calls(c
             crash = await pool.execute(req("always_panic"), 5)  # the respawn after it fails
             assert isinstance(crash, sc.ExecutorCrash)
             assert pool.executor_id is None
-            await asyncio.sleep(0.05)  # past the back-off
+            await async_wait_until(lambda: pool.executor_id is not None, "the slot recovered after the back-off")
             return (await pool.execute(req("fibonacci", 10), 5)).values
 
     assert run(main()) == [55]
@@ -932,11 +931,7 @@ def test_spinning_executor_through_the_pool(package_dir: Path) -> None:
 
 
 async def wait_for_standby(pool) -> None:
-    for _ in range(200):
-        if pool._slots.all[0].standby is not None:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("no standby executor became ready")
+    await async_wait_until(lambda: pool._slots.all[0].standby is not None, "a standby executor became ready")
 
 
 @pytest.mark.slow
@@ -978,15 +973,15 @@ def test_dead_standby_is_replaced_by_a_fresh_spawn(package_dir: Path) -> None:
 
     async def scenario(pool):
         await wait_for_standby(pool)
-        dead = pool._slots.all[0].standby.pid
-        os.kill(dead, signal.SIGKILL)
-        await asyncio.sleep(0.1)
+        standby = pool._slots.all[0].standby.pid
+        os.kill(standby, signal.SIGKILL)
+        await async_wait_until(lambda: dead(standby), "the standby died")
         await pool.execute(req("always_panic"), 5)
         outcome = await pool.execute(req("fibonacci", 10), 5)
-        return dead, pool.pid, outcome
+        return standby, pool.pid, outcome
 
-    dead, now, outcome = pool_run(config, scenario)
-    assert now != dead and outcome.values == [55] and gone(dead)
+    standby, now, outcome = pool_run(config, scenario)
+    assert now != standby and outcome.values == [55] and gone(standby)
 
 
 def test_close_while_the_standby_is_starting(package_dir: Path) -> None:
@@ -1068,8 +1063,8 @@ def test_a_caller_cancelled_while_its_executor_is_reaped_leaks_nothing(config) -
         await pool.execute(req("noop"), 5)
         before = open_fds()
         call = asyncio.create_task(pool.execute(req("sleep_ms", 10_000), 0.2))
-        while pool._slots.all[0].current is not None:  # the timeout fired: the executor is being reaped
-            await asyncio.sleep(0)
+        await async_wait_until(lambda: pool._slots.all[0].current is None, "the timeout fired: the executor is being reaped",
+                               interval=0)
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
@@ -1097,7 +1092,7 @@ def test_close_that_is_cancelled_still_shuts_down(config) -> None:
         await pool.start()
         pid = pool.pid
         call = asyncio.create_task(pool.execute(req("sleep_ms", 300), 5))
-        await asyncio.sleep(0.05)
+        await async_wait_until(lambda: pool.stats().busy == 1, "the call runs")
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(pool.close(), 0.05)
         assert (await call).executor_id == 1
@@ -1110,8 +1105,9 @@ def test_close_that_is_cancelled_still_shuts_down(config) -> None:
 @pytest.mark.slow
 def test_sync_pool_replaces_an_executor_that_died_between_calls(config) -> None:
     with sc.SyncProcessPool(config) as pool:
-        os.kill(pool.pid, signal.SIGKILL)
-        time.sleep(0.2)
+        pid = pool.pid
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: dead(pid), "the idle executor died")
         outcome = pool.execute(req("fibonacci", 10), hard_timeout=5)
     assert outcome.values == [55] and outcome.executor_id == 2
 
@@ -1143,7 +1139,7 @@ def test_an_executor_that_cannot_be_supervised_is_an_internal_error(config, monk
         with pytest.raises(sc.NotRunning, match="failed to start 1 time"):
             await pool.execute(req("fibonacci", 1), 5)
         monkeypatch.undo()
-        await asyncio.sleep(0.3)  # past the first back-off
+        await async_wait_until(lambda: pool.executor_id is not None, "the slot recovered after the back-off")
         return crash, await pool.execute(req("fibonacci", 10), 5)
 
     crash, recovered = pool_run(config, scenario)

@@ -797,14 +797,14 @@ def test_list_packages_survives_a_package_that_hangs_on_import(tmp_path: Path, m
     write_package(tmp_path, "c_hangs", "while True:\n    pass\n")
     write_package(tmp_path, "d_fine", "from spider_core.sdk import Package\npackage = Package('d_fine')\n")
     started = time.monotonic()
-    infos = list_packages(tmp_path, timeout=30)
+    infos = list_packages(tmp_path, timeout=300)
     assert [(i.name, i.error) for i in infos] == [
         ("a_hangs", "importing it broke the inspecting process (no answer within 1 s)"),
         ("b_fine", None),
         ("c_hangs", "importing it broke the inspecting process (no answer within 1 s)"),
         ("d_fine", None),
     ]
-    assert time.monotonic() - started < 15  # each hang costs its own budget, not the whole
+    assert time.monotonic() - started < 60  # each hang costs its own budget, not the whole
 
 
 @pytest.mark.slow
@@ -832,7 +832,7 @@ def test_list_packages_does_not_wait_for_processes_a_package_starts(tmp_path: Pa
     started = time.monotonic()
     infos = list_packages(tmp_path, timeout=30)
     assert [(i.name, i.error) for i in infos] == [("spawner", None)]
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 50  # the process it started sleeps 60 s
 
 
 def test_list_packages_without_a_directory(tmp_path: Path, monkeypatch, pm) -> None:

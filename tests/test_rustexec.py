@@ -25,7 +25,17 @@ import pytest
 
 import rust_standin
 import spider_core as sc
-from helpers import C_EXECUTE, C_HEADER, C_VERSION, PKG, SPIDER, TASK_PACKAGES, c_name_fn, write_c_package
+from helpers import (
+    C_EXECUTE,
+    C_HEADER,
+    C_VERSION,
+    PKG,
+    SPIDER,
+    TASK_PACKAGES,
+    async_wait_until,
+    c_name_fn,
+    write_c_package,
+)
 from spider_core.build import build_package
 from spider_core.plugin import FramingError, ProtocolError, execute_primitive
 from spider_core.tdl import (
@@ -447,7 +457,7 @@ def test_cancelled_call_kills_and_respawns(config: sc.PoolConfig) -> None:
 
     async def scenario(pool):
         slow = asyncio.create_task(pool.execute(req("sleep_ms", 5000), 30))
-        await asyncio.sleep(0.3)
+        await async_wait_until(lambda: pool.stats().busy == 1, "the call runs")
         slow.cancel()
         with pytest.raises(asyncio.CancelledError):
             await slow

@@ -6,13 +6,13 @@ import asyncio
 import concurrent.futures
 import signal
 import sys
-import time
 from pathlib import Path
 
 import attrs
 import pytest
 
 import spider_core as sc
+from helpers import async_wait_until, callers_waiting, wait_until
 
 PKG = "integration_test_tasks"
 FIB = [0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 1597, 2584, 4181]
@@ -35,12 +35,11 @@ def run(config: sc.PoolConfig, scenario, **kwargs):
     return asyncio.run(main())
 
 
-async def until(predicate, what: str) -> None:
-    for _ in range(500):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never happened: {what}")
+async def busy(pool, slots: int, waiting: int = 0) -> None:
+    """Until ``slots`` slots are held and ``waiting`` callers wait for their turn."""
+    await async_wait_until(
+        lambda: (pool.stats().busy, callers_waiting(pool)) == (slots, waiting), f"{slots} slots busy, {waiting} callers waiting"
+    )
 
 
 # -- two slots, two tasks at once --------------------------------------------------------------
@@ -49,7 +48,7 @@ async def until(predicate, what: str) -> None:
 def test_two_slots_run_two_tasks_at_once(config) -> None:
     async def scenario(pool):
         slow = asyncio.create_task(pool.execute(req("sleep_ms", 1500), 10))
-        await asyncio.sleep(0.05)
+        await busy(pool, 1)
         quick = await pool.execute(req("fibonacci", 10), 10)  # served while the sleep runs
         still_running = not slow.done()
         return quick, still_running, await slow, pool.executor_ids
@@ -63,7 +62,7 @@ def test_two_slots_run_two_tasks_at_once(config) -> None:
 def test_one_slot_runs_one_task_at_a_time(config) -> None:
     async def scenario(pool):
         slow = asyncio.create_task(pool.execute(req("sleep_ms", 300), 10))
-        await asyncio.sleep(0.05)
+        await busy(pool, 1)
         await pool.execute(req("fibonacci", 10), 10)
         return slow.done()
 
@@ -74,7 +73,7 @@ def test_one_slot_runs_one_task_at_a_time(config) -> None:
 def test_a_fault_in_one_slot_leaves_the_other_slots_task_alone(config, fault: str) -> None:
     async def scenario(pool):
         survivor = asyncio.create_task(pool.execute(req("sleep_ms", 600), 10))
-        await asyncio.sleep(0.05)
+        await busy(pool, 1)
         if fault == "timeout":
             faulty = await pool.execute(req("sleep_ms", 5000), 0.2)
         else:
@@ -110,12 +109,12 @@ def test_queued_callers_are_served_first_come_first_served(config) -> None:
             finished.append(name)
 
         blockers = [asyncio.create_task(call(f"blocker{i}", "sleep_ms", 200)) for i in range(2)]
-        await asyncio.sleep(0.05)  # both slots busy
+        await busy(pool, 2)
         queued = []
         for name, task, inputs in [("long1", "sleep_ms", (400,)), ("long2", "sleep_ms", (400,)),
                                    ("quick1", "fibonacci", (3,)), ("quick2", "fibonacci", (4,))]:
             queued.append(asyncio.create_task(call(name, task, *inputs)))
-            await asyncio.sleep(0)  # each enters the queue in this order
+            await busy(pool, 2, len(queued))  # each enters the queue in this order
         await asyncio.gather(*blockers, *queued)
         return finished
 
@@ -135,11 +134,11 @@ def test_queue_order_with_one_slot(config) -> None:
             finished.append(outcome.values[0])
 
         blocker = asyncio.create_task(pool.execute(req("sleep_ms", 200), 10))
-        await asyncio.sleep(0.05)
+        await busy(pool, 1)
         calls = []
         for i in range(2, 12):
             calls.append(asyncio.create_task(call(i)))
-            await asyncio.sleep(0)
+            await busy(pool, 1, len(calls))
         await asyncio.gather(blocker, *calls)
         return finished
 
@@ -149,11 +148,11 @@ def test_queue_order_with_one_slot(config) -> None:
 def test_a_caller_cancelled_while_queued_leaves_no_trace(config) -> None:
     async def scenario(pool):
         blockers = [asyncio.create_task(pool.execute(req("sleep_ms", 300), 10)) for _ in range(2)]
-        await asyncio.sleep(0.05)
+        await busy(pool, 2)
         ids = pool.executor_ids
         queued = asyncio.create_task(pool.execute(req("fibonacci", 10), 10))
         after = asyncio.create_task(pool.execute(req("fibonacci", 11), 10))
-        await asyncio.sleep(0.05)
+        await busy(pool, 2, 2)
         queued.cancel()
         with pytest.raises(asyncio.CancelledError):
             await queued
@@ -168,9 +167,9 @@ def test_a_caller_cancelled_while_queued_leaves_no_trace(config) -> None:
 def test_a_running_caller_cancelled_respawns_only_its_slot(config) -> None:
     async def scenario(pool):
         doomed = asyncio.create_task(pool.execute(req("sleep_ms", 5000), 10))
-        await asyncio.sleep(0.05)
+        await busy(pool, 1)
         other = asyncio.create_task(pool.execute(req("sleep_ms", 400), 10))
-        await asyncio.sleep(0.1)
+        await busy(pool, 2)
         doomed.cancel()
         with pytest.raises(asyncio.CancelledError):
             await doomed
@@ -217,9 +216,9 @@ def test_a_failed_slot_recovers_when_the_policy_allows(config) -> None:
     config = attrs.evolve(config, backoff_initial=0.05)
 
     async def scenario(pool):
-        await until(lambda: None not in pool.executor_ids, "the second slot recovered")
+        await async_wait_until(lambda: None not in pool.executor_ids, "the second slot recovered")
         slow = asyncio.create_task(pool.execute(req("sleep_ms", 1000), 10))
-        await asyncio.sleep(0.05)
+        await busy(pool, 1)
         quick = await pool.execute(req("fibonacci", 10), 10)
         return quick, slow.done(), await slow
 
@@ -239,12 +238,12 @@ def test_a_slot_whose_respawn_fails_under_a_caller_is_given_back_and_recovers(co
 
     async def scenario(pool):
         slow = asyncio.create_task(pool.execute(req("sleep_ms", 500), 10))
-        await until(lambda: pool._slots.all[0].busy or pool._slots.all[1].busy, "a slot is busy")
+        await async_wait_until(lambda: pool._slots.all[0].busy or pool._slots.all[1].busy, "a slot is busy")
         idle = next(s for s in pool._slots.all if not s.busy)
         idle.current.signal(signal.SIGKILL)
-        await until(lambda: not idle.healthy, "the idle executor is dead")
+        await async_wait_until(lambda: not idle.healthy, "the idle executor is dead")
         quick = await pool.execute(req("fibonacci", 9), 10)  # slot of executor 3 fails; waits for the other
-        await until(lambda: None not in pool.executor_ids and 3 not in pool.executor_ids, "the failed slot recovered")
+        await async_wait_until(lambda: None not in pool.executor_ids and 3 not in pool.executor_ids, "the failed slot recovered")
         return quick, await slow
 
     async def main():
@@ -280,10 +279,10 @@ def test_close_reaps_every_slots_executor(config) -> None:
     async def main():
         pool = sc.ProcessPool(attrs.evolve(config, slots=3, standby=True))
         await pool.start()
-        await until(lambda: all(s.standby is not None for s in pool._slots.all), "every standby is ready")
+        await async_wait_until(lambda: all(s.standby is not None for s in pool._slots.all), "every standby is ready")
         pids = [*pool.pids, *(s.standby.pid for s in pool._slots.all)]
         queued = [asyncio.create_task(pool.execute(req("sleep_ms", 200), 10)) for _ in range(5)]
-        await asyncio.sleep(0.05)
+        await busy(pool, 3, 2)
         await pool.close()
         return pids, await asyncio.gather(*queued, return_exceptions=True)
 
@@ -330,19 +329,14 @@ def test_cancelling_a_running_future_kills_and_replaces_its_executor(config) -> 
     with sc.SyncProcessPool(config) as pool:
         running = pool.submit(req("sleep_ms", 5000), 10)
         other = pool.submit(req("sleep_ms", 300), 10)
-        for _ in range(200):
-            if pool._pool._slots._busy == 2:
-                break
-            concurrent.futures.wait([other], timeout=0.01)
+        wait_until(lambda: pool.stats().busy == 2, "both slots busy")
         ids = pool.executor_ids
         running.cancel()
         after = pool.execute(req("fibonacci", 10), 10)
         assert other.result(timeout=10).executor_id in ids
         assert running.cancelled() and after.values == [55]
         # `after` may have run on the other slot while the replacement was still starting
-        deadline = time.monotonic() + 10
-        while None in pool.executor_ids and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: None not in pool.executor_ids, "the replacement executor started")
         assert sorted(pool.executor_ids) == sorted([other.result().executor_id, 3])
 
 
@@ -445,7 +439,7 @@ def test_close_while_starting_leaves_no_executor(config) -> None:
     async def main():
         pool = sc.ProcessPool(attrs.evolve(config, slots=2), plugin_manager=pm)
         starting = asyncio.create_task(pool.start())
-        await asyncio.sleep(0.02)  # the executors are being spawned
+        await async_wait_until(lambda: len(started) == 2, "both executors spawned", interval=0)  # not yet ready
         await pool.close()
         with pytest.raises(sc.NotRunning, match="closed while it started"):
             await starting

@@ -15,7 +15,7 @@ import pytest
 from test_pool import executor_children, req
 
 import spider_core as sc
-from helpers import C_EXECUTE, C_HEADER, C_VERSION, c_name_fn, write_c_package
+from helpers import C_EXECUTE, C_HEADER, C_VERSION, async_wait_until, c_name_fn, write_c_package
 from spider_core.build import build_package
 from spider_core.commands.soak.probes import process_stat
 from spider_core.plugin import PluginError, hookimpl
@@ -149,7 +149,7 @@ def test_a_forked_executor_reports_its_exact_exit(package_dir: Path, task: str, 
         pid = pool._slots.all[0].current.pid
         call = asyncio.ensure_future(pool.execute(req(task, *inputs), 30))
         if task == "sleep_ms":
-            await asyncio.sleep(0.3)
+            await async_wait_until(lambda: pool.stats().busy == 1, "the task runs")
             os.kill(pid, signal.SIGKILL)
         return pid, await call, await pool.execute(req("fibonacci", 10), 5)
 
@@ -166,7 +166,7 @@ def test_the_server_killed_while_two_slots_run_crashes_both_calls_then_serves(pa
         server = parent_of(executors[0])
         gone = started([*executors, server])
         calls = [asyncio.ensure_future(pool.execute(req("sleep_ms", 60_000), 30)) for _ in range(2)]
-        await asyncio.sleep(0.3)
+        await async_wait_until(lambda: pool.stats().busy == 2, "both slots run a task")
         os.kill(server, signal.SIGKILL)
         crashes = await asyncio.gather(*calls)
         after = await asyncio.gather(*(pool.execute(req("fibonacci", 10), 5) for _ in range(4)))

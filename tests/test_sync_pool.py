@@ -19,6 +19,7 @@ import attrs
 import pytest
 
 import spider_core as sc
+from helpers import wait_until
 from spider_core.plugin import hookimpl
 
 PKG = "integration_test_tasks"
@@ -116,10 +117,7 @@ def test_an_executor_killed_while_idle_is_replaced_without_failing_the_next_call
     with pool_with(config, exits) as pool:
         old = pool.pid
         os.kill(old, signal.SIGKILL)
-        for _ in range(500):
-            if gone(old):
-                break
-            time.sleep(0.01)
+        wait_until(lambda: gone(old), "the killed executor is gone")
         assert pool.call(PKG, "fibonacci", 8) == [21]
         assert pool.pid != old
     assert exits.reasons[0] == (1, "crash")
@@ -184,7 +182,7 @@ def test_close_waits_for_a_call_in_progress(config) -> None:
     pool.start()
     with concurrent.futures.ThreadPoolExecutor(1) as thread:
         running = thread.submit(pool.call, PKG, "sleep_ms", 300)
-        time.sleep(0.1)
+        wait_until(lambda: pool.stats().busy == 1, "the call runs")
         pool.close()
         assert running.result(timeout=10) == []
     with pytest.raises(sc.NotRunning, match="closed"):
@@ -223,7 +221,7 @@ def test_keyboard_interrupt_while_queued_leaves_the_queue_and_the_running_call_a
         pid = pool.pid
         with concurrent.futures.ThreadPoolExecutor(1) as thread:
             running = thread.submit(pool.call, PKG, "sleep_ms", 800)
-            time.sleep(0.2)
+            wait_until(lambda: pool.stats().busy == 1, "the call runs")
             main = threading.main_thread().ident
             timer = threading.Timer(0.2, signal.pthread_kill, (main, signal.SIGINT))
             timer.start()
@@ -274,8 +272,8 @@ def test_an_executor_dead_before_anyone_noticed_costs_the_next_call_nothing(conf
 
     def kill_and_wait(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
-        while not gone(pid):
-            time.sleep(0.005)  # blocks the caller's loop: nothing notices the exit meanwhile
+        wait_until(lambda: gone(pid), "the killed executor is gone", interval=0.005)  # blocks the caller's loop:
+        # nothing notices the exit meanwhile
 
     async def main():
         async with sc.ProcessPool(config) as pool:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import spider_core as sc
+from helpers import wait_until
 from spider_core.tdl import InvalidLibrary, PackageInitError, TaskError, TdlErrorKind
 
 HOSTILE = """
@@ -39,17 +40,19 @@ def raise_base(ctx, kind: str) -> None:
 
 @package.task
 def fork_and_return(ctx) -> str:
-    if os.fork() == 0:
+    child = os.fork()
+    if child == 0:
         return "child"  # the child returns into the executor: it must vanish
-    time.sleep(0.2)
+    os.waitpid(child, 0)  # once it has, without a word
     return "parent"
 
 
 @package.task
 def fork_and_raise(ctx) -> str:
-    if os.fork() == 0:
+    child = os.fork()
+    if child == 0:
         raise ValueError("in the child")
-    time.sleep(0.2)
+    os.waitpid(child, 0)
     return "parent"
 
 
@@ -160,12 +163,14 @@ def test_a_forked_child_never_answers(pool, task: str) -> None:
 
 
 @pytest.mark.slow
-def test_processes_a_task_leaves_behind_do_not_hold_up_close(packages: Path) -> None:
+def test_processes_a_task_leaves_behind_do_not_hold_up_close(packages: Path, tmp_path: Path) -> None:
+    config = sc.PoolConfig(package_dir=packages, log_dir=tmp_path / "logs", plugin_autoload=False, shutdown_grace=0.5)
     started = time.monotonic()
-    with sc.SyncProcessPool(sc.PoolConfig(package_dir=packages, plugin_autoload=False, shutdown_grace=0.5)) as pool:
+    with sc.SyncProcessPool(config) as pool:
         assert call(pool, "spawn_stderr_writer").values == ["spawned"]
-        time.sleep(0.2)
-    assert time.monotonic() - started < 10
+        wait_until(lambda: any(b"y" * 100 in log.read_bytes()[: 1 << 16] for log in config.log_dir.glob("*.log")),
+                   "the left-behind process writes to the executor's stderr")
+    assert time.monotonic() - started < 60  # it never ends: close did not wait for it
 
 
 def test_closing_stderr_does_not_break_later_loads(pool) -> None:
