@@ -128,6 +128,11 @@ class Output:
         self.pipe_size = 64 * 1024  # a fresh pipe's
 
     def write(self, frame: Frame) -> None:
+        if type(frame) is bytes and len(frame) <= self.pipe_size:  # the usual small answer
+            written = os.write(self.fd, frame)
+            if written == len(frame):
+                return
+            frame = frame[written:]  # interrupted by a signal: the rest as below
         size = frame_size(frame)
         if size > self.pipe_size:
             self.pipe_size = widen_pipe(self.fd, size)
