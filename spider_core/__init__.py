@@ -1,18 +1,19 @@
-"""spider-core: run native and Python task packages in supervised executor processes.
-
-The public API is re-exported here and imported on first use, so the executor process (which
-imports ``spider_core.executor``) does not pay for the pool, asyncio or the build tools.
+"""spider-core: run native and Python task packages in supervised executor processes. This
+module is the user's API and holds nothing else: it re-exports the pools, the request and
+outcome models, the errors, the ABI's types, the build tools, ``hookimpl`` and the plugin
+manager an embedder builds, each imported on first use (:mod:`spider_core._lazy`), so the
+executor process (which imports ``spider_core.executor``) does not pay for the pool, asyncio
+or the build tools.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    # `X as X` re-exports each name for type checkers, which cannot compute __all__ below
-    # (tests/test_packaging.py checks it against _EXPORTS). Out of ruff's isort, which would
-    # give each `as` import a statement of its own.
+    # Each name once, as `X as X` (the re-export form type checkers honour), served lazily by
+    # spider_core._lazy. Out of ruff's isort, which would give each `as` import a statement
+    # of its own.
     # isort: off
     from spider_core.build import BuildError as BuildError, build_package as build_package, get_include as get_include
     from spider_core.errors import (
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
         InvalidRequest as InvalidRequest,
         NotRunning as NotRunning,
         OutcomeError as OutcomeError,
-        SoftTimeout as SoftTimeout,
         TaskFailed as TaskFailed,
         TaskTimedOut as TaskTimedOut,
     )
@@ -40,12 +40,12 @@ if TYPE_CHECKING:
         Success as Success,
         Timeout as Timeout,
     )
-    from spider_core.plugin import (
+    from spider_core.plugin.manager import (
         PluginError as PluginError,
         PluginSettings as PluginSettings,
         get_plugin_manager as get_plugin_manager,
-        hookimpl as hookimpl,
     )
+    from spider_core.plugin.spec import hookimpl as hookimpl
     from spider_core.pool import ProcessPool as ProcessPool, SyncProcessPool as SyncProcessPool
     from spider_core.tdl import (
         HOST_VERSION as HOST_VERSION,
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
         InvalidUtf8 as InvalidUtf8,
         PackageInitError as PackageInitError,
         SerializedTaskOutputs as SerializedTaskOutputs,
+        SoftTimeout as SoftTimeout,
         TaskContext as TaskContext,
         TaskError as TaskError,
         TaskId as TaskId,
@@ -65,66 +66,7 @@ if TYPE_CHECKING:
         Version as Version,
     )
     # isort: on
+else:
+    from spider_core._lazy import attach
 
-_EXPORTS = {
-    "BuildError": "spider_core.build",
-    "build_package": "spider_core.build",
-    "get_include": "spider_core.build",
-    "BuildTaskContext": "spider_core.errors",
-    "EncodeTaskContext": "spider_core.errors",
-    "EncodeTaskInputs": "spider_core.errors",
-    "ExecutorCrashed": "spider_core.errors",
-    "ExecutorCreationFailure": "spider_core.errors",
-    "InternalError": "spider_core.errors",
-    "InvalidRequest": "spider_core.errors",
-    "NotRunning": "spider_core.errors",
-    "OutcomeError": "spider_core.errors",
-    "SoftTimeout": "spider_core.errors",
-    "TaskFailed": "spider_core.errors",
-    "TaskTimedOut": "spider_core.errors",
-    "ExecuteRequest": "spider_core.models",
-    "ExecutorCrash": "spider_core.models",
-    "InTaskFailure": "spider_core.models",
-    "Outcome": "spider_core.models",
-    "PoolConfig": "spider_core.models",
-    "PoolStats": "spider_core.models",
-    "ExecutorStats": "spider_core.models",
-    "Success": "spider_core.models",
-    "Timeout": "spider_core.models",
-    "PluginError": "spider_core.plugin",
-    "PluginSettings": "spider_core.plugin",
-    "get_plugin_manager": "spider_core.plugin",
-    "hookimpl": "spider_core.plugin",
-    "ProcessPool": "spider_core.pool",
-    "SyncProcessPool": "spider_core.pool",
-    "HOST_VERSION": "spider_core.tdl",
-    "DuplicatePackage": "spider_core.tdl",
-    "ErrorPayloadDeserializationFailure": "spider_core.tdl",
-    "ExecutorError": "spider_core.tdl",
-    "IncompatibleVersion": "spider_core.tdl",
-    "InvalidLibrary": "spider_core.tdl",
-    "InvalidUtf8": "spider_core.tdl",
-    "PackageInitError": "spider_core.tdl",
-    "SerializedTaskOutputs": "spider_core.tdl",
-    "TaskContext": "spider_core.tdl",
-    "TaskError": "spider_core.tdl",
-    "TaskId": "spider_core.tdl",
-    "TdlError": "spider_core.tdl",
-    "TdlErrorKind": "spider_core.tdl",
-    "Version": "spider_core.tdl",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'spider_core' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+    __getattr__, __dir__ = attach(__name__)

@@ -1,5 +1,5 @@
 import sys
 
-from spider_core.cli import main
+from spider_core.commands import main
 
 sys.exit(main())

@@ -1,11 +1,13 @@
-"""argparse value types shared by spider's commands, so each kind of value is parsed and
-refused the same way everywhere."""
+"""argparse value types shared by spider's commands and ``spider bench``'s own command line, so
+each kind of value is parsed and refused the same way everywhere."""
 
 from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 _N = TypeVar("_N", int, float)
@@ -41,3 +43,36 @@ def port_number(text: str) -> int:
 def fraction(text: str) -> float:
     """A number from 0 to 1 (``--fault-rate``)."""
     return number(text, float, "number", lambda v: 0 <= v <= 1, "from 0 to 1")
+
+
+def directory(text: str) -> Path:
+    """A directory argument; an empty one is refused, not taken for the current directory."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path is not a directory")
+    return Path(text)
+
+
+def path(text: str) -> Path:
+    """A path argument; an empty one is refused, not taken for the current directory."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path names no file")
+    return Path(text)
+
+
+def requests_path(text: str) -> Path | str:
+    """``-`` (standard input) as it is; anything else a path (``./-`` is a file named ``-``)."""
+    return text if text == "-" else path(text)
+
+
+_BYTES = re.compile(r"([0-9]+)\s*(?:([KMG])(?:iB)?)?", re.IGNORECASE | re.ASCII)
+
+
+def byte_count(text: str) -> int:
+    """A size in bytes: a whole number, optionally with K, M or G (KiB, MiB, GiB: powers of 1024)."""
+    match = _BYTES.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes (such as 134217728, 128M or 1G)")
+    value = int(match[1]) << (10 * " KMG".index((match[2] or " ").upper()))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1 byte")
+    return value

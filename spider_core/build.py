@@ -164,7 +164,8 @@ def _check_library(path: str, name: str) -> None:
     """Refuse a library the executor could never load: it must export the spider-tdl symbols
     and declare the package name. The ``spider_inspect_package`` hook reads it (in a child
     process: it may crash); with no plugin for native libraries, nothing is checked."""
-    from spider_core.plugin import PackageSource, PluginError, get_plugin_manager
+    from spider_core.plugin import PackageSource
+    from spider_core.plugin.manager import PluginError, get_plugin_manager
 
     source = PackageSource(package=name, kind="native", location=path)
     try:

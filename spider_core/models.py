@@ -183,6 +183,14 @@ class PoolConfig:
     :param metrics: Report this pool's calls and executors as Prometheus metrics (the
         ``spider_prometheus`` plugin, with the ``metrics`` extra installed; see "Observing the
         pool"). Off by default: an observer switched off costs nothing per task.
+    :param shm_threshold: Task inputs and outputs of at least this many bytes cross in shared
+        memory instead of the pipes (the ``spider_shm`` plugin): the pool copies the inputs
+        into a ``memfd`` region the executor maps, a native task reads them where they lie,
+        and only a reference crosses the pipe; the outputs come back the same way (see
+        "Performance" for the copies each path takes). Each slot keeps two regions, as large
+        as the largest payload it carried (never over ``max_frame_size``), until the pool
+        closes; requests are then sent one at a time per slot. Needs the ``"spider-core"``
+        protocol. None (the default): everything crosses the pipes. 1 MiB is a good value.
     """
 
     package_dir: Path | None = field(
@@ -234,6 +242,7 @@ class PoolConfig:
         validator=_Check(f"one of {', '.join(map(repr, _LOG_LEVELS))}", lambda v: v in _LOG_LEVELS),
     )
     metrics: bool = field(default=False, validator=_Check("True or False", lambda v: isinstance(v, bool)))
+    shm_threshold: int | None = field(default=None, validator=_at_least(1, "a whole number of bytes", optional=True))
 
 
 def _tuple(values: Iterable[Any]) -> tuple[Any, ...]:

@@ -7,7 +7,7 @@ import pytest
 
 from helpers import TASK_PACKAGES
 from spider_core.build import build_package
-from spider_core.plugin import PluginSettings, get_plugin_manager
+from spider_core.plugin.manager import PluginSettings, get_plugin_manager
 
 
 @pytest.fixture(scope="session")

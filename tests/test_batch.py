@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from spider_core import batch
-from spider_core.batch import BatchError
+from spider_core.commands.batch import BatchError
+from spider_core.commands.batch import runner as batch
 from spider_core.models import PoolConfig, Success
 from spider_core.tdl.wire import encode_values
 

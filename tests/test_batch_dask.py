@@ -22,7 +22,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 from helpers import SPIDER, call, results, write_requests
-from spider_core import dask as sd
+from spider_core.dask import worker as sd
 
 PKG = "integration_test_tasks"
 

@@ -587,15 +587,31 @@ def test_payload_runs_with_the_real_executor(package_dir: Path, tmp_path: Path) 
     )
     payload = report.payload
     assert payload is not None and payload.sizes == (1024, 70_000) and payload.rounds == 3
-    assert payload.names == ["spider-core", "pipe", "futures"]
+    assert payload.names == ["spider-core", "spider-core-shm", "pipe", "futures"]
     for samples in payload.samples:
         assert len(samples.e2e_us) == 3 and all(us > 0 for us in samples.e2e_us)
-        assert len(samples.executor_us) == (3 if samples.name == "spider-core" else 0)
+        assert len(samples.executor_us) == (3 if samples.name.startswith("spider-core") else 0)
         assert len(samples.parent_peak_kib) == 3
     markdown = report.markdown_path.read_text()
     rows = [line for line in markdown.splitlines() if line.startswith("| 68 KiB |")]
-    assert [row.split("|")[2].strip() for row in rows] == ["spider-core", "pipe", "futures"]
+    assert [row.split("|")[2].strip() for row in rows] == ["spider-core", "spider-core-shm", "pipe", "futures"]
     assert f"![round trip against payload size]({PAYLOAD_PLOT})" in markdown
     assert (tmp_path / PAYLOAD_PLOT).read_bytes().startswith(b"\x89PNG")
     data = json.loads(report.json_path.read_text())
-    assert data["payload"]["sizes"] == [1024, 70_000] and len(data["payload"]["samples"]) == 6
+    assert data["payload"]["sizes"] == [1024, 70_000] and len(data["payload"]["samples"]) == 8
+
+
+def test_payload_targets_include_shared_memory_at_64_mib() -> None:
+    from spider_core.bench.payload import MIB, OURS, OURS_SHM, PIPE, PayloadResult, PayloadSamples, payload_targets
+
+    def samples(name: str, e2e_ms: float, executor_ms: float | None) -> PayloadSamples:
+        executor = () if executor_ms is None else (executor_ms * 1000,) * 5
+        return PayloadSamples(name=name, size=64 * MIB, e2e_us=(e2e_ms * 1000,) * 5, executor_us=executor)
+
+    result = PayloadResult(
+        sizes=(64 * MIB,), rounds=5,
+        samples=(samples(OURS, 500, 100), samples(OURS_SHM, 300, 100), samples(PIPE, 250, None)),
+    )
+    targets = {target: (measured, met) for target, measured, met in payload_targets(result)}
+    assert targets["spider-core 64 MiB overhead <= 2.0x the pipe's round trip"] == ("1.60x", True)
+    assert targets["spider-core-shm 64 MiB overhead <= 1.0x the pipe's round trip"] == ("0.80x", True)

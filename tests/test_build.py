@@ -162,7 +162,8 @@ def test_a_package_built_under_another_name_is_refused(tmp_path: Path) -> None:
 
 
 def test_spider_inspect_package_reads_the_declared_name_and_version(package_dir: Path, tmp_path: Path) -> None:
-    from spider_core.plugin import PackageSource, get_plugin_manager
+    from spider_core.plugin import PackageSource
+    from spider_core.plugin.manager import get_plugin_manager
     from spider_core.tdl import HOST_VERSION
 
     pm = get_plugin_manager(autoload=False)

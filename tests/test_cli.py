@@ -136,7 +136,7 @@ def test_exit_2_bad_input(run, args: list[str], message: str) -> None:
 @pytest.mark.slow
 def test_a_missing_or_unloadable_package_is_one_error_in_run_batch_and_the_api(package_dir: Path, tmp_path: Path) -> None:
     import spider_core as sc
-    from spider_core.reporting import outcome_record
+    from spider_core.commands.reporting import outcome_record
 
     packages = tmp_path / "packages"
     packages.mkdir()
@@ -1133,3 +1133,11 @@ def test_bench_with_bad_directories(package_dir: Path, tmp_path: Path) -> None:
 def test_version() -> None:
     done = spider("--version")
     assert done.returncode == 0 and done.stdout.startswith("spider ")
+
+
+def test_executor_needs_a_plugin_that_speaks_its_protocol(run) -> None:
+    # --executor takes its protocol from the plugins' spider_protocol_names: none, none to take
+    done = run(PKG, "fibonacci", "10", "--executor", "/bin/true", env={"SPIDER_DISABLE_PLUGINS": "spider_rustexec"})
+    assert done.returncode == 5
+    assert one_clear_line(done).endswith("--executor needs a plugin that speaks spider's executor protocol, and none "
+                                         "does; blocked plugins: spider_rustexec"), done.stderr

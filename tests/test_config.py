@@ -55,6 +55,8 @@ BAD = [
     ("spin_us", "300", "a whole number of microseconds of at least 0"),
     ("executor_log_level", "loud", "one of 'debug', 'info', 'warning', 'error'"),
     ("executor_log_level", 10, "one of 'debug', 'info', 'warning', 'error'"),
+    ("shm_threshold", 0, "a whole number of bytes of at least 1 or None"),
+    ("shm_threshold", 1.5, "a whole number of bytes of at least 1 or None"),
 ]
 
 

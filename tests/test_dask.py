@@ -24,7 +24,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 import spider_core as sc
-from spider_core import dask as sd
+from spider_core.dask import worker as sd
 
 PKG = "integration_test_tasks"
 FIB = [0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 1597, 2584, 4181]

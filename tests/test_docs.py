@@ -489,8 +489,8 @@ def test_hook_reference_lists_every_hook() -> None:
 def test_cli_page_covers_every_command_and_exit_status() -> None:
     import signal
 
-    from spider_core import reporting
-    from spider_core.cli import EXIT_STATUSES, build_parser
+    from spider_core.commands import build_parser, reporting
+    from spider_core.commands.common import EXIT_STATUSES
 
     page = (DOCS / "cli.md").read_text()
     for code, name in [(0, "EXIT_OK"), (1, "EXIT_TASK_FAILURE"), (2, "EXIT_USAGE"), (3, "EXIT_TIMEOUT"),

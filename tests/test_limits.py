@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import spider_core as sc
-from spider_core.errors import SoftTimeout
+from spider_core.tdl import SoftTimeout
 
 PKG = "integration_test_tasks"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from spider_core.soak import process_stat
+from spider_core.commands.soak.probes import process_stat
 
 PARENT = textwrap.dedent("""\
     import asyncio, json, sys

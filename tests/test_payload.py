@@ -161,6 +161,46 @@ def test_large_values_are_framed_with_the_bytes_packb_gives(value: Any) -> None:
     assert decode_values(frame) == [value, 3]
 
 
+@pytest.mark.parametrize("seq", [0, 127, 128, 2**16, 2**40])
+@pytest.mark.parametrize("name", ["t", "x" * 40, "\u00e9" * 200])
+def test_a_large_execute_keeps_its_inputs_in_the_frame(seq: int, name: str) -> None:
+    framing = MsgpackFraming(MAX_FRAME)
+    message = ["Execute", seq, name, name, b"ctx", pattern(OUT_OF_LINE + 5), 2**33]
+    decoder = framing.decoder()
+    decoder.feed(b"".join(framing.encode(message)))  # type: ignore[arg-type]  # large: a list of parts
+    got = decoder.next_message()
+    assert got == message
+    assert type(got[5]) is memoryview and got[5].obj is not message[5]  # a view of the frame's buffer
+    assert type(got[4]) is bytes
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        ["Execute", 1, "p", "t", b"", pattern(OUT_OF_LINE), 0, "more"],  # eight fields
+        ["Execute", -1, "p", "t", b"", pattern(OUT_OF_LINE), 0],  # a negative seq
+        ["Execute", 1, "p", 5, b"", pattern(OUT_OF_LINE), 0],  # a task that is no string
+        ["Result", 1, True, pattern(OUT_OF_LINE), 0],
+    ],
+    ids=["eight-fields", "negative-seq", "int-task", "result"],
+)
+def test_other_large_messages_are_decoded_by_msgpack(message: list[Any]) -> None:
+    framing = MsgpackFraming(MAX_FRAME)
+    decoder = framing.decoder()
+    decoder.feed(b"".join(framing.encode(message)))  # type: ignore[arg-type]
+    got = decoder.next_message()
+    assert got == message
+    assert not any(type(item) is memoryview for item in got)
+
+
+def test_a_large_execute_with_invalid_utf8_is_refused_by_msgpack() -> None:
+    body = msgpack.packb(["Execute", 1, "p", "t", b"", pattern(OUT_OF_LINE), 0]).replace(b"\xa1p", b"\xa1\xff", 1)
+    decoder = MsgpackFraming(MAX_FRAME).decoder()
+    decoder.feed(struct.pack(">I", len(body)) + body)
+    with pytest.raises(FramingError, match="is not a msgpack message"):
+        decoder.next_message()
+
+
 def test_a_large_str_that_is_not_utf8_is_refused_as_before() -> None:
     from spider_core.tdl import WireFormatError, encode_values
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import inspect
 import logging
@@ -13,16 +14,16 @@ from pathlib import Path
 import pytest
 
 from helpers import ExecutorProcess, make_distribution
-from spider_core.plugin import (
+from spider_core.plugin import PackageSource
+from spider_core.plugin import spec as hookspecs
+from spider_core.plugin.manager import (
     DEFAULT_PLUGINS,
-    PackageSource,
+    OPTIONAL_DEFAULTS,
     PluginError,
     PluginSettings,
     Registration,
     get_plugin_manager,
 )
-from spider_core.plugin import spec as hookspecs
-from spider_core.plugin.manager import OPTIONAL_DEFAULTS
 from spider_core.protocol import EXIT_SETUP_ERROR, Ready
 from spider_core.tdl import EMPTY_FRAME, decode_values
 
@@ -148,9 +149,9 @@ def test_call_required_turns_none_into_an_error(pm) -> None:
 
     pm2 = get_plugin_manager(PluginSettings(autoload=False, blocked={"spider_msgpack"}))
     pm2.register(Silent(), name="silent")
-    with pytest.raises(PluginError, match="every plugin implementing spider_framing \\(silent\\) returned None; blocked plugins: spider_msgpack"):
-        pm2.call_required("spider_framing", max_frame_size=10)
-    assert pm.call_required("spider_framing", max_frame_size=10).max_frame_size == 10
+    with pytest.raises(PluginError, match="every plugin implementing spider_framing \\(spider_shm, silent\\) returned None; blocked plugins: spider_msgpack"):
+        pm2.call_required("spider_framing", max_frame_size=10, environment={})
+    assert pm.call_required("spider_framing", max_frame_size=10, environment={}).max_frame_size == 10
 
 
 def test_unknown_hook_in_a_plugin_is_rejected(pm) -> None:
@@ -277,6 +278,56 @@ def test_trace_hooks_logs_calls(caplog: pytest.LogCaptureFixture, package_dir: P
     assert any("spider_resolve_package" in r.getMessage() for r in caplog.records)
 
 
+# -- the author API --------------------------------------------------------------------------
+
+#: Everything ``spider_core.plugin`` gives a plugin author: the marker, the types hooks take and
+#: return, the framing and protocol interfaces, the helpers a plugin calls, PluginError to refuse.
+AUTHOR_API = [
+    "CORE_PROTOCOL", "CoreProtocol", "ENV_FORK_SERVER", "ENV_PACKAGE_DIR", "ExecuteRequest", "ExecutorCrash", "ExecutorHandle",
+    "ExecutorProtocol", "ExitReason", "Frame", "FrameDecoder", "Framing", "FramingError", "InTaskFailure",
+    "InstalledPackage", "LaunchSpec", "LengthDelimitedDecoder", "Outcome", "PackageInfo", "PackageOrigin",
+    "PackageSource", "PluginError", "PoolConfig", "PoolView", "ProtocolError", "RespawnDecision", "RespawnState",
+    "SpawnReason", "Spawner", "Success", "TASK_PACKAGE_GROUP", "TaskPackage", "Timeout", "die_with_parent",
+    "execute_fields", "execute_primitive", "hookimpl", "outcome_name",
+]
+
+
+def _host_names() -> set[str]:
+    """The host's side: every public name the manager module defines, the spec marker and
+    project name, and the protocol internals of pool and executor."""
+    from spider_core.plugin import manager
+
+    tree = ast.parse(Path(manager.__file__).read_text())
+    defined = {node.name for node in tree.body if isinstance(node, ast.ClassDef | ast.FunctionDef)}
+    defined |= {node.target.id for node in tree.body if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
+    defined |= {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+    public = {name for name in defined if not name.startswith("_")}
+    return public | {
+        "hookspec", "PROJECT_NAME", "DEFAULT_MAX_FRAME_SIZE", "EXIT_REASONS", "SPAWN_REASONS",
+    }
+
+
+def test_the_author_api_is_exactly_what_a_plugin_needs() -> None:
+    import spider_core.plugin
+
+    assert spider_core.plugin.__all__ == AUTHOR_API
+    for name in AUTHOR_API:
+        assert getattr(spider_core.plugin, name) is not None
+
+
+def test_no_host_name_is_in_the_author_api() -> None:
+    import spider_core.plugin
+
+    host = _host_names()
+    assert {"SpiderPluginManager", "DEFAULT_PLUGINS", "Registration", "get_plugin_manager", "PluginSettings",
+            "PluginInfo", "ENTRY_POINT_GROUP"} <= host
+    assert host.isdisjoint(spider_core.plugin.__all__), host & set(spider_core.plugin.__all__)
+    assert host.isdisjoint(dir(spider_core.plugin))
+    for name in sorted(host):
+        with pytest.raises(AttributeError, match=f"module 'spider_core.plugin' has no attribute '{name}'"):
+            getattr(spider_core.plugin, name)
+
+
 # -- meta-tests -----------------------------------------------------------------------------
 
 
@@ -332,6 +383,7 @@ def test_a_manager_records_what_it_registered(fake_dist: Path) -> None:
     pm = get_plugin_manager(PluginSettings(blocked={"spider_pytasks"}))
     assert pm.settings.plugins == (
         Registration(name="spider_libso", value="spider_libso", default=True, distribution="spider-core-pool"),
+        Registration(name="spider_shm", value="spider_shm", default=True, distribution="spider-core-pool"),
         Registration(name="spider_msgpack", value="spider_msgpack", default=True, distribution="spider-core-pool"),
         Registration(name="spider_supervisor", value="spider_supervisor", default=True, distribution="spider-core-pool"),
         Registration(name="spider_rustexec", value="spider_rustexec", default=True, distribution="spider-core-pool"),

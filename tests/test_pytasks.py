@@ -34,6 +34,8 @@ from spider_core.tdl import (
     frame_payloads,
 )
 from spider_core.testing import assert_outcome
+from spider_pytasks.listing import list_packages
+from spider_pytasks.loader import load_directory_package
 
 NATIVE = "integration_test_tasks"
 
@@ -623,7 +625,7 @@ def test_loader_ignores_other_kinds() -> None:
 
 
 def load(root: Path, name: str):
-    return spider_pytasks.load_directory_package(root / name, expected_name=name)
+    return load_directory_package(root / name, expected_name=name)
 
 
 def test_load_runs_init_once_and_supports_relative_imports(tmp_path: Path) -> None:
@@ -750,7 +752,7 @@ def test_list_packages(tmp_path: Path, installed_site: Path, package_dir: Path, 
     )
     (root / "notes").mkdir()  # neither kind of package
 
-    infos = {i.name: i for i in spider_pytasks.list_packages(root)}
+    infos = {i.name: i for i in list_packages(root)}
 
     assert int(pid_file.read_text()) != os.getpid()  # imported in a child, never here
     assert NATIVE not in infos and "notes" not in infos
@@ -795,7 +797,7 @@ def test_list_packages_survives_a_package_that_hangs_on_import(tmp_path: Path, m
     write_package(tmp_path, "c_hangs", "while True:\n    pass\n")
     write_package(tmp_path, "d_fine", "from spider_core.sdk import Package\npackage = Package('d_fine')\n")
     started = time.monotonic()
-    infos = spider_pytasks.list_packages(tmp_path, timeout=30)
+    infos = list_packages(tmp_path, timeout=30)
     assert [(i.name, i.error) for i in infos] == [
         ("a_hangs", "importing it broke the inspecting process (no answer within 1 s)"),
         ("b_fine", None),
@@ -812,7 +814,7 @@ def test_list_packages_has_one_overall_deadline(tmp_path: Path, monkeypatch) -> 
     monkeypatch.setattr(listing, "PACKAGE_TIMEOUT", 1.0)
     for name in ("a_hangs", "b_hangs", "c_hangs"):
         write_package(tmp_path, name, "while True:\n    pass\n")
-    infos = spider_pytasks.list_packages(tmp_path, timeout=1.5)
+    infos = list_packages(tmp_path, timeout=1.5)
     errors = [i.error for i in infos]
     assert errors[0] == "importing it broke the inspecting process (no answer within 1 s)"
     assert errors[1].startswith("importing it broke the inspecting process (no answer within 0.")
@@ -828,14 +830,14 @@ def test_list_packages_does_not_wait_for_processes_a_package_starts(tmp_path: Pa
         "from spider_core.sdk import Package\npackage = Package('spawner')\n",
     )
     started = time.monotonic()
-    infos = spider_pytasks.list_packages(tmp_path, timeout=30)
+    infos = list_packages(tmp_path, timeout=30)
     assert [(i.name, i.error) for i in infos] == [("spawner", None)]
     assert time.monotonic() - started < 10
 
 
 def test_list_packages_without_a_directory(tmp_path: Path, monkeypatch, pm) -> None:
-    assert spider_pytasks.list_packages(None) == []
-    assert spider_pytasks.list_packages("/no/such/dir") == []
+    assert list_packages(None) == []
+    assert list_packages("/no/such/dir") == []
     for i in (1, 2):
         site = make_installed(
             tmp_path / f"site{i}", f"spider-twice{i}", f"twice_mod{i}", INSTALLED, {"twice": f"twice_mod{i}:package"}

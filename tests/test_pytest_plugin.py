@@ -256,7 +256,7 @@ def test_the_plugin_can_be_disabled(pytester: pytest.Pytester) -> None:
 def test_importing_the_plugin_is_cheap() -> None:
     code = "import sys, spider_core.pytest_plugin; print(sorted(m for m in sys.modules if m.startswith(('spider_core.', 'cattrs', 'msgpack'))))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "['spider_core.pytest_plugin', 'spider_core.testing']"
+    assert done.stdout.strip() == "['spider_core._lazy', 'spider_core.pytest_plugin', 'spider_core.testing']"
 
 
 def test_docs_usage_example_is_tested_here() -> None:

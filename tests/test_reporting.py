@@ -1,4 +1,4 @@
-"""``spider_core.reporting``: exit codes, JSON output and input, one-line descriptions."""
+"""``spider_core.commands.reporting``: exit codes, JSON output and input, one-line descriptions."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import signal
 import pytest
 
 import spider_core as sc
-from spider_core.reporting import (
+from spider_core.commands.reporting import (
     describe_error,
     outcome_exit_code,
     outcome_record,

@@ -131,19 +131,18 @@ def test_package_rejects_duplicate_tasks_and_bad_names() -> None:
     assert list(package.tasks) == ["t"] and repr(package) == "<Package dups: t>"
 
 
-# -- spider_core.tdl: the old home of the SDK ----------------------------------------------
-
-
-def test_importing_package_from_tdl_still_works_but_warns() -> None:
-    with pytest.warns(DeprecationWarning, match=r"spider_core\.tdl\.Package moved to spider_core\.sdk\.Package"):
-        from spider_core.tdl import Package as OldPackage
-    assert OldPackage is Package  # spider_core.sdk.Package
+# -- spider_core.tdl: the ground floor under the SDK ---------------------------------------
 
 
 def test_tdl_imports_nothing_else_from_spider_core() -> None:
-    code = "import sys, spider_core.tdl; print(sorted(m for m in sys.modules if m.startswith('spider_core')))"
+    """Every name of ``spider_core.tdl`` loaded, and nothing of spider_core outside it but the
+    package itself and its import helper (which imports nothing)."""
+    code = (
+        "import sys\nfrom spider_core.tdl import *\n"
+        "print(sorted(m for m in sys.modules if m.startswith('spider_core')))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = ast.literal_eval(done.stdout)
-    assert "spider_core.tdl" in loaded
-    outside = [m for m in loaded if m != "spider_core" and m != "spider_core.tdl" and not m.startswith("spider_core.tdl.")]
+    assert "spider_core.tdl.wire" in loaded
+    outside = [m for m in loaded if m not in ("spider_core", "spider_core._lazy") and not m.startswith("spider_core.tdl")]
     assert outside == []

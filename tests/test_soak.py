@@ -1,4 +1,4 @@
-"""``spider soak`` and :mod:`spider_core.soak`: a short soak holds every invariant, a broken
+"""``spider soak`` and :mod:`spider_core.commands.soak`: a short soak holds every invariant, a broken
 invariant fails it (exit status 1, naming the invariant), bad flags are one line (exit 2), and
 a thousand concurrent callers on two slots are all served. Real executors, the real C package."""
 
@@ -13,8 +13,8 @@ import pytest
 
 from helpers import PKG, SPIDER, TASK_PACKAGES, write_c_package
 from spider_core.build import build_package
-from spider_core.cli import main
-from spider_core.soak import FAULTS, INJECTIONS, SoakError, SoakSummary, run_soak
+from spider_core.commands import main
+from spider_core.commands.soak import FAULTS, INJECTIONS, SoakError, SoakSummary, run_soak
 
 
 def assert_every_invariant(summary: SoakSummary, tasks: int) -> None:

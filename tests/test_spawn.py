@@ -17,8 +17,9 @@ from test_pool import executor_children, req
 import spider_core as sc
 from helpers import C_EXECUTE, C_HEADER, C_VERSION, c_name_fn, write_c_package
 from spider_core.build import build_package
-from spider_core.plugin import PluginError, PluginSettings, get_plugin_manager, hookimpl
-from spider_core.soak import process_stat
+from spider_core.commands.soak.probes import process_stat
+from spider_core.plugin import PluginError, hookimpl
+from spider_core.plugin.manager import PluginSettings, get_plugin_manager
 from spider_supervisor.popen import ExecSpawner
 
 FORKSERVER = {"start_method": "forkserver", "plugin_autoload": False, "default_timeout": 30}

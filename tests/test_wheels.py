@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 DRIVER = """
 import json, sys
 import spider_core as sc
-from spider_core.reporting import outcome_record
+from spider_core.commands.reporting import outcome_record
 
 with sc.SyncProcessPool(sc.PoolConfig(**json.loads(sys.argv[1]))) as pool:
     for line in sys.stdin:
@@ -345,7 +345,7 @@ def test_wheel_options_without_a_wheel(tmp_path: Path, args: list[str], message:
 
 
 def test_a_wheel_without_hatchling_says_how_to_get_it(tmp_path: Path) -> None:
-    hide = "import sys; sys.modules['hatchling'] = None; from spider_core.cli import main; sys.exit(main(sys.argv[1:]))"
+    hide = "import sys; sys.modules['hatchling'] = None; from spider_core.commands import main; sys.exit(main(sys.argv[1:]))"
     done = subprocess.run([sys.executable, "-c", hide, "build-package", TASK_PACKAGES / PKG, "--wheel", tmp_path],
                           capture_output=True, text=True)
     assert done.returncode == 1

@@ -17,7 +17,7 @@ class SpiderHelp(Directive):
     has_content = False
 
     def run(self) -> list[nodes.Node]:
-        from spider_core.cli import build_parser
+        from spider_core.commands import build_parser
 
         saved = os.environ.get("COLUMNS")
         os.environ["COLUMNS"] = WIDTH

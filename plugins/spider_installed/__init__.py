@@ -1,23 +1,10 @@
-"""spider_installed: the default plugin for task packages installed with pip.
-
-A distribution provides the task package ``<name>`` with an entry point ``<name>`` in the
-``spider_core.task_packages`` group. Its value says the kind:
-
-- ``module``: a native package; the module's directory holds ``lib<name>.so`` (what
-  ``spider build-package SRC --wheel DIR`` writes);
-- ``module:attribute``: a Python package; the attribute is its
-  :class:`spider_core.sdk.Package` (loaded by ``spider_pytasks``).
-
-Python packages declared in ``spider_core.packages``, the group older releases read (each
-entry point a Python package: ``module:attribute``, or a module with a ``package``
-attribute), are still found.
-
-Resolution comes after the package-directory plugins (``spider_pytasks``, ``spider_libso``),
-so the package directory wins, and only when ``installed_packages`` is on. The entry points
-are read once per process, on the first package that no directory holds: an executor that
-finds all its packages in the directory never reads the installed distributions' metadata.
-Two distributions that claim one name are a ``DuplicatePackage`` error naming both; a broken
-distribution fails only the package it claims.
+"""spider_installed: the default plugin for task packages installed with pip. A distribution
+provides the task package ``<name>`` with an entry point ``<name>`` in the
+``spider_core.task_packages`` group, whose value says the kind: ``module`` for a native
+package whose module's directory holds ``lib<name>.so`` (what ``spider build-package SRC
+--wheel DIR`` writes), ``module:attribute`` for a Python package whose attribute is its
+:class:`spider_core.sdk.Package` (loaded by ``spider_pytasks``); this plugin resolves a name
+to the distribution that claims it and lists what is installed for ``spider packages``.
 """
 
 from __future__ import annotations
@@ -33,7 +20,9 @@ from spider_core.tdl import DuplicatePackage, ExecutorError, InvalidLibrary, Inv
 
 __all__ = ["LEGACY_GROUP", "Claim", "Installed", "installed_packages", "source_of"]
 
-#: The group of Python task packages that older releases read; still read, never written.
+#: The group of Python task packages that older releases read; still read, never written:
+#: each entry point a Python package (``module:attribute``, or a module with a ``package``
+#: attribute).
 LEGACY_GROUP = "spider_core.packages"
 
 
@@ -163,6 +152,13 @@ def _lookup(name: str) -> list[Claim]:
 
 @hookimpl(trylast=True)
 def spider_resolve_package(package: str, installed_packages: bool) -> PackageSource | None:
+    """The distribution that claims ``package``, after the package-directory plugins
+    (``spider_pytasks``, ``spider_libso``: the package directory wins) and only when
+    ``installed_packages`` is on. The entry points are read on the first package that no
+    directory holds: an executor that finds all its packages in the directory never reads the
+    installed distributions' metadata. Two distributions that claim one name are a
+    ``DuplicatePackage`` error naming both; a broken distribution fails only the package it
+    claims."""
     if not installed_packages:
         return None
     claims = _lookup(package)
@@ -175,7 +171,7 @@ def spider_list_packages(package_dir: Path | None) -> list[PackageInfo]:
     child process), with its distribution and version. A package the package directory also
     holds is listed too (the directory's copy is the one used); a broken one is listed with
     the reason, and never keeps the others from being listed."""
-    from spider_core.plugin import get_plugin_manager
+    from spider_core import get_plugin_manager
 
     # The kinds an entry point can name (native, python) are the default plugins': no need to
     # read every distribution's entry points again for third-party plugins.

@@ -1,7 +1,6 @@
-"""spider_libso: the default package plugin for native spider-tdl libraries.
-
-Resolves ``<package_dir>/<name>/lib<name>.so`` and loads it with ctypes following spider's
-``TdlPackage::load``.
+"""spider_libso: the default package plugin for native spider-tdl libraries: it resolves
+``<package_dir>/<name>/lib<name>.so``, loads it with ctypes following spider's
+``TdlPackage::load``, and lists and inspects such libraries in a child process.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,6 +46,19 @@ class _InArray(ctypes.Structure):
     _fields_ = [("pointer", ctypes.c_char_p), ("length", ctypes.c_size_t)]
 
 
+def _borrow(data: bytes | memoryview) -> tuple[_InArray, object]:
+    """A borrowed ``CArray`` over ``data`` and what must stay alive while the call runs: a
+    ``bytes`` object is pointed into as it is; a writable buffer (inputs in shared memory)
+    through a ctypes array over its memory, without a copy."""
+    if isinstance(data, bytes):
+        return _InArray(data, len(data)), data
+    if not data or data.readonly:  # nothing to point into, or not writable: copied
+        copy = bytes(data)
+        return _InArray(copy, len(copy)), copy
+    view = (ctypes.c_char * len(data)).from_buffer(data)
+    return _InArray(ctypes.cast(view, ctypes.c_char_p), len(data)), view
+
+
 class _OutArray(ctypes.Structure):
     """A ``CArray`` returned by a package (not NUL-terminated, so read it by length)."""
 
@@ -63,6 +77,12 @@ _string_at = ctypes.string_at
 _MAX_CACHED_NAMES = 4096
 
 
+#: Outputs at least this large are not copied out of the package's buffer: ``execute`` returns a
+#: view of it, freed once the last reference to the view goes (the executor writes the view
+#: to the pipe, or copies it into shared memory, and drops it).
+_LEND_FROM = 64 * 1024
+
+
 def _take(result: _Result) -> bytes:
     """Copy a result buffer out and free it, exactly once; never touch an empty one."""
     length = result.length
@@ -71,6 +91,17 @@ def _take(result: _Result) -> bytes:
     data = _string_at(result.pointer, length)
     _free(result.pointer)
     return data
+
+
+def _lend(result: _Result) -> bytes | memoryview:
+    """A result buffer as :func:`_take` gives it, or, from :data:`_LEND_FROM` bytes on, a
+    view of it, not copied, freed (exactly once) with the view's last reference."""
+    length = result.length
+    if length < _LEND_FROM:
+        return _take(result)
+    buffer = (ctypes.c_char * length).from_address(result.pointer)
+    weakref.finalize(buffer, _free, result.pointer)
+    return memoryview(buffer).cast("B")
 
 
 def _tdl_error(payload: bytes, path: Path) -> TdlError:
@@ -86,6 +117,8 @@ class NativePackage:
     """A loaded ``lib<name>.so``; ``execute`` runs one task."""
 
     kind = "native"
+    #: Inputs in shared memory are passed to the package where they lie.
+    accepts_buffers = True
 
     def __init__(self, path: Path, name: str, version: Version, execute: CFuncPtr) -> None:
         self.path = path
@@ -97,19 +130,24 @@ class NativePackage:
     def __repr__(self) -> str:
         return f"<NativePackage {self.name} {self.version} {self.path}>"
 
-    def execute(self, task: str, raw_ctx: bytes, raw_inputs: bytes) -> bytes:
-        """Run ``task``; return its wire-format outputs or raise an ``ExecutorError``."""
+    def execute(self, task: str, raw_ctx: bytes | memoryview, raw_inputs: bytes | memoryview) -> bytes | memoryview:
+        """Run ``task``; return its wire-format outputs (large ones as a view of the package's
+        own buffer, not copied) or raise an ``ExecutorError``."""
         name = self._names.get(task)
         if name is None:
             encoded = task.encode("utf-8", "surrogateescape")
             name = _InArray(encoded, len(encoded))
             if len(self._names) < _MAX_CACHED_NAMES:  # names come from requests: bound the cache
                 self._names[task] = name
-        result = self._execute(name, _InArray(raw_ctx, len(raw_ctx)), _InArray(raw_inputs, len(raw_inputs)))
-        data = _take(result)
+        if raw_ctx.__class__ is bytes and raw_inputs.__class__ is bytes:  # the pipes: the usual case
+            result = self._execute(name, _InArray(raw_ctx, len(raw_ctx)), _InArray(raw_inputs, len(raw_inputs)))
+        else:
+            (ctx, ctx_memory), (inputs, inputs_memory) = _borrow(raw_ctx), _borrow(raw_inputs)
+            result = self._execute(name, ctx, inputs)
+            del ctx_memory, inputs_memory  # the views of the shared memory go with the call
         if result.is_error:
-            raise TaskError(_tdl_error(data, self.path))
-        return data
+            raise TaskError(_tdl_error(_take(result), self.path))
+        return _lend(result)
 
 
 def _symbol(lib: ctypes.CDLL, name: str) -> CFuncPtr | None:

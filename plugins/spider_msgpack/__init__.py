@@ -1,14 +1,6 @@
 """spider_msgpack: the default framing, a 4-byte big-endian length prefix and a msgpack body.
-
 The prefix is the one spider's executor uses (tokio's ``LengthDelimitedCodec``); the body is
-msgpack instead of bincode. Frames larger than ``max_frame_size`` are refused on both sides.
-
-A message with a ``bytes`` field of 64 KiB or more (a request's inputs, a result's outputs) is
-encoded as a list of buffers: the field itself is one of them, behind its msgpack ``bin 32``
-header, so it is written to the pipe from where it lies, never copied into the frame. The
-bytes on the pipe are the same either way. The decoder reads a frame into one buffer of its
-announced length and unpacks it from there (msgpack copies each ``bin`` out into its
-``bytes``: the one copy a received payload takes).
+msgpack instead of bincode; frames larger than ``max_frame_size`` are refused on both sides.
 """
 
 from __future__ import annotations
@@ -19,6 +11,7 @@ from typing import Any
 import msgpack
 
 from spider_core.plugin import Frame, FramingError, LengthDelimitedDecoder, hookimpl
+from spider_msgpack.inplace import execute_in_place
 
 _HEADER = struct.Struct(">I")
 _BIN32 = struct.Struct(">BI")  # msgpack's bin 32: 0xc6, then a 4-byte big-endian length
@@ -29,12 +22,20 @@ OUT_OF_LINE = 64 * 1024
 
 
 class MsgpackDecoder(LengthDelimitedDecoder):
-    """Incremental decoder: feed bytes, take complete messages."""
+    """Incremental decoder: feed bytes, take complete messages. It reads a frame into one
+    buffer of its announced length and unpacks it from there (msgpack copies each ``bin`` out
+    into its ``bytes``: the one copy a received payload takes), except the ``raw_inputs`` of a
+    large ``Execute`` (what only an executor reads), which it keeps in that buffer, as a view
+    (:mod:`spider_msgpack.inplace`)."""
 
     def next_message(self) -> Any | None:
         body = self.next_body()
         if body is None:
             return None
+        if len(body) >= OUT_OF_LINE:
+            message = execute_in_place(body)
+            if message is not None:
+                return message
         try:
             return msgpack.unpackb(body)
         except Exception as e:
@@ -43,7 +44,13 @@ class MsgpackDecoder(LengthDelimitedDecoder):
 
 class MsgpackFraming:
     """Encodes with one reused ``msgpack.Packer`` (``packb`` builds a new one per call), so
-    ``encode`` is for one thread at a time; each pool and each executor has its own framing."""
+    ``encode`` is for one thread at a time; each pool and each executor has its own framing.
+
+    A message with a ``bytes`` (or ``memoryview``: a native package's own output buffer) field
+    of :data:`OUT_OF_LINE` or more (a request's inputs, a result's outputs) is encoded as a list of buffers: the field itself is one of them, behind
+    its msgpack ``bin 32`` header, so it is written to the pipe from where it lies, never
+    copied into the frame. The bytes on the pipe are the same either way.
+    """
 
     name = "msgpack"
 
@@ -56,7 +63,7 @@ class MsgpackFraming:
     def encode(self, message: Any) -> Frame:
         if type(message) is list:
             for item in message:
-                if type(item) is bytes and len(item) >= OUT_OF_LINE:
+                if (type(item) is bytes or type(item) is memoryview) and len(item) >= OUT_OF_LINE:
                     return self._encode_parts(message)
         try:
             body: bytes = self._packer.pack(message)  # the packer resets itself, also on errors
@@ -67,14 +74,14 @@ class MsgpackFraming:
         self._check_size(len(body))
         return _HEADER.pack(len(body)) + body
 
-    def _encode_parts(self, message: list[Any]) -> list[bytes]:
+    def _encode_parts(self, message: list[Any]) -> list[bytes | memoryview]:
         """The frame of an array whose large ``bytes`` items stay out of line: the prefix and
         the packed items up to the first large one, that one, the items up to the next, ..."""
-        parts: list[bytes] = []
+        parts: list[bytes | memoryview] = []
         head = [self._packer.pack_array_header(len(message))]
         try:
             for item in message:
-                if type(item) is bytes and len(item) >= OUT_OF_LINE:
+                if (type(item) is bytes or type(item) is memoryview) and len(item) >= OUT_OF_LINE:
                     self._check_size(len(item))  # before its header, which holds 4 bytes of length
                     head.append(_BIN32.pack(0xC6, len(item)))
                     parts += (b"".join(head), item)

@@ -1,24 +1,7 @@
-"""OpenTelemetry spans of the pool's tasks: a default plugin.
-
-Registered only when ``opentelemetry-api`` is installed (the ``otel`` extra), and active for
-the pools started while a tracer provider is configured (``trace.set_tracer_provider``, or the
-SDK's auto-instrumentation): for the others ``spider_pool_started`` answers False, so their
-calls never reach this plugin. ``opentelemetry`` is imported by the first pool started, never
-by an executor.
-
-Each task finished becomes one span, ``spider.task``, made when its outcome is known with the
-call's start and end times, as a child of the span current in the caller's context (see
-``spider_task_finished`` for which context that is), so that a Dask task's or a web request's
-trace continues into the pool. Its attributes: ``spider.package``, ``spider.task``,
-``spider.outcome``, ``spider.executor_id``, ``spider.elapsed_us`` (the executor's own time,
-when it reported one), ``spider.queue_us`` (from the call to its slot). Its status is ERROR
-for every outcome but a success. When the task's executor was replaced because of it (a
-timeout, a crash, a recycle), the span has an event ``spider.respawn`` with ``spider.reason``.
-
-Making an SDK span costs tens of microseconds, as much as a no-op task's round trip, so the
-caller only takes what the span needs (its context, the times, the attributes) and queues it;
-a thread of this plugin makes the spans every :data:`INTERVAL` seconds, and ``spider_pool_closed``
-(or the interpreter's exit, before the SDK's own shutdown) makes the rest at once.
+"""spider_otel: OpenTelemetry spans of the pool's tasks, a default plugin. It is registered only
+when ``opentelemetry-api`` is installed (the ``otel`` extra), observes the pools started while
+a tracer provider is configured, and turns each task finished into one ``spider.task`` span,
+a child of the caller's current span, made off the caller's path.
 """
 
 from __future__ import annotations
@@ -88,7 +71,9 @@ def _work() -> None:
 
 @hookimpl
 def spider_pool_started(pool: PoolView) -> bool:
-    """Observe ``pool`` if a tracer provider is configured."""
+    """Observe ``pool`` if a tracer provider is configured (``trace.set_tracer_provider``, or
+    the SDK's auto-instrumentation); else answer False, so its calls never reach this plugin.
+    ``opentelemetry`` is imported here, by the first pool started, never by an executor."""
     global _current_context, _worker
     from opentelemetry import context, trace
 
@@ -128,6 +113,21 @@ def spider_task_finished(
     execution_time: float,
     pool: PoolView,
 ) -> None:
+    """One span, ``spider.task``, made later with the call's start and end times, as a child
+    of the span current in the caller's context (see the spec for which context that is), so
+    that a Dask task's or a web request's trace continues into the pool. Its attributes:
+    ``spider.package``, ``spider.task``, ``spider.outcome``, ``spider.executor_id``,
+    ``spider.elapsed_us`` (the executor's own time, when it reported one), ``spider.queue_us``
+    (from the call to its slot). Its status is ERROR for every outcome but a success. When the
+    task's executor was replaced because of it (a timeout, a crash, a recycle), the span has
+    an event ``spider.respawn`` with ``spider.reason``.
+
+    Making an SDK span costs tens of microseconds, as much as a no-op task's round trip, so
+    the caller only takes what the span needs (its context, the times, the attributes) and
+    queues it; a thread of this plugin makes the spans every :data:`INTERVAL` seconds, and
+    ``spider_pool_closed`` (or the interpreter's exit, before the SDK's own shutdown) makes the
+    rest at once.
+    """
     end = time.time_ns()
     tracer, replaced = _pools[pool]
     _spans.append((

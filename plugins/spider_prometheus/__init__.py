@@ -1,30 +1,8 @@
-"""Prometheus metrics of the pool: the default plugin behind ``PoolConfig.metrics``.
-
-Registered only when ``prometheus_client`` is installed (the ``metrics`` extra), and active
-only for the pools started with ``PoolConfig.metrics=True`` (``--metrics-port`` on ``spider
-batch`` and ``spider soak``): for the others ``spider_pool_started`` answers False, so their
-calls never reach this plugin. ``prometheus_client`` is imported by the first pool observed,
-never by an executor. The metrics go to ``prometheus_client``'s default registry, so a program
-that already serves ``/metrics`` serves these too; every one has a ``pool`` label (``em_id``):
-
-- ``spider_tasks_total{pool,package,task,outcome}``: calls finished, by outcome (``success``,
-  ``failure``, ``timeout``, ``crash``; ``cancelled`` with empty ``package`` and ``task``: a
-  call cancelled while it ran reaches the hooks only as its executor's exit);
-- ``spider_task_duration_seconds{pool,package,task}``: histogram of the executor's
-  ``elapsed_us`` (for a timeout or a crash, which have none: the time the call held its slot);
-- ``spider_task_queue_seconds{pool}``: histogram of the time from the call to its slot;
-- ``spider_executor_respawns_total{pool,reason}``, ``spider_executors{pool,state}`` and
-  ``spider_executor_rss_bytes{pool}`` (summed over the pool's executors, standbys included):
-  read from ``pool.stats()`` at each scrape.
-
-Package and task names label the series; they come from the packages a pool runs, never
-from a request's inputs, so the number of series stays bounded.
-
-A task finished costs the caller one append to a queue: the counter and the histograms take
-the queued tasks at the next scrape (or when the queue is long), into plain tables (about a
-microsecond a task, where ``prometheus_client``'s labelled metrics cost several), so the
-metrics cost the hot path next to nothing and are exact at every scrape. The histograms'
-buckets are :data:`BUCKETS`.
+"""spider_prometheus: Prometheus metrics of the pool, the default plugin behind
+``PoolConfig.metrics``. It is registered only when ``prometheus_client`` is installed (the
+``metrics`` extra), observes only the pools started with ``PoolConfig.metrics=True``
+(``--metrics-port`` on ``spider batch`` and ``spider soak``), and serves their tasks,
+durations, queue waits and executors in ``prometheus_client``'s default registry.
 """
 
 from __future__ import annotations
@@ -106,8 +84,24 @@ def _histogram(name: str, documentation: str, labels: list[str], table: dict[tup
 
 
 class _Collector:
-    """Every metric of every pool observed, registered once per process: the tables of the
-    tasks finished, and what ``pool.stats()`` says at each scrape."""
+    """Every metric of every pool observed, registered once per process in
+    ``prometheus_client``'s default registry (so a program that already serves ``/metrics``
+    serves these too): the tables of the tasks finished, and what ``pool.stats()`` says at each
+    scrape. Every metric has a ``pool`` label (``em_id``):
+
+    - ``spider_tasks_total{pool,package,task,outcome}``: calls finished, by outcome
+      (``success``, ``failure``, ``timeout``, ``crash``; ``cancelled`` with empty ``package``
+      and ``task``: a call cancelled while it ran reaches the hooks only as its executor's exit);
+    - ``spider_task_duration_seconds{pool,package,task}``: histogram of the executor's
+      ``elapsed_us`` (for a timeout or a crash, which have none: the time the call held its slot);
+    - ``spider_task_queue_seconds{pool}``: histogram of the time from the call to its slot;
+    - ``spider_executor_respawns_total{pool,reason}``, ``spider_executors{pool,state}`` and
+      ``spider_executor_rss_bytes{pool}`` (summed over the pool's executors, standbys
+      included): read from ``pool.stats()`` at each scrape.
+
+    Package and task names label the series; they come from the packages a pool runs, never
+    from a request's inputs, so the number of series stays bounded.
+    """
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -157,7 +151,9 @@ class _Collector:
 
 @hookimpl
 def spider_pool_started(pool: PoolView) -> bool:
-    """Observe ``pool`` if its config asks for metrics."""
+    """Observe ``pool`` if its config asks for metrics (``PoolConfig.metrics``); else answer
+    False, so its calls never reach this plugin. ``prometheus_client`` is imported here, by the
+    first pool observed, never by an executor."""
     global _registered
     if not pool.config.metrics:
         return False
@@ -188,6 +184,10 @@ def spider_executor_exited(reason: str, pool: PoolView) -> None:
 def spider_task_finished(
     request: ExecuteRequest, outcome: Outcome, queue_wait: float, execution_time: float, pool: PoolView
 ) -> None:
+    """One append to a queue: the counter and the histograms take the queued tasks at the next
+    scrape (or when the queue is longer than :data:`BACKLOG`), into plain tables (about a
+    microsecond a task, where ``prometheus_client``'s labelled metrics cost several), so the
+    metrics cost the hot path next to nothing and are exact at every scrape."""
     elapsed_us = getattr(outcome, "elapsed_us", None)
     duration = execution_time if elapsed_us is None else elapsed_us / 1e6
     _finished.append((pool.config.em_id, request.package, request.task, type(outcome), duration, queue_wait))

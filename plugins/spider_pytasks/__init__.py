@@ -1,66 +1,23 @@
-"""spider_pytasks: the default plugin for task packages written in Python.
-
-Resolves ``<package_dir>/<name>/__init__.py``: a directory package, imported as
-``spider_pytasks.loaded.<name>``. A directory that holds ``lib<name>.so`` is a native package
-and is left to ``spider_libso``, so native and Python packages share one package directory.
-It also loads installed Python packages, which ``spider_installed`` finds (an entry point
-``<name> = module:attribute`` in the ``spider_core.task_packages`` group).
-
-Either way the package object is a :class:`spider_core.sdk.Package` whose declared name must
-equal ``<name>``. Write tasks with the SDK in :mod:`spider_core.sdk`.
-
-``spider packages`` lists directory packages, and describes installed ones, with their task
-signatures; the modules are imported in a child process (:mod:`spider_pytasks.inspect`),
+"""spider_pytasks: the default plugin for task packages written in Python, with the SDK in
+:mod:`spider_core.sdk`. It resolves a directory package ``<package_dir>/<name>/__init__.py``
+(one that holds ``lib<name>.so`` is native, left to ``spider_libso``), imports it as
+``spider_pytasks.loaded.<name>`` or loads an installed one that ``spider_installed`` found,
+checks that its :class:`spider_core.sdk.Package` is named ``<name>``, and lists and describes
+such packages for ``spider packages`` in a child process (:mod:`spider_pytasks.inspect`),
 never in the caller.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from spider_core.plugin import InstalledPackage, PackageInfo, PackageSource, hookimpl
 from spider_core.tdl import validate_package_name
 from spider_pytasks.finder import KIND, find_directory_package
 
 if TYPE_CHECKING:
-    # isort: off
-    from spider_pytasks.listing import inspect_installed as inspect_installed, list_packages as list_packages
-    from spider_pytasks.loader import (
-        PythonPackage as PythonPackage,
-        load_directory_package as load_directory_package,
-        load_entry_point_package as load_entry_point_package,
-    )
-    # isort: on
-
-__all__ = [
-    "KIND",
-    "PythonPackage",
-    "inspect_installed",
-    "list_packages",
-    "load_directory_package",
-    "load_entry_point_package",
-]
-
-#: Imported on first use: an executor that never loads a Python package, and the resolver
-#: (which runs for native packages too), need neither the SDK nor the listing machinery.
-_LAZY = {
-    "PythonPackage": "spider_pytasks.loader",
-    "load_directory_package": "spider_pytasks.loader",
-    "load_entry_point_package": "spider_pytasks.loader",
-    "list_packages": "spider_pytasks.listing",
-    "inspect_installed": "spider_pytasks.listing",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    from spider_pytasks.loader import PythonPackage
 
 
 @hookimpl(trylast=True)

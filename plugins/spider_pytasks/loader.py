@@ -44,6 +44,8 @@ class PythonPackage:
     kind = KIND
     #: Python code can be interrupted: a call's soft timeout raises ``SoftTimeout`` inside it.
     interruptible = True
+    #: Inputs in shared memory are decoded where they lie (into new Python objects).
+    accepts_buffers = True
 
     def __init__(self, package: Package, location: str, module: ModuleType | None = None) -> None:
         self.package = package

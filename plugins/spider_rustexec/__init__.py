@@ -1,14 +1,7 @@
-"""spider_rustexec: drive spider's own Rust executor, ``spider-task-executor``.
-
-Selected with ``PoolConfig(protocol="spider-rust", executor_command=("/path/to/spider-task-executor",))``
-(or ``spider run --executor PATH``); inactive otherwise. It swaps the whole conversation, not
-just the framing: spider's executor reads bincode ``Request`` frames on its stdin and writes
-one bincode ``Response`` frame per request on its stdout (:mod:`spider_rustexec.bincode`). It
-sends no greeting and no sequence numbers (a slot has one request in flight, so a reply
-answers the request last sent), stops on ``Request::Shutdown`` or end of input, and logs
-``tracing`` JSON lines on its stderr, at the level ``RUST_LOG`` sets. Its stdout *is* the
-protocol channel: bytes a task writes there make the next reply undecodable, which the pool
-turns into ``ExecutorCrash``.
+"""spider_rustexec: drive spider's own Rust executor, ``spider-task-executor``, in its bincode
+protocol (:class:`RustProtocol`). It is selected with ``PoolConfig(protocol="spider-rust",
+executor_command=("/path/to/spider-task-executor",))`` (or ``spider run --executor PATH``) and
+inactive otherwise.
 """
 
 from __future__ import annotations
@@ -66,7 +59,14 @@ class RustDecoder(LengthDelimitedDecoder):
 
 
 class RustProtocol:
-    """spider's ``spider-task-executor`` protocol (see the module's documentation)."""
+    """spider's ``spider-task-executor`` protocol. It swaps the whole conversation, not just
+    the framing: spider's executor reads bincode ``Request`` frames on its stdin and writes one
+    bincode ``Response`` frame per request on its stdout (:mod:`spider_rustexec.bincode`). It
+    sends no greeting and no sequence numbers (a slot has one request in flight, so a reply
+    answers the request last sent), stops on ``Request::Shutdown`` or end of input, and logs
+    ``tracing`` JSON lines on its stderr, at the level ``RUST_LOG`` sets. Its stdout *is* the
+    protocol channel: bytes a task writes there make the next reply undecodable, which the pool
+    turns into ``ExecutorCrash``."""
 
     name = PROTOCOL
     handshake = False

@@ -1,12 +1,9 @@
-"""spider_supervisor: the default spawn and respawn policy.
-
-Launcher: ``python -m spider_core.executor`` (or ``PoolConfig.executor_command``). Spawner:
-with ``PoolConfig.start_method="exec"`` a new subprocess of that command per executor
+"""spider_supervisor: the default spawn and respawn policy. Launcher: ``python -m
+spider_core.executor`` (or ``PoolConfig.executor_command``). Spawner: with
+``PoolConfig.start_method="exec"`` a new subprocess of that command per executor
 (:mod:`spider_supervisor.popen`); with ``"forkserver"`` one server per pool, started with that
-command, that forks each executor (:mod:`spider_supervisor.forkserver`). Respawn: at once;
-after consecutive spawn failures wait ``backoff_initial * 2**(n-1)`` seconds (at most
-``backoff_max``), and once ``max_spawn_failures`` is reached always the longest back-off, so a
-pool whose executor cannot start keeps trying instead of dying for good.
+command, that forks each executor (:mod:`spider_supervisor.forkserver`). Respawn: at once, and
+after consecutive spawn failures a growing back-off (:func:`backoff`) that never gives up.
 """
 
 from __future__ import annotations
@@ -21,7 +18,10 @@ if TYPE_CHECKING:  # the pool's types: an executor registers this plugin but nev
 
 
 def backoff(config: PoolConfig, failures: int) -> float:
-    """Seconds to wait after ``failures`` consecutive spawn failures."""
+    """Seconds to wait after ``failures`` consecutive spawn failures: ``backoff_initial *
+    2**(n-1)`` (at most ``backoff_max``), and once ``max_spawn_failures`` is reached always the
+    longest back-off, so a pool whose executor cannot start keeps trying instead of dying for
+    good."""
     if failures <= 0:
         return 0.0
     if failures >= config.max_spawn_failures:

@@ -53,9 +53,13 @@ The package's modules, each with one job: :mod:`~spider_core.bench.stats` (perce
 :mod:`~spider_core.bench.recovery` (the recovery workload's contenders),
 :mod:`~spider_core.bench.payload` (the payload workload: contenders, run, report section, plot),
 :mod:`~spider_core.bench.plot` (the latency plot),
+:mod:`~spider_core.bench.starts` (executor starts and their floor),
+:mod:`~spider_core.bench.progress` (the progress line),
 :mod:`~spider_core.bench.runner` (:func:`run_benchmark`), :mod:`~spider_core.bench.environment`
-(memory and machine probes), :mod:`~spider_core.bench.report` (the results, as markdown and
-JSON) and :mod:`~spider_core.bench.cli` (the command line). This module re-exports their public
+(memory and machine probes), :mod:`~spider_core.bench.results` (what a run measured),
+:mod:`~spider_core.bench.targets` (the project's targets, checked against a run),
+:mod:`~spider_core.bench.report` (the results, as markdown and JSON) and
+:mod:`~spider_core.bench.cli` (the command line). This module re-exports their public
 names.
 """
 
@@ -76,18 +80,15 @@ from spider_core.bench.contenders import (
 from spider_core.bench.floor import floor_child_main
 from spider_core.bench.plot import NO_MATPLOTLIB, PLOT_NAME, draw, write_plot
 from spider_core.bench.recovery import FAULTS, NOT_KILLABLE, OURS_STANDBY, RECOVERY_PEERS, RECOVERY_TIMEOUT_S
-from spider_core.bench.report import (
+from spider_core.bench.report import render_markdown, report_to_json
+from spider_core.bench.results import (
     BatchResult,
     BenchReport,
     ContenderResult,
     RecoveryResult,
     RecoverySamples,
-    Target,
     ThroughputResult,
     WorkloadResult,
-    render_markdown,
-    report_to_json,
-    targets,
 )
 from spider_core.bench.runner import (
     DEFAULT_BATCH,
@@ -106,6 +107,7 @@ from spider_core.bench.runner import (
     run_benchmark,
 )
 from spider_core.bench.stats import Stats, percentile
+from spider_core.bench.targets import Target, targets
 from spider_core.bench.throughput import OURS_MAP, OURS_ONE_SLOT, BatchContender
 from spider_core.bench.workloads import (
     DEFAULT_WORKLOADS,

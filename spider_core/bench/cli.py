@@ -122,7 +122,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     package_dir = args.package_dir
     try:
         if package_dir is None:
-            from spider_core.demo import cache_root, prepare_packages
+            from spider_core.bundled import cache_root, prepare_packages
 
             package_dir = prepare_packages(cache_root())
         elif not (Path(package_dir) / PACKAGE / f"lib{PACKAGE}.so").is_file():

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from spider_core.bench.recovery import FAULTS, RECOVERY_TIMEOUT_S
-from spider_core.bench.report import BenchReport, ThroughputResult
+from spider_core.bench.results import BenchReport, ThroughputResult
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -31,7 +31,8 @@ from typing import Any, Literal, Protocol
 from spider_core.bench.contenders import OURS, PACKAGE, _missing
 from spider_core.bench.workloads import peer_crash, peer_noop, peer_sleep
 from spider_core.models import ExecuteRequest, ExecutorCrash, PoolConfig, Success, Timeout
-from spider_core.plugin import get_plugin_manager, hookimpl
+from spider_core.plugin import hookimpl
+from spider_core.plugin.manager import get_plugin_manager
 from spider_core.pool import ProcessPool
 
 Fault = Literal["crash", "timeout"]

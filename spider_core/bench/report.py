@@ -1,177 +1,27 @@
-"""The results of a run and their rendering: :class:`ContenderResult`, :class:`WorkloadResult`
-(the latency workloads and the sync workload), :class:`BatchResult`, :class:`ThroughputResult`
-(the throughput workload), :class:`RecoverySamples`, :class:`RecoveryResult` (the recovery
-workload) and :class:`BenchReport` hold what was measured (every sample, in call or round
-order) and where it was written; :func:`targets` checks the issue's targets against a report
-(:class:`Target`); :func:`render_markdown` turns a report into the markdown tables that are
-printed and written to ``report.md``, :func:`report_to_json` into the data written to
-``report.json`` (statistics, ratios, targets and every sample).
+"""The results of a run as people and programs read them: :func:`render_markdown` turns a
+:class:`~spider_core.bench.results.BenchReport` into the markdown tables that are printed and
+written to ``report.md``, :func:`report_to_json` into the data written to ``report.json``
+(statistics, ratios, targets and every sample).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
-from attrs import frozen
-
 from spider_core.bench.contenders import OUR_METRICS, OURS, OURS_SYNC, OURS_SYNC_CALL
-from spider_core.bench.payload import PayloadResult, payload_json, payload_markdown
-from spider_core.bench.recovery import FAULTS, OURS_STANDBY, RECOVERY_TIMEOUT_S
+from spider_core.bench.payload import payload_json, payload_markdown
+from spider_core.bench.recovery import FAULTS, RECOVERY_TIMEOUT_S
+from spider_core.bench.results import (
+    BenchReport,
+    RecoveryResult,
+    StartMethodResult,
+    ThroughputResult,
+    WorkloadResult,
+)
 from spider_core.bench.stats import Stats
+from spider_core.bench.targets import targets
 from spider_core.bench.workloads import WORKLOAD_SPECS
-
-
-@frozen(kw_only=True)
-class ContenderResult:
-    """One contender's samples for one workload: metric name -> samples (µs), in call order."""
-
-    name: str
-    samples: dict[str, tuple[float, ...]]
-
-    def stats(self, metric: str = "e2e") -> Stats:
-        return Stats.of(self.samples[metric])
-
-
-@frozen(kw_only=True)
-class WorkloadResult:
-    workload: str
-    #: spider-core first, then the peers in ``PEERS`` order.
-    contenders: tuple[ContenderResult, ...]
-
-    @property
-    def ours(self) -> ContenderResult:
-        return self.contenders[0]
-
-    def ratio(self, peer: ContenderResult, field: str) -> float:
-        """Ours / peer for an E2E statistic (``"p50"``, ...): below 1 means spider-core is faster."""
-        ratio: float = getattr(self.ours.stats(), field) / getattr(peer.stats(), field)
-        return ratio
-
-
-@frozen(kw_only=True)
-class BatchResult:
-    """One contender's throughput batches: seconds per batch of ``batch`` tasks, in round order."""
-
-    name: str
-    #: Worker processes (executors, for spider-core).
-    workers: int
-    batch: int
-    batch_s: tuple[float, ...]
-
-    @property
-    def rates(self) -> tuple[float, ...]:
-        """Tasks per second of each batch."""
-        return tuple(self.batch / s for s in self.batch_s)
-
-    def stats(self) -> Stats:
-        """The tasks per second over the rounds (p50 is the median: nearest rank)."""
-        return Stats.of(self.rates)
-
-
-@frozen(kw_only=True)
-class ThroughputResult:
-    """The throughput workload: batches of no-op tasks queued at once through ``slots`` workers."""
-
-    slots: int
-    #: Tasks per batch.
-    batch: int
-    #: Measured batches per contender (after one warm-up batch each).
-    rounds: int
-    #: spider-core first, then its variants, then the peers in ``PEERS`` order.
-    contenders: tuple[BatchResult, ...]
-
-    @property
-    def ours(self) -> BatchResult:
-        return self.contenders[0]
-
-    def ratio(self, peer: BatchResult) -> float:
-        """Ours / peer of the median tasks per second: above 1 means spider-core does more."""
-        return self.ours.stats().p50 / peer.stats().p50
-
-
-@frozen(kw_only=True)
-class RecoverySamples:
-    """One contender's recovery rounds, in µs from submitting the faulting task, per fault
-    (``"crash"``, ``"timeout"``), in round order."""
-
-    name: str
-    #: Until the pool reported the fault (crash, or timeout).
-    fault_us: dict[str, tuple[float, ...]]
-    #: Until the no-op submitted after it returned: the time to recover.
-    recovered_us: dict[str, tuple[float, ...]]
-
-    def stats(self, fault: str) -> Stats:
-        """The time to recover from ``fault``."""
-        return Stats.of(self.recovered_us[fault])
-
-
-@frozen(kw_only=True)
-class RecoveryResult:
-    """The recovery workload: crash or hard timeout, then the next no-op."""
-
-    rounds: int
-    #: spider-core with a standby, without, then the peers.
-    contenders: tuple[RecoverySamples, ...]
-    #: The peers that cannot take part: name -> why.
-    unable: dict[str, str]
-
-    def contender(self, name: str) -> RecoverySamples | None:
-        return next((c for c in self.contenders if c.name == name), None)
-
-
-@frozen(kw_only=True)
-class StartMethodResult:
-    """Pools started with one ``PoolConfig.start_method``: ``ProcessPool.start()`` with one slot
-    and with ``slots`` (µs, spawn until every executor is ready), and what the larger pool's
-    processes hold once started and idle (the executors, and a fork server), in KiB."""
-
-    name: str
-    slots: int
-    start_one_us: tuple[float, ...]
-    start_all_us: tuple[float, ...]
-    rss_kib: int | None
-    pss_kib: int | None
-
-
-@frozen(kw_only=True)
-class BenchReport:
-    """Everything one run measured, and where it was written."""
-
-    #: The latency workloads (noop, echo), in the order asked for.
-    workloads: tuple[WorkloadResult, ...]
-    #: ``ProcessPool.start()`` durations (µs): spawn until the executor's Ready.
-    start_us: tuple[float, ...]
-    #: VmRSS of the idle executor after the run, in KiB (None where /proc is missing).
-    idle_rss_kib: int | None
-    calls: int
-    warmup: int
-    notes: tuple[str, ...]
-    environment: dict[str, Any]
-    markdown_path: Path
-    json_path: Path
-    #: The throughput workload, if it was run.
-    throughput: ThroughputResult | None = None
-    #: The floor of an executor start, µs: a fresh ``python -c "import msgpack"``, spawn to exit.
-    start_floor_us: tuple[float, ...] = ()
-    #: The sync workload, if it was run: spider-core (the async pool) first.
-    sync: WorkloadResult | None = None
-    #: The recovery workload, if it was run.
-    recovery: RecoveryResult | None = None
-    #: Starts and idle memory per start method (exec, then forkserver).
-    start_methods: tuple[StartMethodResult, ...] = ()
-    #: The payload workload, if it was run, and its plot (with matplotlib).
-    payload: PayloadResult | None = None
-    payload_plot: Path | None = None
-    #: The latency plot, if one was drawn.
-    plot: Path | None = None
-    #: Why there is no plot, when there could have been one.
-    plot_note: str | None = None
-
-    def workload(self, name: str) -> WorkloadResult:
-        return next(w for w in self.workloads if w.workload == name)
-
 
 _METRIC_LABELS = {
     "e2e": "E2E",
@@ -244,87 +94,6 @@ def _throughput_markdown(result: ThroughputResult) -> list[str]:
         rates = [_rate(v) for v in (s.p50, s.min, s.max)]
         lines.append(_row([contender.name, contender.workers, s.count, *rates, _us(1e6 / s.p50), ratio]))
     return lines + [""]
-
-
-@frozen(kw_only=True)
-class Target:
-    """One of the issue's targets, checked against one run."""
-
-    target: str
-    measured: str
-    met: bool
-
-    def line(self) -> str:
-        return f"target: {self.target}; measured: {self.measured}; {'met' if self.met else 'unmet'}"
-
-
-def _ms(us: float) -> str:
-    return f"{us / 1000:.1f} ms"
-
-
-def _ratio_target(
-    name: str, ours: str, ours_p50: float, peer: str, peer_p50: float, limit: float, in_ms: bool = False
-) -> Target:
-    ratio = ours_p50 / peer_p50
-    unit = _ms if in_ms else lambda us: f"{_us(us)} µs"
-    return Target(
-        target=f"{name} p50 ≤ {limit:g}x {peer}",
-        measured=f"{ratio:.2f}x ({ours} {unit(ours_p50)}, {peer} {unit(peer_p50)})",
-        met=ratio <= limit,
-    )
-
-
-def targets(report: BenchReport) -> list[Target]:
-    """The issue's targets that this run measured, each checked against its p50s."""
-    found = []
-    start, floor = report.start_us, report.start_floor_us
-    if start and floor:
-        found.append(
-            _ratio_target(
-                "executor start (`ProcessPool.start()`)",
-                "start",
-                Stats.of(start).p50,
-                "the floor (a fresh `python -c \"import msgpack\"`)",
-                Stats.of(floor).p50,
-                1.5,
-                in_ms=True,
-            )
-        )
-    if report.sync is not None:
-        p50 = {c.name: c.stats().p50 for c in report.sync.contenders}
-        if OURS_SYNC in p50 and "futures" in p50:
-            pool, sync, futures = p50[OURS], p50[OURS_SYNC], p50["futures"]
-            sync_label, futures_label = "SyncProcessPool no-op", "ProcessPoolExecutor (fork)"
-            found += [
-                _ratio_target(sync_label, OURS_SYNC, sync, futures_label, futures, 0.35),
-                _ratio_target(sync_label, OURS_SYNC, sync, "ProcessPool", pool, 1.2),
-                _ratio_target("ProcessPool no-op", OURS, pool, futures_label, futures, 0.15),
-                _ratio_target(sync_label, OURS_SYNC, sync, futures_label, futures, 0.15),
-            ]
-    recovery = report.recovery
-    if recovery is not None:
-        standby, plain = recovery.contender(OURS_STANDBY), recovery.contender(OURS)
-        timeout_ms = f"{RECOVERY_TIMEOUT_S * 1000:.0f} ms"
-        if standby is not None:
-            crash, timeout = standby.stats("crash").p50, standby.stats("timeout").p50
-            found += [
-                Target(target="with standby, crash → next success p50 ≤ 5 ms", measured=_ms(crash), met=crash <= 5000),
-                Target(
-                    target=f"with standby, {timeout_ms} timeout → next success p50 ≤ 205 ms",
-                    measured=_ms(timeout),
-                    met=timeout <= 205_000,
-                ),
-            ]
-        if plain is not None and start:
-            crash, start_p50 = plain.stats("crash").p50, Stats.of(start).p50
-            found.append(
-                Target(
-                    target="without standby, crash → next success p50 ≤ executor start p50 + 10 ms",
-                    measured=f"{_ms(crash)} (start {_ms(start_p50)}, so the limit is {_ms(start_p50 + 10_000)})",
-                    met=crash <= start_p50 + 10_000,
-                )
-            )
-    return found
 
 
 _SYNC_LABELS = {

@@ -6,7 +6,7 @@ contenders and runs rounds of one batch each (after one warm-up batch each, in a
 every round); then the sync workload (a latency workload with contenders of its own) and the
 recovery workload (rounds of one crash and one timeout through every contender, the starting
 contender rotating); then writes ``report.md``, ``report.json`` and the latency plot. The
-default and ``--quick`` counts live here, and ``_Progress``, the progress line on stderr.
+default and ``--quick`` counts live here, and ``Progress``, the progress line on stderr.
 """
 
 from __future__ import annotations
@@ -14,9 +14,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
-import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +31,7 @@ from spider_core.bench.contenders import (
     _Ours,
     _OursSync,
 )
-from spider_core.bench.environment import _environment, _executor_processes, _idle_rss_kib, _memory_kib
+from spider_core.bench.environment import _environment, _idle_rss_kib
 from spider_core.bench.payload import (
     DEFAULT_PAYLOAD_ROUNDS,
     QUICK_PAYLOAD_ROUNDS,
@@ -46,6 +43,7 @@ from spider_core.bench.payload import (
 )
 from spider_core.bench.payload import PLOT_NAME as PAYLOAD_PLOT_NAME
 from spider_core.bench.plot import PLOT_NAME, write_plot
+from spider_core.bench.progress import Progress
 from spider_core.bench.recovery import (
     FAULTS,
     NOT_KILLABLE,
@@ -54,18 +52,17 @@ from spider_core.bench.recovery import (
     quiet_pool_warnings,
     recovery_contenders,
 )
-from spider_core.bench.report import (
+from spider_core.bench.report import render_markdown, report_to_json
+from spider_core.bench.results import (
     BatchResult,
     BenchReport,
     ContenderResult,
     RecoveryResult,
     RecoverySamples,
-    StartMethodResult,
     ThroughputResult,
     WorkloadResult,
-    render_markdown,
-    report_to_json,
 )
+from spider_core.bench.starts import measure_start, measure_start_methods
 from spider_core.bench.throughput import BatchContender, _BlockingBatch, _OursBatch, _throughput_contenders
 from spider_core.bench.workloads import (
     DEFAULT_WORKLOADS,
@@ -78,8 +75,6 @@ from spider_core.bench.workloads import (
     WORKLOADS,
     Workload,
 )
-from spider_core.models import PoolConfig
-from spider_core.pool import ProcessPool
 
 QUICK_CALLS, DEFAULT_CALLS = 300, 3000
 QUICK_WARMUP, DEFAULT_WARMUP = 50, 200
@@ -91,93 +86,10 @@ DEFAULT_SLOTS = 2
 #: The recovery workload: rounds of one crash and one timeout per contender. billiard alone
 #: takes about 12 s a round (it notices a crashed worker after 10 s).
 QUICK_RECOVERY_ROUNDS, DEFAULT_RECOVERY_ROUNDS = 3, 10
-#: The floor of an executor start: a fresh interpreter that imports msgpack, then exits.
-START_FLOOR_ARGV = (sys.executable, "-c", "import msgpack")
-
-_PROGRESS_INTERVAL = 0.2  # seconds between progress line updates
-
-
-class _Progress:
-    """A one-line ``\\r`` counter on stderr, redrawn at most every 0.2 s."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self._last = 0.0
-
-    def show(self, phase: str, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if done < total and now - self._last < _PROGRESS_INTERVAL:
-            return
-        self._last = now
-        sys.stderr.write(f"\rspider bench: {phase} {done}/{total}\033[K")
-        sys.stderr.flush()
-
-    def done(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
-
-
-async def _measure_start(package_dir: Path, samples: int, progress: _Progress) -> tuple[list[float], list[float]]:
-    """Time ``ProcessPool.start()`` (spawn until Ready) of ``samples`` fresh pools, and as many
-    runs of the floor (``START_FLOOR_ARGV``, spawn until exit), alternating which goes first."""
-    durations: list[float] = []
-    floor: list[float] = []
-    for i in range(samples):
-        for which in (0, 1) if i % 2 == 0 else (1, 0):
-            if which == 0:
-                pool = ProcessPool(PoolConfig(package_dir=package_dir, log_dir=None))
-                start = time.perf_counter()
-                await pool.start()
-                durations.append((time.perf_counter() - start) * 1e6)
-                await pool.close()
-            else:
-                start = time.perf_counter()
-                try:
-                    subprocess.run(START_FLOOR_ARGV, check=True, stdin=subprocess.DEVNULL, timeout=60)
-                except subprocess.SubprocessError as e:
-                    raise RuntimeError(f"the executor start's floor, {' '.join(START_FLOOR_ARGV)}, failed: {e}") from None
-                floor.append((time.perf_counter() - start) * 1e6)
-        progress.show("executor start", i + 1, samples)
-    return durations, floor
-
-
-#: The larger pool of the start-method measure (the issue's: 8 slots against 1).
-START_METHOD_SLOTS = 8
-
-
-async def _measure_start_methods(package_dir: Path, samples: int, progress: _Progress) -> list[StartMethodResult]:
-    """Time ``ProcessPool.start()`` with 1 and ``START_METHOD_SLOTS`` slots for each start
-    method, ``samples`` times each, alternating which method goes first; after the last
-    larger start, read the memory of that pool's processes (idle, just started)."""
-    methods = ("exec", "forkserver")
-    times: dict[tuple[str, int], list[float]] = {(m, n): [] for m in methods for n in (1, START_METHOD_SLOTS)}
-    memory: dict[str, tuple[int, int] | None] = {}
-    for i in range(samples):
-        for method in methods if i % 2 == 0 else methods[::-1]:
-            for slots in (1, START_METHOD_SLOTS):
-                pool = ProcessPool(PoolConfig(package_dir=package_dir, log_dir=None, slots=slots, start_method=method))
-                start = time.perf_counter()
-                await pool.start()
-                times[method, slots].append((time.perf_counter() - start) * 1e6)
-                if slots > 1 and i == samples - 1:
-                    memory[method] = _memory_kib(_executor_processes())
-                await pool.close()
-        progress.show("start methods", i + 1, samples)
-    results = []
-    for method in methods:
-        rss, pss = memory.get(method) or (None, None)
-        results.append(StartMethodResult(
-            name=method, slots=START_METHOD_SLOTS, start_one_us=tuple(times[method, 1]),
-            start_all_us=tuple(times[method, START_METHOD_SLOTS]), rss_kib=rss, pss_kib=pss,
-        ))
-    return results
 
 
 async def _run_workload(
-    workload: Workload, contenders: Sequence[Contender], calls: int, warmup: int, progress: _Progress
+    workload: Workload, contenders: Sequence[Contender], calls: int, warmup: int, progress: Progress
 ) -> WorkloadResult:
     for contender in contenders:
         await contender.check(workload)
@@ -229,7 +141,7 @@ async def _run_latency(
     peers: Sequence[str],
     calls: int,
     warmup: int,
-    progress: _Progress,
+    progress: Progress,
     notes: list[str],
     start_method: str = "exec",
 ) -> tuple[list[WorkloadResult], int | None]:
@@ -258,7 +170,7 @@ async def _run_throughput(
     slots: int,
     batch: int,
     rounds: int,
-    progress: _Progress,
+    progress: Progress,
     notes: list[str],
     start_method: str = "exec",
 ) -> tuple[ThroughputResult, int | None]:
@@ -296,7 +208,7 @@ async def _run_throughput(
 
 
 async def _run_sync(
-    package_dir: Path, calls: int, warmup: int, progress: _Progress, start_method: str = "exec"
+    package_dir: Path, calls: int, warmup: int, progress: Progress, start_method: str = "exec"
 ) -> tuple[WorkloadResult, int | None]:
     """Run the sync workload: the no-op through ProcessPool, SyncProcessPool (``execute`` and
     ``call``) and ProcessPoolExecutor (fork), interleaved round-robin; return its result and
@@ -317,7 +229,7 @@ async def _run_sync(
 
 
 async def _run_recovery(
-    package_dir: Path, peers: Sequence[str], rounds: int, progress: _Progress, notes: list[str]
+    package_dir: Path, peers: Sequence[str], rounds: int, progress: Progress, notes: list[str]
 ) -> RecoveryResult:
     """Run the recovery workload: each round, a crash through every contender, then a timeout,
     the starting contender rotating every round; after each fault the contender settles
@@ -443,7 +355,7 @@ async def run_benchmark(
     package_dir = Path(package_dir)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    bar = _Progress(progress)
+    bar = Progress(progress)
 
     latency = [name for name in workloads if name in WORKLOAD_SPECS]
     notes: list[str] = []
@@ -456,8 +368,8 @@ async def run_benchmark(
     payload = None
     idle_rss = None
     try:
-        start_us, floor_us = await _measure_start(package_dir, start_samples, bar)
-        start_methods = await _measure_start_methods(package_dir, start_samples, bar)
+        start_us, floor_us = await measure_start(package_dir, start_samples, bar)
+        start_methods = await measure_start_methods(package_dir, start_samples, bar)
         if latency:
             results, idle_rss = await _run_latency(
                 package_dir, latency, peers, calls, warmup, bar, notes, start_method

@@ -9,13 +9,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from spider_core.errors import SoftTimeout
 from spider_core.executor import logs
 from spider_core.plugin.manager import PluginError, SpiderPluginManager
 from spider_core.plugin.types import PackageSource, TaskPackage
 from spider_core.protocol import ENV_PACKAGE_DIR
 from spider_core.tdl.errors import ExecutorError, InvalidLibrary, TaskError, TdlError, TdlErrorKind
 from spider_core.tdl.names import InvalidPackageName, validate_package_name
+from spider_core.tdl.timeout import SoftTimeout
 
 
 class SoftTimer:
@@ -110,13 +110,17 @@ class Executor:
 
     def execute(
         self, package_name: str, task: str, raw_ctx: bytes, raw_inputs: bytes, soft_timeout_us: int = 0
-    ) -> tuple[bool, bytes, int]:
+    ) -> tuple[bool, bytes | memoryview, int]:
         """Run one task: ``(ok, payload, elapsed_us)``, the payload being the outputs or an
         encoded ``ExecutorError``. ``elapsed_us`` covers the package call only. A soft timeout
         applies to packages that declare ``interruptible = True``."""
         start = 0
         try:
             package = self.package(package_name)
+            if (raw_inputs.__class__ is not bytes or raw_ctx.__class__ is not bytes) and not getattr(
+                package, "accepts_buffers", False
+            ):  # fields in shared memory, for a package that wants bytes
+                raw_ctx, raw_inputs = bytes(raw_ctx), bytes(raw_inputs)
             if soft_timeout_us and getattr(package, "interruptible", False):
                 return self._execute_interruptible(package, task, raw_ctx, raw_inputs, soft_timeout_us)
             start = time.perf_counter_ns()
@@ -134,7 +138,7 @@ class Executor:
 
     def _execute_interruptible(
         self, package: TaskPackage, task: str, raw_ctx: bytes, raw_inputs: bytes, soft_timeout_us: int
-    ) -> tuple[bool, bytes, int]:
+    ) -> tuple[bool, bytes | memoryview, int]:
         start = time.perf_counter_ns()
         try:
             self.soft_timer.arm(soft_timeout_us)

@@ -44,7 +44,7 @@ from spider_core.tdl.errors import TaskError, TdlError, TdlErrorKind
 from spider_core.tdl.version import HOST_VERSION
 
 
-def _encode_result(framing: Framing, seq: int, ok: bool, payload: bytes, elapsed_us: int) -> Frame:
+def _encode_result(framing: Framing, seq: int, ok: bool, payload: bytes | memoryview, elapsed_us: int) -> Frame:
     try:
         return framing.encode(result_primitive(seq, ok, payload, elapsed_us))
     except FramingError as e:
@@ -107,7 +107,7 @@ def _setup() -> tuple[SpiderPluginManager, Framing] | int:
         pm = get_plugin_manager(settings)
         logs.setup_logging_if_imported()
         max_frame_size = int(os.environ.get(ENV_MAX_FRAME_SIZE) or DEFAULT_MAX_FRAME_SIZE)
-        framing = pm.call_required("spider_framing", max_frame_size=max_frame_size)
+        framing = pm.call_required("spider_framing", max_frame_size=max_frame_size, environment=dict(os.environ))
     except (PluginError, ValueError) as e:  # ValueError: a malformed setting
         logs.log("exit", logs.ERROR, reason="setup failed", error=str(e))
         return EXIT_SETUP_ERROR

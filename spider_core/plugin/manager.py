@@ -1,4 +1,8 @@
-"""Building the plugin manager: specs, default plugins, entry points, blocking and tracing.
+"""The host's side of the plugins: the manager, its specs, the default plugins, entry points,
+blocking and tracing. The pool, the executor and the commands import it; a plugin author never
+does (:mod:`spider_core.plugin` is theirs), and ``spider_core`` re-exports
+:func:`get_plugin_manager`, :class:`PluginSettings` and :class:`PluginError` for embedders and
+tests.
 
 The core reaches plugins only through this manager and its hooks: the default plugins are
 named in :data:`DEFAULT_PLUGINS` and imported by name here, never by a core module.
@@ -24,6 +28,7 @@ from attrs import field, frozen
 from attrs.validators import instance_of, optional
 
 from spider_core.plugin import spec
+from spider_core.plugin.types import PluginError as PluginError  # raised by the manager and by plugins
 
 if TYPE_CHECKING:
     import logging
@@ -49,6 +54,9 @@ DISTRIBUTION = "spider-core-pool"
 #: the package directory's plugins resolve a package before installed distributions are read.
 DEFAULT_PLUGINS = {
     "spider_libso": "spider_libso",
+    # before spider_msgpack and spider_rustexec: pluggy asks trylast implementations in the
+    # order they were registered, and spider_shm's answer only when the pool wants it
+    "spider_shm": "spider_shm",
     "spider_msgpack": "spider_msgpack",
     "spider_supervisor": "spider_supervisor",
     "spider_pytasks": "spider_pytasks",
@@ -73,21 +81,6 @@ ENV_TRACE = "SPIDER_TRACE_HOOKS"
 #: :class:`Registration` objects. The pool sets it for its executors to what its own manager
 #: registered (``PluginSettings.plugins``).
 ENV_PLUGINS = "SPIDER_PLUGINS"
-
-#: Hooks a working host needs an answer from.
-REQUIRED_HOOKS = (
-    "spider_resolve_package",
-    "spider_load_package",
-    "spider_framing",
-    "spider_launcher",
-    "spider_spawner",
-    "spider_respawn_decision",
-)
-
-
-class PluginError(Exception):
-    """A plugin could not be loaded, or no plugin provides a required hook."""
-
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() not in ("", "0", "false", "no", "off")

@@ -131,18 +131,25 @@ def spider_inspect_package(source: PackageSource) -> PackageInfo | None:
 
 
 @hookspec(firstresult=True)
-def spider_framing(max_frame_size: int) -> Framing | None:
+def spider_framing(max_frame_size: int, environment: dict[str, str]) -> Framing | None:
     """Provide the framing that carries protocol messages over the executor's pipes.
 
     :param max_frame_size: Largest frame body, in bytes, either side may send or accept.
+    :param environment: The settings the pool chose for its executors, in the executor's
+        terms: in the executor, its environment (which holds the protocol's
+        ``ExecutorProtocol.environment``); in the pool, empty: a framing that depends on the
+        pool's configuration is chosen there by its plugin's ``spider_protocol``, which
+        passes the setting on in its ``environment``. Added for ``spider_shm``
+        (``PoolConfig.shm_threshold``).
     :return: A :class:`~spider_core.plugin.Framing`; None to let another plugin answer.
 
     First non-None result wins; called once per pool (when it starts) and once per executor
     process. Return a new framing for each call: each is then used from one thread only, so it
     may keep state (a reusable packer). If it raises in the pool, ``start()`` raises
     ``ExecutorCreationFailure`` naming the error; in the executor, the executor exits before it is ready (the pool's start or
-    respawn then fails with ``ExecutorCreationFailure``). Default: ``spider_msgpack``
-    (4-byte big-endian length prefix and a msgpack body).
+    respawn then fails with ``ExecutorCreationFailure``). Default: ``spider_shm`` (in an
+    executor whose environment has ``SPIDER_SHM_THRESHOLD``: large fields in shared memory),
+    then ``spider_msgpack`` (4-byte big-endian length prefix and a msgpack body).
     """
 
 
@@ -165,13 +172,15 @@ def spider_protocol(name: str, config: PoolConfig) -> ExecutorProtocol | None:
 
     First non-None result wins; called once per slot when the pool starts, never per task.
     Return a new protocol for each call: each slot uses its own, from one thread. If no plugin
-    answers, ``"spider-core"`` is the built-in :class:`~spider_core.plugin.CoreProtocol` over
+    answers, ``"spider-core"`` is the built-in :class:`~spider_core.protocol.CoreProtocol` over
     the ``spider_framing`` hook's framing, and any other name makes ``start()`` raise
     ``ExecutorCreationFailure`` naming the protocols ``spider_protocol_names`` lists. If it
     raises, ``start()`` raises ``ExecutorCreationFailure``: with the message alone for a
     :class:`~spider_core.plugin.PluginError` (a configuration the protocol cannot serve),
     naming the error otherwise. Default: ``spider_rustexec`` answers ``"spider-rust"``
     (spider's own ``spider-task-executor``: bincode, no handshake, no sequence numbers);
+    ``spider_shm`` answers ``"spider-core"`` when ``PoolConfig.shm_threshold`` is set
+    (shared memory for large fields, and refuses any other protocol then); otherwise
     ``"spider-core"`` is built in.
     """
 

@@ -1,4 +1,5 @@
-"""The types hooks take and return (re-exported by :mod:`spider_core.plugin`)."""
+"""The types hooks take and return, and the error a plugin raises (re-exported by
+:mod:`spider_core.plugin`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ from attrs.validators import in_, instance_of
 
 if TYPE_CHECKING:
     from spider_core.models import PoolConfig, PoolStats
+
+class PluginError(Exception):
+    """A plugin could not be loaded, no plugin provides a required hook, or a plugin refuses a
+    configuration it cannot serve."""
+
 
 #: Why the pool needs an executor, as :class:`RespawnState` tells the respawn policy:
 #: ``"start"`` (the pool starts), ``"timeout"``, ``"crash"``, ``"cancelled"`` (the executor
@@ -55,14 +61,18 @@ class TaskPackage(Protocol):
 
     A package may also set ``interruptible = True``: its tasks can be interrupted by a Python
     exception, so a call's soft timeout raises ``SoftTimeout`` inside them (Python packages);
-    without it, soft timeouts are ignored (native packages).
+    without it, soft timeouts are ignored (native packages). And ``accepts_buffers = True``:
+    ``execute`` may get ``raw_ctx`` and ``raw_inputs`` as a writable ``memoryview`` (of the
+    shared memory the inputs came in, ``PoolConfig.shm_threshold``), valid during the call
+    only; without it, they are always ``bytes`` (copied out of the shared memory first).
     """
 
     name: str
     kind: str
 
-    def execute(self, task: str, raw_ctx: bytes, raw_inputs: bytes) -> bytes:
-        """Run ``task``; return wire-format outputs or raise an ``ExecutorError``."""
+    def execute(self, task: str, raw_ctx: bytes, raw_inputs: bytes) -> bytes | memoryview:
+        """Run ``task``; return wire-format outputs (``bytes``, or a ``memoryview`` of a buffer
+        the package lends until the view is released) or raise an ``ExecutorError``."""
         ...
 
 

@@ -30,7 +30,8 @@ from typing import Any
 
 from spider_core.errors import ExecutorCreationFailure, NotRunning
 from spider_core.models import ExecuteRequest, Outcome, PoolConfig, PoolStats
-from spider_core.plugin import PluginError, PluginSettings, Spawner, SpiderPluginManager, get_plugin_manager
+from spider_core.plugin import Spawner
+from spider_core.plugin.manager import PluginError, PluginSettings, SpiderPluginManager, get_plugin_manager
 from spider_core.pool.channel import TIMED_OUT
 from spider_core.pool.events import Events
 from spider_core.pool.guard import Guard

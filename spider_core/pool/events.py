@@ -14,7 +14,8 @@ from spider_core.models import ExecuteRequest, Outcome
 from spider_core.pool.stats import Tally
 
 if TYPE_CHECKING:
-    from spider_core.plugin import ExitReason, PoolView, SpiderPluginManager
+    from spider_core.plugin import ExitReason, PoolView
+    from spider_core.plugin.manager import SpiderPluginManager
 
 logger = logging.getLogger("spider_core.plugins")
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from spider_core.errors import ExecutorCreationFailure
 from spider_core.models import PoolConfig
-from spider_core.plugin import PluginError, Spawner, SpiderPluginManager
+from spider_core.plugin import Spawner
+from spider_core.plugin.manager import PluginError, SpiderPluginManager
 from spider_core.protocol import CORE_PROTOCOL, CoreProtocol, ExecutorProtocol
 
 
@@ -42,7 +43,7 @@ def open_protocol(pm: SpiderPluginManager, config: PoolConfig) -> ExecutorProtoc
         return protocol
     if name == CORE_PROTOCOL:
         try:
-            return CoreProtocol(pm.call_required("spider_framing", max_frame_size=config.max_frame_size))
+            return CoreProtocol(pm.call_required("spider_framing", max_frame_size=config.max_frame_size, environment={}))
         except Exception as e:
             raise _failed("spider_framing", e) from None
     try:

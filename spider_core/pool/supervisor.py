@@ -24,15 +24,8 @@ from typing import Any, Literal
 
 from spider_core.errors import ExecutorCreationFailure, InternalError, NotRunning
 from spider_core.models import PoolConfig
-from spider_core.plugin import (
-    ExitReason,
-    PluginError,
-    RespawnDecision,
-    RespawnState,
-    Spawner,
-    SpawnReason,
-    SpiderPluginManager,
-)
+from spider_core.plugin import ExitReason, RespawnDecision, RespawnState, Spawner, SpawnReason
+from spider_core.plugin.manager import PluginError, SpiderPluginManager
 from spider_core.pool.channel import TIMED_OUT, Lost
 from spider_core.pool.events import Events
 from spider_core.pool.guard import Guard
@@ -195,6 +188,9 @@ class Supervisor:
             if executor is not None:
                 await self.stop(executor)
         self.standby = None
+        close = getattr(self.protocol, "close", None)
+        if close is not None:  # no executor of this slot reads what the protocol holds any more
+            close()
 
     def forsake(self) -> None:
         """In a forked child: close the child's copies of this slot's executors' descriptors

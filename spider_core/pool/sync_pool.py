@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from spider_core.errors import NotRunning
 from spider_core.models import ExecuteRequest, Outcome, PoolConfig, PoolStats
-from spider_core.plugin import SpiderPluginManager
+from spider_core.plugin.manager import SpiderPluginManager
 from spider_core.pool.async_pool import ProcessPool
 
 _T = TypeVar("_T")

@@ -92,6 +92,10 @@ class ExecutorProtocol(Protocol):
             is then treated as crashed).
         """
 
+    # A protocol may also have ``close()``: the pool calls it once, when the slot's executors
+    # are stopped for good (the pool closes), to free what the protocol holds (``spider_shm``:
+    # its shared-memory regions).
+
 
 class CoreProtocol:
     """spider-core's own protocol: :class:`Execute`, :class:`Result`, :class:`Ready` and

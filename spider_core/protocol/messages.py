@@ -123,7 +123,7 @@ def execute_primitive(
     return ["Execute", seq, package, task, raw_ctx, raw_inputs, soft_timeout_us]
 
 
-def result_primitive(seq: int, ok: bool, payload: bytes, elapsed_us: int) -> list[Any]:
+def result_primitive(seq: int, ok: bool, payload: bytes | memoryview, elapsed_us: int) -> list[Any]:
     """``message_to_primitive(Result(...))``, without building the Result."""
     return ["Result", seq, ok, payload, elapsed_us]
 
@@ -133,10 +133,16 @@ def execute_fields(primitive: Any) -> tuple[int, str, str, bytes, bytes, int] | 
     array; None for anything else (then :func:`decode_request` decides)."""
     if type(primitive) is list and len(primitive) == 7 and primitive[0] == "Execute":
         _, seq, package, task, raw_ctx, raw_inputs, soft_timeout_us = primitive
-        if type(seq) is int and type(package) is str and type(task) is str and type(raw_ctx) is bytes:
-            if type(raw_inputs) is bytes and type(soft_timeout_us) is int:
+        if type(seq) is int and type(package) is str and type(task) is str and type(raw_ctx) in _BUFFERS:
+            if type(raw_inputs) in _BUFFERS and type(soft_timeout_us) is int:
                 return seq, package, task, raw_ctx, raw_inputs, soft_timeout_us
     return None
+
+
+#: What a framing may decode a ``bytes`` field of an Execute as: a ``memoryview`` is a field
+#: that lies elsewhere, such as in shared memory (``spider_shm``); the executor hands it to
+#: packages that take buffers and copies it for the others.
+_BUFFERS = (bytes, memoryview)
 
 
 def result_fields(primitive: Any) -> tuple[int, bool, bytes, int] | None:

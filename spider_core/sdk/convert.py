@@ -5,6 +5,16 @@ cattrs for whatever is left; :func:`unstructure` turns a task's return value int
 primitives. The converter rejects extra keys and checks scalars, ``Literal`` and enums as
 strictly as rmp-serde does. It is built on first use: importing cattrs costs tens of ms, which
 an executor that never runs a Python task should not pay.
+
+Supported types: ``int``, ``float``, ``bool``, ``str``, ``bytes``, ``list``/``tuple``/``set``,
+``dict``, ``Optional``/unions, ``Any``, attrs classes, dataclasses, enums, and anything else the
+converter knows. attrs classes and dataclasses are written as msgpack maps (cattrs' default) and
+read from a map or, as rmp-serde reads a Rust struct, from an array of field values in
+declaration order. Scalars are checked as strictly as rmp-serde checks them: an ``int`` never
+comes from a string or a float, a ``float`` may come from an int, a ``str`` may come from
+UTF-8 bin and ``bytes`` from bin or an array of u8 (rmp-serde's ``Vec<u8>``). A union of
+scalars (``int | str``) takes the member of the value's own type, else the one that converts
+it; a bool is never an int.
 """
 
 from __future__ import annotations

@@ -17,7 +17,22 @@ class Package:
     """A Python task package: its name, tasks and optional init function.
 
     The package module exposes it as ``package``; the declared ``name`` must equal the name
-    the package is requested by.
+    the package is requested by::
+
+        from attrs import frozen
+
+        from spider_core.sdk import Package, TaskContext
+
+        package = Package("complex_number")
+
+        @frozen
+        class Complex:
+            re: float
+            im: float
+
+        @package.task
+        def add(ctx: TaskContext, a: Complex, b: Complex) -> Complex:
+            return Complex(a.re + b.re, a.im + b.im)
 
     :param name: The package name (validated like every package name).
     :param tasks: Tasks (or plain functions, made tasks) to register now; more can be added

@@ -2,7 +2,8 @@
 
 :class:`Task` decodes a call's inputs into the function's annotated parameter types, calls it
 with the :class:`~spider_core.tdl.TaskContext`, and encodes its return value as spider's
-``#[task]`` macro does. User exceptions propagate; the ``spider_pytasks`` plugin turns them
+``#[task]`` macro does: a ``tuple`` gives one payload per element, ``None`` or ``()`` gives
+none, anything else gives one payload. User exceptions propagate; the ``spider_pytasks`` plugin turns them
 into spider's errors.
 """
 

@@ -2,76 +2,41 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
-import hashlib
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from spider_core.build import build_package, get_include
+from spider_core.argtypes import path
+from spider_core.bundled import NATIVE, cache_root, prepare_packages
+from spider_core.commands.common import CliError, add_command, os_reason
+from spider_core.commands.reporting import EXIT_TASK_FAILURE, EXIT_USAGE, outcome_summary, print_table, to_json
 from spider_core.models import ExecuteRequest, PoolConfig, Success
 from spider_core.pool import ProcessPool
-from spider_core.reporting import outcome_summary, print_table, to_json
-
-NATIVE = "integration_test_tasks"
-
-
-def cache_root(cache_dir: Path | None = None) -> Path:
-    """``cache_dir``, else ``$XDG_CACHE_HOME/spider-core``, else ``~/.cache/spider-core``."""
-    if cache_dir is not None:
-        return cache_dir
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "spider-core"
-
-
-def bundled_sources() -> Path:
-    """The task package sources shipped in the wheel (or the checkout, for an editable install)."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_bundled" / "task_packages", here.parent / "task_packages"):
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError("the bundled task package sources are missing from this installation")
-
-
-def _fingerprint(sources: Path) -> str:
-    digest = hashlib.sha256()
-    files = [p for p in sorted(sources.rglob("*")) if p.is_file() and "__pycache__" not in p.parts]
-    for path in [*files, Path(get_include()) / "spider_tdl.h"]:
-        digest.update(str(path.relative_to(path.parents[1])).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
 
 #: ``<root>/packages/current`` links to the packages the last demo built: a path to export.
 CURRENT = "current"
 
 
-def prepare_packages(root: Path) -> Path:
-    """Build (once per version of the sources) the bundled packages; return the package dir."""
-    sources = bundled_sources()
-    target = root / "packages" / _fingerprint(sources)
-    if (target / ".complete").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
+def add_parser(commands: Any) -> None:
+    demo = add_command(commands, "demo", "build the bundled packages and show what the pool does with each outcome")
+    demo.add_argument("--cache-dir", type=path, metavar="DIR",
+                      help="where to build packages (default: $XDG_CACHE_HOME/spider-core or ~/.cache/spider-core)")
+    demo.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from spider_core.build import BuildError
+
     try:
-        for source in sorted(p for p in sources.iterdir() if p.is_dir()):
-            if any(source.glob("*.c")):
-                build_package(source, staging)
-            elif any(source.rglob("*.py")):
-                shutil.copytree(source, staging / source.name, ignore=shutil.ignore_patterns("__pycache__"))
-        (staging / ".complete").touch()
-        try:
-            staging.rename(target)
-        except OSError:  # another demo built it meanwhile
-            if not (target / ".complete").exists():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+        return run_demo(cache_dir=args.cache_dir)
+    except BuildError as e:
+        raise CliError(f"cannot build the demo packages: {e}", EXIT_TASK_FAILURE) from None
+    except CacheError as e:
+        raise CliError(f"cannot use the package cache: {e}; pass --cache-dir DIR", EXIT_USAGE) from None
 
 
 def _call(task: str, *inputs: object, package: str = NATIVE) -> ExecuteRequest:
@@ -156,9 +121,7 @@ def run_demo(cache_dir: Path | None = None) -> int:
         root = cache_root(cache_dir)
         package_dir = prepare_packages(root)
     except (OSError, RuntimeError) as e:  # RuntimeError: no home directory to find a cache in
-        if isinstance(e, OSError) and e.strerror:
-            raise CacheError(f"{e.filename}: {e.strerror}" if e.filename else e.strerror) from None
-        raise CacheError(str(e)) from None
+        raise CacheError(os_reason(e)) from None
     built = time.perf_counter() - started
     log_dir = root / "demo-logs" / time.strftime("%Y%m%d-%H%M%S")
     print(f"packages: {package_dir} (ready in {built:.1f}s)")
