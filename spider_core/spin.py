@@ -7,6 +7,13 @@ format, so it lives apart from :mod:`spider_core.protocol`, and imports nothing 
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+_T = TypeVar("_T")
+
 
 class AdaptiveSpin:
     """How long to poll for the other side's next message before blocking, learnt from the
@@ -44,3 +51,28 @@ class AdaptiveSpin:
         else:
             self._skip = self._backoff
             self._backoff = min(2 * self._backoff, self.MAX_BACKOFF)
+
+    def read(self, read: Callable[[int, _T], int], fd: int, into: _T) -> int | None:
+        """Poll a non-blocking ``fd`` with ``read(fd, into)`` for as long as :meth:`budget`
+        allows, yielding the CPU after each read that finds nothing (the other side may be
+        waiting for this very CPU), and report the result (:meth:`answered`). What ``read``
+        returned, or None: the window passed, or this wait is to block at once. (How both
+        sides poll: the pool for an answer, the executor for a request.)
+
+        :raises OSError: ``read`` failed otherwise than ``BlockingIOError``.
+        """
+        budget = self.budget()
+        if not budget:
+            return None
+        deadline = time.perf_counter_ns() + budget
+        while True:
+            try:
+                count = read(fd, into)
+            except BlockingIOError:
+                if time.perf_counter_ns() > deadline:
+                    self.answered(False)
+                    return None
+                os.sched_yield()
+                continue
+            self.answered(True)
+            return count

@@ -252,12 +252,14 @@ def test_quick_throughput_run_reports_every_contender(package_dir: Path, tmp_pat
     )
     blocking = ["futures", "multiprocessing", "pebble", "loky", "billiard"]
     installed = [name for name in blocking if name == "futures" or importlib.util.find_spec(name) is not None]
-    expected = ["spider-core", "spider-core-map", "spider-core-sync-map", "spider-core-slots1", *installed]
+    expected = [
+        "spider-core", "spider-core-map", "spider-core-sync-map", "spider-core-submit", "spider-core-slots1", *installed
+    ]
     result = report.throughput
     assert report.workloads == () and result is not None
     assert (result.slots, result.batch, result.rounds) == (2, 30, 3)
     assert [c.name for c in result.contenders] == expected
-    assert [c.workers for c in result.contenders] == [2, 2, 2, 1] + [2] * len(installed)
+    assert [c.workers for c in result.contenders] == [2, 2, 2, 2, 1] + [2] * len(installed)
     assert len(report.notes) == len(blocking) - len(installed)
 
     markdown = report.markdown_path.read_text()
@@ -304,6 +306,7 @@ def test_throughput_with_one_slot_has_no_reference_line(package_dir: Path, tmp_p
         ("spider-core", 1),
         ("spider-core-map", 1),
         ("spider-core-sync-map", 1),
+        ("spider-core-submit", 1),
         ("multiprocessing", 1),
     ]
 

@@ -258,6 +258,37 @@ def test_adaptive_spin_backs_off_after_misses_and_resets_on_a_hit() -> None:
     assert AdaptiveSpin(0).budget() == 0
 
 
+def test_adaptive_spin_reads_what_comes_within_its_window_and_reports_it() -> None:
+    from spider_core.spin import AdaptiveSpin
+
+    def read(fd: int, into: list[bytes]) -> int:
+        data = os.read(fd, 64)
+        into.append(data)
+        return len(data)
+
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    spin, got = AdaptiveSpin(2000), []
+    try:
+        os.write(w, b"ping")
+        assert spin.read(read, r, got) == 4 and got == [b"ping"]  # there: read at once, a hit
+        assert spin.read(read, r, got) is None and got == [b"ping"]  # nothing came in 2 ms: a miss
+        os.write(w, b"x")
+        assert spin.read(read, r, got) is None and got == [b"ping"]  # after a miss: block at once
+        assert spin.read(read, r, got) == 1 and got == [b"ping", b"x"]  # then poll again
+        assert AdaptiveSpin(0).read(read, r, got) is None
+        os.close(w)
+        assert spin.read(read, r, got) == 0  # end of input is an answer too
+    finally:
+        os.close(r)
+
+    def broken(fd: int, into: list[bytes]) -> int:
+        raise OSError(5, "Input/output error")
+
+    with pytest.raises(OSError):  # a failed read is the caller's to report
+        spin.read(broken, r, got)
+
+
 def test_a_spinning_sync_pool_answers_and_still_times_out(config) -> None:
     with sc.SyncProcessPool(attrs.evolve(config, spin_us=500, executor_spin_us=500)) as pool:
         assert [pool.call(PKG, "fibonacci", i % 20) for i in range(200)] == [[FIB[i % 20]] for i in range(200)]

@@ -274,6 +274,7 @@ def render_markdown(report: BenchReport, *, show_targets: bool = False) -> str:
             "spider-core: `asyncio.gather` over one `await pool.execute(...)` per task, `PoolConfig(slots=N)`; "
             "spider-core-map: `async for` over `pool.map(...)` (each executor gets up to 16 requests per write); "
             "spider-core-sync-map: `SyncProcessPool.map(...)` iterated in a thread; "
+            "spider-core-submit: `SyncProcessPool.submit(...)` from 8 threads at once, each its share, then every result; "
             "spider-core-slots1: the gather with `slots=1`, for reference. The peers: `submit` (futures, loky), "
             "`schedule` (pebble) or `apply_async` (multiprocessing, billiard) for every task, then every result, "
             "with N workers. The floors, spider-core-spin and the back-to-back rows take no part.",

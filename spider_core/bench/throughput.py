@@ -2,7 +2,7 @@
 through ``N`` workers and returns how long the batch took, from the first submission to the
 last result. ``_OursBatch`` is spider-core's ProcessPool with ``PoolConfig.slots=N`` (the
 batch queued with ``asyncio.gather`` over ``execute``, or fed through ``ProcessPool.map``),
-``_BlockingBatch`` wraps the blocking peers of :mod:`spider_core.bench.contenders`, opened the
+``_OursSubmit`` submits it to a SyncProcessPool from 8 threads at once, ``_BlockingBatch`` wraps the blocking peers of :mod:`spider_core.bench.contenders`, opened the
 same way as for the latency workloads but with ``N`` workers; ``_throughput_contenders`` builds
 them in report order.
 """
@@ -10,7 +10,9 @@ them in report order.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +29,9 @@ THROUGHPUT_TASK = WORKLOAD_SPECS["noop"]
 #: through a one-slot pool (the reference the N slots are compared with).
 OURS_MAP = f"{OURS}-map"
 OURS_SYNC_MAP = f"{OURS}-sync-map"
+#: The batch through ``SyncProcessPool.submit`` from :data:`SUBMIT_THREADS` threads at once.
+OURS_SUBMIT = f"{OURS}-submit"
+SUBMIT_THREADS = 8
 OURS_ONE_SLOT = f"{OURS}-slots1"
 
 
@@ -110,6 +115,32 @@ class _OursSyncMap:
         await asyncio.to_thread(self.pool.close)
 
 
+class _OursSubmit(_OursSyncMap):
+    """spider-core's SyncProcessPool with ``slots`` executors, a batch submitted from
+    :data:`SUBMIT_THREADS` threads at once (each its share, ``submit`` after ``submit``, then
+    every future waited for), as independent callers without an event loop would."""
+
+    def __init__(self, package_dir: Path, slots: int) -> None:
+        super().__init__(package_dir, slots)
+        self.name = OURS_SUBMIT
+
+    def _submit(self, count: int, go: threading.Barrier) -> list[Any]:
+        submit, request = self.pool.submit, self._request
+        go.wait()
+        futures = [submit(request, HARD_TIMEOUT) for _ in range(count)]
+        return [future.result() for future in futures]
+
+    def _run(self, size: int) -> tuple[float, list[Any]]:
+        go = threading.Barrier(SUBMIT_THREADS + 1)
+        shares = [size // SUBMIT_THREADS + (i < size % SUBMIT_THREADS) for i in range(SUBMIT_THREADS)]
+        with concurrent.futures.ThreadPoolExecutor(SUBMIT_THREADS) as threads:
+            parts = [threads.submit(self._submit, share, go) for share in shares]
+            go.wait()
+            start = time.perf_counter()
+            outcomes = [outcome for part in parts for outcome in part.result()]
+            return time.perf_counter() - start, outcomes
+
+
 class _BlockingBatch:
     """A blocking peer with ``workers`` workers: every task submitted, then every result waited for."""
 
@@ -145,6 +176,7 @@ def _throughput_contenders(
         _OursBatch(package_dir, OURS, slots, "gather", start_method),
         _OursBatch(package_dir, OURS_MAP, slots, "map", start_method),
         _OursSyncMap(package_dir, slots),
+        _OursSubmit(package_dir, slots),
     ]
     if slots > 1:
         contenders.append(_OursBatch(package_dir, OURS_ONE_SLOT, 1, "gather"))

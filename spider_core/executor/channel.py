@@ -11,7 +11,6 @@ import os
 import resource
 import select
 import sys
-import time
 from typing import TYPE_CHECKING, cast
 
 from spider_core.protocol import Frame, FrameDecoder, frame_size, read_into, widen_pipe, write_all
@@ -109,20 +108,9 @@ class Input:
         spin = self.spin
         if spin is None:
             return read_into(self.fd, decoder)
-        budget = spin.budget()
-        if budget:
-            deadline = time.perf_counter_ns() + budget
-            while True:
-                try:
-                    count = read_into(self.fd, decoder)
-                except BlockingIOError:
-                    if time.perf_counter_ns() > deadline:
-                        spin.answered(False)
-                        break
-                    os.sched_yield()
-                    continue
-                spin.answered(True)
-                return count
+        count = spin.read(read_into, self.fd, decoder)
+        if count is not None:
+            return count
         while True:
             self._poller.poll()
             try:
@@ -140,6 +128,11 @@ class Output:
         self.pipe_size = 64 * 1024  # a fresh pipe's
 
     def write(self, frame: Frame) -> None:
+        if type(frame) is bytes and len(frame) <= self.pipe_size:  # the usual small answer
+            written = os.write(self.fd, frame)
+            if written == len(frame):
+                return
+            frame = frame[written:]  # interrupted by a signal: the rest as below
         size = frame_size(frame)
         if size > self.pipe_size:
             self.pipe_size = widen_pipe(self.fd, size)

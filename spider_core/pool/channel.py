@@ -84,6 +84,8 @@ class Channel:
 
     def _views(self, frame: Frame) -> list[memoryview]:
         """``frame`` as views to write, the request pipe widened first if it is too narrow."""
+        if type(frame) is bytes and len(frame) <= self._pipe_size:  # the usual small request
+            return [memoryview(frame)]
         size = frame_size(frame)
         if size > self._pipe_size:
             self._pipe_size = widen_pipe(self._out, size)

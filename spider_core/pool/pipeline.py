@@ -95,7 +95,9 @@ class Calls(CallPath):
 
     def __init__(self, config: PoolConfig) -> None:
         super().__init__(config)
-        self._pipes: dict[int, _Pipe] = {}  # by slot index: the slots execute callers hold
+        #: By slot index, made on a slot's first ``execute`` and kept: the callers waiting
+        #: behind its holder (none, and no executor, while no ``execute`` caller holds it).
+        self._pipes: dict[int, _Pipe] = {}
         self._drains: set[asyncio.Task[None]] = set()
 
     # -- an asyncio caller (ProcessPool.execute, SyncProcessPool.submit)
@@ -201,8 +203,8 @@ class Calls(CallPath):
         slot, executor = ticket.slot, ticket.executor
         if slot is None or executor is None or executor is not slot.current or not executor.alive:
             return  # still in the pool's queue, or sent to an executor since replaced
-        pipe = self._pipes.get(slot.index)
-        if pipe is None or ticket not in pipe.tickets:
+        pipe = self._pipes[slot.index]  # a ticket on a slot is on its pipe, or was
+        if ticket not in pipe.tickets:
             return  # its answer is already being read and dropped
         executor.catch_up()
         tickets = pipe.tickets
@@ -259,6 +261,7 @@ class Calls(CallPath):
         do once."""
         room = self.room(executor, self._depth) - 1  # the holder's own request
         there = 0
+        complete = True  # every ticket's request is on this executor
         frames = []
         numbered = []
         for ticket in list(pipe.tickets):
@@ -268,6 +271,7 @@ class Calls(CallPath):
                 continue
             ticket.executor = None
             if room <= 0 or ticket.gone:
+                complete = False
                 continue  # sent later, by the holder whose turn it is then; or dropped
             try:
                 seq, frame = self.frame(executor, ticket.prepared)
@@ -293,7 +297,6 @@ class Calls(CallPath):
             self._write(executor, frames)  # refused: the holder's answer is lost too (see _join)
             for ticket, seq in numbered:
                 ticket.executor, ticket.seq = executor, seq
-        complete = all(ticket.executor is executor for ticket in pipe.tickets)
         pipe.executor = executor if complete else None
 
     def _hand_on(self, slots: Slots, slot: Supervisor) -> None:
@@ -321,7 +324,7 @@ class Calls(CallPath):
                     drain.add_done_callback(self._drains.discard)
                     return
                 tickets.popleft()  # never sent, or sent to an executor since replaced: nothing to read
-            del self._pipes[slot.index]
+            pipe.executor = None  # nobody may join: the slot goes back
         self._release(slots, slot)
 
     async def _drain(self, slots: Slots, slot: Supervisor) -> None:

@@ -88,34 +88,22 @@ class ThreadChannel(Channel):
             self.refused = views[0] is first  # not a byte of it was written
             return Lost(self._lose(f"writing to the executor failed: {e.strerror}"))
         decoder = self.decoder
-        budget = spin.budget()
-        spin_until = time.perf_counter_ns() + budget if budget else 0
-        poller = self._poller
-        # Without a spin, wait before reading: the answer is not there yet (a read would only
-        # say so, one system call for nothing).
-        wait = not spin_until
+        try:
+            count = spin.read(read_into, self._in, decoder)  # None: no answer yet, wait for it
+        except OSError as e:
+            return Lost(self._lose(f"reading from the executor failed: {e.strerror}"))
         while True:
-            if wait:
+            if count is None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return TIMED_OUT
-                poller.poll(_poll_ms(remaining))
-            try:
-                count = read_into(self._in, decoder)
-            except BlockingIOError:
-                if spin_until:
-                    if time.perf_counter_ns() < spin_until:
-                        os.sched_yield()  # the executor may be waiting for this very CPU
-                        continue
-                    spin.answered(False)
-                    spin_until = 0
-                wait = True
-                continue
-            except OSError as e:
-                return Lost(self._lose(f"reading from the executor failed: {e.strerror}"))
-            if spin_until:
-                spin.answered(True)
-                spin_until = 0
+                self._poller.poll(_poll_ms(remaining))
+                try:
+                    count = read_into(self._in, decoder)
+                except BlockingIOError:
+                    continue
+                except OSError as e:
+                    return Lost(self._lose(f"reading from the executor failed: {e.strerror}"))
             if not count:
                 return Lost(self._lose("the executor closed its protocol channel"))
             try:
@@ -124,6 +112,7 @@ class ThreadChannel(Channel):
                 return Lost(self._lose(f"the executor sent an undecodable frame: {e}", violation=True))
             if message is not None:
                 return message  # more after it is a message nobody asked for: quiet() says so
+            count = None
 
     def _wait_for(self, event: int, fd: int, deadline: float) -> bool:
         """Wait until ``fd`` is ready for ``event`` (or broken); False once ``deadline`` passes."""
