@@ -52,6 +52,23 @@ def exports(source: str, where: str) -> dict[str, tuple[str, str]]:
     return found
 
 
+def _source(package: str) -> str | None:
+    """The source of ``package``: the ``.py`` file its spec names, else what its loader gives
+    (a loader need not give it: pytest's assertion rewriter, which imports the modules of a
+    distribution that registers a pytest plugin, has no ``get_source``)."""
+    spec = sys.modules[package].__spec__
+    origin = spec and spec.origin
+    if origin and origin.endswith(".py"):
+        try:
+            with open(origin, encoding="utf-8") as file:
+                return file.read()
+        except OSError:
+            pass
+    get_source = getattr(spec and spec.loader, "get_source", None)
+    source: str | None = get_source(package) if get_source else None
+    return source
+
+
 def attach(package: str) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """The module-level ``__getattr__`` and ``__dir__`` of ``package``, serving the names of
     its ``if TYPE_CHECKING:`` block (see :func:`exports`) and ``__all__``."""
@@ -59,9 +76,7 @@ def attach(package: str) -> tuple[Callable[[str], Any], Callable[[], list[str]]]
 
     def names() -> dict[str, tuple[str, str]]:
         if not table:
-            spec = sys.modules[package].__spec__
-            get_source = getattr(spec and spec.loader, "get_source", None)
-            source = get_source(package) if get_source else None
+            source = _source(package)
             if source is None:
                 raise ImportError(f"{package}: its lazy re-exports are read from its source, which is not installed")
             table.update(exports(source, package))

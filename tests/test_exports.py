@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.machinery
 import importlib.util
 import subprocess
 import sys
@@ -85,6 +86,32 @@ def test_only_as_imports_are_re_exported_and_relative_ones_are_refused(tmp_path:
     relative = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .x import y as y\n"
     with pytest.raises(ImportError, match=r"example: lazy re-exports need absolute imports, not from \.x import y as y"):
         exports(relative, "example")
+
+
+def test_a_package_whose_loader_gives_no_source_is_read_from_its_file(tmp_path: Path) -> None:
+    """As under pytest's assertion rewriter, which imports the modules of a distribution that
+    registers a pytest plugin (ours does) and has no ``get_source``."""
+    init = tmp_path / "example_rewritten.py"
+    init.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from collections import deque as deque\n"
+        "else:\n"
+        "    from spider_core._lazy import attach\n"
+        "    __getattr__, __dir__ = attach(__name__)\n"
+    )
+
+    class NoSource(importlib.machinery.SourceFileLoader):
+        get_source = None  # type: ignore[assignment]
+
+    spec = importlib.util.spec_from_file_location("example_rewritten", init, loader=NoSource("example_rewritten", str(init)))
+    assert spec and spec.loader
+    sys.modules["example_rewritten"] = module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+        assert module.deque is __import__("collections").deque
+    finally:
+        del sys.modules["example_rewritten"]
 
 
 def test_a_package_without_its_source_says_so() -> None:
