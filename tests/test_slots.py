@@ -340,6 +340,54 @@ def test_cancelling_a_running_future_kills_and_replaces_its_executor(config) -> 
         assert sorted(pool.executor_ids) == sorted([other.result().executor_id, 3])
 
 
+def test_cancelling_a_queued_future_costs_no_executor(config) -> None:
+    with sc.SyncProcessPool(config) as pool:
+        holders = [pool.submit(req("sleep_ms", 400), 10) for _ in range(2)]
+        wait_until(lambda: pool.stats().busy == 2, "both slots busy")
+        queued = [pool.submit(req("sleep_ms", 5000), 10) for _ in range(4)]
+        ids = pool.executor_ids
+        assert all(f.cancel() for f in queued)
+        assert all(isinstance(f.result(timeout=30), sc.Success) for f in holders)
+        assert pool.execute(req("fibonacci", 10), 10).values == [55]
+        assert pool.executor_ids == ids  # nothing was killed
+        assert all(f.cancelled() for f in queued)
+
+
+def test_a_bad_request_is_the_future_s_error(config) -> None:
+    with sc.SyncProcessPool(config) as pool:
+        future = pool.submit(req("fibonacci", 10), -1)
+        with pytest.raises(sc.InvalidRequest, match="hard_timeout must be a positive number"):
+            future.result(timeout=30)
+
+
+def test_calls_submitted_while_the_pool_closes_all_end(config) -> None:
+    """Threads that submit as the pool closes: every future gets an outcome or NotRunning,
+    none is left waiting (a call handed to the pool's thread as it stops is refused)."""
+    pool = sc.SyncProcessPool(config)
+    pool.start()
+    futures: list[concurrent.futures.Future[sc.Outcome]] = []
+    refused = []
+
+    def submitter() -> None:
+        for _ in range(400):
+            try:
+                futures.append(pool.submit(req("noop"), 10))
+            except sc.NotRunning:
+                refused.append(1)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as threads:
+        running = [threads.submit(submitter) for _ in range(4)]
+        wait_until(lambda: len(futures) > 50, "calls submitted")
+        pool.close()
+        for r in running:
+            r.result(timeout=60)
+    done, not_done = concurrent.futures.wait(futures, timeout=60)
+    assert not not_done
+    kinds = {type(f.exception()).__name__ if f.exception() else type(f.result()).__name__ for f in done}
+    assert kinds <= {"Success", "NotRunning"} and "Success" in kinds
+    assert len(futures) + len(refused) == 1600
+
+
 def test_map_yields_outcomes_in_request_order(config) -> None:
     requests = [req("sleep_ms", 300), req("fibonacci", 10), req("always_fail"), req("fibonacci", 5)]
     with sc.SyncProcessPool(config) as pool:
