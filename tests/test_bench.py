@@ -11,6 +11,7 @@ import re
 import sys
 from pathlib import Path
 
+import attrs
 import pytest
 
 from spider_core.bench import (
@@ -348,10 +349,14 @@ def hand_made_report(tmp_path: Path, **fields: object) -> BenchReport:
     return BenchReport(**values)  # type: ignore[arg-type]
 
 
-def sync_result(async_us: float, sync_us: float, futures_us: float) -> WorkloadResult:
+def sync_result(async_us: float, sync_us: float, futures_us: float, floors_us: tuple[float, float] | None = None) -> WorkloadResult:
     def samples(p50: float) -> tuple[float, ...]:
         return (p50 / 2, p50, p50 * 2)
 
+    floors = () if floors_us is None else (
+        ContenderResult(name="pipe-sync", samples={"e2e": samples(floors_us[0])}),
+        ContenderResult(name="pipe-asyncio", samples={"e2e": samples(floors_us[1])}),
+    )
     return WorkloadResult(
         workload="sync",
         contenders=(
@@ -359,6 +364,7 @@ def sync_result(async_us: float, sync_us: float, futures_us: float) -> WorkloadR
             ContenderResult(name="spider-core-sync", samples={"e2e": samples(sync_us)}),
             ContenderResult(name="spider-core-sync-call", samples={"e2e": samples(sync_us + 5)}),
             ContenderResult(name="futures", samples={"e2e": samples(futures_us)}),
+            *floors,
         ),
     )
 
@@ -417,6 +423,30 @@ def test_targets_met_and_unmet_from_hand_made_samples(tmp_path: Path) -> None:
     assert data["recovery"]["contenders"]["spider-core"]["crash"]["recovered"]["p50"] == 125_000
     assert data["workloads"]["sync"]["futures"]["stats"]["e2e"]["p90"] == 600
     assert data["start_floor_us"]["stats"]["p50"] == 20_000
+
+
+def test_the_call_path_targets_from_hand_made_samples(tmp_path: Path) -> None:
+    # Cold: SyncProcessPool 33 µs over pipe-sync 20 µs is 1.65x (unmet, limit 1.5); ProcessPool
+    # 30 µs over pipe-asyncio 25 µs is 1.2x (met, limit 1.3). Throughput (median tasks/s over
+    # multiprocessing's 10,000/s): gather 1.1x (met), submit 0.7x (unmet), map 2.6x (met).
+    def batches(name: str, rate: float) -> BatchResult:
+        return BatchResult(name=name, workers=2, batch=1000, batch_s=(1000 / rate,) * 3)
+
+    throughput = ThroughputResult(slots=2, batch=1000, rounds=3, contenders=(
+        batches("spider-core", 11_000), batches("spider-core-map", 26_000),
+        batches("spider-core-submit", 7_000), batches("multiprocessing", 10_000),
+    ))
+    report = hand_made_report(tmp_path, sync=sync_result(30, 33, 300, floors_us=(20, 25)), throughput=throughput)
+    checked = {t.target: (t.measured, t.met) for t in targets(report)}
+    assert checked["cold SyncProcessPool no-op p50 ≤ 1.5x pipe-sync"] == ("1.65x (spider-core-sync 33.0 µs, pipe-sync 20.0 µs)", False)
+    assert checked["cold ProcessPool no-op p50 ≤ 1.3x pipe-asyncio"] == ("1.20x (spider-core 30.0 µs, pipe-asyncio 25.0 µs)", True)
+    assert checked["`asyncio.gather` over `ProcessPool.execute`, tasks/s ≥ 1x multiprocessing.Pool"] == (
+        "1.10x (spider-core 11000/s, multiprocessing 10000/s)", True
+    )
+    assert checked["`SyncProcessPool.submit` from 8 threads, tasks/s ≥ 0.8x multiprocessing.Pool"][1] is False
+    assert checked["`ProcessPool.map`, tasks/s ≥ 2.5x multiprocessing.Pool"][1] is True
+    without_peer = attrs.evolve(throughput, contenders=throughput.contenders[:3])
+    assert not [t for t in targets(hand_made_report(tmp_path, throughput=without_peer)) if "tasks/s" in t.target]
 
 
 def test_a_report_without_sync_or_recovery_checks_only_the_start(tmp_path: Path) -> None:
@@ -499,7 +529,7 @@ def test_sync_run_without_matplotlib_still_writes_the_report(
     assert report.plot is None and report.plot_note == NO_MATPLOTLIB
     assert NO_MATPLOTLIB in markdown and PLOT_NAME + "](" not in markdown
     assert not (tmp_path / PLOT_NAME).exists()
-    assert "## sync" in markdown and len(target_lines(markdown)) == 5
+    assert "## sync" in markdown and len(target_lines(markdown)) == 7  # the start, the sync pool's 4, the cold 2
     assert json.loads(report.json_path.read_text())["plot"] is None
 
 
@@ -515,7 +545,9 @@ def test_sync_and_recovery_run_with_the_real_executor(package_dir: Path, tmp_pat
     assert report.workloads == () and report.throughput is None
     sync, recovery = report.sync, report.recovery
     assert sync is not None and recovery is not None
-    assert [c.name for c in sync.contenders] == ["spider-core", "spider-core-sync", "spider-core-sync-call", "futures"]
+    assert [c.name for c in sync.contenders] == [
+        "spider-core", "spider-core-sync", "spider-core-sync-call", "futures", "pipe-sync", "pipe-asyncio"
+    ]
     assert all(len(c.samples["e2e"]) == 4 for c in sync.contenders)
     pebble = importlib.util.find_spec("pebble") is not None
     expected = ["spider-core-standby", "spider-core", "spider-core-forkserver"] + (["pebble"] if pebble else [])
@@ -530,7 +562,7 @@ def test_sync_and_recovery_run_with_the_real_executor(package_dir: Path, tmp_pat
 
     markdown = report.markdown_path.read_text()
     assert "## sync" in markdown and "## recovery" in markdown
-    assert len(target_lines(markdown)) == 8
+    assert len(target_lines(markdown)) == 10
     assert set(table_rows(markdown, "recovery")) == {"contender", "---", *expected}
     data = json.loads(report.json_path.read_text())
     assert list(data["workloads"]) == ["sync"] and data["recovery"]["rounds"] == 1

@@ -75,6 +75,8 @@ _free.argtypes = [ctypes.c_void_p]
 _free.restype = None
 _string_at = ctypes.string_at
 _MAX_CACHED_NAMES = 4096
+#: Inputs up to this size are kept with their argument until the next call (see ``execute``).
+_KEEP_INPUTS = 4096
 
 
 #: Outputs at least this large are not copied out of the package's buffer: ``execute`` returns a
@@ -126,6 +128,11 @@ class NativePackage:
         self.version = version
         self._execute = execute
         self._names: dict[str, _InArray] = {}  # task name -> its argument, built once
+        # The last context and inputs, and their arguments: a structure costs more to build
+        # than the comparison, and calls repeat them (the context nearly always; the inputs
+        # of a task called with the same values again).
+        self._ctx: tuple[bytes, _InArray] = (b"", _InArray(b"", 0))
+        self._inputs: tuple[bytes, _InArray] = (b"", _InArray(b"", 0))
 
     def __repr__(self) -> str:
         return f"<NativePackage {self.name} {self.version} {self.path}>"
@@ -140,7 +147,16 @@ class NativePackage:
             if len(self._names) < _MAX_CACHED_NAMES:  # names come from requests: bound the cache
                 self._names[task] = name
         if raw_ctx.__class__ is bytes and raw_inputs.__class__ is bytes:  # the pipes: the usual case
-            result = self._execute(name, _InArray(raw_ctx, len(raw_ctx)), _InArray(raw_inputs, len(raw_inputs)))
+            last, ctx = self._ctx
+            if raw_ctx != last:
+                ctx = _InArray(raw_ctx, len(raw_ctx))
+                self._ctx = (raw_ctx, ctx)
+            last, inputs = self._inputs
+            if raw_inputs != last:
+                inputs = _InArray(raw_inputs, len(raw_inputs))
+                if len(raw_inputs) <= _KEEP_INPUTS:
+                    self._inputs = (raw_inputs, inputs)
+            result = self._execute(name, ctx, inputs)
         else:
             (ctx, ctx_memory), (inputs, inputs_memory) = _borrow(raw_ctx), _borrow(raw_inputs)
             result = self._execute(name, ctx, inputs)

@@ -102,6 +102,8 @@ _SYNC_LABELS = {
     OURS_SYNC: "`SyncProcessPool.execute(...)`",
     OURS_SYNC_CALL: "`SyncProcessPool.call(...)`",
     "futures": "`ProcessPoolExecutor(1, fork).submit(...).result()`",
+    "pipe-sync": "the floor: a blocking write and read",
+    "pipe-asyncio": "the floor: a write and a reader callback on the loop",
 }
 
 
@@ -109,7 +111,7 @@ def _sync_markdown(result: WorkloadResult) -> list[str]:
     by_name = {c.name: c for c in result.contenders}
     futures = by_name.get("futures")
     lines = [
-        "## sync: `noop()` through SyncProcessPool, ProcessPool and ProcessPoolExecutor (fork)",
+        "## sync: `noop()` through SyncProcessPool, ProcessPool, ProcessPoolExecutor (fork) and the raw pipe",
         "",
         "Per-call round trip (E2E), µs, one worker each, interleaved round-robin. Ratios are **contender / "
         "reference** of the p50: below 1 means the contender is faster.",
@@ -284,7 +286,8 @@ def render_markdown(report: BenchReport, *, show_targets: bool = False) -> str:
             "- **sync**: the no-op through `ProcessPool` (spider-core, on the benchmark's event loop), "
             "`SyncProcessPool` (its own event loop in a thread; called from the benchmark's thread, as a "
             "caller without an event loop would) with `execute` and with `call`, and "
-            "`ProcessPoolExecutor(max_workers=1)` with the fork start method.",
+            "`ProcessPoolExecutor(max_workers=1)` with the fork start method, and the two floors (the raw "
+            "pipe, blocking and on the loop): one call each per round, so each call is a cold one.",
         ]
     if report.recovery is not None:
         lines += [

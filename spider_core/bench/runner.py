@@ -27,9 +27,11 @@ from spider_core.bench.contenders import (
     OURS_SYNC_CALL,
     PEERS,
     Contender,
+    _AsyncPipeFloor,
     _BlockingPeer,
     _Ours,
     _OursSync,
+    _SyncPipeFloor,
 )
 from spider_core.bench.environment import _environment, _idle_rss_kib
 from spider_core.bench.observe import run_observe
@@ -213,14 +215,17 @@ async def _run_sync(
     package_dir: Path, calls: int, warmup: int, progress: Progress, start_method: str = "exec"
 ) -> tuple[WorkloadResult, int | None]:
     """Run the sync workload: the no-op through ProcessPool, SyncProcessPool (``execute`` and
-    ``call``) and ProcessPoolExecutor (fork), interleaved round-robin; return its result and
-    the RSS of the ProcessPool's idle executor after it."""
+    ``call``), ProcessPoolExecutor (fork) and the two raw pipe floors, interleaved round-robin
+    (one call each per round: a cold call); return its result and the RSS of the ProcessPool's
+    idle executor after it."""
     ours = _Ours(package_dir, start_method=start_method)
     contenders: list[Contender] = [
         ours,
         _OursSync(package_dir, OURS_SYNC),
         _OursSync(package_dir, OURS_SYNC_CALL),
         _BlockingPeer("futures", BLOCKING_PEERS["futures"][1]),
+        _SyncPipeFloor(),
+        _AsyncPipeFloor(),
     ]
     started = await _start_all(contenders)
     try:

@@ -8,8 +8,9 @@ from attrs import frozen
 
 from spider_core.bench.contenders import OURS, OURS_SYNC
 from spider_core.bench.recovery import OURS_STANDBY, RECOVERY_TIMEOUT_S
-from spider_core.bench.results import BenchReport
+from spider_core.bench.results import BenchReport, ThroughputResult
 from spider_core.bench.stats import Stats
+from spider_core.bench.throughput import OURS_MAP, OURS_SUBMIT
 
 
 @frozen(kw_only=True)
@@ -40,6 +41,33 @@ def _ratio_target(
     )
 
 
+#: Tasks per second against ``multiprocessing.Pool`` with as many workers: at least these.
+_THROUGHPUT_TARGETS = {
+    OURS: ("`asyncio.gather` over `ProcessPool.execute`", 1.0),
+    OURS_SUBMIT: ("`SyncProcessPool.submit` from 8 threads", 0.8),
+    OURS_MAP: ("`ProcessPool.map`", 2.5),
+}
+
+
+def _throughput_targets(throughput: ThroughputResult) -> list[Target]:
+    rates = {c.name: c.stats().p50 for c in throughput.contenders}
+    peer = rates.get("multiprocessing")
+    if not peer:
+        return []
+    found = []
+    for name, (label, limit) in _THROUGHPUT_TARGETS.items():
+        if name in rates:
+            ratio = rates[name] / peer
+            found.append(
+                Target(
+                    target=f"{label}, tasks/s ≥ {limit:g}x multiprocessing.Pool",
+                    measured=f"{ratio:.2f}x ({name} {rates[name]:.0f}/s, multiprocessing {peer:.0f}/s)",
+                    met=ratio >= limit,
+                )
+            )
+    return found
+
+
 def targets(report: BenchReport) -> list[Target]:
     """The issue's targets that this run measured, each checked against its p50s."""
     found = []
@@ -67,6 +95,12 @@ def targets(report: BenchReport) -> list[Target]:
                 _ratio_target("ProcessPool no-op", OURS, pool, futures_label, futures, 0.15),
                 _ratio_target(sync_label, OURS_SYNC, sync, futures_label, futures, 0.15),
             ]
+        if OURS_SYNC in p50 and "pipe-sync" in p50:  # the cold call against the raw pipe
+            found.append(_ratio_target("cold SyncProcessPool no-op", OURS_SYNC, p50[OURS_SYNC], "pipe-sync", p50["pipe-sync"], 1.5))
+        if OURS in p50 and "pipe-asyncio" in p50:
+            found.append(_ratio_target("cold ProcessPool no-op", OURS, p50[OURS], "pipe-asyncio", p50["pipe-asyncio"], 1.3))
+    if report.throughput is not None:
+        found += _throughput_targets(report.throughput)
     recovery = report.recovery
     if recovery is not None:
         standby, plain = recovery.contender(OURS_STANDBY), recovery.contender(OURS)

@@ -28,6 +28,7 @@ from spider_core.errors import EncodeTaskInputs, InvalidRequest, NotRunning
 from spider_core.models import ExecuteRequest, ExecutorCrash, InTaskFailure, Outcome, PoolConfig, Success, Timeout
 from spider_core.pool.channel import TIMED_OUT, Lost
 from spider_core.pool.events import Events
+from spider_core.pool.loop_channel import NOT_YET
 from spider_core.pool.process import EXIT_GRACE, ExecutorProcess
 from spider_core.pool.requests import Prepared, RequestEncoder
 from spider_core.pool.slots import Slots
@@ -275,8 +276,9 @@ class CallPath:
         if not self._write(executor, frames):
             executor, seqs = await self._resend(slot, [prepared for _, prepared in sent])
         for position, ((key, prepared), seq) in enumerate(zip(sent, seqs, strict=True)):
-            # at once if it came with the answer before; its clock starts when that one ended
-            reply = await slot.answer(executor, executor.expect(), loop.time() + prepared.hard_timeout)
+            reply = executor.ready()  # it came with the answer before
+            if reply is NOT_YET:  # its clock starts now, when the answer before it came
+                reply = await slot.answer(executor, executor.expect(), loop.time() + prepared.hard_timeout)
             outcome = self.success(executor, seq, reply)
             if outcome is None:
                 outcome = await self.outcome(slot, executor, seq, reply, prepared.hard_timeout)

@@ -13,9 +13,18 @@ from typing import Any
 from spider_core.pool.channel import Channel, Lost
 from spider_core.protocol import Frame, FramingError, read_into, write_some
 
+#: What :meth:`LoopChannel.ready` returns while the next message has not come.
+NOT_YET: Any = object()
+
 
 class LoopChannel(Channel):
     """Reads and writes the channel from the loop's callbacks."""
+
+    def ready(self) -> Any:
+        """The next message if it has already come (answers sent together arrive together),
+        else :data:`NOT_YET`; then wait for it with :meth:`expect`. On the loop's thread only."""
+        inbox = self.inbox
+        return inbox.popleft() if inbox else NOT_YET
 
     def expect(self) -> asyncio.Future[Any]:
         """A future for the next message (or :class:`Lost`). On the loop's thread only."""

@@ -43,21 +43,28 @@ class _Mapper:
 
     def start_lanes(self) -> None:
         while self.pending and len(self.lanes) < len(self.slots.all):
-            self.lanes.add(asyncio.ensure_future(self.calls.lane(self.batch, self.deliver)))
+            lane = asyncio.ensure_future(self.calls.lane(self.batch, self.deliver))
+            lane.add_done_callback(self._wake_up)
+            self.lanes.add(lane)
 
     def deliver(self, index: int, result: Outcome | BaseException) -> None:
         self.results[index] = result
+        self._wake_up()
+
+    def _wake_up(self, _: object = None) -> None:
         wake = self._wake
         if wake is not None and not wake.done():
             wake.set_result(None)
 
     async def wait(self) -> None:
-        """Until a lane delivers an outcome or ends."""
+        """Until a lane delivers an outcome or ends (at once if one has ended: the map handles
+        that before it waits again)."""
+        if any(lane.done() for lane in self.lanes):
+            return
         wake = self._wake = asyncio.get_running_loop().create_future()
         try:
-            await asyncio.wait([*self.lanes, wake], return_when=asyncio.FIRST_COMPLETED)
+            await wake
         finally:
-            wake.cancel()
             self._wake = None
 
     def batch(self, executor: ExecutorProcess) -> list[_Item]:
