@@ -286,14 +286,12 @@ class _Submissions:
         self._woken = False
         waiting = self._waiting
         while waiting:
-            prepared, future = waiting.popleft()
-            if not future.cancelled():
-                self._start(prepared, future)
+            self._start(*waiting.popleft())
 
     def _start(self, prepared: Prepared, future: _Submitted) -> None:
         task = self.loop.create_task(self.calls.execute(prepared))
         future.attach(self.loop, task)
-        if future.cancelled():  # cancelled before it knew its task
+        if future.cancelled():  # before it knew its task: the task ends before it begins
             task.cancel()
 
 
