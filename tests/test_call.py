@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 
 import spider_core as sc
 import spider_core.pool.call
-from helpers import async_wait_until, callers_waiting, tasks_run
+from helpers import async_wait_until, callers_waiting, tasks_run, wait_until
 from spider_core.plugin import hookimpl
 
 PKG = "integration_test_tasks"
@@ -266,3 +268,117 @@ def test_a_caller_cancelled_once_its_request_sent_ahead_started_replaces_the_exe
     first, ids, after = pool_run(attrs.evolve(config, slots=1), scenario)
     assert isinstance(first, sc.Success) and ids == (1,)
     assert after.values == [["next"]] and after.executor_id == 2  # killed and replaced
+
+
+# -- SyncProcessPool.submit: lanes, as map runs them ----------------------------------------------
+
+
+def sync_pool(config: sc.PoolConfig, plugin=None) -> sc.SyncProcessPool:
+    pm = sc.get_plugin_manager(sc.PluginSettings(autoload=False))
+    if plugin is not None:
+        pm.register(plugin)
+    return sc.SyncProcessPool(config, plugin_manager=pm)
+
+
+def test_submitted_calls_each_get_their_own_outcome_and_nothing_runs_twice(config, tmp_path: Path) -> None:
+    """Three hundred calls through ``submit`` from four threads: successes, failures, segfaults,
+    timeouts and futures cancelled at every stage (waiting, sent ahead, running)."""
+    exits: Counter[str] = Counter()
+
+    class Exits:
+        @hookimpl
+        def spider_executor_exited(self, reason):
+            exits[reason] += 1
+
+    kinds = []
+    for i in range(300):
+        if i % 50 == 7:
+            kinds.append(("segfault", req("segfault"), sc.ExecutorCrash))
+        elif i % 100 == 21:
+            kinds.append(("timeout", req("sleep_ms", 3000), sc.Timeout))
+        elif i % 25 == 3:
+            kinds.append(("fails", req("always_fail"), sc.InTaskFailure))
+        elif i % 20 == 11:
+            kinds.append(("cancelled", mark(tmp_path / f"mark-{i}", 30), None))
+        else:
+            kinds.append(("ok", echo(f"token-{i}"), sc.Success))
+    futures: list[concurrent.futures.Future[sc.Outcome] | None] = [None] * len(kinds)
+    with sync_pool(config, Exits()) as pool:
+
+        def submit(start: int) -> None:
+            for i in range(start, len(kinds), 4):
+                kind, request, _ = kinds[i]
+                futures[i] = pool.submit(request, 0.3 if kind == "timeout" else 10)
+
+        with concurrent.futures.ThreadPoolExecutor(4) as threads:
+            list(threads.map(submit, range(4)))
+        for i, (kind, _, _) in enumerate(kinds):  # at staggered moments: waiting, sent ahead or running
+            if kind == "cancelled":
+                time.sleep(0.02)  # time itself: the moments are spread over the run
+                futures[i].cancel()  # type: ignore[union-attr]
+        done, not_done = concurrent.futures.wait(futures, timeout=120)  # type: ignore[arg-type]
+        assert not not_done
+        after = pool.execute(echo("after"), 10)
+    assert after.values == [["after"]]
+    for i, ((kind, _, expected), future) in enumerate(zip(kinds, futures, strict=True)):
+        assert future is not None
+        if kind == "cancelled":
+            assert future.cancelled() or isinstance(future.result(), sc.Success), i
+            continue
+        result = future.result()
+        assert isinstance(result, expected), (i, result)
+        if kind == "ok":
+            assert result.values == [[f"token-{i}"]], i
+        if kind == "timeout":
+            assert result.hard_timeout == 0.3
+    assert tasks_run(config.log_dir, "sleep_and_echo") == sum(kind == "ok" for kind, _, _ in kinds) + 1
+    assert exits["crash"] == sum(kind == "segfault" for kind, _, _ in kinds)
+    assert exits["timeout"] == sum(kind == "timeout" for kind, _, _ in kinds)
+    assert exits["cancelled"] <= sum(future.cancelled() for future in futures)  # type: ignore[union-attr]
+
+
+def test_a_submitted_call_cancelled_while_sent_ahead_costs_no_executor(config, tmp_path: Path) -> None:
+    """One slot: the calls submitted while one runs go to the executor in one batch; cancelling
+    one of them before the executor starts it drops its answer, and nothing is killed."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    with sync_pool(attrs.evolve(config, slots=1)) as pool:
+        running = pool.submit(mark(first, 400), 10)
+        wait_until(first.exists, "the first call started")
+        behind = [pool.submit(mark(second, 400), 10), pool.submit(echo("dropped"), 10), pool.submit(echo("kept"), 10)]
+        wait_until(second.exists, "the batch behind it was sent, and its first call started")
+        ids = pool.executor_ids
+        assert behind[1].cancel()
+        assert isinstance(running.result(timeout=30), sc.Success)
+        assert isinstance(behind[0].result(timeout=30), sc.Success)
+        assert behind[2].result(timeout=30).values == [["kept"]]
+        assert behind[1].cancelled() and pool.executor_ids == ids == (1,)
+        assert pool.stats().outcomes["cancelled"] == 0
+
+
+def test_a_submitted_call_cancelled_while_its_executor_runs_it_replaces_the_executor(config, tmp_path: Path) -> None:
+    """The running call of a batch: its executor is killed and replaced (counted as cancelled,
+    not as a crash), and the call sent behind it runs once, on the successor."""
+    started = tmp_path / "started"
+    with sync_pool(attrs.evolve(config, slots=1)) as pool:
+        holder = pool.submit(req("sleep_ms", 300), 10)
+        wait_until(lambda: pool.stats().busy == 1, "the slot busy")
+        running = pool.submit(mark(started, 60_000), 120)
+        behind = pool.submit(echo("behind"), 10)
+        assert isinstance(holder.result(timeout=30), sc.Success)
+        wait_until(started.exists, "the second call started")
+        assert running.cancel()
+        assert behind.result(timeout=30).values == [["behind"]]
+        assert behind.result().executor_id == 2  # killed and replaced
+        stats = pool.stats()
+        assert stats.outcomes["cancelled"] == 1 and stats.outcomes["crash"] == 0
+        assert stats.respawns["cancel"] == 1 and stats.respawns["crash"] == 0
+    assert tasks_run(config.log_dir, "sleep_and_echo") == 1
+
+
+def test_a_submitted_call_s_clock_starts_when_its_executor_starts_it(config) -> None:
+    """Eight 150 ms calls submitted at once to one executor, under a 0.5 s timeout each: sent
+    in one batch, none times out."""
+    with sync_pool(attrs.evolve(config, slots=1)) as pool:
+        futures = [pool.submit(req("sleep_ms", 150), 0.5) for _ in range(8)]
+        outcomes = [f.result(timeout=60) for f in futures]
+    assert all(isinstance(o, sc.Success) for o in outcomes), outcomes

@@ -1,8 +1,8 @@
 """One call, from a prepared request to its outcome: the path every entry point takes.
 
 ``ProcessPool.execute`` (an asyncio caller), ``SyncProcessPool.execute`` (a thread that drives
-the executor's pipe itself), ``SyncProcessPool.submit`` (``execute`` on the pool's thread) and
-the lanes of ``map`` all go through :class:`CallPath`. It owns everything between a
+the executor's pipe itself) and the lanes of ``map`` and of ``SyncProcessPool.submit`` all go
+through :class:`CallPath`. It owns everything between a
 :class:`~spider_core.pool.requests.Prepared` request and its outcome: numbering and sending
 the request (to the successor if the executor died idle, unnoticed), reading the answer
 (with the adaptive spin), the fast path for a plain ``Success``, every other outcome (a
@@ -128,6 +128,18 @@ class CallPath:
         if executor.recycle_after is None:
             return depth
         return max(1, min(depth, executor.recycle_after - executor.tasks_run))
+
+    def share(self, waiting: int) -> int:
+        """How many of ``waiting`` queued calls one slot may be sent ahead of its running one.
+        With one slot, all of them (the order is the queue's anyway). With more, only from a
+        deep queue (at least half :data:`.DEPTH` per slot), and then each slot's share of it:
+        a call sent ahead is bound to that slot, while one that waits in the queue takes the
+        first slot that frees (a short task's, not a long one's), which is what a handful of
+        queued calls should get; a deep queue gains more from pipelining than it loses there."""
+        count = len(self.slots.all)
+        if count == 1:
+            return waiting
+        return waiting // count if waiting >= count * (self._depth // 2) else 0
 
     # -- the pieces every path shares
 

@@ -1,11 +1,11 @@
-"""The ``execute`` path of an asyncio caller (``ProcessPool.execute``, ``SyncProcessPool.submit``),
+"""The ``execute`` path of an asyncio caller (``ProcessPool.execute``),
 which sends the requests of the callers queued behind it ahead to its executor.
 
 Pipelining: an ``execute`` caller that holds a slot whose protocol is pipelined sends the
 requests of callers queued behind it ahead to its executor (:meth:`Calls.execute`), as a map
 lane sends its batch (:meth:`~spider_core.pool.call.CallPath.run_batch`): with one slot, every caller that queues; with
 more, only from a deep queue (at least half :data:`.DEPTH` callers per slot), each slot's
-holder its share (:meth:`Calls._share`), so that a handful of queued callers still take the
+holder its share (:meth:`CallPath.share <spider_core.pool.call.CallPath.share>`), so that a handful of queued callers still take the
 first slot that frees. The executor still runs one task at a time, in order, and each caller
 still reads its own answer: the slot passes from one caller to the next as the answers come.
 So:
@@ -100,7 +100,7 @@ class Calls(CallPath):
         self._pipes: dict[int, _Pipe] = {}
         self._drains: set[asyncio.Task[None]] = set()
 
-    # -- an asyncio caller (ProcessPool.execute, SyncProcessPool.submit)
+    # -- an asyncio caller (ProcessPool.execute)
 
     async def execute(self, prepared: Prepared) -> Outcome:
         """Run ``prepared`` on the first free slot, or behind the caller that holds a slot
@@ -183,18 +183,6 @@ class Calls(CallPath):
                 raise
         return ticket, slot, executor
 
-    def _share(self, slots: Slots, waiting: int) -> int:
-        """How many of ``waiting`` queued callers a slot's holder may send ahead. With one
-        slot, all of them (the order is the queue's anyway). With more, only a deep queue (at
-        least half :data:`.DEPTH` per slot), and then each slot's share of it: a caller sent
-        ahead is bound to that slot, while one that waits in the queue takes the first slot
-        that frees (a short task's, not a long one's), which is what a handful of queued
-        callers should get; a deep queue gains more from pipelining than it loses there."""
-        count = len(slots.all)
-        if count == 1:
-            return waiting
-        return waiting // count if waiting >= count * (self._depth // 2) else 0
-
     def _kill_if_started(self, ticket: _Ticket) -> None:
         """The caller of ``ticket`` left before its turn: if the executor has already started
         its request (every answer before it has come, though the loop has not yet handed the
@@ -228,8 +216,8 @@ class Calls(CallPath):
     def _join(self, slots: Slots, prepared: Prepared) -> _Ticket | None:
         """Send ``prepared`` ahead to the slot an ``execute`` caller holds with the fewest
         requests behind it, if nobody is queued (they come first), it is its share
-        (:meth:`_share`) and that executor has room."""
-        if slots.waiting or not self._share(slots, 1):
+        (:meth:`share`) and that executor has room."""
+        if slots.waiting or not self.share(1):
             return None
         best = None
         for index, pipe in self._pipes.items():
@@ -283,7 +271,7 @@ class Calls(CallPath):
             numbered.append((ticket, seq))
             room -= 1
         adopt = room > 0 and (not there or room >= self._depth // 2)
-        for place, ticket in slots.adopt(min(room, self._share(slots, slots.waiting))) if adopt else ():
+        for place, ticket in slots.adopt(min(room, self.share(slots.waiting))) if adopt else ():
             ticket.slot, ticket.turn = slot, place
             try:
                 seq, frame = self.frame(executor, ticket.prepared)

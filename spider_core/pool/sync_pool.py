@@ -5,9 +5,8 @@ notices an executor that dies between calls, logs what executors write, and spaw
 executor (``PR_SET_PDEATHSIG`` is tied to the thread that spawned the child). A call does not
 cross to that thread when all goes well: the calling thread takes a free slot, writes the
 request and waits for the answer on the executor's pipe itself, so a round trip costs no
-thread wake-up. ``submit`` hands its calls to the pool's thread in batches
-(:class:`_Submissions`): one wake-up of that thread for all the calls submitted while it is
-busy. Queueing for a busy slot, spawning, and everything after a fault (kill, reap,
+thread wake-up. ``submit`` hands its calls to the pool's thread, which runs them in lanes as
+``map`` does (:mod:`spider_core.pool.submissions`). Queueing for a busy slot, spawning, and everything after a fault (kill, reap,
 respawn) happen on the pool's thread, and the caller waits for them.
 """
 
@@ -15,11 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import sys
 import threading
 import warnings
-from collections import deque
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,8 +25,7 @@ from spider_core.errors import InternalError, NotRunning
 from spider_core.models import ExecuteRequest, Outcome, PoolConfig, PoolStats
 from spider_core.plugin.manager import SpiderPluginManager
 from spider_core.pool.async_pool import ProcessPool
-from spider_core.pool.pipeline import Calls
-from spider_core.pool.requests import Prepared
+from spider_core.pool.submissions import Submissions, Submitted
 
 _T = TypeVar("_T")
 
@@ -51,7 +47,7 @@ class SyncProcessPool:
         self._pool.calls.direct = True
         self._loop: asyncio.AbstractEventLoop | None = None  # from start() until close()
         self._thread: threading.Thread | None = None
-        self._submissions: _Submissions | None = None  # from start() until close()
+        self._submissions: Submissions | None = None  # from start() until close()
         self._closed = False
 
     @property
@@ -103,7 +99,7 @@ class SyncProcessPool:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="spider-core-pool", daemon=True)
         self._thread.start()
-        self._submissions = _Submissions(self._loop, self._pool.calls)
+        self._submissions = Submissions(self._loop, self._pool.calls)
         try:
             self._run(self._pool.start())
         except BaseException:
@@ -166,14 +162,13 @@ class SyncProcessPool:
         submissions = self._submissions
         if submissions is None:
             raise NotRunning("the pool is not started; use `with` or start()")
-        future = _Submitted()
         try:
             prepared = self._pool.calls.prepare(request, hard_timeout, soft_timeout)
         except InternalError as e:
-            future.set_exception(e)
-            return future
-        submissions.put(prepared, future)
-        return future
+            failed = Submitted()
+            failed.set_exception(e)
+            return failed
+        return submissions.submit(prepared)
 
     def map(
         self, requests: Iterable[ExecuteRequest], hard_timeout: float | None = None, *, soft_timeout: float | None = None
@@ -237,93 +232,6 @@ class SyncProcessPool:
         except BaseException:  # KeyboardInterrupt: cancel the call, as a cancelled coroutine would
             future.cancel()
             raise
-
-
-class _Submissions:
-    """Calls submitted from any thread, handed to the pool's thread in batches: the first
-    call of a batch wakes that thread, and the calls submitted while it is busy wait for the
-    same wake-up. Each call runs as a task of its own (``Calls.execute``), and its future
-    (:class:`_Submitted`) behaves as ``asyncio.run_coroutine_threadsafe``'s: cancelling it
-    cancels the task."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, calls: Calls) -> None:
-        self.loop = loop
-        self.calls = calls
-        # No lock: deque appends and pops are atomic, a caller appends before it looks at
-        # _woken, and the pool's thread clears _woken before it takes what is waiting; so
-        # every call is taken, at worst by one wake-up too many.
-        self._waiting: deque[tuple[Prepared, _Submitted]] = deque()
-        self._woken = False  # the pool's thread will take what is waiting
-        self._refusal: BaseException | None = None  # the pool's thread is gone
-
-    def put(self, prepared: Prepared, future: _Submitted) -> None:
-        """Run ``prepared`` on the pool's thread; its outcome (or error) goes to ``future``."""
-        self._waiting.append((prepared, future))
-        if self._refusal is not None:  # (set before refuse() empties the queue: see there)
-            self._refuse_waiting()
-        elif not self._woken:
-            self._woken = True
-            self.loop.call_soon_threadsafe(self._take)
-
-    def refuse(self, error: BaseException) -> None:
-        """The pool's thread has stopped: every call still waiting, and every later one, gets
-        ``error``."""
-        self._refusal = error
-        self._refuse_waiting()
-
-    def _refuse_waiting(self) -> None:
-        waiting = self._waiting
-        while waiting:
-            try:
-                _, future = waiting.popleft()
-            except IndexError:  # another thread took the last one
-                return
-            with contextlib.suppress(concurrent.futures.InvalidStateError):  # cancelled meanwhile
-                future.set_exception(self._refusal)
-
-    def _take(self) -> None:
-        """On the pool's thread: start every call waiting."""
-        self._woken = False
-        waiting = self._waiting
-        while waiting:
-            self._start(*waiting.popleft())
-
-    def _start(self, prepared: Prepared, future: _Submitted) -> None:
-        task = self.loop.create_task(self.calls.execute(prepared))
-        future.attach(self.loop, task)
-        if future.cancelled():  # before it knew its task: the task ends before it begins
-            task.cancel()
-
-
-class _Submitted(concurrent.futures.Future[Outcome]):
-    """The future ``submit`` returns: cancelling it cancels its task on the pool's thread."""
-
-    _task: asyncio.Task[Outcome] | None = None
-    _loop: asyncio.AbstractEventLoop | None = None
-
-    def attach(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Outcome]) -> None:
-        """On the pool's thread: ``task`` runs this call; its outcome comes here."""
-        self._loop, self._task = loop, task
-        task.add_done_callback(self._settle)
-
-    def _settle(self, task: asyncio.Task[Outcome]) -> None:
-        try:
-            if task.cancelled():
-                self.cancel()
-            elif (error := task.exception()) is not None:
-                self.set_exception(error)
-            else:
-                self.set_result(task.result())
-        except concurrent.futures.InvalidStateError:  # cancelled meanwhile: nobody waits for it
-            pass
-
-    def cancel(self) -> bool:
-        cancelled = super().cancel()
-        task, loop = self._task, self._loop
-        if cancelled and task is not None and loop is not None:
-            with contextlib.suppress(RuntimeError):  # the pool's loop is closed: the task ended
-                loop.call_soon_threadsafe(task.cancel)
-        return cancelled
 
 
 class _Handoff:
