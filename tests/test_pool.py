@@ -554,6 +554,22 @@ def test_bad_requests_are_clear_errors(config, request_, timeout, error) -> None
     assert pool_run(config, scenario).values == [55]
 
 
+def test_timeouts_checked_once_are_still_checked_when_they_change() -> None:
+    """The encoder skips the check of the timeouts it checked last (the same objects): a new
+    bad value after good ones is still refused, and a new soft timeout is converted anew."""
+    from spider_core.pool.requests import RequestEncoder
+
+    encoder, request = RequestEncoder(), req("fibonacci", 1)
+    hard, soft = 5.0, 0.25
+    assert encoder.prepare(request, hard, soft).soft_timeout_us == 250_000
+    assert encoder.prepare(request, hard, soft).soft_timeout_us == 250_000  # the same objects: not checked again
+    for bad_hard, bad_soft in [(-1.0, soft), (hard, float("nan")), (True, None), (hard, 0)]:
+        with pytest.raises(sc.InvalidRequest, match="must be a positive number of seconds"):
+            encoder.prepare(request, bad_hard, bad_soft)
+    assert encoder.prepare(request, hard, None).soft_timeout_us == 0
+    assert encoder.prepare(request, 1.5, 2.0).soft_timeout_us == 2_000_000
+
+
 @pytest.mark.parametrize("field", ["job_id", "task_instance_id", "resource_group_id"])
 @pytest.mark.parametrize("value", [False, 0.0, -1, 2**64, "0", [0]])
 def test_context_ids_must_be_u64_even_when_zero_is_cached(config, field: str, value: object) -> None:

@@ -32,6 +32,7 @@ _MAX_VALID_NAMES = 4096
 #: The longest soft timeout the executor's interval timer is armed for, in seconds (about 31
 #: years): a longer one is the same in practice, and would not fit the timer or the wire.
 MAX_SOFT_TIMEOUT = 1e9
+_UNCHECKED = object()
 
 
 def check_names(package: Any, task: Any) -> None:
@@ -134,6 +135,10 @@ class RequestEncoder:
 
     def __init__(self) -> None:
         self._valid_names: set[tuple[str, str]] = set()
+        # The last timeouts checked, and the soft one in microseconds: ``map`` and a steady
+        # caller pass the same objects again (numbers are immutable, so the same object is the
+        # same value, and was checked).
+        self._timeouts: tuple[Any, Any, int] = (_UNCHECKED, _UNCHECKED, 0)
 
     def prepare(self, request: ExecuteRequest, hard_timeout: float, soft_timeout: float | None = None) -> Prepared:
         """Validate and encode ``request``.
@@ -145,11 +150,14 @@ class RequestEncoder:
         """
         if not isinstance(request, ExecuteRequest):
             raise InvalidRequest(f"request must be an ExecuteRequest, got {type(request).__name__}")
-        check_timeout(hard_timeout)
-        soft_timeout_us = 0
-        if soft_timeout is not None:
-            check_timeout(soft_timeout, "soft_timeout")
-            soft_timeout_us = max(1, round(min(soft_timeout, MAX_SOFT_TIMEOUT) * 1e6))
+        last_hard, last_soft, soft_timeout_us = self._timeouts
+        if hard_timeout is not last_hard or soft_timeout is not last_soft:
+            check_timeout(hard_timeout)
+            soft_timeout_us = 0
+            if soft_timeout is not None:
+                check_timeout(soft_timeout, "soft_timeout")
+                soft_timeout_us = max(1, round(min(soft_timeout, MAX_SOFT_TIMEOUT) * 1e6))
+            self._timeouts = (hard_timeout, soft_timeout, soft_timeout_us)
         package, task = request.package, request.task
         if not (type(package) is str and type(task) is str and (package, task) in self._valid_names):
             check_names(package, task)
