@@ -195,6 +195,23 @@ class _FailsForExecutor:
         return LaunchSpec(argv=(sys.executable, "-m", "spider_core.executor"), env=env)
 
 
+def test_when_no_slot_can_spawn_submitted_calls_all_end(config) -> None:
+    """Both executors crash and neither can be replaced: every call submitted behind the
+    crashes ends, with NotRunning, none is left waiting (the calls sent behind a crash, and
+    those still waiting)."""
+    pm = sc.get_plugin_manager(sc.PluginSettings(autoload=False))
+    pm.register(_FailsForExecutor({3, 4, 5, 6}))
+    with sc.SyncProcessPool(attrs.evolve(config, backoff_initial=30.0), plugin_manager=pm) as pool:
+        crashes = [pool.submit(req("always_panic"), 10) for _ in range(2)]
+        behind = [pool.submit(req("fibonacci", 3), 10) for _ in range(40)]
+        done, not_done = concurrent.futures.wait([*crashes, *behind], timeout=60)
+        assert not not_done
+        assert all(isinstance(f.result(), sc.ExecutorCrash) for f in crashes)
+        results = [f.exception() or f.result() for f in behind]
+        assert all(isinstance(r, (sc.NotRunning, sc.Success, sc.ExecutorCrash)) for r in results), results
+        assert any(isinstance(r, sc.NotRunning) for r in results)
+
+
 def test_a_slot_that_cannot_spawn_does_not_hold_requests_while_the_other_works(config) -> None:
     pm = sc.get_plugin_manager(sc.PluginSettings(autoload=False))
     pm.register(_FailsForExecutor({2}))

@@ -151,8 +151,16 @@ class Submissions:
             asyncio.current_task().uncancel()  # type: ignore[union-attr]  # in a task
             # the calls sent behind the one cancelled never ran: they run again
             again = list(lane.items.items())[1:]
-        except InternalError as e:  # no slot could serve: the first call waiting gets the error
-            self._fail(e, everyone=isinstance(e, NotRunning))
+        except Exception as e:
+            # no slot could serve (InternalError), or a bug: the calls of the batch, which
+            # reached no live executor, get the error; so does the first call waiting, if the
+            # lane got no batch, or every call waiting, if the pool closed (or for a bug)
+            for key in lane.items:
+                future = self._futures.pop(key, None)
+                if future is not None:
+                    _settle(future, e)
+            if not lane.items or not isinstance(e, InternalError) or isinstance(e, NotRunning):
+                self._fail(e, everyone=not isinstance(e, InternalError) or isinstance(e, NotRunning))
         finally:
             self._lanes.remove(lane)
         self._queue.extendleft(reversed(again))
