@@ -47,6 +47,14 @@ def amap(config: sc.PoolConfig, requests, hard_timeout=None, plugin=None) -> lis
     return asyncio.run(main())
 
 
+def test_a_short_map_spreads_its_requests_over_the_slots(config) -> None:
+    """Fewer requests than a slot's share: each goes to a slot of its own, so two slow tasks on
+    two slots run at once (they used to go to the first slot in one batch, one after the other)."""
+    outcomes = amap(config, [req("sleep_ms", 300), req("sleep_ms", 300)])
+    assert all(isinstance(o, sc.Success) for o in outcomes)
+    assert {o.executor_id for o in outcomes} == {1, 2}
+
+
 @pytest.mark.parametrize("fault", ["segfault", "always_panic", "exit_with"])
 def test_a_crash_in_a_batch_replaces_the_executor_and_the_rest_run_once(config, fault) -> None:
     tokens = [f"token-{i}" for i in range(3 * DEPTH)]

@@ -68,9 +68,12 @@ class _Mapper:
             self._wake = None
 
     def batch(self, executor: ExecutorProcess) -> list[_Item]:
-        """The requests to send ``executor`` in one write: from the front of the queue, as
-        many as it may take (:meth:`CallPath.room`) within :data:`BATCH_BYTES`."""
-        limit = self.calls.room(executor, self.depth)
+        """The requests to send ``executor`` in one write: from the front of the queue, the
+        one it runs and its share of the rest (:meth:`CallPath.share`: a short queue is spread
+        over the slots, one request each), as many as it may take (:meth:`CallPath.room`)
+        within :data:`BATCH_BYTES`."""
+        calls = self.calls
+        limit = min(calls.room(executor, self.depth), 1 + calls.share(len(self.pending) - 1))
         pending = self.pending
         items: list[_Item] = []
         size = 0
