@@ -198,9 +198,8 @@ def test_recycle_after_falls_between_tasks_under_pipelining(config) -> None:
     assert tasks_run(config.log_dir, "sleep_and_echo") == 10
 
 
-def test_five_hundred_callers_each_get_their_own_outcome_and_nothing_runs_twice(config, tmp_path: Path) -> None:
-    """Successes, failures, segfaults, timeouts and callers cancelled at every stage (queued,
-    sent ahead, running), on two pipelined slots."""
+def exit_counter() -> tuple[Counter[str], type]:
+    """Executors' exits by reason, and the plugin that counts them."""
     exits: Counter[str] = Counter()
 
     class Exits:
@@ -208,8 +207,14 @@ def test_five_hundred_callers_each_get_their_own_outcome_and_nothing_runs_twice(
         def spider_executor_exited(self, reason):
             exits[reason] += 1
 
-    kinds = []
-    for i in range(500):
+    return exits, Exits
+
+
+def mixed_calls(count: int, tmp_path: Path) -> list[tuple[str, sc.ExecuteRequest, type | None]]:
+    """``count`` calls, each (kind, request, the outcome it must get): successes, failures,
+    segfaults, timeouts (at 0.3 s), and calls to be cancelled (None: cancelled, or a Success)."""
+    kinds: list[tuple[str, sc.ExecuteRequest, type | None]] = []
+    for i in range(count):
         if i % 50 == 7:
             kinds.append(("segfault", req("segfault"), sc.ExecutorCrash))
         elif i % 100 == 21:
@@ -220,6 +225,14 @@ def test_five_hundred_callers_each_get_their_own_outcome_and_nothing_runs_twice(
             kinds.append(("cancelled", mark(tmp_path / f"mark-{i}", 30), None))
         else:
             kinds.append(("ok", echo(f"token-{i}"), sc.Success))
+    return kinds
+
+
+def test_five_hundred_callers_each_get_their_own_outcome_and_nothing_runs_twice(config, tmp_path: Path) -> None:
+    """Successes, failures, segfaults, timeouts and callers cancelled at every stage (queued,
+    sent ahead, running), on two pipelined slots."""
+    exits, Exits = exit_counter()
+    kinds = mixed_calls(500, tmp_path)
 
     async def scenario(pool):
         tasks = [
@@ -283,25 +296,8 @@ def sync_pool(config: sc.PoolConfig, plugin=None) -> sc.SyncProcessPool:
 def test_submitted_calls_each_get_their_own_outcome_and_nothing_runs_twice(config, tmp_path: Path) -> None:
     """Three hundred calls through ``submit`` from four threads: successes, failures, segfaults,
     timeouts and futures cancelled at every stage (waiting, sent ahead, running)."""
-    exits: Counter[str] = Counter()
-
-    class Exits:
-        @hookimpl
-        def spider_executor_exited(self, reason):
-            exits[reason] += 1
-
-    kinds = []
-    for i in range(300):
-        if i % 50 == 7:
-            kinds.append(("segfault", req("segfault"), sc.ExecutorCrash))
-        elif i % 100 == 21:
-            kinds.append(("timeout", req("sleep_ms", 3000), sc.Timeout))
-        elif i % 25 == 3:
-            kinds.append(("fails", req("always_fail"), sc.InTaskFailure))
-        elif i % 20 == 11:
-            kinds.append(("cancelled", mark(tmp_path / f"mark-{i}", 30), None))
-        else:
-            kinds.append(("ok", echo(f"token-{i}"), sc.Success))
+    exits, Exits = exit_counter()
+    kinds = mixed_calls(300, tmp_path)
     futures: list[concurrent.futures.Future[sc.Outcome] | None] = [None] * len(kinds)
     with sync_pool(config, Exits()) as pool:
 
