@@ -136,7 +136,7 @@ class CallPath:
         a call sent ahead is bound to that slot, while one that waits in the queue takes the
         first slot that frees (a short task's, not a long one's), which is what a handful of
         queued calls should get; a deep queue gains more from pipelining than it loses there."""
-        count = len(self.slots.all)
+        count = len(self._slots.all)  # type: ignore[union-attr]  # set by open(); not .slots: no check, the pool may be closing
         if count == 1:
             return waiting
         return waiting // count if waiting >= count * (self._depth // 2) else 0
