@@ -141,6 +141,12 @@ class CallPath:
             return waiting
         return waiting // count if waiting >= count * (self._depth // 2) else 0
 
+    def batch_size(self, executor: ExecutorProcess, depth: int, waiting: int) -> int:
+        """How many of ``waiting`` queued requests to send ``executor`` in one write: the one it
+        runs and its :meth:`share` of the rest, within its :meth:`room` (the lanes of ``map``
+        and of ``submit``)."""
+        return min(self.room(executor, depth), 1 + self.share(waiting - 1))
+
     # -- the pieces every path shares
 
     def frame(self, executor: ExecutorProcess, prepared: Prepared) -> tuple[int, Frame]:

@@ -69,12 +69,10 @@ class _Mapper:
 
     def batch(self, executor: ExecutorProcess) -> list[_Item]:
         """The requests to send ``executor`` in one write: from the front of the queue, the
-        one it runs and its share of the rest (:meth:`CallPath.share`: a short queue is spread
-        over the slots, one request each), as many as it may take (:meth:`CallPath.room`)
-        within :data:`BATCH_BYTES`."""
-        calls = self.calls
-        limit = min(calls.room(executor, self.depth), 1 + calls.share(len(self.pending) - 1))
+        one it runs and its share of the rest (:meth:`CallPath.batch_size`: a short queue is
+        spread over the slots, one request each), within :data:`BATCH_BYTES`."""
         pending = self.pending
+        limit = self.calls.batch_size(executor, self.depth, len(pending))
         items: list[_Item] = []
         size = 0
         while pending and len(items) < limit:

@@ -168,12 +168,10 @@ class Submissions:
 
     def _batch(self, lane: _Lane, executor: ExecutorProcess) -> list[tuple[int, Prepared]]:
         """The calls to send ``executor`` in one write: from the front of the queue, the one it
-        runs and its share of the rest (:meth:`CallPath.share
-        <spider_core.pool.call.CallPath.share>`), as many as it may take now; a call cancelled
-        meanwhile is dropped."""
-        calls = self.calls
-        limit = min(calls.room(executor, calls.depth()), 1 + calls.share(len(self._queue) - 1))
-        queue, futures = self._queue, self._futures
+        runs and its share of the rest (:meth:`CallPath.batch_size
+        <spider_core.pool.call.CallPath.batch_size>`); a call cancelled meanwhile is dropped."""
+        calls, queue, futures = self.calls, self._queue, self._futures
+        limit = calls.batch_size(executor, calls.depth(), len(queue))
         items: list[tuple[int, Prepared]] = []
         while queue and len(items) < limit:
             key, prepared = queue.popleft()

@@ -6,8 +6,9 @@ executor (``PR_SET_PDEATHSIG`` is tied to the thread that spawned the child). A 
 cross to that thread when all goes well: the calling thread takes a free slot, writes the
 request and waits for the answer on the executor's pipe itself, so a round trip costs no
 thread wake-up. ``submit`` hands its calls to the pool's thread, which runs them in lanes as
-``map`` does (:mod:`spider_core.pool.submissions`). Queueing for a busy slot, spawning, and everything after a fault (kill, reap,
-respawn) happen on the pool's thread, and the caller waits for them.
+``map`` does (:mod:`spider_core.pool.submissions`). Queueing for a busy slot, spawning, and
+everything after a fault (kill, reap, respawn) happen on the pool's thread, and the caller
+waits for them.
 """
 
 from __future__ import annotations
